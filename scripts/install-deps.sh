@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The system packages vidgate needs to build and test: ffmpeg (ffmpeg + ffprobe,
+# used at run time; vidgate never downloads one), and cmake + clang for the
+# llama.cpp build of the local backend. Installs only what is missing.
+set -euo pipefail
+missing=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v clang >/dev/null || missing+=(clang)
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${missing[@]}" >/dev/null

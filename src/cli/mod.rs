@@ -1,0 +1,118 @@
+//! Command-line flags and the commands behind them.
+
+mod frames;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use vidgate::config::{Config, ConfigSources};
+
+#[derive(Debug, Parser)]
+#[command(name = "vidgate", version, about = "Understand videos: stories, timelines, answers.")]
+pub struct Args {
+    /// Config file (default: $VIDGATE_CONFIG, ./vidgate.toml, then the platform config dir).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what a video holds: duration, streams, codec, size, rotation, audio.
+    Probe {
+        video: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extract sampled frames as JPEG files.
+    Frames(frames::FramesArgs),
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Probe { video, json } => {
+            let config = load_config(args.config, Vec::new())?;
+            let info = vidgate::media::probe(&video, &config.limits).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &info)?;
+                writeln!(out)?;
+            } else {
+                print_probe(&mut out, &info)?;
+            }
+            Ok(())
+        }
+        Command::Frames(frames) => {
+            let overrides = frames.config_overrides();
+            let config = load_config(args.config, overrides)?;
+            frames::run(frames, &config).await
+        }
+    }
+}
+
+fn load_config(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> anyhow::Result<Config> {
+    let mut sources = ConfigSources::standard(file);
+    sources.overrides = overrides;
+    Ok(Config::load(&sources)?)
+}
+
+fn print_probe(out: &mut impl Write, info: &vidgate::media::MediaInfo) -> anyhow::Result<()> {
+    let v = &info.video;
+    let (dw, dh) = v.display_size();
+    writeln!(out, "file       {}", info.path.display())?;
+    writeln!(out, "size       {} bytes", info.size_bytes)?;
+    writeln!(out, "container  {}", info.container)?;
+    writeln!(out, "duration   {}", vidgate::timecode::format(info.duration_ms))?;
+    writeln!(out, "video      {} {}x{} at {:.3} fps (stream {})", v.codec, v.width, v.height, v.fps, v.index)?;
+    if v.rotation != 0 {
+        writeln!(out, "rotation   {}° (shown as {dw}x{dh})", v.rotation)?;
+    }
+    match &info.audio {
+        Some(a) => writeln!(out, "audio      {} {} ch {} Hz (stream {})", a.codec, a.channels, a.sample_rate, a.index)?,
+        None => writeln!(out, "audio      none")?,
+    }
+    let kinds: Vec<String> = info.streams.iter().map(|s| format!("{}:{}", s.index, s.kind)).collect();
+    writeln!(out, "streams    {}", kinds.join(" ")).context("writing to stdout")?;
+    Ok(())
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIDGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// One readable line on stderr and a non-zero exit.
+pub fn fail(e: &anyhow::Error) -> ExitCode {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    let mut line = chain.first().cloned().unwrap_or_default();
+    for cause in &chain[1..] {
+        if !line.contains(cause.as_str()) {
+            line.push_str(": ");
+            line.push_str(cause);
+        }
+    }
+    let _ = writeln!(std::io::stderr(), "vidgate: error: {}", line.replace('\n', " "));
+    ExitCode::from(1)
+}
+
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

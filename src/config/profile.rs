@@ -1,0 +1,224 @@
+//! Provider profiles: what a service or deployment is, as data.
+//!
+//! One file per service ships in `providers/`; a user's `[providers.NAME]` table
+//! overrides keys of a shipped profile or adds a new one. Every field is
+//! optional here so that an override may name only what it changes; what a
+//! backend needs is checked when the provider is built.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The wire protocol a profile speaks: one backend module each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Gemini,
+    Openai,
+    LlamaLocal,
+}
+
+impl Protocol {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Gemini => "gemini",
+            Protocol::Openai => "openai",
+            Protocol::LlamaLocal => "llama_local",
+        }
+    }
+}
+
+/// How the key travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthScheme {
+    /// `Authorization: Bearer KEY` (OpenAI and most others, Vertex AI).
+    Bearer,
+    /// `api-key: KEY` (Azure OpenAI).
+    ApiKeyHeader,
+    /// `x-goog-api-key: KEY` (the Gemini Developer API).
+    GoogApiKey,
+    /// No key (local servers).
+    None,
+}
+
+/// The `detail` an OpenAI-style image part asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageDetail {
+    Low,
+    High,
+    Auto,
+}
+
+/// Prices in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// Cached input, where the provider discounts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
+    /// Audio input, where it is priced apart from text, image and video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_input_per_mtok: Option<f64>,
+}
+
+/// How a model family counts the tokens of one image.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ImageTokenRule {
+    /// Fit in `max_side`, shorten the short side to `short_side`, then
+    /// `base + per_tile × tiles of tile_px` (GPT-4o class). Low detail is `base`.
+    Tiles { base: u32, per_tile: u32, tile_px: u32, max_side: u32, short_side: u32 },
+    /// 32-px patches, capped, times a multiplier (GPT-4.1 mini/nano, o4-mini).
+    Patches { patch_px: u32, max_patches: u32, multiplier: f64 },
+    /// The same count for every image (Gemini's 258, local projectors).
+    Fixed { tokens: u32 },
+}
+
+/// What one model can take and costs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelProfile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_images_per_request: Option<u32>,
+    /// The largest request body the service accepts, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vision: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_video: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_tokens: Option<ImageTokenRule>,
+    /// Tokens per second of video at default resolution (native-video models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_tokens_per_second: Option<f64>,
+    /// Tokens per second of audio (native-video models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_tokens_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+}
+
+/// A service's rate limits, as the profile states them for a default tier.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_day: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+/// One service or deployment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderProfile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The API root, e.g. `https://api.openai.com/v1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The *name* of the environment variable that holds the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthScheme>,
+    /// The model used unless a request names another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// A price for `model` that overrides the catalogue below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelProfile>,
+    pub limits: RateLimits,
+    /// The day the prices and limits were checked, `YYYY-MM-DD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prices_checked: Option<String>,
+    /// The page they were checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prices_source: Option<String>,
+    /// Per-request timeout in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
+
+    // OpenAI-compatible
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<ImageDetail>,
+    /// Frames per call; 1 is frame-by-frame mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_per_call: Option<u32>,
+    /// Azure's `api-version` query parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+
+    // Gemini and Vertex AI
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Vertex AI: the variable holding a bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Vertex AI: a command whose output is a bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_command: Option<Vec<String>>,
+    /// Send the video inline below this request size; upload above it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inline_max_bytes: Option<u64>,
+    /// `low`, `medium` or `high`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_resolution: Option<String>,
+
+    // Local llama.cpp
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mmproj_path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_layers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
+}
+
+impl ProviderProfile {
+    /// The model profile of `model`, if the catalogue lists it.
+    pub fn model_profile(&self, model: &str) -> Option<&ModelProfile> {
+        self.models.get(model)
+    }
+
+    /// The price that applies to `model`: the profile's own, else the catalogue's.
+    pub fn price_for(&self, model: &str) -> Option<Price> {
+        self.price.or_else(|| self.models.get(model).and_then(|m| m.price))
+    }
+
+    /// The auth scheme, defaulting by protocol.
+    pub fn auth_scheme(&self) -> AuthScheme {
+        self.auth.unwrap_or(match (self.protocol, &self.api_key_env) {
+            (_, None) => AuthScheme::None,
+            (Some(Protocol::Gemini), Some(_)) => AuthScheme::GoogApiKey,
+            _ => AuthScheme::Bearer,
+        })
+    }
+}

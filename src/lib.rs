@@ -1,0 +1,18 @@
+//! vidgate: understand videos through one call.
+//!
+//! The data path follows `docs/` and the design: a [`schema::VideoRequest`] is
+//! probed and sampled by [`media`], dispatched to a [`provider::Provider`]
+//! wrapped in [`policy`] decorators along the chain the [`router`] chooses, and
+//! the observations are merged by [`merge`] into a [`schema::VideoReport`].
+
+pub mod config;
+pub mod media;
+pub mod merge;
+pub mod policy;
+pub mod provider;
+pub mod router;
+pub mod schema;
+pub mod timecode;
+
+pub use config::Config;
+pub use schema::{VideoReport, VideoRequest};

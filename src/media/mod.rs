@@ -1,0 +1,101 @@
+//! Reading videos: probe them, then stream sampled frames out of ffmpeg.
+//!
+//! ffmpeg and ffprobe are the system's (a declared requirement); vidgate never
+//! downloads them. They read only the file named, through the `file` protocol
+//! and an allow-list of container formats, so a playlist or concat list cannot
+//! make them open anything else.
+
+mod error;
+mod extract;
+mod plan;
+mod probe;
+mod scene;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::Path;
+
+pub use error::MediaError;
+pub use extract::{extract, FrameStream};
+pub use plan::{Extraction, Strategy};
+pub use probe::{probe, AudioInfo, MediaInfo, StreamInfo, VideoInfo};
+pub use scene::{SceneDetector, SceneSettings};
+
+/// Container formats ffmpeg may open. No playlists (HLS, DASH), no concat, no
+/// image sequences, no protocols other than a plain file.
+pub const FORMAT_ALLOW_LIST: &str = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,asf,\
+gif,h264,hevc,m4v,mjpeg,dv,nut,mxf,ivf,yuv4mpegpipe,wav,mp3,aac,flac";
+
+/// How a frame's pixels are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameFormat {
+    /// Packed RGB888, for the local model.
+    Rgb,
+    /// JPEG at this quality (1..=100), for the wire.
+    Jpeg { quality: u8 },
+}
+
+/// The pixels of one frame.
+#[derive(Clone, PartialEq, Eq)]
+pub enum FrameData {
+    Rgb(Vec<u8>),
+    Jpeg(Vec<u8>),
+}
+
+impl FrameData {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            FrameData::Rgb(b) | FrameData::Jpeg(b) => b,
+        }
+    }
+}
+
+/// One sampled frame, with its presentation time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Position among the frames of this extraction, from 0.
+    pub index: u32,
+    /// Presentation time, milliseconds from the start of the video.
+    pub pts_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    pub data: FrameData,
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.data {
+            FrameData::Rgb(_) => "rgb",
+            FrameData::Jpeg(_) => "jpeg",
+        };
+        f.debug_struct("Frame")
+            .field("index", &self.index)
+            .field("pts_ms", &self.pts_ms)
+            .field("size", &format_args!("{}x{}", self.width, self.height))
+            .field(kind, &format_args!("{} bytes", self.data.bytes().len()))
+            .finish()
+    }
+}
+
+/// ffmpeg input options that confine it to the named file.
+pub(crate) fn ffmpeg_input_args() -> Vec<&'static str> {
+    vec![
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        FORMAT_ALLOW_LIST,
+        "-probesize",
+        "50000000",
+        "-analyzeduration",
+        "20000000",
+    ]
+}
+
+/// The `file:` URL of a path, absolute, so names starting with `-` or holding
+/// `:` are never read as options or protocols.
+pub(crate) fn input_url(path: &Path) -> Result<OsString, MediaError> {
+    let absolute = std::path::absolute(path).map_err(|e| MediaError::io(path, e))?;
+    let mut url = OsString::from("file:");
+    url.push(absolute.as_os_str());
+    Ok(url)
+}

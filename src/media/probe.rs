@@ -1,0 +1,306 @@
+//! What a file holds, from ffprobe, with the limits enforced before anything is decoded.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ffmpeg_input_args, input_url, MediaError};
+use crate::config::MediaLimits;
+
+/// One stream of a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    pub index: u32,
+    /// `video`, `audio`, `subtitle`, `data` or `attachment`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+}
+
+/// The video stream vidgate reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub index: u32,
+    pub codec: String,
+    /// Coded size, before rotation.
+    pub width: u32,
+    pub height: u32,
+    /// Clockwise rotation to apply for display, in degrees (0, 90, 180, 270).
+    pub rotation: u32,
+    /// Average frame rate, frames per second.
+    pub fps: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pix_fmt: Option<String>,
+}
+
+impl VideoInfo {
+    /// The size as displayed, after rotation.
+    pub fn display_size(&self) -> (u32, u32) {
+        if self.rotation % 180 == 90 {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    pub index: u32,
+    pub codec: String,
+    pub channels: u32,
+    pub sample_rate: u32,
+}
+
+/// What ffprobe found in a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    /// The container, as ffprobe names it (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
+    pub container: String,
+    pub duration_ms: u64,
+    pub video: VideoInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioInfo>,
+    pub streams: Vec<StreamInfo>,
+}
+
+impl MediaInfo {
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+}
+
+/// Check the file, run ffprobe on it, and enforce `limits`.
+///
+/// # Errors
+/// A [`MediaError`] naming the file and the limit it broke; nothing has been
+/// decoded when it returns.
+pub async fn probe(path: &Path, limits: &MediaLimits) -> Result<MediaInfo, MediaError> {
+    let size_bytes = check_file(path, limits)?;
+    let timeout = Duration::from_secs_f64(limits.probe_timeout_s);
+    let mut cmd = tokio::process::Command::new(ffprobe_program());
+    cmd.args(["-v", "error", "-of", "json", "-show_format", "-show_streams"])
+        .args(ffmpeg_input_args())
+        .arg(input_url(path)?)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => MediaError::ToolMissing { program: "ffprobe" },
+        _ => MediaError::io(path, e),
+    })?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| MediaError::Timeout { path: path.to_path_buf(), what: "ffprobe", after: timeout })?
+        .map_err(|e| MediaError::io(path, e))?;
+    if !output.status.success() {
+        let reason = String::from_utf8_lossy(&output.stderr);
+        let reason = reason.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("unknown error");
+        return Err(MediaError::Unreadable { path: path.to_path_buf(), reason: clean_reason(reason, path) });
+    }
+    let parsed: Probe = serde_json::from_slice(&output.stdout).map_err(|e| MediaError::Unreadable {
+        path: path.to_path_buf(),
+        reason: format!("unexpected ffprobe output: {e}"),
+    })?;
+    let info = parsed.into_info(path, size_bytes)?;
+    check_limits(&info, limits)?;
+    Ok(info)
+}
+
+fn ffprobe_program() -> PathBuf {
+    ffmpeg_sidecar::ffprobe::ffprobe_path()
+}
+
+/// Refuse what is not a readable, non-empty regular file within the size limit.
+pub(crate) fn check_file(path: &Path, limits: &MediaLimits) -> Result<u64, MediaError> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => MediaError::NotFound { path: path.to_path_buf() },
+        _ => MediaError::io(path, e),
+    })?;
+    if !meta.is_file() {
+        return Err(MediaError::NotAFile { path: path.to_path_buf() });
+    }
+    if meta.len() == 0 {
+        return Err(MediaError::Empty { path: path.to_path_buf() });
+    }
+    if meta.len() > limits.max_file_bytes {
+        return Err(MediaError::FileTooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            limit: limits.max_file_bytes,
+        });
+    }
+    Ok(meta.len())
+}
+
+fn check_limits(info: &MediaInfo, limits: &MediaLimits) -> Result<(), MediaError> {
+    let path = info.path.clone();
+    let count = info.streams.len() as u32;
+    if count > limits.max_streams {
+        return Err(MediaError::TooManyStreams { path, count, limit: limits.max_streams });
+    }
+    let (w, h) = (info.video.width as u64, info.video.height as u64);
+    if w * h > limits.max_pixels {
+        return Err(MediaError::TooManyPixels { path, width: w, height: h, pixels: w * h, limit: limits.max_pixels });
+    }
+    let duration_s = info.duration_ms as f64 / 1000.0;
+    if duration_s > limits.max_duration_s {
+        return Err(MediaError::TooLong { path, duration_s, limit_s: limits.max_duration_s });
+    }
+    Ok(())
+}
+
+/// ffprobe's messages repeat the `file:` URL we gave it; show the path instead.
+fn clean_reason(reason: &str, path: &Path) -> String {
+    let url = input_url(path).map(|u| u.to_string_lossy().into_owned()).unwrap_or_default();
+    let reason = reason.replace(&format!("{url}: "), "").replace(&url, "the file");
+    reason.trim().to_string()
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    streams: Vec<ProbeStream>,
+    format: Option<ProbeFormat>,
+}
+
+#[derive(Deserialize)]
+struct ProbeFormat {
+    format_name: Option<String>,
+    duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeStream {
+    index: u32,
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
+    nb_frames: Option<String>,
+    duration: Option<String>,
+    pix_fmt: Option<String>,
+    channels: Option<u32>,
+    sample_rate: Option<String>,
+    #[serde(default)]
+    disposition: std::collections::HashMap<String, i64>,
+    #[serde(default)]
+    tags: std::collections::HashMap<String, String>,
+    #[serde(default)]
+    side_data_list: Vec<serde_json::Value>,
+}
+
+impl ProbeStream {
+    fn kind(&self) -> &str {
+        self.codec_type.as_deref().unwrap_or("unknown")
+    }
+
+    fn is_picture(&self) -> bool {
+        self.kind() == "video" && self.disposition.get("attached_pic").copied().unwrap_or(0) == 0
+    }
+
+    fn rotation(&self) -> u32 {
+        let from_side_data = self
+            .side_data_list
+            .iter()
+            .find_map(|d| d.get("rotation").and_then(|r| r.as_f64().or_else(|| r.as_str()?.parse().ok())));
+        let from_tag = self.tags.get("rotate").and_then(|r| r.parse::<f64>().ok());
+        // The display matrix rotates counter-clockwise; the `rotate` tag clockwise.
+        let clockwise = from_side_data.map(|r| -r).or(from_tag).unwrap_or(0.0);
+        (((clockwise.round() as i64 % 360) + 360) % 360) as u32
+    }
+}
+
+fn parse_rate(text: Option<&str>) -> Option<f64> {
+    let text = text?;
+    let (n, d) = text.split_once('/').unwrap_or((text, "1"));
+    let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+    (d > 0.0 && n > 0.0).then(|| n / d)
+}
+
+fn parse_secs(text: Option<&str>) -> Option<f64> {
+    text?.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)
+}
+
+impl Probe {
+    fn into_info(self, path: &Path, size_bytes: u64) -> Result<MediaInfo, MediaError> {
+        let streams: Vec<StreamInfo> = self
+            .streams
+            .iter()
+            .map(|s| StreamInfo { index: s.index, kind: s.kind().to_string(), codec: s.codec_name.clone() })
+            .collect();
+        let video = self
+            .streams
+            .iter()
+            .filter(|s| s.is_picture() && s.width.unwrap_or(0) > 0 && s.height.unwrap_or(0) > 0)
+            .max_by_key(|s| s.width.unwrap_or(0) as u64 * s.height.unwrap_or(0) as u64)
+            .ok_or_else(|| MediaError::NoVideo {
+                path: path.to_path_buf(),
+                streams: if streams.is_empty() {
+                    "none".into()
+                } else {
+                    streams.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>().join(", ")
+                },
+            })?;
+        let format = self.format.as_ref();
+        let duration_s = parse_secs(format.and_then(|f| f.duration.as_deref()))
+            .or_else(|| parse_secs(video.duration.as_deref()))
+            .ok_or_else(|| MediaError::Unreadable {
+                path: path.to_path_buf(),
+                reason: "its duration is unknown".into(),
+            })?;
+        let fps = parse_rate(video.avg_frame_rate.as_deref())
+            .or_else(|| parse_rate(video.r_frame_rate.as_deref()))
+            .unwrap_or(0.0);
+        let audio = self.streams.iter().find(|s| s.kind() == "audio").map(|s| AudioInfo {
+            index: s.index,
+            codec: s.codec_name.clone().unwrap_or_default(),
+            channels: s.channels.unwrap_or(0),
+            sample_rate: s.sample_rate.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0),
+        });
+        Ok(MediaInfo {
+            path: path.to_path_buf(),
+            size_bytes,
+            container: format.and_then(|f| f.format_name.clone()).unwrap_or_default(),
+            duration_ms: (duration_s * 1000.0).round() as u64,
+            video: VideoInfo {
+                index: video.index,
+                codec: video.codec_name.clone().unwrap_or_default(),
+                width: video.width.unwrap_or(0),
+                height: video.height.unwrap_or(0),
+                rotation: video.rotation(),
+                fps,
+                frame_count: video.nb_frames.as_deref().and_then(|n| n.parse().ok()),
+                pix_fmt: video.pix_fmt.clone(),
+            },
+            audio,
+            streams,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_rotation_parse() {
+        assert_eq!(parse_rate(Some("30000/1001")).map(|r| (r * 1000.0).round()), Some(29970.0));
+        assert_eq!(parse_rate(Some("0/0")), None);
+        let mut s: ProbeStream = serde_json::from_str(r#"{"index":0,"codec_type":"video"}"#).unwrap();
+        assert_eq!(s.rotation(), 0);
+        s.side_data_list = vec![serde_json::json!({"side_data_type":"Display Matrix","rotation":-90})];
+        assert_eq!(s.rotation(), 90);
+        s.side_data_list = vec![serde_json::json!({"rotation":90})];
+        assert_eq!(s.rotation(), 270);
+    }
+}

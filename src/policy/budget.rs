@@ -1,0 +1,135 @@
+//! A hard spending cap that parallel calls cannot overshoot.
+//!
+//! A call reserves its worst-case cost before it is made; the reservation is
+//! reconciled to the real cost after, or kept whole when the outcome is unknown
+//! (a timeout may still be billed). `spent + reserved` never passes the cap.
+
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("budget: this call may cost ${needed:.4}, but only ${left:.4} of ${cap:.4} is left")]
+pub struct BudgetError {
+    pub needed: f64,
+    pub left: f64,
+    pub cap: f64,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    spent: f64,
+    reserved: f64,
+}
+
+/// A shared cap in US dollars.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    cap: f64,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+/// Money set aside for one call. Dropping it unreconciled keeps it as spent:
+/// a call whose outcome is unknown counts as billed.
+#[derive(Debug)]
+#[must_use = "reconcile the reservation with the real cost"]
+pub struct Reservation {
+    amount: f64,
+    ledger: Arc<Mutex<Ledger>>,
+    settled: bool,
+}
+
+impl Budget {
+    pub fn new(cap_usd: f64) -> Self {
+        Self { cap: cap_usd.max(0.0), ledger: Arc::default() }
+    }
+
+    /// Set aside `amount`, or refuse if spent and reserved money would pass the cap.
+    ///
+    /// # Errors
+    /// [`BudgetError`] with the numbers when the cap would be passed.
+    pub fn reserve(&self, amount: f64) -> Result<Reservation, BudgetError> {
+        let amount = if amount.is_finite() { amount.max(0.0) } else { f64::INFINITY };
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let left = self.cap - ledger.spent - ledger.reserved;
+        if amount > left + 1e-12 {
+            return Err(BudgetError { needed: amount, left: left.max(0.0), cap: self.cap });
+        }
+        ledger.reserved += amount;
+        Ok(Reservation { amount, ledger: self.ledger.clone(), settled: false })
+    }
+
+    pub fn spent(&self) -> f64 {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner()).spent
+    }
+
+    pub fn remaining(&self) -> f64 {
+        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        (self.cap - ledger.spent - ledger.reserved).max(0.0)
+    }
+
+    pub fn cap(&self) -> f64 {
+        self.cap
+    }
+}
+
+impl Reservation {
+    /// Replace the reservation with what the call really cost.
+    pub fn reconcile(mut self, actual: f64) {
+        self.settle(actual.max(0.0));
+    }
+
+    /// The call was never sent: nothing was spent.
+    pub fn release(mut self) {
+        self.settle(0.0);
+    }
+
+    fn settle(&mut self, actual: f64) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.reserved -= self.amount;
+        ledger.spent += actual;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let amount = self.amount;
+        self.settle(amount);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_reservations_never_pass_the_cap() {
+        let budget = Budget::new(1.0);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let b = budget.clone();
+                std::thread::spawn(move || b.reserve(0.3).map(|r| r.reconcile(0.3)).is_ok())
+            })
+            .collect();
+        let ok = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+        assert_eq!(ok, 3, "three calls of $0.30 fit in $1.00");
+        assert!(budget.spent() <= 1.0 + 1e-9, "spent {}", budget.spent());
+        assert!((budget.spent() - 0.9).abs() < 1e-9, "three calls fit");
+    }
+
+    #[test]
+    fn reconcile_release_and_unknown_outcomes() {
+        let budget = Budget::new(1.0);
+        budget.reserve(0.5).unwrap().reconcile(0.1);
+        assert!((budget.spent() - 0.1).abs() < 1e-12);
+        budget.reserve(0.5).unwrap().release();
+        assert!((budget.remaining() - 0.9).abs() < 1e-12);
+        drop(budget.reserve(0.4).unwrap());
+        assert!((budget.spent() - 0.5).abs() < 1e-12, "an unreconciled call counts as billed");
+        let err = budget.reserve(0.6).unwrap_err();
+        assert!(err.to_string().contains("$0.6000") && err.to_string().contains("$0.5000"), "{err}");
+        assert!(budget.reserve(f64::NAN).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! Provider errors, and the one place where a failure is classified.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What the layer above should do about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Worth another try on the same provider, after a backoff.
+    Transient,
+    /// Not worth retrying here; the next provider in the chain should take over.
+    FallBack,
+    /// Nothing else should be tried (bad input, budget exhausted, cancelled).
+    Fatal,
+}
+
+/// A failed call, carrying what the policies need to decide the next step.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ProviderError {
+    pub provider: String,
+    pub class: ErrorClass,
+    pub message: String,
+    /// The HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// The start of the response body (at most [`ProviderError::BODY_LIMIT`] bytes),
+    /// with any secret already removed by the backend.
+    pub body: Option<String>,
+    /// How long the provider asked us to wait.
+    pub retry_after: Option<Duration>,
+    /// The provider refused our credentials: skip it for the rest of the run.
+    pub disables_provider: bool,
+    /// The provider may have billed the call (e.g. it timed out after sending).
+    pub maybe_billed: bool,
+}
+
+impl ProviderError {
+    pub const BODY_LIMIT: usize = 2048;
+
+    pub fn new(provider: impl Into<String>, class: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            class,
+            message: message.into(),
+            status: None,
+            body: None,
+            retry_after: None,
+            disables_provider: false,
+            maybe_billed: false,
+        }
+    }
+
+    /// An error from an HTTP answer, classified by [`classify_status`].
+    pub fn from_status(
+        provider: impl Into<String>,
+        status: u16,
+        body: &str,
+        retry_after: Option<Duration>,
+        wait_cap: Duration,
+    ) -> Self {
+        let class = classify_status(status, retry_after, wait_cap);
+        let mut err = Self::new(provider, class, format!("HTTP {status}"));
+        err.status = Some(status);
+        err.body = Some(truncate(body, Self::BODY_LIMIT).to_string());
+        err.retry_after = retry_after;
+        err.disables_provider = matches!(status, 401 | 403);
+        err
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class == ErrorClass::Transient
+    }
+
+    pub fn should_fall_back(&self) -> bool {
+        self.class == ErrorClass::FallBack
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.provider, self.message)?;
+        if let Some(body) = self.body.as_deref().filter(|b| !b.is_empty()) {
+            write!(f, ": {}", body.lines().next().unwrap_or_default())?;
+        }
+        Ok(())
+    }
+}
+
+/// Classify an HTTP status: the single retry rule of vidgate.
+///
+/// 408, 409, 429 and 5xx are transient, unless the provider asks for a wait
+/// longer than `wait_cap`, which is not slept but handed to the next provider.
+/// Every other status is not retried: the next provider takes over.
+pub fn classify_status(status: u16, retry_after: Option<Duration>, wait_cap: Duration) -> ErrorClass {
+    let transient = matches!(status, 408 | 409 | 429) || (500..600).contains(&status);
+    if !transient {
+        return ErrorClass::FallBack;
+    }
+    match retry_after {
+        Some(wait) if wait > wait_cap => ErrorClass::FallBack,
+        _ => ErrorClass::Transient,
+    }
+}
+
+fn truncate(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every status code through the one rule, pinned as a snapshot.
+    #[test]
+    fn every_status_is_classified() {
+        let cap = Duration::from_secs(30);
+        let mut table = String::new();
+        for status in 100..600u16 {
+            let class = classify_status(status, None, cap);
+            if class != ErrorClass::FallBack {
+                table.push_str(&format!("{status} {class:?}\n"));
+            }
+        }
+        let transient: Vec<_> = table.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(&transient[..3], ["408", "409", "429"]);
+        assert_eq!(transient.len(), 3 + 100, "408, 409, 429 and all of 5xx");
+        insta::assert_snapshot!(table.lines().take(6).collect::<Vec<_>>().join("\n"), @r"
+        408 Transient
+        409 Transient
+        429 Transient
+        500 Transient
+        501 Transient
+        502 Transient
+        ");
+    }
+
+    #[test]
+    fn a_wait_over_the_cap_falls_back() {
+        let cap = Duration::from_secs(30);
+        assert_eq!(classify_status(429, Some(Duration::from_secs(2)), cap), ErrorClass::Transient);
+        assert_eq!(classify_status(429, Some(Duration::from_secs(3600)), cap), ErrorClass::FallBack);
+        assert_eq!(classify_status(400, None, cap), ErrorClass::FallBack);
+    }
+
+    #[test]
+    fn auth_failures_disable_the_provider() {
+        let cap = Duration::from_secs(30);
+        let e = ProviderError::from_status("openai", 401, "{\"error\":\"bad key\"}", None, cap);
+        assert!(e.disables_provider && e.should_fall_back() && !e.is_retryable());
+        assert_eq!(e.to_string(), "openai: HTTP 401: {\"error\":\"bad key\"}");
+        let long = "é".repeat(5000);
+        let e = ProviderError::from_status("x", 500, &long, None, cap);
+        assert!(e.body.unwrap().len() <= ProviderError::BODY_LIMIT);
+    }
+}

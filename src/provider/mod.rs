@@ -1,0 +1,98 @@
+//! The provider seam: one object-safe async trait that every backend implements.
+//!
+//! A backend is a translator between a [`Job`] and one wire protocol. Policies
+//! (budget, retry, rate limit, timeout, fallback) wrap it from the outside; a
+//! backend never retries on its own.
+
+mod error;
+pub mod scripted;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::media::Frame;
+use crate::schema::{Observation, Task, TimeRange, Usage};
+
+pub use error::{classify_status, ErrorClass, ProviderError};
+
+/// What a backend can take.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Accepts a whole video file (with its audio) instead of frames.
+    pub native_video: bool,
+    /// Images in one call; 1 means frame by frame.
+    pub max_images_per_call: u32,
+    /// Largest request body sent inline, in bytes.
+    pub max_inline_bytes: u64,
+    /// Can be held to a JSON schema in its answer.
+    pub json_schema: bool,
+    /// Hears the audio track.
+    pub audio: bool,
+    /// Runs without a network.
+    pub offline: bool,
+}
+
+/// What a job shows the model.
+#[derive(Debug, Clone)]
+pub enum JobInput {
+    /// Frames with their presentation times, in order.
+    Frames(Arc<[Frame]>),
+    /// The video file itself (or a trimmed copy), for native-video backends.
+    Video { path: PathBuf, range: Option<TimeRange>, duration_ms: u64, size_bytes: u64 },
+    /// Text only: merging observations into a story.
+    Text(String),
+}
+
+/// One unit of work for one provider. Cheap to clone, so a retry or a fallback
+/// replays the same job instead of rebuilding it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub task: Task,
+    pub input: JobInput,
+    /// The rendered prompt text sent with the input.
+    pub prompt: Arc<str>,
+    /// Which template made the prompt, as `name@version`.
+    pub prompt_version: Arc<str>,
+    /// Upper bound on generated tokens.
+    pub max_output_tokens: u32,
+}
+
+/// A cost estimate made before a call, from the profile's prices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub input_tokens: u64,
+    /// The output cap: the worst case that gets reserved.
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// What a backend returns for a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderOutput {
+    pub observations: Vec<Observation>,
+    pub usage: Usage,
+    /// The model that answered, as the provider named it.
+    pub model: String,
+}
+
+/// A backend. Object safe: the router holds `Arc<dyn Provider>`.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The profile name this provider was built from.
+    fn id(&self) -> &str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// The worst-case cost of `job`, without any network call.
+    ///
+    /// # Errors
+    /// When the job cannot be served at all (too many images, too large), so
+    /// nothing is spent on it.
+    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError>;
+
+    /// Serve `job` once. Retries belong to the policies around the provider.
+    async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError>;
+}

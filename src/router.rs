@@ -1,0 +1,60 @@
+//! Choosing the provider chain for a request.
+//!
+//! Planning grows here (cost estimates per candidate, reservations, dry runs);
+//! what exists now is the chain itself: the configured order, narrowed by the
+//! request's constraints.
+
+use crate::config::{Config, Protocol};
+use crate::schema::Constraints;
+
+/// Why no provider can serve a request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no provider left: router.chain is {chain:?} and the request allows {allowed:?}{offline}")]
+    NoProvider { chain: Vec<String>, allowed: Vec<String>, offline: &'static str },
+}
+
+/// The providers to try, in order.
+///
+/// # Errors
+/// [`RouteError::NoProvider`] when the constraints leave none.
+pub fn chain(config: &Config, constraints: &Constraints) -> Result<Vec<String>, RouteError> {
+    let picked: Vec<String> = config
+        .router
+        .chain
+        .iter()
+        .filter(|name| constraints.allowed_providers.is_empty() || constraints.allowed_providers.contains(name))
+        .filter(|name| {
+            !constraints.offline_only
+                || config.provider(name).and_then(|p| p.protocol) == Some(Protocol::LlamaLocal)
+        })
+        .cloned()
+        .collect();
+    if picked.is_empty() {
+        return Err(RouteError::NoProvider {
+            chain: config.router.chain.clone(),
+            allowed: constraints.allowed_providers.clone(),
+            offline: if constraints.offline_only { " (offline only)" } else { "" },
+        });
+    }
+    Ok(picked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints_narrow_the_configured_chain() {
+        let mut config = Config::builtin().unwrap();
+        config.router.chain = vec!["gemini".into(), "openai".into(), "local".into()];
+        let all = chain(&config, &Constraints::default()).unwrap();
+        assert_eq!(all, ["gemini", "openai", "local"]);
+        let offline = Constraints { offline_only: true, ..Default::default() };
+        assert_eq!(chain(&config, &offline).unwrap(), ["local"]);
+        let only = Constraints { allowed_providers: vec!["openai".into()], ..Default::default() };
+        assert_eq!(chain(&config, &only).unwrap(), ["openai"]);
+        let none = Constraints { allowed_providers: vec!["openai".into()], offline_only: true, ..Default::default() };
+        assert!(chain(&config, &none).unwrap_err().to_string().contains("offline only"));
+    }
+}

@@ -1,0 +1,98 @@
+//! Times as people and models write them: `75`, `75.5`, `1:15`, `01:15.500`,
+//! `1:01:15`. Parsed into integer milliseconds, never through floats.
+
+use crate::schema::Millis;
+
+/// Parse a time into milliseconds, or `None` when it is not one.
+pub fn parse(text: &str) -> Option<Millis> {
+    let text = text.trim();
+    let text = text.strip_suffix('s').unwrap_or(text);
+    if text.is_empty() || text.len() > 32 {
+        return None;
+    }
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() > 3 {
+        return None;
+    }
+    let (last, whole) = parts.split_last()?;
+    let (secs, millis) = seconds_and_millis(last)?;
+    let mut total: u64 = 0;
+    for (i, part) in whole.iter().enumerate() {
+        if part.is_empty() || part.len() > 10 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let v: u64 = part.parse().ok()?;
+        // Minutes (and seconds after a colon) stay under 60; the first unit may run on.
+        if i > 0 && v >= 60 {
+            return None;
+        }
+        total = total.checked_mul(60)?.checked_add(v)?;
+    }
+    if !whole.is_empty() && secs >= 60 {
+        return None;
+    }
+    let total_secs = if whole.is_empty() { secs } else { total.checked_mul(60)?.checked_add(secs)? };
+    total_secs.checked_mul(1000)?.checked_add(millis)
+}
+
+fn seconds_and_millis(text: &str) -> Option<(u64, u64)> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if int.is_empty() || int.len() > 12 || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let mut millis = 0u64;
+    for (i, b) in frac.bytes().take(3).enumerate() {
+        millis += (b - b'0') as u64 * 10u64.pow(2 - i as u32);
+    }
+    Some((int.parse().ok()?, millis))
+}
+
+/// `H:MM:SS.mmm`, or `MM:SS.mmm` under an hour.
+pub fn format(ms: Millis) -> String {
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}.{milli:03}")
+    } else {
+        format!("{m:02}:{s:02}.{milli:03}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usual_forms_parse_exactly() {
+        for (text, ms) in [
+            ("0", 0),
+            ("75", 75_000),
+            ("75.5", 75_500),
+            ("2.25s", 2_250),
+            ("1:15", 75_000),
+            ("01:15.500", 75_500),
+            ("1:01:15", 3_675_000),
+            ("1:01:15.0129", 3_675_012),
+            ("90:00", 5_400_000),
+        ] {
+            assert_eq!(parse(text), Some(ms), "{text}");
+        }
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        for text in ["", ":", "1:", ":5", "1:60", "1:75:00", "-3", "1.2.3", "abc", "1:2:3:4", "1e3", "99999999999999999999"] {
+            assert_eq!(parse(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn formatting_round_trips() {
+        for ms in [0, 999, 75_500, 3_675_012, 86_400_000] {
+            assert_eq!(parse(&format(ms)), Some(ms));
+        }
+        assert_eq!(format(75_500), "01:15.500");
+    }
+}

@@ -1,0 +1,84 @@
+//! The real clips listed in shared/TEST_MATERIAL.md, fetched by fixtures/fetch.sh.
+
+use vidgate::schema::SamplingMode;
+
+use crate::util::*;
+
+/// name, duration (ms), coded size, has audio.
+const CLIPS: &[(&str, u64, (u32, u32), bool)] = &[
+    ("bikes.mp4", 10_000, (640, 272), false),
+    ("bigbuckbunny.mp4", 5_300, (1280, 720), true),
+    ("carphone_distorted.mp4", 0, (176, 144), false),
+    ("a.mp4", 7_000, (1920, 1080), false),
+    ("b.mp4", 5_000, (480, 270), true),
+    ("muted_b.mp4", 5_000, (480, 270), false),
+    ("default.mp4", 10_000, (256, 256), true),
+    ("jwpIntro.mp4", 5_800, (0, 0), true),
+    ("testMovie.mp4", 7_800, (0, 0), true),
+    ("trailer_bbb.mp4", 55_000, (1280, 720), true),
+    ("Megamind.avi", 11_000, (0, 0), true),
+    ("box.mp4", 15_000, (640, 480), false),
+];
+
+#[test]
+fn every_clip_probes() {
+    let mut report = String::new();
+    for (name, duration, size, _audio) in CLIPS {
+        let Some(path) = real_clip(name) else { return };
+        let info = probe(&path);
+        report.push_str(&format!(
+            "{name}: {} ms {}x{} {} {:.3} fps audio={}\n",
+            info.duration_ms, info.video.width, info.video.height, info.video.codec, info.video.fps,
+            info.audio.as_ref().map(|a| a.codec.as_str()).unwrap_or("none")
+        ));
+        if *duration > 0 {
+            assert!(info.duration_ms.abs_diff(*duration) <= 600, "{name}: {} ms", info.duration_ms);
+        }
+        if size.0 > 0 {
+            assert_eq!((info.video.width, info.video.height), *size, "{name}");
+        }
+    }
+    insta::assert_snapshot!(report);
+}
+
+#[test]
+fn one_fps_on_real_clips_is_exact() {
+    let Some(path) = real_clip("bikes.mp4") else { return };
+    let got = pts(&frames(&path, &plan(SamplingMode::Fps { fps: 1.0 }, 320)));
+    assert_eq!(got, (0..10).map(|s| s * 1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn scene_sampling_finds_the_cuts_of_bikes() {
+    let Some(path) = real_clip("bikes.mp4") else { return };
+    let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 1000 }, 320)));
+    insta::assert_debug_snapshot!(got);
+}
+
+#[test]
+fn scene_sampling_on_the_trailer_stays_bounded() {
+    let Some(path) = real_clip("trailer_bbb.mp4") else { return };
+    let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 1000 }, 256)));
+    assert!(got.len() >= 10 && got.len() <= 55, "{} shots: {got:?}", got.len());
+    insta::assert_debug_snapshot!(got);
+}
+
+#[test]
+fn broken_slices_and_truncated_audio_do_not_stop_extraction() {
+    for (name, expected) in [("box.mp4", 15), ("Megamind.avi", 11)] {
+        let Some(path) = real_clip(name) else { return };
+        let got = frames(&path, &plan(SamplingMode::Fps { fps: 1.0 }, 160));
+        assert!(got.len().abs_diff(expected) <= 1, "{name}: {} frames", got.len());
+        assert_eq!(got[0].pts_ms, 0, "{name}");
+    }
+}
+
+#[test]
+fn tiny_and_multi_stream_clips_extract() {
+    for name in ["carphone_distorted.mp4", "testMovie.mp4", "bigbuckbunny.mp4", "a.mp4"] {
+        let Some(path) = real_clip(name) else { return };
+        let got = frames(&path, &plan(SamplingMode::Count { count: 3 }, 256));
+        assert_eq!(got.len(), 3, "{name}");
+        assert!(got.windows(2).all(|w| w[0].pts_ms < w[1].pts_ms), "{name}");
+    }
+}

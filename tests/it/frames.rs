@@ -1,0 +1,149 @@
+use vidgate::media::{self, Extraction, FrameData, FrameFormat};
+use vidgate::schema::SamplingMode;
+
+use crate::util::*;
+
+#[test]
+fn one_fps_gives_a_frame_on_each_second() {
+    let frames = frames(&testsrc_10s(), &plan(SamplingMode::Fps { fps: 1.0 }, 160));
+    assert_eq!(pts(&frames), (0..10).map(|s| s * 1000).collect::<Vec<_>>());
+    assert!(frames.iter().enumerate().all(|(i, f)| f.index == i as u32));
+    assert!(frames.iter().all(|f| (f.width, f.height) == (160, 120)));
+    assert!(frames.iter().all(|f| f.data.bytes().len() == 160 * 120 * 3));
+}
+
+#[test]
+fn timestamps_are_presentation_times_at_odd_rates() {
+    // 29.97 fps: frame k is at k * 1001 / 30 ms; 2 fps keeps the first frame of each half second.
+    let path = make_clip(
+        "ntsc.mp4",
+        &["-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=30000/1001", "-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let got = pts(&frames(&path, &plan(SamplingMode::Fps { fps: 2.0 }, 160)));
+    let expected: Vec<u64> = (0..6u64)
+        .map(|j| {
+            let k = (j * 500 * 30).div_ceil(1001);
+            (k * 1001 * 1000 + 15_000) / 30_000
+        })
+        .collect();
+    let close = got.len() == expected.len() && got.iter().zip(&expected).all(|(a, b)| a.abs_diff(*b) <= 1);
+    assert!(close, "got {got:?}, expected {expected:?}");
+}
+
+#[test]
+fn a_time_range_is_honoured() {
+    let frames = frames(&testsrc_10s(), &plan_range(SamplingMode::Fps { fps: 1.0 }, 2_000, 5_000));
+    assert_eq!(pts(&frames), [2000, 3000, 4000]);
+}
+
+#[test]
+fn keyframes_only_gives_the_keyframes() {
+    let frames = frames(&testsrc_10s(), &plan(SamplingMode::Keyframes, 160));
+    assert_eq!(pts(&frames), [0, 2000, 4000, 6000, 8000]);
+}
+
+#[test]
+fn sparse_sampling_seeks_and_keeps_exact_times() {
+    // One frame per 10 s is far sparser than the 4 s seek threshold.
+    let info = probe(&testsrc_30s_audio());
+    let p = plan(SamplingMode::Fps { fps: 0.1 }, 160);
+    let ex = Extraction::new(&info, &p, &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(60)).unwrap();
+    assert!(matches!(ex.strategy, media::Strategy::Seek { .. }), "{:?}", ex.strategy);
+    assert_eq!(pts(&frames(&testsrc_30s_audio(), &p)), [0, 10_000, 20_000]);
+
+    // Two frames spread evenly over 10 s: the middles of the halves.
+    let got = pts(&frames(&testsrc_10s(), &plan(SamplingMode::Count { count: 2 }, 160)));
+    assert_eq!(got, [2520, 7520], "first frames at or after 2.5 s and 7.5 s");
+}
+
+#[test]
+fn count_spreads_frames_evenly_when_dense() {
+    let got = pts(&frames(&testsrc_10s(), &plan(SamplingMode::Count { count: 5 }, 160)));
+    assert_eq!(got, [0, 2000, 4000, 6000, 8000]);
+}
+
+#[test]
+fn max_frames_thins_the_sampling() {
+    let mut p = plan(SamplingMode::Fps { fps: 5.0 }, 160);
+    p.max_frames = 4;
+    let info = probe(&testsrc_10s());
+    let ex = Extraction::new(&info, &p, &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(60)).unwrap();
+    assert!(ex.warnings[0].contains("max_frames 4"), "{:?}", ex.warnings);
+    let got = pts(&frames(&testsrc_10s(), &p));
+    assert_eq!(got, [0, 2520, 5000, 7520]);
+}
+
+#[test]
+fn jpeg_frames_decode_to_the_requested_size_and_never_upscale() {
+    let f = frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count: 3 }, 200), FrameFormat::Jpeg { quality: 80 }).unwrap();
+    assert_eq!(f.len(), 3);
+    for frame in &f {
+        let FrameData::Jpeg(bytes) = &frame.data else { panic!("jpeg") };
+        assert_eq!(jpeg_size(bytes), Some((200, 150)));
+    }
+    let f = frames(&testsrc_10s(), &plan(SamplingMode::Count { count: 1 }, 1024));
+    assert_eq!((f[0].width, f[0].height), (320, 240));
+}
+
+#[test]
+fn scene_sampling_finds_cuts_fades_and_crossfades() {
+    // 0-3 s bars, hard cut, 3-6 s testsrc, fade through black, 6.5-9 s mandelbrot,
+    // 1 s crossfade into 10-13 s colour noise.
+    let path = make_clip(
+        "edited.mp4",
+        &[
+            "-f", "lavfi", "-i", "smptebars=size=320x180:rate=25:duration=3",
+            "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25:duration=3",
+            "-f", "lavfi", "-i", "mandelbrot=size=320x180:rate=25,trim=duration=4",
+            "-f", "lavfi", "-i", "cellauto=size=320x180:rate=25:rule=110,trim=duration=3",
+            "-filter_complex",
+            "[0:v]format=yuv420p,settb=1/25[a];[1:v]format=yuv420p,settb=1/25[b];[2:v]format=yuv420p,settb=1/25[c];[3:v]format=yuv420p,settb=1/25[d];\
+             [a][b]concat=n=2:v=1[ab];[ab][c]xfade=transition=fadeblack:duration=1:offset=5.5[abc];[abc][d]xfade=transition=fade:duration=1:offset=8.5[v]",
+            "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast",
+        ],
+    );
+    let p = plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 1000 }, 160);
+    let got = pts(&frames(&path, &p));
+    assert_eq!(got.len(), 4, "one frame per shot: {got:?}");
+    assert_eq!(got[0], 0);
+    assert!((3_000..=3_500).contains(&got[1]), "after the cut: {got:?}");
+    assert!((6_300..=7_600).contains(&got[2]), "after the fade through black: {got:?}");
+    assert!((9_300..=10_600).contains(&got[3]), "after the crossfade: {got:?}");
+}
+
+#[test]
+fn a_static_video_gives_one_scene_frame() {
+    let path = make_clip("static.mp4", &["-f", "lavfi", "-i", "smptebars=size=320x180:rate=25:duration=6", "-c:v", "libx264", "-preset", "ultrafast"]);
+    let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 500 }, 160)));
+    assert_eq!(got, [0]);
+}
+
+#[test]
+fn dropping_the_stream_kills_ffmpeg() {
+    let path = make_clip("long.mp4", &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"]);
+    let info = probe(&path);
+    let ex = Extraction::new(&info, &plan(SamplingMode::Fps { fps: 2.0 }, 320), &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(120)).unwrap();
+    let mut stream = media::extract(ex).unwrap();
+    let first = stream.blocking_next().unwrap().unwrap();
+    assert_eq!(first.pts_ms, 0);
+    drop(stream);
+    assert_eq!(ffmpeg_children(), Vec::<String>::new());
+}
+
+#[test]
+fn a_timeout_stops_ffmpeg_with_a_clear_error() {
+    let path = make_clip("long.mp4", &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"]);
+    let info = probe(&path);
+    let ex = Extraction::new(&info, &plan(SamplingMode::Fps { fps: 30.0 }, 640), &Default::default(), FrameFormat::Rgb, std::time::Duration::from_millis(300)).unwrap();
+    let mut stream = media::extract(ex).unwrap();
+    let mut last = None;
+    while let Some(item) = stream.blocking_next() {
+        if let Err(e) = item {
+            last = Some(e.to_string());
+        }
+    }
+    let msg = last.expect("a timeout error");
+    assert!(msg.contains("did not finish within") && msg.contains("long.mp4"), "{msg}");
+    drop(stream);
+    assert_eq!(ffmpeg_children(), Vec::<String>::new());
+}

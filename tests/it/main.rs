@@ -1,0 +1,15 @@
+//! One integration-test binary. Modules:
+//!
+//! - `util`: temp dirs, clips made with ffmpeg, the CLI, process checks
+//! - `probe`: what ffprobe reports, on generated clips
+//! - `frames`: sampling modes, exact timestamps, sizes, process hygiene
+//! - `bad_input`: every refused input gets a clear error, no panic
+//! - `clips`: the real clips of fixtures/fetch.sh
+//! - `cli`: the `vidgate` command itself
+
+mod bad_input;
+mod cli;
+mod clips;
+mod frames;
+mod probe;
+mod util;

@@ -1,0 +1,168 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use vidgate::config::{MediaLimits, SamplingConfig};
+use vidgate::media::{self, Extraction, Frame, FrameFormat, MediaInfo};
+use vidgate::schema::{SamplingMode, SamplingPlan, TimeRange};
+
+/// A directory that lives as long as the test process: generated clips are shared.
+pub fn clip_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::Builder::new().prefix("vidgate-it-").tempdir().unwrap()).path()
+}
+
+/// Run ffmpeg with these arguments, writing `name` in the clip dir once.
+pub fn make_clip(name: &str, args: &[&str]) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = clip_dir().join(name);
+    if !path.exists() {
+        let tmp = clip_dir().join(format!("tmp-{name}"));
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(args)
+            .arg(&tmp)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success(), "ffmpeg made {name}");
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+/// 10 s of testsrc, 320x240 at 25 fps, H.264 with a keyframe every 2 s.
+pub fn testsrc_10s() -> PathBuf {
+    make_clip(
+        "testsrc-10s.mp4",
+        &["-f", "lavfi", "-i", "testsrc=duration=10:size=320x240:rate=25", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p"],
+    )
+}
+
+/// 30 s of testsrc2, 320x180 at 30 fps, with a sine tone.
+pub fn testsrc_30s_audio() -> PathBuf {
+    make_clip(
+        "testsrc2-30s-audio.mp4",
+        &["-f", "lavfi", "-i", "testsrc2=duration=30:size=320x180:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:duration=30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"],
+    )
+}
+
+pub fn limits() -> MediaLimits {
+    MediaLimits::default()
+}
+
+pub fn probe(path: &Path) -> MediaInfo {
+    runtime().block_on(media::probe(path, &limits())).unwrap_or_else(|e| panic!("probe {}: {e}", path.display()))
+}
+
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+}
+
+pub fn plan(mode: SamplingMode, width: u32) -> SamplingPlan {
+    SamplingPlan { mode, range: None, max_frames: 1000, width }
+}
+
+pub fn plan_range(mode: SamplingMode, start_ms: u64, end_ms: u64) -> SamplingPlan {
+    SamplingPlan { range: TimeRange::new(start_ms, end_ms), ..plan(mode, 160) }
+}
+
+/// All frames of one extraction, as RGB.
+pub fn frames(path: &Path, plan: &SamplingPlan) -> Vec<Frame> {
+    frames_as(path, plan, FrameFormat::Rgb).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn frames_as(path: &Path, plan: &SamplingPlan, format: FrameFormat) -> Result<Vec<Frame>, media::MediaError> {
+    let info = probe(path);
+    let ex = Extraction::new(&info, plan, &SamplingConfig::default(), format, Duration::from_secs(120))?;
+    let mut stream = media::extract(ex)?;
+    let mut out = Vec::new();
+    while let Some(f) = stream.blocking_next() {
+        out.push(f?);
+    }
+    Ok(out)
+}
+
+pub fn pts(frames: &[Frame]) -> Vec<u64> {
+    frames.iter().map(|f| f.pts_ms).collect()
+}
+
+/// Child processes of this test process named `ffmpeg` or `ffprobe`, after a short grace.
+pub fn ffmpeg_children() -> Vec<String> {
+    let me = std::process::id().to_string();
+    for _ in 0..50 {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // pid (comm) state ppid ...
+            let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+            let comm = head.split_once('(').map(|x| x.1).unwrap_or_default();
+            let ppid = tail.split_whitespace().nth(1).unwrap_or_default();
+            if ppid == me && (comm == "ffmpeg" || comm == "ffprobe") {
+                found.push(format!("{comm} {}", entry.file_name().to_string_lossy()));
+            }
+        }
+        if found.is_empty() {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    vec!["ffmpeg still running".into()]
+}
+
+/// The size a JPEG declares in its SOF marker.
+pub fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 9 < bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if (0xC0..=0xC3).contains(&marker) {
+            let h = u16::from_be_bytes([bytes[i + 5], bytes[i + 6]]) as u32;
+            let w = u16::from_be_bytes([bytes[i + 7], bytes[i + 8]]) as u32;
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// The `vidgate` binary with a clean environment for config.
+pub fn vidgate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidgate"));
+    cmd.env_remove("VIDGATE_CONFIG").current_dir(clip_dir());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VIDGATE__") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// The real clips fetched by fixtures/fetch.sh, or `None` (with a note) when absent.
+pub fn real_clip(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("VIDGATE_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        cache.join("vidgate/fixtures")
+    });
+    let path = dir.join(name);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("VIDGATE_REQUIRE_CLIPS").is_none(),
+        "{} is missing: run fixtures/fetch.sh",
+        path.display()
+    );
+    eprintln!("skipping: {} is missing (run fixtures/fetch.sh)", path.display());
+    None
+}
