@@ -77,9 +77,12 @@ impl fmt::Debug for Frame {
     }
 }
 
-/// ffmpeg input options that confine it to the named file.
+/// ffmpeg input options that confine it to the named file, with a cap on any
+/// single allocation (a frame of 8K RGB is 100 MB; a lying header gets no more).
 pub(crate) fn ffmpeg_input_args() -> Vec<&'static str> {
     vec![
+        "-max_alloc",
+        "1073741824",
         "-protocol_whitelist",
         "file",
         "-format_whitelist",

@@ -76,9 +76,9 @@ fn playlists_and_concat_lists_cannot_reach_other_files() {
 #[test]
 fn limits_are_enforced_with_numbers() {
     let path = testsrc_10s();
-    let small = MediaLimits { max_pixels: 100_000, ..limits() };
+    let small = MediaLimits { max_pixels: 50_000, ..limits() };
     let msg = probe_err(&path, &small);
-    assert!(msg.contains("320x240") && msg.contains("100000") && msg.contains("limits.max_pixels"), "{msg}");
+    assert!(msg.contains("320x240") && msg.contains("50000") && msg.contains("limits.max_pixels"), "{msg}");
     let short = MediaLimits { max_duration_s: 5.0, ..limits() };
     let msg = probe_err(&path, &short);
     assert!(msg.contains("10.0 s") && msg.contains("5.0 s") && msg.contains("testsrc-10s.mp4"), "{msg}");

@@ -69,7 +69,8 @@ fn broken_slices_and_truncated_audio_do_not_stop_extraction() {
         let Some(path) = real_clip(name) else { return };
         let got = frames(&path, &plan(SamplingMode::Fps { fps: 1.0 }, 160));
         assert!(got.len().abs_diff(expected) <= 1, "{name}: {} frames", got.len());
-        assert_eq!(got[0].pts_ms, 0, "{name}");
+        // Megamind.avi's first video frame is presented at 42 ms.
+        assert!(got[0].pts_ms < 100, "{name}: {}", got[0].pts_ms);
     }
 }
 
