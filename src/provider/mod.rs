@@ -5,6 +5,8 @@
 //! backend never retries on its own.
 
 mod error;
+#[allow(dead_code)]
+pub(crate) mod openai_compat;
 pub mod scripted;
 
 use std::path::PathBuf;

@@ -1,0 +1,276 @@
+//! Jobs to Chat Completions requests and answers back, as pure functions.
+
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::wire::{
+    AnswerContent, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, ImageUrl, JsonSchema, Message,
+    Part, ResponseFormat, Role,
+};
+use crate::config::ImageDetail;
+use crate::media::FrameData;
+use crate::provider::{ErrorClass, Job, JobInput, ProviderError};
+use crate::timecode;
+
+/// Between the prompt and a text input, which travel as one string.
+pub(super) const TEXT_SEPARATOR: &str = "\n\n";
+
+/// Which field carries the output cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum TokenLimitField {
+    /// `max_completion_tokens`: OpenAI, and required by its reasoning models.
+    #[default]
+    MaxCompletionTokens,
+    /// `max_tokens`: servers that predate the new name.
+    MaxTokens,
+}
+
+/// A JSON schema the answer is held to (`strict` structured output).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ResponseSchema {
+    /// `a-z`, `A-Z`, `0-9`, `_` and `-`, at most 64 characters.
+    pub name: String,
+    pub schema: serde_json::Value,
+}
+
+/// How a provider's requests are shaped, settled once from its profile.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RequestOptions {
+    pub detail: ImageDetail,
+    pub token_limit: TokenLimitField,
+    pub response_schema: Option<ResponseSchema>,
+}
+
+impl Default for RequestOptions {
+    /// The API's own defaults: `auto` detail, `max_completion_tokens`, free text.
+    fn default() -> Self {
+        Self { detail: ImageDetail::Auto, token_limit: TokenLimitField::default(), response_schema: None }
+    }
+}
+
+/// Tokens as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct TokenUsage {
+    /// All prompt tokens, the cached ones included.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+}
+
+/// What a successful answer says.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ParsedAnswer {
+    pub text: String,
+    /// Absent when the server reports none; the estimate then stands.
+    pub usage: Option<TokenUsage>,
+    /// The model that answered, as the provider names it.
+    pub model: Option<String>,
+    /// The answer stopped at the output cap.
+    pub truncated: bool,
+}
+
+/// An error body, `{"error": {"message", "type", "code", "param"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ApiError {
+    pub message: String,
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    /// One line for a person: the message, then the code or type.
+    pub fn summary(&self) -> String {
+        match self.code.as_deref().or(self.kind.as_deref()) {
+            Some(tag) if !tag.is_empty() => format!("{} ({tag})", self.message),
+            _ => self.message.clone(),
+        }
+    }
+}
+
+/// The text part that precedes each frame.
+pub(super) fn frame_label(pts_ms: u64) -> String {
+    format!("Frame at {}:", timecode::format(pts_ms))
+}
+
+/// The request for `job` on `model`: one user message, the prompt first, then
+/// each frame as its time and its JPEG in a data URL.
+///
+/// # Errors
+/// A video input or a frame that is not JPEG is for another backend (fall
+/// back); a job without frames or without an output cap is bad input (fatal).
+pub(super) fn build_request(
+    job: &Job,
+    model: &str,
+    options: &RequestOptions,
+    provider: &str,
+) -> Result<ChatRequest, ProviderError> {
+    if job.max_output_tokens == 0 {
+        return Err(ProviderError::new(
+            provider,
+            ErrorClass::Fatal,
+            "the job has no output cap (max_output_tokens = 0)",
+        ));
+    }
+    let content = match &job.input {
+        JobInput::Text(text) => Content::Text(format!("{}{TEXT_SEPARATOR}{text}", job.prompt)),
+        JobInput::Video { .. } => {
+            return Err(ProviderError::new(
+                provider,
+                ErrorClass::FallBack,
+                "the OpenAI-compatible protocol takes frames, not a video file",
+            ));
+        }
+        JobInput::Frames(frames) if frames.is_empty() => {
+            return Err(ProviderError::new(provider, ErrorClass::Fatal, "the job has no frames"));
+        }
+        JobInput::Frames(frames) => {
+            let mut parts = Vec::with_capacity(1 + 2 * frames.len());
+            parts.push(Part::Text { text: job.prompt.to_string() });
+            for frame in frames.iter() {
+                let FrameData::Jpeg(jpeg) = &frame.data else {
+                    return Err(ProviderError::new(
+                        provider,
+                        ErrorClass::FallBack,
+                        format!(
+                            "frame {} at {} is RGB; this protocol sends JPEG",
+                            frame.index,
+                            timecode::format(frame.pts_ms)
+                        ),
+                    ));
+                };
+                parts.push(Part::Text { text: frame_label(frame.pts_ms) });
+                parts.push(Part::ImageUrl {
+                    image_url: ImageUrl { url: data_url(jpeg), detail: options.detail },
+                });
+            }
+            Content::Parts(parts)
+        }
+    };
+    let cap = Some(job.max_output_tokens);
+    let (max_completion_tokens, max_tokens) = match options.token_limit {
+        TokenLimitField::MaxCompletionTokens => (cap, None),
+        TokenLimitField::MaxTokens => (None, cap),
+    };
+    Ok(ChatRequest {
+        model: model.to_string(),
+        messages: vec![Message { role: Role::User, content }],
+        max_completion_tokens,
+        max_tokens,
+        response_format: options.response_schema.as_ref().map(|s| ResponseFormat::JsonSchema {
+            json_schema: JsonSchema { name: s.name.clone(), schema: s.schema.clone(), strict: true },
+        }),
+    })
+}
+
+fn data_url(jpeg: &[u8]) -> String {
+    const PREFIX: &str = "data:image/jpeg;base64,";
+    let mut url = String::with_capacity(PREFIX.len() + jpeg.len().div_ceil(3) * 4);
+    url.push_str(PREFIX);
+    base64::engine::general_purpose::STANDARD.encode_string(jpeg, &mut url);
+    url
+}
+
+/// Read a successful (2xx) answer.
+///
+/// # Errors
+/// A body that is not a Chat Completions answer is transient (a garbled
+/// reply); an error body, a refusal, a content filter or an empty answer falls
+/// back. All of them may have been billed.
+pub(super) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
+    let fail = |class, message: String| {
+        let mut err = ProviderError::new(provider, class, message);
+        err.body = Some(body_start(body));
+        err.maybe_billed = true;
+        err
+    };
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not JSON: {e}")))?;
+    if value.get("choices").is_none() {
+        if let Some(api) = parse_error_body(body) {
+            return Err(fail(ErrorClass::FallBack, format!("error in a success answer: {}", api.summary())));
+        }
+    }
+    let answer: ChatResponse = serde_json::from_value(value)
+        .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not a chat completion: {e}")))?;
+    let usage = answer.usage.map(|u| TokenUsage {
+        input_tokens: u.prompt_tokens,
+        output_tokens: u.completion_tokens,
+        cached_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+    });
+    let Some(choice) = answer.choices.into_iter().next() else {
+        return Err(fail(ErrorClass::FallBack, "the answer has no choices".into()));
+    };
+    let finish = choice.finish_reason.as_deref().unwrap_or("");
+    let message = choice.message.unwrap_or_default();
+    if let Some(refusal) = message.refusal.filter(|r| !r.trim().is_empty()) {
+        return Err(fail(ErrorClass::FallBack, format!("the model refused: {refusal}")));
+    }
+    if finish == "content_filter" {
+        return Err(fail(
+            ErrorClass::FallBack,
+            "the answer was withheld by the provider's content filter".into(),
+        ));
+    }
+    let text = match message.content {
+        Some(AnswerContent::Text(text)) => text,
+        Some(AnswerContent::Parts(parts)) => parts.into_iter().filter_map(|p| p.text).collect(),
+        None => String::new(),
+    };
+    if text.trim().is_empty() {
+        let why = if finish == "length" {
+            format!("the output cap of {} tokens was spent before any text", job.max_output_tokens)
+        } else {
+            format!("finish_reason {finish:?}")
+        };
+        return Err(fail(ErrorClass::FallBack, format!("the answer is empty ({why})")));
+    }
+    Ok(ParsedAnswer { text, usage, model: answer.model, truncated: finish == "length" })
+}
+
+/// The error an error body describes, when it is one.
+pub(super) fn parse_error_body(body: &[u8]) -> Option<ApiError> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    Some(match parsed.error {
+        ErrorDetail::Text(message) => ApiError { message, ..ApiError::default() },
+        ErrorDetail::Object(o) => ApiError {
+            message: o.message.unwrap_or_default(),
+            kind: o.kind,
+            code: o.code.and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }),
+            param: o.param,
+        },
+    })
+}
+
+/// The error for a non-2xx answer: classified by status, named by its body.
+/// `body` must already have any secret removed.
+pub(super) fn http_error(
+    provider: &str,
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+    wait_cap: Duration,
+) -> ProviderError {
+    let mut err = ProviderError::from_status(provider, status, body, retry_after, wait_cap);
+    if let Some(api) = parse_error_body(body.as_bytes()).filter(|a| !a.message.is_empty()) {
+        err.message = format!("HTTP {status}: {}", api.summary());
+    }
+    err
+}
+
+fn body_start(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(ProviderError::BODY_LIMIT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The translation, checked against recorded and hand-written bodies.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::media::Frame;
+use crate::schema::Task;
+
+const RECORDED: &str = include_str!("../../../../fixtures/recorded/openai/chat_completions_image.json");
+
+fn frame(index: u32, pts_ms: u64, bytes: &[u8]) -> Frame {
+    Frame { index, pts_ms, width: 512, height: 288, data: FrameData::Jpeg(bytes.to_vec()) }
+}
+
+fn job(input: JobInput) -> Job {
+    Job {
+        task: Task::Describe,
+        input,
+        prompt: Arc::from("Describe what happens."),
+        prompt_version: Arc::from("frames@1"),
+        max_output_tokens: 300,
+    }
+}
+
+fn frames_job() -> Job {
+    let frames =
+        vec![frame(0, 0, &[0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]), frame(1, 61_500, &[0xFF, 0xD8, 0xFF, 0xD9])];
+    job(JobInput::Frames(Arc::from(frames)))
+}
+
+fn request_json(job: &Job, options: &RequestOptions) -> Value {
+    serde_json::to_value(build_request(job, "gpt-4o", options, "openai").expect("builds"))
+        .expect("serializes")
+}
+
+#[test]
+fn each_frame_follows_its_timestamp() {
+    let options = RequestOptions { detail: ImageDetail::Low, ..RequestOptions::default() };
+    let req = request_json(&frames_job(), &options);
+    assert_eq!(req["model"], "gpt-4o");
+    assert_eq!(req["max_completion_tokens"], 300);
+    assert!(req.get("max_tokens").is_none() && req.get("response_format").is_none(), "{req}");
+    assert_eq!(req["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(req["messages"][0]["role"], "user");
+    let parts = req["messages"][0]["content"].as_array().expect("parts");
+    let kinds: Vec<&str> = parts.iter().map(|p| p["type"].as_str().unwrap_or("?")).collect();
+    assert_eq!(kinds, ["text", "text", "image_url", "text", "image_url"]);
+    assert_eq!(parts[0], json!({"type": "text", "text": "Describe what happens."}));
+    assert_eq!(parts[1]["text"], "Frame at 00:00.000:");
+    assert_eq!(parts[3]["text"], "Frame at 01:01.500:");
+    for (part, want) in
+        [(&parts[2], &[0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9][..]), (&parts[4], &[0xFF, 0xD8, 0xFF, 0xD9][..])]
+    {
+        assert_eq!(part["image_url"]["detail"], "low");
+        let url = part["image_url"]["url"].as_str().expect("url");
+        let b64 = url.strip_prefix("data:image/jpeg;base64,").expect("a JPEG data URL");
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(b64).expect("base64"), want);
+    }
+}
+
+#[test]
+fn options_choose_the_cap_field_and_the_schema() {
+    let schema = json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"], "additionalProperties": false});
+    let options = RequestOptions {
+        detail: ImageDetail::High,
+        token_limit: TokenLimitField::MaxTokens,
+        response_schema: Some(ResponseSchema { name: "observation".into(), schema: schema.clone() }),
+    };
+    let req = request_json(&frames_job(), &options);
+    assert_eq!(req["max_tokens"], 300);
+    assert!(req.get("max_completion_tokens").is_none());
+    assert_eq!(
+        req["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "observation", "schema": schema, "strict": true}})
+    );
+    assert_eq!(req["messages"][0]["content"][2]["image_url"]["detail"], "high");
+}
+
+#[test]
+fn text_jobs_are_one_string_and_bad_jobs_are_refused() {
+    let req = request_json(&job(JobInput::Text("obs 1\nobs 2".into())), &RequestOptions::default());
+    assert_eq!(req["messages"][0]["content"], "Describe what happens.\n\nobs 1\nobs 2");
+
+    let o = RequestOptions::default();
+    let video = job(JobInput::Video { path: "a.mp4".into(), range: None, duration_ms: 1, size_bytes: 1 });
+    assert_eq!(build_request(&video, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
+    let rgb = job(JobInput::Frames(Arc::from(vec![Frame {
+        data: FrameData::Rgb(vec![0; 3]),
+        ..frame(0, 0, &[])
+    }])));
+    assert_eq!(build_request(&rgb, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
+    let empty = job(JobInput::Frames(Arc::from(Vec::new())));
+    assert_eq!(build_request(&empty, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::Fatal);
+}
+
+#[test]
+fn the_recorded_openai_answer_parses() {
+    let answer = parse_response(RECORDED.as_bytes(), &frames_job(), "openai").expect("parses");
+    assert_eq!(answer.text, "The fruit in the image is a kiwi.");
+    assert_eq!(answer.model.as_deref(), Some("gpt-4o-2024-08-06"));
+    assert_eq!(
+        answer.usage,
+        Some(TokenUsage { input_tokens: 1119, output_tokens: 10, cached_input_tokens: 0 })
+    );
+    assert!(!answer.truncated);
+}
+
+/// llama-server's answer (shared/contracts/llamacpp/recorded/chat_text.json, trimmed).
+#[test]
+fn a_llama_server_answer_at_its_cap_is_kept_and_marked() {
+    let body = br#"{"choices":[{"finish_reason":"length","index":0,"message":{"role":"assistant","content":"A rabbit"}}],"model":"models/gemma-3-270m-q4_k_m.gguf","usage":{"completion_tokens":40,"prompt_tokens":36,"total_tokens":76,"prompt_tokens_details":{"cached_tokens":0}}}"#;
+    let answer = parse_response(body, &frames_job(), "llama-server").expect("parses");
+    assert!(answer.truncated && answer.text == "A rabbit");
+    assert_eq!(answer.usage.map(|u| u.input_tokens), Some(36));
+}
+
+fn parse_err(body: &str) -> ProviderError {
+    parse_response(body.as_bytes(), &frames_job(), "openai").map(|_| ()).unwrap_err()
+}
+
+fn with_message(message: Value, finish: &str) -> String {
+    json!({"choices": [{"index": 0, "finish_reason": finish, "message": message}], "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).to_string()
+}
+
+#[test]
+fn refusals_filters_and_empty_answers_fall_back() {
+    let refused = parse_err(&with_message(
+        json!({"role": "assistant", "content": null, "refusal": "I can't help with that."}),
+        "stop",
+    ));
+    assert_eq!(refused.class, ErrorClass::FallBack);
+    assert!(refused.message.contains("refused: I can't help with that."), "{refused}");
+    assert!(refused.maybe_billed);
+
+    let filtered =
+        parse_err(&with_message(json!({"role": "assistant", "content": "partial"}), "content_filter"));
+    assert_eq!(filtered.class, ErrorClass::FallBack);
+    assert!(filtered.message.contains("content filter"), "{filtered}");
+
+    let null = parse_err(&with_message(json!({"role": "assistant", "content": null}), "stop"));
+    assert!(null.should_fall_back() && null.message.contains("empty"), "{null}");
+    let spent = parse_err(&with_message(json!({"role": "assistant", "content": ""}), "length"));
+    assert!(spent.message.contains("output cap of 300 tokens"), "{spent}");
+    assert!(parse_err(r#"{"choices": []}"#).should_fall_back());
+}
+
+#[test]
+fn garbage_is_transient() {
+    for body in ["<html>502 Bad Gateway</html>", "", r#"{"choices": "#, r#"{"choices": 3}"#] {
+        let e = parse_err(body);
+        assert_eq!(e.class, ErrorClass::Transient, "{body}: {e}");
+        assert_eq!(e.body.as_deref(), Some(body));
+    }
+}
+
+#[test]
+fn error_bodies_name_their_message() {
+    let openai = r#"{"error": {"message": "Invalid image.", "type": "invalid_request_error", "param": null, "code": "invalid_image"}}"#;
+    let api = parse_error_body(openai.as_bytes()).expect("an error body");
+    assert_eq!(
+        (api.kind.as_deref(), api.code.as_deref(), api.param.as_deref()),
+        (Some("invalid_request_error"), Some("invalid_image"), None)
+    );
+    assert_eq!(api.summary(), "Invalid image. (invalid_image)");
+    // Inside a 200, it falls back with the message.
+    let e = parse_err(openai);
+    assert!(e.should_fall_back() && e.message.contains("Invalid image."), "{e}");
+
+    // llama-server: a numeric code (shared/contracts/llamacpp/recorded/chat_image_no_mmproj.txt).
+    let llama = r#"{"error":{"code":500,"message":"image input is not supported - hint: if this is unexpected, you may need to provide the mmproj","type":"server_error"}}"#;
+    assert_eq!(parse_error_body(llama.as_bytes()).and_then(|a| a.code), Some("500".into()));
+    assert_eq!(
+        parse_error_body(br#"{"error": "model not found"}"#).map(|a| a.message),
+        Some("model not found".into())
+    );
+    assert!(parse_error_body(b"not json").is_none());
+
+    let cap = Duration::from_secs(30);
+    let e = http_error(
+        "openai",
+        429,
+        r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded","param":null}}"#,
+        None,
+        cap,
+    );
+    assert_eq!(e.message, "HTTP 429: Rate limit reached (rate_limit_exceeded)");
+    assert!(e.is_retryable() && e.status == Some(429));
+    assert_eq!(http_error("x", 502, "<html>", None, cap).message, "HTTP 502");
+}
