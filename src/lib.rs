@@ -9,6 +9,7 @@ pub mod config;
 pub mod media;
 pub mod merge;
 pub mod policy;
+pub mod prompts;
 pub mod provider;
 pub mod router;
 pub mod schema;
