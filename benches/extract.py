@@ -66,7 +66,7 @@ def main():
 
     def vidgate(*flags, video=clip):
         shutil.rmtree(out, ignore_errors=True)
-        return [args.vidgate, "frames", *flags, "--width", "512", "--max-frames", "100000", "--out", out, video]
+        return [args.vidgate, "frames", *flags, "--width", "512", "--max-frames", "10000", "--out", out, video]
 
     cases = {
         "baseline ffmpeg fps=1 mjpeg": ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", clip,

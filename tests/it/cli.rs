@@ -65,9 +65,10 @@ fn errors_are_one_line_and_a_non_zero_exit() {
 #[test]
 fn a_closed_pipe_is_not_an_error() {
     use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
     let mut child = vidgate()
         .args(["frames", "--fps", "5", "--width", "64", "--out"])
-        .arg(tempfile::tempdir().unwrap().path())
+        .arg(dir.path())
         .arg(testsrc_10s())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
