@@ -34,6 +34,8 @@ pub struct ProviderError {
     pub disables_provider: bool,
     /// The provider may have billed the call (e.g. it timed out after sending).
     pub maybe_billed: bool,
+    /// What the provider reported it billed, when a failed unit still had usage.
+    pub billed: Option<crate::schema::Usage>,
 }
 
 impl ProviderError {
@@ -49,6 +51,7 @@ impl ProviderError {
             retry_after: None,
             disables_provider: false,
             maybe_billed: false,
+            billed: None,
         }
     }
 
@@ -61,7 +64,15 @@ impl ProviderError {
         wait_cap: Duration,
     ) -> Self {
         let class = classify_status(status, retry_after, wait_cap);
-        let mut err = Self::new(provider, class, format!("HTTP {status}"));
+        let message = match retry_after {
+            Some(wait) if wait > wait_cap => format!(
+                "HTTP {status}: asked to wait {:.0} s, over the {:.0} s cap",
+                wait.as_secs_f64(),
+                wait_cap.as_secs_f64()
+            ),
+            _ => format!("HTTP {status}"),
+        };
+        let mut err = Self::new(provider, class, message);
         err.status = Some(status);
         err.body = Some(truncate(body, Self::BODY_LIMIT).to_string());
         err.retry_after = retry_after;
