@@ -1,11 +1,49 @@
-//! Policies wrap a provider as small decorators, each doing one thing, in this
+//! Policies wrap a provider as small decorators, each doing one thing. The
 //! order, outermost first:
 //!
-//! `FallbackChain > Budgeted > Retry > RateLimited > Timeout > backend`
+//! `FallbackChain > Retry > Budgeted > RateLimited > Timeout > backend`
 //!
-//! The budget is the first piece in place: reserve the worst case before a
-//! call, reconcile to the reported usage after.
+//! `Budgeted` sits inside `Retry` so that every attempt, a retry after a call
+//! that may have been billed included, reserves its own worst case: spend can
+//! never pass the cap, however many attempts a unit takes. `Retry` is the only
+//! retry loop in vidgate; backends and HTTP clients never retry on their own.
 
+mod attempts;
 mod budget;
+mod budgeted;
+mod rate_limit;
+mod retry;
+mod timeout;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use attempts::AttemptLog;
 pub use budget::{Budget, BudgetError, Reservation};
+pub use budgeted::Budgeted;
+pub use rate_limit::RateLimited;
+pub use retry::{Backoff, Retry};
+pub use timeout::Timeout;
+
+use crate::config::{Config, ProviderProfile};
+use crate::provider::Provider;
+
+/// Wrap `backend` in the standard policies for its profile.
+pub fn standard_stack(
+    backend: Arc<dyn Provider>,
+    profile: &ProviderProfile,
+    config: &Config,
+    budget: Budget,
+    log: AttemptLog,
+) -> Arc<dyn Provider> {
+    let timeout = Duration::from_secs_f64(profile.timeout_s.unwrap_or(120.0).max(0.001));
+    let timed: Arc<dyn Provider> = Arc::new(Timeout::new(backend, timeout));
+    let limited: Arc<dyn Provider> = Arc::new(RateLimited::new(timed, &profile.limits));
+    let budgeted: Arc<dyn Provider> = Arc::new(Budgeted::new(limited, budget));
+    let backoff = Backoff {
+        max_attempts: config.retry.max_attempts.max(1),
+        wait_cap: Duration::from_secs_f64(config.retry.max_wait_s),
+        ..Backoff::default()
+    };
+    Arc::new(Retry::new(budgeted, backoff, log))
+}

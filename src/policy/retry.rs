@@ -1,0 +1,205 @@
+//! The one retry loop: transient failures are tried again after a backoff
+//! with jitter, or after exactly the wait the provider asked for. A wait longer
+//! than the cap is not slept: the next provider takes over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::AttemptLog;
+use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
+use crate::schema::{Attempt, Outcome, Usage};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub max_attempts: u32,
+    /// The first backoff; it doubles each attempt.
+    pub base: Duration,
+    pub max_backoff: Duration,
+    /// A provider's requested wait above this is handed to the next provider.
+    pub wait_cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            wait_cap: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before attempt `attempt + 1`: doubling, capped, with full jitter
+    /// over its upper half so parallel callers spread out.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = exp.min(self.max_backoff);
+        capped / 2 + capped.mul_f64(rand::random::<f64>() / 2.0)
+    }
+}
+
+pub struct Retry {
+    inner: Arc<dyn Provider>,
+    backoff: Backoff,
+    log: AttemptLog,
+}
+
+impl Retry {
+    pub fn new(inner: Arc<dyn Provider>, backoff: Backoff, log: AttemptLog) -> Self {
+        Self { inner, backoff, log }
+    }
+
+    fn record(&self, started: Instant, estimate: f64, result: &Result<ProviderOutput, ProviderError>) {
+        let (usage, outcome, model) = match result {
+            Ok(out) => (out.usage, Outcome::Ok, out.model.clone()),
+            Err(e) => {
+                let reason = e.to_string();
+                let outcome = match e.class {
+                    ErrorClass::Transient => Outcome::Transient { reason },
+                    ErrorClass::FallBack => Outcome::FellBack { reason },
+                    ErrorClass::Fatal => Outcome::Fatal { reason },
+                };
+                (e.billed.unwrap_or_default(), outcome, self.inner.model().to_string())
+            }
+        };
+        self.log.push(Attempt {
+            provider: self.inner.id().to_string(),
+            model,
+            latency_ms: started.elapsed().as_millis() as u64,
+            estimated_cost_usd: estimate,
+            usage: Usage { ..usage },
+            outcome,
+        });
+    }
+}
+
+#[async_trait]
+impl Provider for Retry {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
+        self.inner.estimate(job)
+    }
+
+    async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let estimate = self.inner.estimate(job).map(|e| e.cost_usd).unwrap_or(0.0);
+            let started = Instant::now();
+            let result = self.inner.run(job).await;
+            self.record(started, estimate, &result);
+            let mut err = match result {
+                Ok(output) => return Ok(output),
+                Err(err) if !err.is_retryable() => return Err(err),
+                Err(err) => err,
+            };
+            if attempt >= self.backoff.max_attempts {
+                err.class = ErrorClass::FallBack;
+                err.message = format!("gave up after {attempt} attempts: {}", err.message);
+                return Err(err);
+            }
+            let wait = match err.retry_after {
+                Some(asked) if asked > self.backoff.wait_cap => {
+                    err.class = ErrorClass::FallBack;
+                    err.message = format!(
+                        "asked to wait {:.0} s, over the {:.0} s cap: {}",
+                        asked.as_secs_f64(),
+                        self.backoff.wait_cap.as_secs_f64(),
+                        err.message
+                    );
+                    return Err(err);
+                }
+                // Exactly what was asked, plus a little so we land after the reset.
+                Some(asked) => asked + Duration::from_millis(rand::random::<u64>() % 50),
+                None => self.backoff.delay(attempt),
+            };
+            tracing::info!(provider = self.inner.id(), attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::scripted::{ScriptedProvider, Step};
+    use crate::provider::JobInput;
+    use crate::schema::Task;
+
+    fn job() -> Job {
+        Job {
+            task: Task::Describe,
+            input: JobInput::Text("x".into()),
+            prompt: "p".into(),
+            prompt_version: "t@1".into(),
+            max_output_tokens: 10,
+            span: None,
+        }
+    }
+
+    fn fast() -> Backoff {
+        Backoff { base: Duration::from_millis(1), max_backoff: Duration::from_millis(4), ..Backoff::default() }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_and_logged() {
+        let p = ScriptedProvider::new("s");
+        let steps = [p.transient(None), p.transient(Some(Duration::from_millis(20)))];
+        let p = Arc::new(p.with_steps(steps));
+        let log = AttemptLog::default();
+        let retry = Retry::new(p.clone(), fast(), log.clone());
+        let started = Instant::now();
+        retry.run(&job()).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(20), "honours the asked wait");
+        assert_eq!(p.calls(), 3);
+        let outcomes: Vec<_> = log.snapshot().into_iter().map(|a| a.outcome).collect();
+        assert!(matches!(outcomes[..], [Outcome::Transient { .. }, Outcome::Transient { .. }, Outcome::Ok]));
+    }
+
+    #[tokio::test]
+    async fn a_long_wait_falls_back_without_sleeping() {
+        let p = ScriptedProvider::new("s");
+        let step = p.transient(Some(Duration::from_secs(3600)));
+        let retry = Retry::new(Arc::new(p.with_steps([step])), fast(), AttemptLog::default());
+        let started = Instant::now();
+        let err = retry.run(&job()).await.unwrap_err();
+        assert!(err.should_fall_back() && err.message.contains("over the 30 s cap"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn attempts_run_out_into_a_fall_back() {
+        let p = ScriptedProvider::new("s");
+        let steps: Vec<Step> = (0..10).map(|_| p.transient(None)).collect();
+        let p = Arc::new(p.with_steps(steps));
+        let retry = Retry::new(p.clone(), Backoff { max_attempts: 3, ..fast() }, AttemptLog::default());
+        let err = retry.run(&job()).await.unwrap_err();
+        assert!(err.should_fall_back() && err.message.starts_with("gave up after 3 attempts"), "{err}");
+        assert_eq!(p.calls(), 3);
+    }
+
+    #[test]
+    fn backoff_doubles_within_bounds() {
+        let b = Backoff::default();
+        for attempt in 1..10 {
+            let d = b.delay(attempt);
+            let full = b.base.saturating_mul(1 << (attempt - 1)).min(b.max_backoff);
+            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+        }
+    }
+}

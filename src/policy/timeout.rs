@@ -1,0 +1,53 @@
+//! A deadline on each call. A call cut off may still be billed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
+
+pub struct Timeout {
+    inner: Arc<dyn Provider>,
+    limit: Duration,
+}
+
+impl Timeout {
+    pub fn new(inner: Arc<dyn Provider>, limit: Duration) -> Self {
+        Self { inner, limit }
+    }
+}
+
+#[async_trait]
+impl Provider for Timeout {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
+        self.inner.estimate(job)
+    }
+
+    async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        match tokio::time::timeout(self.limit, self.inner.run(job)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let mut err = ProviderError::new(
+                    self.inner.id(),
+                    ErrorClass::Transient,
+                    format!("no answer within {:.1} s (the call may still be billed)", self.limit.as_secs_f64()),
+                );
+                err.maybe_billed = true;
+                Err(err)
+            }
+        }
+    }
+}
