@@ -8,12 +8,15 @@
 pub mod config;
 pub mod media;
 pub mod merge;
+pub mod observe;
 pub mod policy;
 pub mod prompts;
 pub mod provider;
 pub mod router;
 pub mod schema;
+pub mod secret;
 pub mod timecode;
+pub mod timeline;
 
 pub use config::Config;
 pub use schema::{VideoReport, VideoRequest};

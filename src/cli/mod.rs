@@ -1,5 +1,6 @@
 //! Command-line flags and the commands behind them.
 
+mod describe;
 mod frames;
 
 use std::io::Write;
@@ -35,6 +36,8 @@ pub enum Command {
     },
     /// Extract sampled frames as JPEG files.
     Frames(frames::FramesArgs),
+    /// Describe what happens, frame by frame or in batches, on one provider.
+    Describe(describe::DescribeArgs),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -55,6 +58,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let overrides = frames.config_overrides();
             let config = load_config(args.config, overrides)?;
             frames::run(frames, &config).await
+        }
+        Command::Describe(describe) => {
+            let config = load_config(args.config, Vec::new())?;
+            describe::run(describe, &config).await
         }
     }
 }

@@ -52,6 +52,16 @@ pub enum ImageDetail {
     Auto,
 }
 
+/// The request field that carries the output cap (OpenAI-compatible servers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputCapField {
+    /// `max_completion_tokens`: OpenAI and Azure OpenAI (required by reasoning models).
+    MaxCompletionTokens,
+    /// `max_tokens`: what most other servers read.
+    MaxTokens,
+}
+
 /// Prices in US dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +177,9 @@ pub struct ProviderProfile {
     /// Frames per call; 1 is frame-by-frame mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_per_call: Option<u32>,
+    /// Which request field carries the output cap; `max_tokens` by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_cap_field: Option<OutputCapField>,
     /// Azure's `api-version` query parameter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,

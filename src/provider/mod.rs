@@ -5,8 +5,8 @@
 //! backend never retries on its own.
 
 mod error;
-#[allow(dead_code)]
-pub(crate) mod openai_compat;
+pub mod http;
+pub mod openai_compat;
 pub mod scripted;
 
 use std::path::PathBuf;
@@ -60,6 +60,9 @@ pub struct Job {
     pub prompt_version: Arc<str>,
     /// Upper bound on generated tokens.
     pub max_output_tokens: u32,
+    /// The part of the video the job speaks for; times in an answer must lie
+    /// within it. The span of the frames when absent.
+    pub span: Option<TimeRange>,
 }
 
 /// A cost estimate made before a call, from the profile's prices.
@@ -80,6 +83,14 @@ pub struct ProviderOutput {
     pub model: String,
 }
 
+/// A provider that cannot be built from its profile.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("provider {provider}: {message}")]
+pub struct SetupError {
+    pub provider: String,
+    pub message: String,
+}
+
 /// A backend. Object safe: the router holds `Arc<dyn Provider>`.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -87,6 +98,11 @@ pub trait Provider: Send + Sync {
     fn id(&self) -> &str;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// The model this provider calls, as configured.
+    fn model(&self) -> &str {
+        ""
+    }
 
     /// The worst-case cost of `job`, without any network call.
     ///

@@ -149,6 +149,7 @@ mod tests {
             prompt: "merge".into(),
             prompt_version: "story@1".into(),
             max_output_tokens: 64,
+            span: None,
         }
     }
 

@@ -5,12 +5,14 @@
 //! - `frames`: sampling modes, exact timestamps, sizes, process hygiene
 //! - `bad_input`: every refused input gets a clear error, no panic
 //! - `clips`: the real clips of fixtures/fetch.sh
+//! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
 //! - `cli`: the `vidgate` command itself
 
 mod bad_input;
 mod cli;
 mod clips;
 mod frames;
+mod openai;
 mod probe;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary
 mod util;

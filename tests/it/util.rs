@@ -53,7 +53,23 @@ pub fn limits() -> MediaLimits {
 }
 
 pub fn probe(path: &Path) -> MediaInfo {
-    runtime().block_on(media::probe(path, &limits())).unwrap_or_else(|e| panic!("probe {}: {e}", path.display()))
+    block_on(media::probe(path, &limits())).unwrap_or_else(|e| panic!("probe {}: {e}", path.display()))
+}
+
+/// Wait for a future, also from inside an async test.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(fut)),
+        Err(_) => runtime().block_on(fut),
+    }
+}
+
+/// Run blocking test code, also from inside an async test.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(f),
+        Err(_) => f(),
+    }
 }
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -75,6 +91,10 @@ pub fn frames(path: &Path, plan: &SamplingPlan) -> Vec<Frame> {
 }
 
 pub fn frames_as(path: &Path, plan: &SamplingPlan, format: FrameFormat) -> Result<Vec<Frame>, media::MediaError> {
+    blocking(|| frames_blocking(path, plan, format))
+}
+
+fn frames_blocking(path: &Path, plan: &SamplingPlan, format: FrameFormat) -> Result<Vec<Frame>, media::MediaError> {
     let info = probe(path);
     let ex = Extraction::new(&info, plan, &SamplingConfig::default(), format, Duration::from_secs(120))?;
     let mut stream = media::extract(ex)?;

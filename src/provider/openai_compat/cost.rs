@@ -192,6 +192,7 @@ mod tests {
             prompt: Arc::from(prompt),
             prompt_version: Arc::from("frame@1"),
             max_output_tokens: 500,
+            span: None,
         }
     }
 

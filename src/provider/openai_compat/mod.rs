@@ -12,6 +12,9 @@
 //! answer, `cost` counts tokens and dollars; neither does any I/O. The wire
 //! types of `wire` never leave this module.
 
+mod client;
 mod cost;
 mod translate;
 mod wire;
+
+pub use client::OpenAiCompat;

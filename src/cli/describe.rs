@@ -1,0 +1,121 @@
+//! `vidgate describe VIDEO --provider NAME`: frames to one provider, observations back.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use vidgate::config::{Config, Protocol};
+use vidgate::media::{self, Extraction, FrameFormat};
+use vidgate::merge::{ObservationSink, TimelineBuilder};
+use vidgate::observe::{observe_frames, ObserveSettings};
+use vidgate::policy::{self, AttemptLog, Budget};
+use vidgate::provider::openai_compat::OpenAiCompat;
+use vidgate::provider::Provider;
+use vidgate::schema::{SamplingMode, SamplingPlan, Task, Usage, VideoReport};
+use vidgate::timecode;
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    pub video: PathBuf,
+    /// The provider profile to use (a name from providers/ or your config).
+    #[arg(long)]
+    pub provider: String,
+    /// Print the whole report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
+    let name = args.provider.as_str();
+    let Some(profile) = config.provider(name) else {
+        let known: Vec<&str> = config.providers.keys().map(String::as_str).collect();
+        bail!("no provider called `{name}`; known: {}", known.join(", "));
+    };
+    let backend: Arc<dyn Provider> = match profile.protocol {
+        Some(Protocol::Openai) => Arc::new(OpenAiCompat::from_profile(name, profile, config)?),
+        Some(other) => bail!("provider `{name}` speaks {}, which `describe` does not drive yet", other.as_str()),
+        None => bail!("providers.{name}.protocol is not set"),
+    };
+    let info = media::probe(&args.video, &config.limits).await?;
+    let s = &config.sampling;
+    let plan = SamplingPlan { mode: SamplingMode::Fps { fps: s.fps }, range: None, max_frames: s.max_frames, width: s.width };
+    let extraction = Extraction::new(
+        &info,
+        &plan,
+        s,
+        FrameFormat::Jpeg { quality: s.jpeg_quality },
+        Duration::from_secs_f64(config.limits.extract_timeout_s),
+    )?;
+    let frames = media::extract(extraction)?;
+
+    let budget = Budget::new(config.budget.max_usd_per_request);
+    let log = AttemptLog::default();
+    let stack = policy::standard_stack(backend, profile, config, budget.clone(), log.clone());
+    let settings = ObserveSettings {
+        task: Task::Describe,
+        frames_per_call: stack.capabilities().max_images_per_call,
+        concurrency: profile.limits.max_concurrency.unwrap_or(4).max(1) as usize,
+        max_output_tokens: 300,
+        duration_ms: info.duration_ms,
+    };
+    let mut warnings = frames.warnings();
+    let observed = observe_frames(stack, frames, &settings, config.prompts_dir.as_deref()).await?;
+
+    let attempts = log.snapshot();
+    let mut usage = Usage::default();
+    for a in &attempts {
+        usage.add(&a.usage);
+    }
+    let unknown = budget.spent() - usage.cost_usd;
+    if unknown > 1e-9 {
+        warnings.push(format!("calls that failed without an answer may have been billed up to ${unknown:.4}; counted against the budget"));
+    }
+    for (span, e) in &observed.failures {
+        warnings.push(format!("{}–{}: {e}", timecode::format(span.start_ms), timecode::format(span.end_ms)));
+    }
+    if observed.observations.is_empty() {
+        match observed.failures.last() {
+            Some((_, e)) => bail!("every call to `{name}` failed; the last: {e}"),
+            None => bail!("{}: no frames could be sampled", args.video.display()),
+        }
+    }
+    let mut timeline = TimelineBuilder::default();
+    for o in &observed.observations {
+        timeline.observe(o.clone());
+    }
+    let report = VideoReport {
+        events: timeline.events(),
+        observations: observed.observations,
+        usage,
+        attempts,
+        warnings,
+        prompt_versions: observed.prompt_versions,
+        ..VideoReport::default()
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for o in &report.observations {
+            writeln!(out, "{}  {}", timecode::format(o.range.start_ms), o.text.replace('\n', " "))?;
+        }
+        for w in &report.warnings {
+            eprintln!("vidgate: warning: {w}");
+        }
+        eprintln!(
+            "{} frames, {} calls to {name}, {} input + {} output tokens, ${:.4}",
+            observed.frames,
+            report.attempts.len(),
+            report.usage.input_tokens,
+            report.usage.output_tokens,
+            report.usage.cost_usd
+        );
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Frames to observations on one provider: frames are grouped into calls as
+//! the provider allows, sent concurrently, and every answer is kept with its
+//! time range. The router builds the fallback chain on top of this.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::media::{Frame, FrameStream, MediaError};
+use crate::prompts::{self, PromptError, Template};
+use crate::provider::{Job, JobInput, Provider, ProviderError};
+use crate::schema::{Observation, Task, TimeRange};
+use crate::timecode;
+
+/// How to turn frames into jobs.
+#[derive(Debug, Clone)]
+pub struct ObserveSettings {
+    pub task: Task,
+    /// Frames per call; 1 is frame-by-frame.
+    pub frames_per_call: u32,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+    pub max_output_tokens: u32,
+    /// The whole video's length, for prompts that mention it.
+    pub duration_ms: u64,
+}
+
+/// What came back.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub observations: Vec<Observation>,
+    /// Units that failed, with the span they covered.
+    pub failures: Vec<(TimeRange, ProviderError)>,
+    pub frames: u32,
+    pub prompt_versions: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+}
+
+/// Send every frame of `frames` to `provider`.
+///
+/// # Errors
+/// Only when the frames cannot be read or a prompt cannot be built; failed
+/// calls are collected in [`Observed::failures`] and the rest carries on.
+pub async fn observe_frames(
+    provider: Arc<dyn Provider>,
+    mut frames: FrameStream,
+    settings: &ObserveSettings,
+    prompts_dir: Option<&Path>,
+) -> Result<Observed, ObserveError> {
+    let per_call = settings.frames_per_call.max(1) as usize;
+    let template = prompts::load(template_name(&settings.task, per_call), prompts_dir)?;
+    let mut observed = Observed { prompt_versions: vec![template.id()], ..Observed::default() };
+    let mut running: JoinSet<(TimeRange, Result<Vec<Observation>, ProviderError>)> = JoinSet::new();
+    let mut batch: Vec<Frame> = Vec::with_capacity(per_call);
+    let mut done = false;
+    while !done {
+        match frames.next().await {
+            Some(frame) => {
+                batch.push(frame?);
+                observed.frames += 1;
+            }
+            None => done = true,
+        }
+        if batch.len() == per_call || (done && !batch.is_empty()) {
+            let job = make_job(&template, settings, std::mem::take(&mut batch))?;
+            let span = span_of(&job);
+            let provider = provider.clone();
+            while running.len() >= settings.concurrency.max(1) {
+                collect(running.join_next().await, &mut observed);
+            }
+            running.spawn(async move { (span, provider.run(&job).await.map(|out| out.observations)) });
+        }
+    }
+    while let Some(next) = running.join_next().await {
+        collect(Some(next), &mut observed);
+    }
+    observed.observations.sort_by_key(|o| (o.range.start_ms, o.range.end_ms));
+    observed.failures.sort_by_key(|(span, _)| span.start_ms);
+    Ok(observed)
+}
+
+type Finished = Result<(TimeRange, Result<Vec<Observation>, ProviderError>), tokio::task::JoinError>;
+
+fn collect(next: Option<Finished>, observed: &mut Observed) {
+    match next {
+        Some(Ok((_, Ok(observations)))) => observed.observations.extend(observations),
+        Some(Ok((span, Err(e)))) => observed.failures.push((span, e)),
+        Some(Err(join)) => tracing::error!("a provider call task failed: {join}"),
+        None => {}
+    }
+}
+
+fn template_name(task: &Task, per_call: usize) -> &'static str {
+    match task {
+        Task::Timeline => "timeline",
+        Task::Find { .. } => "find",
+        Task::Ask { .. } => "ask",
+        Task::Describe if per_call == 1 => "frame",
+        Task::Describe => "chunk",
+    }
+}
+
+fn make_job(template: &Template, settings: &ObserveSettings, frames: Vec<Frame>) -> Result<Job, PromptError> {
+    let start = frames.first().map_or(0, |f| f.pts_ms);
+    let end = frames.last().map_or(0, |f| f.pts_ms);
+    let (start, end, duration) = (timecode::format(start), timecode::format(end), timecode::format(settings.duration_ms));
+    let prompt = match &settings.task {
+        Task::Describe => template.render(&[("time", &start), ("start", &start), ("end", &end)])?,
+        Task::Timeline => template.render(&[("duration", &duration)])?,
+        Task::Ask { question } => template.render(&[("question", question)])?,
+        Task::Find { what } => template.render(&[("what", what)])?,
+    };
+    Ok(Job {
+        task: settings.task.clone(),
+        input: JobInput::Frames(frames.into()),
+        prompt: prompt.into(),
+        prompt_version: template.id().into(),
+        max_output_tokens: settings.max_output_tokens,
+        span: Some(TimeRange { start_ms: 0, end_ms: settings.duration_ms.max(1) }),
+    })
+}
+
+fn span_of(job: &Job) -> TimeRange {
+    match &job.input {
+        JobInput::Frames(f) => TimeRange {
+            start_ms: f.first().map_or(0, |x| x.pts_ms),
+            end_ms: f.last().map_or(0, |x| x.pts_ms) + 1,
+        },
+        _ => TimeRange { start_ms: 0, end_ms: 1 },
+    }
+}

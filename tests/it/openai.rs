@@ -1,0 +1,469 @@
+//! The OpenAI-compatible backend against a fake server that answers in the
+//! shapes of the recorded API, and checks what it is sent.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use vidgate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
+use vidgate::media::{Frame, FrameFormat};
+use vidgate::policy::{self, AttemptLog, Budget};
+use vidgate::provider::openai_compat::OpenAiCompat;
+use vidgate::provider::{Job, JobInput, ProviderError, ProviderOutput};
+use vidgate::schema::{Outcome, SamplingMode, Task};
+
+use crate::util::*;
+
+const KEY: &str = "sk-vidgate-test-7f3a9c1e5b";
+
+/// A key variable unique to the test, so parallel tests never share one.
+fn key_var(test: &str) -> String {
+    let var = format!("VIDGATE_TEST_KEY_{}", test.to_uppercase());
+    std::env::set_var(&var, KEY);
+    var
+}
+
+fn profile(server: &MockServer, test: &str) -> ProviderProfile {
+    let mut models = std::collections::BTreeMap::new();
+    models.insert("fake-vision".to_string(), ModelProfile { json_schema: Some(true), ..ModelProfile::default() });
+    ProviderProfile {
+        protocol: Some(Protocol::Openai),
+        base_url: Some(format!("{}/v1", server.uri())),
+        api_key_env: Some(key_var(test)),
+        model: Some("fake-vision".into()),
+        price: Some(Price { input_per_mtok: 1.0, output_per_mtok: 2.0, cached_input_per_mtok: None, audio_input_per_mtok: None }),
+        models,
+        timeout_s: Some(5.0),
+        ..ProviderProfile::default()
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.retry.max_attempts = 3;
+    c
+}
+
+fn jpeg_frames(count: u32) -> Vec<Frame> {
+    frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count }, 256), FrameFormat::Jpeg { quality: 80 }).unwrap()
+}
+
+fn job(task: Task, frames: Vec<Frame>) -> Job {
+    Job {
+        task,
+        input: JobInput::Frames(frames.into()),
+        prompt: "Describe.".into(),
+        prompt_version: "frame@1".into(),
+        max_output_tokens: 100,
+        span: vidgate::schema::TimeRange::new(0, 10_000),
+    }
+}
+
+struct Run {
+    result: Result<ProviderOutput, ProviderError>,
+    log: AttemptLog,
+    budget: Budget,
+    elapsed: Duration,
+}
+
+async fn run(profile: ProviderProfile, job: Job) -> Run {
+    let config = config();
+    let backend = Arc::new(OpenAiCompat::from_profile("fake", &profile, &config).unwrap());
+    let budget = Budget::new(1.0);
+    let log = AttemptLog::default();
+    let stack = policy::standard_stack(backend, &profile, &config, budget.clone(), log.clone());
+    let started = Instant::now();
+    let result = stack.run(&job).await;
+    Run { result, log, budget, elapsed: started.elapsed() }
+}
+
+/// A chat completion in the recorded shape, saying which frames it saw.
+fn completion(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_730_000_000,
+        "model": "fake-vision-2026-01-01",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
+                     "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050,
+                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+        "service_tier": "default",
+        "system_fingerprint": "fp_test"
+    })
+}
+
+/// Checks each request like the real API would, and answers with the frame times it saw.
+struct Checking;
+
+impl Respond for Checking {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = match serde_json::from_slice(&request.body) {
+            Ok(v) => v,
+            Err(e) => return ResponseTemplate::new(400).set_body_json(json!({"error": {"message": e.to_string()}})),
+        };
+        let parts = body["messages"][0]["content"].as_array().cloned().unwrap_or_default();
+        let mut seen = Vec::new();
+        for part in &parts {
+            match part["type"].as_str() {
+                Some("text") => {
+                    if let Some(t) = part["text"].as_str().and_then(|t| t.strip_prefix("Frame at ")) {
+                        seen.push(t.trim_end_matches(':').to_string());
+                    }
+                }
+                Some("image_url") => {
+                    let url = part["image_url"]["url"].as_str().unwrap_or_default();
+                    let Some(data) = url.strip_prefix("data:image/jpeg;base64,") else {
+                        return ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "not a JPEG data URL"}}));
+                    };
+                    let jpeg = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
+                    if jpeg_size(&jpeg) != Some((256, 192)) {
+                        return ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "bad image"}}));
+                    }
+                }
+                _ => return ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "bad part"}})),
+            }
+        }
+        ResponseTemplate::new(200).set_body_json(completion(&format!("A test pattern at {}.", seen.join(", "))))
+    }
+}
+
+async fn server() -> MockServer {
+    MockServer::start().await
+}
+
+fn chat() -> wiremock::MockBuilder {
+    Mock::given(method("POST")).and(path("/v1/chat/completions"))
+}
+
+#[test]
+fn frames_batches_timestamps_auth_and_true_cost() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat().and(header("authorization", format!("Bearer {KEY}").as_str())).respond_with(Checking).mount(&server).await;
+        let frames = jpeg_frames(3);
+        let times: Vec<u64> = frames.iter().map(|f| f.pts_ms).collect();
+        let r = run(profile(&server, "ok"), job(Task::Describe, frames)).await;
+        let out = r.result.unwrap();
+        assert_eq!(out.observations.len(), 1);
+        let o = &out.observations[0];
+        assert_eq!((o.range.start_ms, o.range.end_ms), (times[0], times[2] + 1));
+        assert_eq!(o.text, format!(
+            "A test pattern at {}, {}, {}.",
+            vidgate::timecode::format(times[0]), vidgate::timecode::format(times[1]), vidgate::timecode::format(times[2])
+        ));
+        assert_eq!(o.model.as_deref(), Some("fake-vision-2026-01-01"));
+        // 1000 input tokens at $1/M and 50 output at $2/M.
+        assert!((out.usage.cost_usd - 0.0011).abs() < 1e-12, "{}", out.usage.cost_usd);
+        assert!((r.budget.spent() - 0.0011).abs() < 1e-12);
+        let attempts = r.log.snapshot();
+        assert_eq!(attempts.len(), 1);
+        assert!(attempts[0].estimated_cost_usd > 0.0);
+        let sent: Value = serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
+        assert_eq!(sent["model"], "fake-vision");
+        assert_eq!(sent["max_tokens"], 100);
+    });
+}
+
+#[test]
+fn azure_and_keyless_auth_variants() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat()
+            .and(query_param("api-version", "2024-10-21"))
+            .and(header("api-key", KEY))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion("azure")))
+            .mount(&server)
+            .await;
+        let mut p = profile(&server, "azure");
+        p.auth = Some(AuthScheme::ApiKeyHeader);
+        p.api_version = Some("2024-10-21".into());
+        assert_eq!(run(p, job(Task::Describe, jpeg_frames(1))).await.result.unwrap().observations[0].text, "azure");
+
+        let server = self::server().await;
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(completion("local"))).mount(&server).await;
+        let mut p = profile(&server, "keyless");
+        p.auth = Some(AuthScheme::None);
+        p.api_key_env = None;
+        run(p, job(Task::Describe, jpeg_frames(1))).await.result.unwrap();
+        let sent = &server.received_requests().await.unwrap()[0];
+        assert!(sent.headers.get("authorization").is_none());
+    });
+}
+
+#[test]
+fn a_429_with_retry_after_waits_then_succeeds() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat()
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "2").set_body_json(
+                json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
+            ))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        chat().respond_with(Checking).with_priority(2).mount(&server).await;
+        let r = run(profile(&server, "r429"), job(Task::Describe, jpeg_frames(1))).await;
+        r.result.unwrap();
+        assert!(r.elapsed >= Duration::from_secs(2), "waited {:?}", r.elapsed);
+        assert_eq!(server.received_requests().await.unwrap().len(), 2, "no extra attempts");
+    });
+}
+
+#[test]
+fn a_long_retry_after_falls_back_without_sleeping() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat().respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600")).mount(&server).await;
+        let r = run(profile(&server, "r3600"), job(Task::Describe, jpeg_frames(1))).await;
+        let err = r.result.unwrap_err();
+        assert!(err.should_fall_back() && err.to_string().contains("over the 30 s cap"), "{err}");
+        assert!(r.elapsed < Duration::from_secs(2));
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        assert_eq!(r.budget.spent(), 0.0, "a refused call is not billed");
+    });
+}
+
+#[test]
+fn server_errors_are_retried_then_succeed() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat().respond_with(ResponseTemplate::new(500)).up_to_n_times(1).with_priority(1).mount(&server).await;
+        chat().respond_with(ResponseTemplate::new(503)).up_to_n_times(1).with_priority(2).mount(&server).await;
+        chat().respond_with(Checking).with_priority(3).mount(&server).await;
+        let r = run(profile(&server, "r5xx"), job(Task::Describe, jpeg_frames(1))).await;
+        r.result.unwrap();
+        let outcomes: Vec<_> = r.log.snapshot().into_iter().map(|a| a.outcome).collect();
+        assert!(matches!(outcomes[..], [Outcome::Transient { .. }, Outcome::Transient { .. }, Outcome::Ok]), "{outcomes:?}");
+    });
+}
+
+#[test]
+fn a_400_is_not_retried() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat()
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "Invalid image", "type": "invalid_request_error", "param": null, "code": "invalid_image"}})))
+            .mount(&server)
+            .await;
+        let r = run(profile(&server, "r400"), job(Task::Describe, jpeg_frames(1))).await;
+        let err = r.result.unwrap_err();
+        assert_eq!(err.to_string().lines().next().unwrap(), "fake: HTTP 400: Invalid image (invalid_image): {\"error\":{\"code\":\"invalid_image\",\"message\":\"Invalid image\",\"param\":null,\"type\":\"invalid_request_error\"}}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_401_disables_the_provider_and_never_shows_the_key() {
+    runtime().block_on(async {
+        let server = server().await;
+        let echo = format!("Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com.");
+        chat()
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"message": echo, "type": "invalid_request_error", "code": "invalid_api_key"}})))
+            .mount(&server)
+            .await;
+        let p = profile(&server, "r401");
+        let config = config();
+        let backend = Arc::new(OpenAiCompat::from_profile("fake", &p, &config).unwrap());
+        let log = AttemptLog::default();
+        let stack = policy::standard_stack(backend.clone(), &p, &config, Budget::new(1.0), log.clone());
+        let first = stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap_err();
+        let second = stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap_err();
+        assert!(first.disables_provider && first.should_fall_back());
+        assert!(second.to_string().contains("disabled for this run"), "{second}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1, "no call after the 401");
+        let everything = format!("{first} {first:?} {second:?} {backend:?} {:?}", log.snapshot());
+        assert!(!everything.contains(KEY), "the key leaked: {everything}");
+        assert!(everything.contains("Incorrect API key provided: ***"), "{everything}");
+    });
+}
+
+#[test]
+fn a_stalled_server_times_out_and_counts_as_maybe_billed() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(completion("late")).set_delay(Duration::from_secs(30))).mount(&server).await;
+        let mut p = profile(&server, "stall");
+        p.timeout_s = Some(0.5);
+        let r = run(p, job(Task::Describe, jpeg_frames(1))).await;
+        let err = r.result.unwrap_err();
+        assert!(err.maybe_billed && err.to_string().contains("no answer within 0.5 s"), "{err}");
+        assert_eq!(r.log.len(), 3, "each timed-out attempt is recorded");
+        let estimate = r.log.snapshot()[0].estimated_cost_usd;
+        assert!((r.budget.spent() - 3.0 * estimate).abs() < 1e-12, "each timed-out call counts at its worst case");
+        assert!(r.elapsed < Duration::from_secs(10));
+    });
+}
+
+#[test]
+fn invalid_json_is_retried_then_fails_clearly() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat().respond_with(ResponseTemplate::new(200).set_body_string("{\"choices\": [tru")).mount(&server).await;
+        let r = run(profile(&server, "badjson"), job(Task::Describe, jpeg_frames(1))).await;
+        let err = r.result.unwrap_err();
+        assert!(err.to_string().contains("gave up after 3 attempts: the answer is not JSON"), "{err}");
+    });
+}
+
+#[test]
+fn a_huge_body_is_capped_not_held() {
+    runtime().block_on(async {
+        let server = server().await;
+        let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(10 << 20));
+        chat().respond_with(ResponseTemplate::new(200).set_body_string(huge)).mount(&server).await;
+        let r = run(profile(&server, "huge"), job(Task::Describe, jpeg_frames(1))).await;
+        let err = r.result.unwrap_err();
+        assert!(err.should_fall_back() && err.to_string().contains("over the 8388608-byte cap"), "{err}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_refusal_falls_back_without_retrying() {
+    runtime().block_on(async {
+        let server = server().await;
+        let mut body = completion("");
+        body["choices"][0]["message"]["content"] = Value::Null;
+        body["choices"][0]["message"]["refusal"] = json!("I can't help with that.");
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(body)).mount(&server).await;
+        let r = run(profile(&server, "refusal"), job(Task::Describe, jpeg_frames(1))).await;
+        let err = r.result.unwrap_err();
+        assert!(err.should_fall_back() && err.to_string().contains("the model refused: I can't help with that."), "{err}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        assert!((r.budget.spent() - 0.0011).abs() > 0.0, "a refusal may still be billed");
+    });
+}
+
+/// Answers with the next text of a list, one per call.
+struct Sequence(Vec<String>, AtomicUsize);
+
+impl Respond for Sequence {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let i = self.1.fetch_add(1, Ordering::SeqCst).min(self.0.len() - 1);
+        ResponseTemplate::new(200).set_body_json(completion(&self.0[i]))
+    }
+}
+
+#[test]
+fn a_schema_violating_timeline_gets_one_repair_then_fails() {
+    runtime().block_on(async {
+        let bad = r#"{"events":[{"start":"00:50","end":"00:02","text":"backwards"}]}"#.to_string();
+        let good = r#"{"events":[{"start":"00:00","end":"00:04","text":"A test pattern."}]}"#.to_string();
+
+        let server = server().await;
+        chat().respond_with(Sequence(vec![bad.clone(), good], AtomicUsize::new(0))).mount(&server).await;
+        let r = run(profile(&server, "repair_ok"), job(Task::Timeline, jpeg_frames(2))).await;
+        let out = r.result.unwrap();
+        assert_eq!(out.observations[0].text, "A test pattern.");
+        assert_eq!(out.usage.input_tokens, 2000, "both calls are billed");
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), 2);
+        let second: Value = serde_json::from_slice(&requests[1].body).unwrap();
+        assert_eq!(second["response_format"]["type"], "json_schema");
+        assert!(second.to_string().contains("could not be used: event 1 ends (00:02.000) before it starts (00:50.000)"));
+
+        let server = self::server().await;
+        chat().respond_with(Sequence(vec![bad], AtomicUsize::new(0))).mount(&server).await;
+        let r = run(profile(&server, "repair_fail"), job(Task::Timeline, jpeg_frames(2))).await;
+        let err = r.result.unwrap_err();
+        assert!(err.to_string().contains("unit failed: the answer stayed invalid after one repair"), "{err}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 2, "one repair, no more");
+        assert!((r.budget.spent() - 0.0022).abs() < 1e-12, "the two billed calls, exactly: {}", r.budget.spent());
+    });
+}
+
+#[test]
+fn a_connection_reset_mid_body_is_retried() {
+    runtime().block_on(async {
+        // A server that promises 1000 bytes, sends 20, and hangs up; then answers properly.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let good = completion("after the reset").to_string();
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let mut buf = vec![0u8; 1 << 20];
+                let mut got = Vec::new();
+                // Read the head and the body the client announced.
+                loop {
+                    let Ok(k) = sock.read(&mut buf).await else { break };
+                    if k == 0 { break; }
+                    got.extend_from_slice(&buf[..k]);
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                        let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                        if got.len() >= end + 4 + len { break; }
+                    }
+                }
+                if n == 0 {
+                    let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"id\":\"chatcmpl-x\",").await;
+                    let _ = sock.shutdown().await;
+                } else {
+                    let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{good}", good.len());
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                }
+            }
+        });
+        let mut p = profile(&MockServer::start().await, "reset");
+        p.base_url = Some(format!("http://{addr}/v1"));
+        let r = run(p, job(Task::Describe, jpeg_frames(1))).await;
+        assert_eq!(r.result.unwrap().observations[0].text, "after the reset");
+        let outcomes: Vec<_> = r.log.snapshot().into_iter().map(|a| a.outcome).collect();
+        assert!(matches!(&outcomes[..], [Outcome::Transient { reason }, Outcome::Ok] if reason.contains("connection broke")), "{outcomes:?}");
+    });
+}
+
+#[test]
+fn describe_on_the_command_line() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let server = server().await;
+        chat().respond_with(Checking).mount(&server).await;
+        server
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vidgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sampling]\nfps = 0.5\nwidth = 256\n\n[providers.fake]\nprotocol = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"VIDGATE_CLI_KEY\"\nmodel = \"fake-vision\"\nframes_per_call = 2\n[providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let out = vidgate()
+        .args(["describe", "--provider", "fake", "--json", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let texts: Vec<&str> = report["observations"].as_array().unwrap().iter().map(|o| o["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["A test pattern at 00:00.000, 00:02.000.", "A test pattern at 00:04.000, 00:06.000.", "A test pattern at 00:08.000."]);
+    assert_eq!(report["attempts"].as_array().unwrap().len(), 3);
+    assert!((report["usage"]["cost_usd"].as_f64().unwrap() - 0.0033).abs() < 1e-9);
+    assert_eq!(report["prompt_versions"][0], "chunk@1");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY) && !stderr.contains(KEY));
+
+    // Human output, and a missing key named by its variable.
+    let out = vidgate().args(["describe", "--provider", "fake", "--config"]).arg(&config).arg(testsrc_10s()).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("00:00.000  A test pattern at 00:00.000, 00:02.000.\n"), "{text}");
+    let out = vidgate().args(["describe", "--provider", "fake", "--config"]).arg(&config).arg(testsrc_10s()).env_remove("VIDGATE_CLI_KEY").output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success() && err.contains("VIDGATE_CLI_KEY (providers.fake.api_key_env) is not set"), "{err}");
+}
