@@ -467,3 +467,26 @@ fn describe_on_the_command_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success() && err.contains("VIDGATE_CLI_KEY (providers.fake.api_key_env) is not set"), "{err}");
 }
+
+#[test]
+fn spent_quota_headers_hold_off_the_next_call() {
+    runtime().block_on(async {
+        let server = server().await;
+        let spent = ResponseTemplate::new(200)
+            .set_body_json(completion("first"))
+            .insert_header("x-ratelimit-remaining-requests", "0")
+            .insert_header("x-ratelimit-reset-requests", "1s")
+            .insert_header("x-ratelimit-remaining-tokens", "9000")
+            .insert_header("x-ratelimit-reset-tokens", "6ms");
+        chat().respond_with(spent).up_to_n_times(1).with_priority(1).mount(&server).await;
+        chat().respond_with(Checking).with_priority(2).mount(&server).await;
+        let p = profile(&server, "quota");
+        let config = config();
+        let backend = Arc::new(OpenAiCompat::from_profile("fake", &p, &config).unwrap());
+        let stack = policy::standard_stack(backend, &p, &config, Budget::new(1.0), AttemptLog::default());
+        stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap();
+        let started = Instant::now();
+        stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?} for the quota reset", started.elapsed());
+    });
+}
