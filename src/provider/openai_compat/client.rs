@@ -145,6 +145,10 @@ impl OpenAiCompat {
                 }
                 _ => {}
             }
+            if body.contains("not supported") {
+                // e.g. llama-server's 500 "image input is not supported": asking again changes nothing.
+                err.class = ErrorClass::FallBack;
+            }
             if body.contains("insufficient_quota") {
                 err.class = ErrorClass::FallBack;
                 err.message = format!("HTTP {status}: the account has no quota left (insufficient_quota)");
