@@ -90,12 +90,12 @@ fn scene_sampling_finds_cuts_fades_and_crossfades() {
     // 0-3 s bars, hard cut, 3-5 s testsrc, 5-6 s fade through black, 6-8 s
     // mandelbrot, 8-9 s crossfade into a cellular automaton until 11 s.
     let path = make_clip(
-        "edited.mp4",
+        "edited-seeded.mp4",
         &[
             "-f", "lavfi", "-i", "smptebars=size=320x180:rate=25:duration=3",
             "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25:duration=3",
             "-f", "lavfi", "-i", "mandelbrot=size=320x180:rate=25,trim=duration=4",
-            "-f", "lavfi", "-i", "cellauto=size=320x180:rate=25:rule=110,trim=duration=3",
+            "-f", "lavfi", "-i", "cellauto=size=320x180:rate=25:rule=110:random_seed=7,trim=duration=3",
             "-filter_complex",
             "[0:v]format=yuv420p,settb=1/25[a];[1:v]format=yuv420p,settb=1/25[b];[2:v]format=yuv420p,settb=1/25[c];[3:v]format=yuv420p,settb=1/25[d];\
              [a][b]concat=n=2:v=1,settb=1/25[ab];[ab][c]xfade=transition=fadeblack:duration=1:offset=5[abc];[abc][d]xfade=transition=fade:duration=1:offset=8[v]",
@@ -108,8 +108,9 @@ fn scene_sampling_finds_cuts_fades_and_crossfades() {
     assert_eq!(got[0], 0);
     assert!((3_000..=3_500).contains(&got[1]), "after the cut: {got:?}");
     assert!((6_000..=7_000).contains(&got[2]), "after the fade through black: {got:?}");
-    // The automaton never holds still, so its frame is taken once the change has lasted 2 s.
-    assert!((9_000..=11_000).contains(&got[3]), "after the crossfade: {got:?}");
+    // The automaton never holds still: its frame is one from late in the
+    // crossfade (mostly the new shot) or from the shot itself.
+    assert!((8_500..=11_000).contains(&got[3]), "after the crossfade: {got:?}");
 }
 
 #[test]
