@@ -56,20 +56,30 @@ pub async fn observe_frames(
     prompts_dir: Option<&Path>,
 ) -> Result<Observed, ObserveError> {
     let per_call = settings.frames_per_call.max(1) as usize;
+    // Keep each call's images within the provider's payload cap (base64 grows bytes by a third).
+    let byte_cap = provider.capabilities().max_inline_bytes;
+    let wire_size = |f: &Frame| (f.data.bytes().len() as u64).div_ceil(3) * 4 + 64;
     let template = prompts::load(template_name(&settings.task, per_call), prompts_dir)?;
     let mut observed = Observed { prompt_versions: vec![template.id()], ..Observed::default() };
     let mut running: JoinSet<(TimeRange, Result<Vec<Observation>, ProviderError>)> = JoinSet::new();
     let mut batch: Vec<Frame> = Vec::with_capacity(per_call);
     let mut done = false;
     while !done {
+        let mut carry = None;
         match frames.next().await {
             Some(frame) => {
-                batch.push(frame?);
+                let frame = frame?;
                 observed.frames += 1;
+                let batch_bytes: u64 = batch.iter().map(wire_size).sum();
+                if !batch.is_empty() && byte_cap > 0 && batch_bytes + wire_size(&frame) > byte_cap {
+                    carry = Some(frame);
+                } else {
+                    batch.push(frame);
+                }
             }
             None => done = true,
         }
-        if batch.len() == per_call || (done && !batch.is_empty()) {
+        if batch.len() == per_call || carry.is_some() || (done && !batch.is_empty()) {
             let job = make_job(&template, settings, std::mem::take(&mut batch))?;
             let span = span_of(&job);
             let provider = provider.clone();
@@ -78,6 +88,7 @@ pub async fn observe_frames(
             }
             running.spawn(async move { (span, provider.run(&job).await.map(|out| out.observations)) });
         }
+        batch.extend(carry);
     }
     while let Some(next) = running.join_next().await {
         collect(Some(next), &mut observed);

@@ -490,3 +490,32 @@ fn spent_quota_headers_hold_off_the_next_call() {
         assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?} for the quota reset", started.elapsed());
     });
 }
+
+#[test]
+fn batches_stay_within_the_payload_cap() {
+    use vidgate::media::{self, Extraction};
+    use vidgate::observe::{observe_frames, ObserveSettings};
+    runtime().block_on(async {
+        let server = server().await;
+        chat().respond_with(Checking).mount(&server).await;
+        let frames = jpeg_frames(5);
+        let biggest = frames.iter().map(|f| f.data.bytes().len() as u64).max().unwrap();
+        let mut p = profile(&server, "payload");
+        p.frames_per_call = Some(5);
+        // Room for two frames' base64 per call, not three.
+        let cap = (biggest.div_ceil(3) * 4 + 64) * 5 / 2;
+        p.models.get_mut("fake-vision").unwrap().max_request_bytes = Some(cap);
+        let config = config();
+        let backend = Arc::new(OpenAiCompat::from_profile("fake", &p, &config).unwrap());
+        let stack = policy::standard_stack(backend, &p, &config, Budget::new(1.0), AttemptLog::default());
+        let info = probe(&testsrc_10s());
+        let ex = Extraction::new(&info, &plan(SamplingMode::Count { count: 5 }, 256), &Default::default(), FrameFormat::Jpeg { quality: 80 }, Duration::from_secs(60)).unwrap();
+        let settings = ObserveSettings { task: Task::Describe, frames_per_call: 5, concurrency: 2, max_output_tokens: 50, duration_ms: info.duration_ms };
+        let observed = observe_frames(stack, media::extract(ex).unwrap(), &settings, None).await.unwrap();
+        assert!(observed.failures.is_empty(), "{:?}", observed.failures);
+        assert_eq!(observed.frames, 5);
+        let per_call: Vec<usize> = observed.observations.iter().map(|o| o.text.matches("00:").count()).collect();
+        assert_eq!(per_call, [2, 2, 1], "{:?}", observed.observations);
+        assert_eq!(observed.prompt_versions, ["chunk@1"]);
+    });
+}
