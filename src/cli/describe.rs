@@ -9,13 +9,16 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use vidgate::config::{Config, Protocol};
-use vidgate::media::{self, Extraction, FrameFormat};
+use vidgate::media::{self, Extraction, FrameFormat, MediaInfo};
+use vidgate::prompts;
+use vidgate::provider::gemini::Gemini;
+use vidgate::provider::{Job, JobInput};
 use vidgate::merge::{ObservationSink, TimelineBuilder};
-use vidgate::observe::{observe_frames, ObserveSettings};
+use vidgate::observe::{observe_frames, ObserveSettings, Observed};
 use vidgate::policy::{self, AttemptLog, Budget};
 use vidgate::provider::openai_compat::OpenAiCompat;
 use vidgate::provider::Provider;
-use vidgate::schema::{SamplingMode, SamplingPlan, Task, Usage, VideoReport};
+use vidgate::schema::{SamplingMode, SamplingPlan, Task, TimeRange, Usage, VideoReport};
 use vidgate::timecode;
 
 #[derive(Debug, Args)]
@@ -37,6 +40,7 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
     };
     let backend: Arc<dyn Provider> = match profile.protocol {
         Some(Protocol::Openai) => Arc::new(OpenAiCompat::from_profile(name, profile, config)?),
+        Some(Protocol::Gemini) => Arc::new(Gemini::from_profile(name, profile, config)?),
         Some(other) => bail!("provider `{name}` speaks {}, which `describe` does not drive yet", other.as_str()),
         None => bail!("providers.{name}.protocol is not set"),
     };
@@ -50,20 +54,24 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
         FrameFormat::Jpeg { quality: s.jpeg_quality },
         Duration::from_secs_f64(config.limits.extract_timeout_s),
     )?;
-    let frames = media::extract(extraction)?;
-
     let budget = Budget::new(config.budget.max_usd_per_request);
     let log = AttemptLog::default();
     let stack = policy::standard_stack(backend, profile, config, budget.clone(), log.clone());
-    let settings = ObserveSettings {
-        task: Task::Describe,
-        frames_per_call: stack.capabilities().max_images_per_call,
-        concurrency: profile.limits.max_concurrency.unwrap_or(4).max(1) as usize,
-        max_output_tokens: 300,
-        duration_ms: info.duration_ms,
+    let mut warnings = Vec::new();
+    let observed = if stack.capabilities().native_video {
+        native(stack, &info, config).await?
+    } else {
+        let frames = media::extract(extraction)?;
+        warnings = frames.warnings();
+        let settings = ObserveSettings {
+            task: Task::Describe,
+            frames_per_call: stack.capabilities().max_images_per_call,
+            concurrency: profile.limits.max_concurrency.unwrap_or(4).max(1) as usize,
+            max_output_tokens: 300,
+            duration_ms: info.duration_ms,
+        };
+        observe_frames(stack, frames, &settings, config.prompts_dir.as_deref()).await?
     };
-    let mut warnings = frames.warnings();
-    let observed = observe_frames(stack, frames, &settings, config.prompts_dir.as_deref()).await?;
 
     let attempts = log.snapshot();
     let mut usage = Usage::default();
@@ -118,4 +126,25 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
     }
     out.flush().context("writing to stdout")?;
     Ok(())
+}
+
+/// The whole video in one call, to a provider that understands video itself.
+async fn native(stack: Arc<dyn Provider>, info: &MediaInfo, config: &Config) -> anyhow::Result<Observed> {
+    let template = prompts::load("chunk", config.prompts_dir.as_deref())?;
+    let (start, end) = (timecode::format(0), timecode::format(info.duration_ms));
+    let span = TimeRange { start_ms: 0, end_ms: info.duration_ms.max(1) };
+    let job = Job {
+        task: Task::Describe,
+        input: JobInput::Video { path: info.path.clone(), range: None, duration_ms: info.duration_ms, size_bytes: info.size_bytes },
+        prompt: template.render(&[("start", &start), ("end", &end)])?.into(),
+        prompt_version: template.id().into(),
+        max_output_tokens: 2048,
+        span: Some(span),
+    };
+    let mut observed = Observed { frames: 0, prompt_versions: vec![template.id()], ..Observed::default() };
+    match stack.run(&job).await {
+        Ok(out) => observed.observations = out.observations,
+        Err(e) => observed.failures.push((span, e)),
+    }
+    Ok(observed)
 }

@@ -198,6 +198,14 @@ pub struct ProviderProfile {
     /// Send the video inline below this request size; upload above it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_max_bytes: Option<u64>,
+    /// Give up waiting for an uploaded file to become ACTIVE after this many
+    /// seconds (then frames are sent instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_timeout_s: Option<f64>,
+    /// Delete an uploaded file once its answer is in (default: keep it for
+    /// reuse while it lives, 48 h).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_uploads: Option<bool>,
     /// `low`, `medium` or `high`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_resolution: Option<String>,

@@ -5,7 +5,6 @@
 //! backend never retries on its own.
 
 mod error;
-#[allow(dead_code)]
 pub mod gemini;
 pub mod http;
 pub mod openai_compat;

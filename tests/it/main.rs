@@ -5,6 +5,7 @@
 //! - `frames`: sampling modes, exact timestamps, sizes, process hygiene
 //! - `bad_input`: every refused input gets a clear error, no panic
 //! - `clips`: the real clips of fixtures/fetch.sh
+//! - `gemini`: the Gemini backend against a fake server with uploads and file states
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
 //! - `cli`: the `vidgate` command itself
 
@@ -12,6 +13,7 @@ mod bad_input;
 mod cli;
 mod clips;
 mod frames;
+mod gemini;
 mod openai;
 mod probe;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary

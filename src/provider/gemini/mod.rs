@@ -13,8 +13,12 @@
 //! dollars; none of them does any I/O. The wire types of `wire` never leave
 //! this module.
 
+mod client;
 mod cost;
 mod schema;
 mod status;
 mod translate;
+mod upload;
 mod wire;
+
+pub use client::Gemini;

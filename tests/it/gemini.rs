@@ -1,0 +1,389 @@
+//! The Gemini backend against a fake server that implements `generateContent`,
+//! the resumable upload and the file state machine, in the shapes of the
+//! recorded API.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use vidgate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
+use vidgate::policy::{self, AttemptLog, Budget};
+use vidgate::provider::gemini::Gemini;
+use vidgate::provider::{Job, JobInput, ProviderError, ProviderOutput};
+use vidgate::schema::{Outcome, Task, TimeRange};
+
+use crate::util::*;
+
+const KEY: &str = "AIzaTestKey-vidgate-0123456789";
+
+fn recorded(name: &str) -> Value {
+    let path = format!("{}/fixtures/recorded/gemini/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// How the fake's uploaded files behave after the upload.
+#[derive(Clone, Copy, PartialEq)]
+enum Processing {
+    ActiveAfter(u32),
+    FailedAfter(u32),
+    Stuck,
+}
+
+#[derive(Default)]
+struct State {
+    uploads_started: u32,
+    received: u64,
+    polls: u32,
+    deleted: Vec<String>,
+    generate: Vec<Value>,
+    urls: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    state: Arc<Mutex<State>>,
+    processing: Processing,
+    base: String,
+}
+
+impl Fake {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn file(&self, state: &str) -> Value {
+        json!({"name": "files/abc123", "displayName": "vidgate upload", "mimeType": "video/mp4", "sizeBytes": "1000",
+               "uri": format!("{}/v1beta/files/abc123", self.base), "state": state,
+               "expirationTime": "2026-11-28T08:00:00Z", "sha256Hash": "ZmFrZQ=="})
+    }
+}
+
+impl Respond for Fake {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let url = request.url.to_string();
+        self.state().urls.push(url.clone());
+        let key_ok = request.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) == Some(KEY);
+        let p = request.url.path().to_string();
+        let command = request.headers.get("x-goog-upload-command").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        if p == "/upload/v1beta/files" {
+            if !key_ok {
+                return ResponseTemplate::new(403);
+            }
+            self.state().uploads_started += 1;
+            return ResponseTemplate::new(200).insert_header("x-goog-upload-url", format!("{}/upload-session/1", self.base).as_str());
+        }
+        if p == "/upload-session/1" {
+            let offset: u64 = request.headers.get("x-goog-upload-offset").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(u64::MAX);
+            let mut s = self.state();
+            if offset != s.received {
+                return ResponseTemplate::new(400).set_body_json(json!({"error": {"code": 400, "message": "bad offset"}}));
+            }
+            s.received += request.body.len() as u64;
+            drop(s);
+            if command.contains("finalize") {
+                return ResponseTemplate::new(200).set_body_json(json!({"file": self.file("PROCESSING")}));
+            }
+            return ResponseTemplate::new(200);
+        }
+        if !key_ok {
+            return ResponseTemplate::new(400).set_body_json(json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}));
+        }
+        if p == "/v1beta/files/abc123" && request.method.as_str() == "GET" {
+            let mut s = self.state();
+            s.polls += 1;
+            let state = match self.processing {
+                Processing::ActiveAfter(n) if s.polls >= n => "ACTIVE",
+                Processing::FailedAfter(n) if s.polls >= n => "FAILED",
+                _ => "PROCESSING",
+            };
+            drop(s);
+            return ResponseTemplate::new(200).set_body_json(self.file(state));
+        }
+        if p == "/v1beta/files/abc123" && request.method.as_str() == "DELETE" {
+            self.state().deleted.push("files/abc123".into());
+            return ResponseTemplate::new(200).set_body_json(json!({}));
+        }
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        self.state().generate.push(body);
+        ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json"))
+    }
+}
+
+async fn fake(processing: Processing) -> (MockServer, Fake) {
+    let server = MockServer::start().await;
+    let fake = Fake { state: Arc::default(), processing, base: server.uri() };
+    Mock::given(wiremock::matchers::any()).respond_with(fake.clone()).with_priority(10).mount(&server).await;
+    (server, fake)
+}
+
+fn profile(server: &MockServer, test: &str) -> ProviderProfile {
+    let var = format!("VIDGATE_GEMINI_KEY_{}", test.to_uppercase());
+    std::env::set_var(&var, KEY);
+    let mut models = std::collections::BTreeMap::new();
+    models.insert(
+        "gemini-test".to_string(),
+        ModelProfile { video_tokens_per_second: Some(263.0), audio_tokens_per_second: Some(32.0), json_schema: Some(true), ..ModelProfile::default() },
+    );
+    ProviderProfile {
+        protocol: Some(Protocol::Gemini),
+        base_url: Some(server.uri()),
+        api_key_env: Some(var),
+        auth: Some(AuthScheme::GoogApiKey),
+        model: Some("gemini-test".into()),
+        price: Some(Price { input_per_mtok: 0.30, output_per_mtok: 2.50, cached_input_per_mtok: None, audio_input_per_mtok: Some(1.0) }),
+        models,
+        timeout_s: Some(20.0),
+        ..ProviderProfile::default()
+    }
+}
+
+fn video_job(path: &std::path::Path) -> Job {
+    let info = probe(path);
+    Job {
+        task: Task::Describe,
+        input: JobInput::Video { path: path.to_path_buf(), range: None, duration_ms: info.duration_ms, size_bytes: info.size_bytes },
+        prompt: "Describe the video.".into(),
+        prompt_version: "chunk@1".into(),
+        max_output_tokens: 500,
+        span: TimeRange::new(0, info.duration_ms),
+    }
+}
+
+struct Run {
+    result: Result<ProviderOutput, ProviderError>,
+    log: AttemptLog,
+    elapsed: Duration,
+}
+
+async fn run_with(backend: Arc<Gemini>, profile: &ProviderProfile, job: &Job) -> Run {
+    let mut config = Config::default();
+    config.retry.max_attempts = 3;
+    let log = AttemptLog::default();
+    let stack = policy::standard_stack(backend, profile, &config, Budget::new(1.0), log.clone());
+    let started = Instant::now();
+    let result = stack.run(job).await;
+    Run { result, log, elapsed: started.elapsed() }
+}
+
+fn backend(profile: &ProviderProfile) -> Arc<Gemini> {
+    let cache = clip_dir().join(format!("uploads-{}.json", rand_suffix()));
+    Arc::new(Gemini::from_profile("gemini", profile, &Config::default()).unwrap().with_upload_cache(cache))
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn parts(body: &Value) -> Vec<Value> {
+    body["contents"][0]["parts"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_small_video_goes_inline_with_the_prompt_after_it() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let p = profile(&server, "inline");
+        let clip = testsrc_10s();
+        let r = run_with(backend(&p), &p, &video_job(&clip)).await;
+        let out = r.result.unwrap();
+        assert!(out.observations[0].text.starts_with("Okay! It looks like"), "the recorded answer");
+        let state = fake.state();
+        assert_eq!(state.uploads_started, 0);
+        let parts = parts(&state.generate[0]);
+        let data = parts[0]["inlineData"]["data"].as_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+        assert_eq!(decoded, std::fs::read(&clip).unwrap(), "the whole file, inline");
+        assert_eq!(parts[0]["inlineData"]["mimeType"], "video/mp4");
+        assert_eq!(parts[0]["videoMetadata"]["fps"], 1.0);
+        assert_eq!(parts[1]["text"], "Describe the video.", "the prompt after the video");
+        // Cost from the recorded usage: 10 text + 258 video at $0.30/M, 162 output at $2.50/M.
+        let expected = 268.0 * 0.30 / 1e6 + 162.0 * 2.50 / 1e6;
+        assert!((out.usage.cost_usd - expected).abs() < 1e-12, "{} vs {expected}", out.usage.cost_usd);
+        assert!(state.urls.iter().all(|u| !u.contains(KEY)), "the key is never in a URL");
+    });
+}
+
+#[test]
+fn a_large_video_is_uploaded_once_and_reused() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(2)).await;
+        let mut p = profile(&server, "upload");
+        p.inline_max_bytes = Some(50_000);
+        let clip = testsrc_10s();
+        let size = std::fs::metadata(&clip).unwrap().len();
+        let gemini = backend(&p);
+        let r = run_with(gemini.clone(), &p, &video_job(&clip)).await;
+        r.result.unwrap();
+        {
+            let state = fake.state();
+            assert_eq!((state.uploads_started, state.received), (1, size), "every byte, once");
+            assert_eq!(state.polls, 2, "polled until ACTIVE");
+            let parts = parts(&state.generate[0]);
+            assert_eq!(parts[0]["fileData"]["fileUri"], format!("{}/v1beta/files/abc123", server.uri()));
+        }
+        let r = run_with(gemini, &p, &video_job(&clip)).await;
+        r.result.unwrap();
+        let state = fake.state();
+        assert_eq!(state.uploads_started, 1, "the second request reuses the upload");
+        assert_eq!(state.generate.len(), 2);
+        assert!(state.urls.iter().all(|u| !u.contains(KEY)));
+    });
+}
+
+#[test]
+fn a_file_stuck_in_processing_falls_back_to_frames_and_is_deleted() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::Stuck).await;
+        let mut p = profile(&server, "stuck");
+        p.inline_max_bytes = Some(50_000);
+        p.file_timeout_s = Some(1.0);
+        let r = run_with(backend(&p), &p, &video_job(&testsrc_10s())).await;
+        r.result.unwrap();
+        assert!(r.elapsed < Duration::from_secs(10));
+        let state = fake.state();
+        assert_eq!(state.deleted, ["files/abc123"], "the abandoned upload is cleaned up");
+        let parts = parts(&state.generate[0]);
+        let images = parts.iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count();
+        assert!(images >= 10, "frames mode: {images} frames");
+        assert!(parts[0]["text"].as_str().unwrap().contains("00:00"), "each frame after its time: {}", parts[0]);
+    });
+}
+
+#[test]
+fn a_failed_file_falls_back_to_frames() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::FailedAfter(1)).await;
+        let mut p = profile(&server, "failed");
+        p.inline_max_bytes = Some(50_000);
+        run_with(backend(&p), &p, &video_job(&testsrc_10s())).await.result.unwrap();
+        let state = fake.state();
+        assert!(parts(&state.generate[0]).iter().any(|p| p["inlineData"]["mimeType"] == "image/jpeg"));
+    });
+}
+
+async fn answering(template: ResponseTemplate, times: u64, server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/v1beta/models/.*:generateContent$"))
+        .respond_with(template)
+        .up_to_n_times(times)
+        .with_priority(1)
+        .mount(server)
+        .await;
+}
+
+#[test]
+fn errors_are_classified_as_the_api_means_them() {
+    runtime().block_on(async {
+        let clip = testsrc_10s();
+        let mut per_minute = recorded("429_retry_info.json");
+        per_minute["error"]["details"][1]["retryDelay"] = json!("1s");
+        let per_day = json!({"error": {"code": 429, "message": "You exceeded your current quota.", "status": "RESOURCE_EXHAUSTED", "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests", "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "quotaValue": "250"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "59s"}]}});
+        let leaked = json!({"error": {"code": 403, "message": "Your API key was reported as leaked. Please use another API key.", "status": "PERMISSION_DENIED"}});
+        let cases: Vec<(&str, ResponseTemplate, u64, usize, &str)> = vec![
+            ("minute", ResponseTemplate::new(429).set_body_json(per_minute), 1, 2, "ok"),
+            ("day", ResponseTemplate::new(429).set_body_json(per_day), 9, 1, "fall back"),
+            ("s503", ResponseTemplate::new(503).set_body_json(json!({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})), 2, 3, "ok"),
+            ("s504", ResponseTemplate::new(504), 1, 2, "ok"),
+            ("s400", ResponseTemplate::new(400).set_body_json(recorded("400_invalid_argument.json")), 9, 1, "fall back"),
+            ("s404", ResponseTemplate::new(404).set_body_json(json!({"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}})), 9, 1, "fall back"),
+            ("blocked", ResponseTemplate::new(200).set_body_json(recorded("prompt_blocked.json")), 9, 1, "content policy"),
+            ("leaked", ResponseTemplate::new(403).set_body_json(leaked), 9, 1, "disabled"),
+        ];
+        for (name, template, times, calls, expected) in cases {
+            let (server, _fake) = fake(Processing::ActiveAfter(1)).await;
+            answering(template, times, &server).await;
+            let p = profile(&server, &format!("err_{name}"));
+            let gemini = backend(&p);
+            let r = run_with(gemini.clone(), &p, &video_job(&clip)).await;
+            let generate_calls = server.received_requests().await.unwrap().len();
+            assert_eq!(generate_calls, calls, "{name}: calls");
+            assert_eq!(r.log.len(), calls, "{name}: attempts");
+            match expected {
+                "ok" => assert!(r.result.is_ok(), "{name}: {:?}", r.result.err()),
+                "fall back" => assert!(r.result.unwrap_err().should_fall_back(), "{name}"),
+                "content policy" => {
+                    let err = r.result.unwrap_err();
+                    assert!(err.should_fall_back() && err.to_string().contains("content policy"), "{name}: {err}");
+                }
+                _ => {
+                    let err = r.result.unwrap_err();
+                    assert!(err.disables_provider, "{name}: {err}");
+                    let again = run_with(gemini, &p, &video_job(&clip)).await.result.unwrap_err();
+                    assert!(again.to_string().contains("disabled for this run"), "{again}");
+                    assert_eq!(server.received_requests().await.unwrap().len(), 1, "no call after the key was refused");
+                }
+            }
+            if name == "minute" {
+                assert!(r.elapsed >= Duration::from_secs(1), "waited the RetryInfo delay");
+                assert!(matches!(r.log.snapshot()[0].outcome, Outcome::Transient { .. }));
+            }
+        }
+    });
+}
+
+#[test]
+fn vertex_uses_a_bearer_token_and_its_model_path() {
+    runtime().block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/proj-1/locations/europe-west4/publishers/google/models/gemini-test:generateContent"))
+            .and(wiremock::matchers::header("authorization", "Bearer ya29.vertex-token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json")))
+            .mount(&server)
+            .await;
+        std::env::set_var("VIDGATE_VERTEX_TOKEN_TEST", "ya29.vertex-token");
+        let mut p = profile(&server, "vertex");
+        p.auth = Some(AuthScheme::Bearer);
+        p.api_key_env = None;
+        p.project = Some("proj-1".into());
+        p.location = Some("europe-west4".into());
+        p.token_env = Some("VIDGATE_VERTEX_TOKEN_TEST".into());
+        let r = run_with(backend(&p), &p, &video_job(&testsrc_10s())).await;
+        r.result.unwrap();
+        let sent = &server.received_requests().await.unwrap()[0];
+        assert!(sent.headers.get("x-goog-api-key").is_none());
+    });
+}
+
+#[test]
+fn describe_with_gemini_never_shows_the_key_even_at_trace_level() {
+    let (server, fake) = runtime().block_on(fake(Processing::ActiveAfter(1)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vidgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.gemini]\nbase_url = \"{}\"\napi_key_env = \"VIDGATE_CLI_GEMINI_KEY\"\nmodel = \"gemini-2.5-flash\"\ninline_max_bytes = 50000\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let out = vidgate()
+        .args(["-vvv", "describe", "--provider", "gemini", "--json", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_CLI_GEMINI_KEY", KEY)
+        .env("VIDGATE_LOG", "trace")
+        .env("XDG_CACHE_HOME", dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(report["observations"][0]["text"].as_str().unwrap().starts_with("Okay!"));
+    assert_eq!(report["prompt_versions"][0], "chunk@1");
+    assert!(stderr.lines().count() > 5, "trace logging is on");
+    assert!(!stdout.contains(KEY) && !stderr.contains(KEY), "the key leaked");
+    let state = fake.state.lock().unwrap();
+    assert_eq!(state.uploads_started, 1);
+    assert!(state.urls.iter().all(|u| !u.contains(KEY)));
+}
