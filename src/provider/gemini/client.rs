@@ -572,6 +572,15 @@ impl Provider for Gemini {
         if let (Some((name, _)), true, Some(root)) = (&uploaded, self.delete_uploads, self.files_root()) {
             self.delete(root, name).await;
         }
-        self.output(job, result?, &estimate)
+        match result {
+            // The video itself was refused (format, length): its frames may still do.
+            Err(e) if e.status == Some(400) && !e.disables_provider => {
+                tracing::warn!(provider = %self.name, error = %e, "the video was refused: sending frames");
+                let frames_job = self.frames_job(job, path).await?;
+                let answer = self.generate(&frames_job, None).await?;
+                self.output(&frames_job, answer, &estimate)
+            }
+            result => self.output(job, result?, &estimate),
+        }
     }
 }
