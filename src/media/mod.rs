@@ -94,6 +94,12 @@ pub(crate) fn ffmpeg_input_args() -> Vec<&'static str> {
     ]
 }
 
+/// The `file:` URL of a path, for other modules that run ffmpeg; the path as
+/// given when it cannot be made absolute.
+pub fn file_url(path: &Path) -> OsString {
+    input_url(path).unwrap_or_else(|_| path.as_os_str().to_owned())
+}
+
 /// The `file:` URL of a path, absolute, so names starting with `-` or holding
 /// `:` are never read as options or protocols.
 pub(crate) fn input_url(path: &Path) -> Result<OsString, MediaError> {

@@ -393,3 +393,27 @@ fn describe_with_gemini_never_shows_the_key_even_at_trace_level() {
     assert_eq!(state.uploads_started, 1);
     assert!(state.urls.iter().all(|u| !u.contains(KEY)));
 }
+
+#[test]
+fn a_range_of_a_large_file_is_sent_as_a_trimmed_copy() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let mut p = profile(&server, "trim");
+        p.inline_max_bytes = Some(120_000);
+        let clip = testsrc_10s();
+        let mut job = video_job(&clip);
+        if let JobInput::Video { range, .. } = &mut job.input {
+            *range = TimeRange::new(4_000, 7_000);
+        }
+        job.span = TimeRange::new(4_000, 7_000);
+        let out = run_with(backend(&p), &p, &job).await.result.unwrap();
+        assert_eq!((out.observations[0].range.start_ms, out.observations[0].range.end_ms), (4_000, 7_000), "times of the original");
+        let state = fake.state();
+        assert_eq!(state.uploads_started, 0, "the cut fits inline");
+        let data = parts(&state.generate[0])[0]["inlineData"]["data"].as_str().unwrap().to_string();
+        let copy = clip_dir().join("trimmed-sent.mp4");
+        std::fs::write(&copy, base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+        let info = probe(&copy);
+        assert!((2_900..=3_100).contains(&info.duration_ms), "a 3 s cut, not the 10 s file: {}", info.duration_ms);
+    });
+}

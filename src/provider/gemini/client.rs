@@ -359,6 +359,32 @@ impl Gemini {
         }
     }
 
+    /// A stream copy of `range` (no re-encoding) and the job on it, whose time 0
+    /// is `range.start_ms`; `None` (with a log line) when ffmpeg cannot make it.
+    async fn trimmed(&self, job: &Job, path: &Path, range: TimeRange) -> Option<(Job, tempfile::TempPath)> {
+        let copy = tempfile::Builder::new().prefix("vidgate-trim-").suffix(".mp4").tempfile().ok()?.into_temp_path();
+        let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+        let status = tokio::process::Command::new(ffmpeg_sidecar::paths::ffmpeg_path())
+            .args(["-v", "error", "-nostdin", "-y", "-ss", &seconds(range.start_ms)])
+            .args(["-protocol_whitelist", "file", "-format_whitelist", media::FORMAT_ALLOW_LIST, "-i"])
+            .arg(media::file_url(path))
+            .args(["-t", &seconds(range.duration_ms()), "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-f", "mp4"])
+            .arg(&copy)
+            .kill_on_drop(true)
+            .status()
+            .await;
+        let size = std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0);
+        if !matches!(status, Ok(s) if s.success()) || size == 0 {
+            tracing::warn!(provider = %self.name, "could not cut {}..{} ms out of the video: sending it whole", range.start_ms, range.end_ms);
+            return None;
+        }
+        let mut trim_job = job.clone();
+        let duration_ms = range.duration_ms();
+        trim_job.input = JobInput::Video { path: copy.to_path_buf(), range: None, duration_ms, size_bytes: size };
+        trim_job.span = Some(TimeRange { start_ms: 0, end_ms: duration_ms.max(1) });
+        Some((trim_job, copy))
+    }
+
     /// Frames from the video, for when it cannot be sent whole.
     async fn frames_job(&self, job: &Job, path: &Path) -> Result<Job, ProviderError> {
         let fail = |e: media::MediaError| self.error(ErrorClass::Fatal, e.to_string());
@@ -558,6 +584,18 @@ impl Provider for Gemini {
             return self.output(job, answer, &estimate);
         };
         let native = self.model_profile.native_video.unwrap_or(true);
+        // Only part of a large file is asked for: send a stream copy of that part.
+        if let (true, JobInput::Video { range: Some(range), .. }) = (native && *size_bytes > self.inline_max_bytes, &job.input) {
+            if let Some(trimmed) = self.trimmed(job, path, *range).await {
+                let (trim_job, _copy) = trimmed;
+                let mut output = Box::pin(self.run(&trim_job)).await?;
+                for o in &mut output.observations {
+                    o.range.start_ms += range.start_ms;
+                    o.range.end_ms += range.start_ms;
+                }
+                return Ok(output);
+            }
+        }
         let part = if native { self.video_part(path, *size_bytes).await? } else { None };
         let Some((bytes, mime)) = part else {
             let frames_job = self.frames_job(job, path).await?;
