@@ -8,6 +8,7 @@
 pub mod config;
 pub mod media;
 pub mod merge;
+pub mod models;
 pub mod observe;
 pub mod policy;
 pub mod prompts;

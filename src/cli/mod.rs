@@ -2,6 +2,7 @@
 
 mod describe;
 mod frames;
+mod models;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum Command {
     Frames(frames::FramesArgs),
     /// Describe what happens, frame by frame or in batches, on one provider.
     Describe(describe::DescribeArgs),
+    /// Local models: list the catalogue, pull one into the cache.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -58,6 +62,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let overrides = frames.config_overrides();
             let config = load_config(args.config, overrides)?;
             frames::run(frames, &config).await
+        }
+        Command::Models(command) => {
+            let config = load_config(args.config, Vec::new())?;
+            models::run(command, &config).await
         }
         Command::Describe(describe) => {
             let config = load_config(args.config, Vec::new())?;

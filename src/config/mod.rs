@@ -40,6 +40,7 @@ pub struct Config {
     pub sampling: SamplingConfig,
     pub limits: MediaLimits,
     pub retry: RetryConfig,
+    pub models: ModelsConfig,
     /// Read prompt templates from here instead of the built-in ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts_dir: Option<PathBuf>,
@@ -54,6 +55,7 @@ impl Default for Config {
             sampling: SamplingConfig::default(),
             limits: MediaLimits::default(),
             retry: RetryConfig::default(),
+            models: ModelsConfig::default(),
             prompts_dir: None,
             providers: BTreeMap::new(),
         }
@@ -156,6 +158,23 @@ pub struct RetryConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         Self { max_attempts: 4, max_wait_s: 30.0 }
+    }
+}
+
+/// Where local models come from and where they are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// The root the catalogue's paths are relative to (a mirror may stand in).
+    pub base_url: String,
+    /// Where downloaded models are kept; the platform cache dir when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { base_url: "https://huggingface.co".into(), cache_dir: None }
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `bad_input`: every refused input gets a clear error, no panic
 //! - `clips`: the real clips of fixtures/fetch.sh
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
+//! - `models`: model downloads: resume, size and checksum
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
 //! - `cli`: the `vidgate` command itself
 
@@ -13,6 +14,7 @@ mod bad_input;
 mod cli;
 mod clips;
 mod frames;
+mod models;
 mod gemini;
 mod openai;
 mod probe;

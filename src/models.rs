@@ -1,0 +1,247 @@
+//! Local models: the catalogue in `providers/models.toml`, and downloads into
+//! a cache directory that resume after an interruption and are checked by
+//! size and sha256 before they are used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+const CATALOGUE: &str = include_str!("../providers/models.toml");
+
+/// One file of a model: the language model or its vision projector.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// `model` or `mmproj`.
+    pub role: String,
+    /// Relative to the download base URL.
+    pub path: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl ModelFile {
+    /// The file name on disk: the last part of its path.
+    pub fn file_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueModel {
+    pub description: String,
+    #[serde(default)]
+    pub default: bool,
+    pub files: Vec<ModelFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueFile {
+    models: BTreeMap<String, CatalogueModel>,
+}
+
+/// The models vidgate knows how to fetch, by name.
+pub fn catalogue() -> BTreeMap<String, CatalogueModel> {
+    toml::from_str::<CatalogueFile>(CATALOGUE).map(|c| c.models).unwrap_or_default()
+}
+
+/// The catalogue's default model.
+pub fn default_model() -> Option<String> {
+    catalogue().into_iter().find(|(_, m)| m.default).map(|(name, _)| name)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("no model called `{name}` in the catalogue; known: {known}")]
+    Unknown { name: String, known: String },
+    #[error("{url}: {message}")]
+    Download { url: String, message: String },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{path}: {what} is {got}, expected {expected}; the download was removed")]
+    Mismatch { path: PathBuf, what: &'static str, got: String, expected: String },
+}
+
+/// Where model `name` is kept.
+pub fn model_dir(cache: &Path, name: &str) -> PathBuf {
+    cache.join(name)
+}
+
+/// The default cache: `$XDG_CACHE_HOME/vidgate/models` or the platform's.
+pub fn default_cache() -> PathBuf {
+    directories::ProjectDirs::from("", "", "vidgate")
+        .map(|d| d.cache_dir().join("models"))
+        .unwrap_or_else(|| PathBuf::from(".vidgate-models"))
+}
+
+/// The installed files of a model as (model, mmproj), when all are present and intact.
+pub fn installed(cache: &Path, name: &str, model: &CatalogueModel) -> Option<(PathBuf, Option<PathBuf>)> {
+    let dir = model_dir(cache, name);
+    let mut main = None;
+    let mut mmproj = None;
+    for file in &model.files {
+        let path = dir.join(file.file_name());
+        let recorded = std::fs::read_to_string(sidecar(&path)).ok()?;
+        let len = std::fs::metadata(&path).ok()?.len();
+        if !recorded.starts_with(&format!("{len} ")) {
+            return None;
+        }
+        match file.role.as_str() {
+            "mmproj" => mmproj = Some(path),
+            _ => main = Some(path),
+        }
+    }
+    main.map(|m| (m, mmproj))
+}
+
+/// `FILE.verified`: "SIZE SHA256" of a complete, checked download.
+fn sidecar(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".verified");
+    PathBuf::from(name)
+}
+
+/// Fetch every file of `model` from `base_url` into `cache/name/`.
+///
+/// # Errors
+/// The first file that could not be fetched or verified; files already
+/// complete stay, and a partial download stays for the next attempt to resume.
+pub async fn pull(
+    name: &str,
+    model: &CatalogueModel,
+    base_url: &str,
+    cache: &Path,
+) -> Result<Vec<PathBuf>, ModelError> {
+    let dir = model_dir(cache, name);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| ModelError::File { path: dir.clone(), message: format!("cannot create it: {e}") })?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| ModelError::Download { url: base_url.into(), message: e.to_string() })?;
+    let mut paths = Vec::new();
+    for file in &model.files {
+        let url = format!("{}/{}", base_url.trim_end_matches('/'), file.path.trim_start_matches('/'));
+        let path = dir.join(file.file_name());
+        fetch(&http, &url, &path, file).await?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile) -> Result<(), ModelError> {
+    if let Ok(recorded) = std::fs::read_to_string(sidecar(path)) {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+        if recorded.starts_with(&format!("{len} ")) {
+            return Ok(());
+        }
+    }
+    let part = path.with_extension("part");
+    let have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
+    let dl = |message: String| ModelError::Download { url: url.to_string(), message };
+    let mut request = http.get(url);
+    if have > 0 {
+        request = request.header("range", format!("bytes={have}-"));
+    }
+    let mut response = request.send().await.map_err(|e| dl(crate::provider::http::error_chain(&e)))?;
+    let status = response.status().as_u16();
+    let resumed = status == 206 && have > 0;
+    if !(status == 200 || resumed) {
+        return Err(dl(format!("HTTP {status}")));
+    }
+    let offset = if resumed { have } else { 0 };
+    let total = response.content_length().map(|n| n + offset).or(file.size);
+    if let (Some(total), Some(expected)) = (total, file.size) {
+        if total != expected {
+            return Err(dl(format!("the server offers {total} bytes, the catalogue says {expected}")));
+        }
+    }
+    let mut out = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resumed)
+        .truncate(!resumed)
+        .open(&part)
+        .await
+        .map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}") {
+        bar.set_style(style);
+    }
+    bar.set_message(file.file_name().to_string());
+    bar.set_position(offset);
+    let mut written = offset;
+    while let Some(chunk) = response.chunk().await.map_err(|e| dl(format!("interrupted after {written} bytes (run again to resume): {}", crate::provider::http::error_chain(&e))))? {
+        out.write_all(&chunk).await.map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
+        written += chunk.len() as u64;
+        bar.set_position(written);
+    }
+    out.flush().await.map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
+    drop(out);
+    bar.finish_and_clear();
+    if let Some(total) = total {
+        if written != total {
+            return Err(dl(format!("got {written} of {total} bytes (run again to resume)")));
+        }
+    }
+    let digest = hash_file(&part).await.map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
+    if let Some(expected) = &file.sha256 {
+        if !expected.eq_ignore_ascii_case(&digest) {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(ModelError::Mismatch { path: path.to_path_buf(), what: "sha256", got: digest, expected: expected.clone() });
+        }
+    }
+    tokio::fs::rename(&part, path).await.map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;
+    tokio::fs::write(sidecar(path), format!("{written} {digest}\n"))
+        .await
+        .map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;
+    Ok(())
+}
+
+async fn hash_file(path: &Path) -> std::io::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hex::encode(hasher.finalize()));
+            }
+            hasher.update(&buf[..n]);
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_parses_and_has_one_default_with_a_projector() {
+        let models = catalogue();
+        assert!(models.len() >= 4, "{models:?}");
+        let defaults: Vec<_> = models.iter().filter(|(_, m)| m.default).collect();
+        assert_eq!(defaults.len(), 1);
+        for (name, m) in &models {
+            let roles: Vec<&str> = m.files.iter().map(|f| f.role.as_str()).collect();
+            assert_eq!(roles, ["model", "mmproj"], "{name}");
+            assert!(m.files.iter().all(|f| f.file_name().ends_with(".gguf")), "{name}");
+        }
+        assert_eq!(default_model().as_deref(), Some("smolvlm2-256m-video-instruct"));
+    }
+}
