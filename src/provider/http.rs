@@ -34,6 +34,9 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
 pub struct QuotaLeft {
     pub requests: Option<u64>,
     pub tokens: Option<u64>,
+    /// The per-minute limits, from `x-ratelimit-limit-*`.
+    pub requests_limit: Option<u64>,
+    pub tokens_limit: Option<u64>,
     pub requests_reset: Option<Duration>,
     pub tokens_reset: Option<Duration>,
 }
@@ -44,18 +47,29 @@ impl QuotaLeft {
         Self {
             requests: text("x-ratelimit-remaining-requests").and_then(|v| v.parse().ok()),
             tokens: text("x-ratelimit-remaining-tokens").and_then(|v| v.parse().ok()),
+            requests_limit: text("x-ratelimit-limit-requests").and_then(|v| v.parse().ok()),
+            tokens_limit: text("x-ratelimit-limit-tokens").and_then(|v| v.parse().ok()),
             requests_reset: text("x-ratelimit-reset-requests").and_then(parse_go_duration),
             tokens_reset: text("x-ratelimit-reset-tokens").and_then(parse_go_duration),
         }
     }
 
     /// How long to hold off before the next request, when a quota is spent.
+    ///
+    /// The reset time is until the bucket is *full* again; it refills
+    /// continuously, so with the limit known the wait for one request's worth
+    /// is `reset / limit` (a request of one token, at least, for tokens).
     pub fn pause(&self) -> Option<Duration> {
-        let spent = |left: Option<u64>, reset: Option<Duration>| match (left, reset) {
-            (Some(0), Some(reset)) => Some(reset),
+        let spent = |left: Option<u64>, reset: Option<Duration>, limit: Option<u64>| match (left, reset) {
+            (Some(0), Some(reset)) => Some(match limit.filter(|l| *l > 0) {
+                Some(limit) => reset.div_f64(limit as f64).max(Duration::from_millis(1)),
+                None => reset,
+            }),
             _ => None,
         };
-        match (spent(self.requests, self.requests_reset), spent(self.tokens, self.tokens_reset)) {
+        let requests = spent(self.requests, self.requests_reset, self.requests_limit);
+        let tokens = spent(self.tokens, self.tokens_reset, self.tokens_limit);
+        match (requests, tokens) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         }
@@ -168,7 +182,10 @@ mod tests {
             ("x-ratelimit-reset-tokens", "20ms"),
         ]);
         let q = QuotaLeft::from_headers(&h);
-        assert_eq!(q.pause(), Some(Duration::from_secs(90)));
+        assert_eq!(q.pause(), Some(Duration::from_secs(90)), "no limit given: wait for the whole reset");
+        let mut h = h;
+        h.insert("x-ratelimit-limit-requests", HeaderValue::from_static("60"));
+        assert_eq!(QuotaLeft::from_headers(&h).pause(), Some(Duration::from_millis(1500)), "one request's refill");
         assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
         assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_go_duration("x"), None);

@@ -185,15 +185,21 @@ pub(super) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
         err.maybe_billed = true;
         err
     };
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not JSON: {e}")))?;
-    if value.get("choices").is_none() {
-        if let Some(api) = parse_error_body(body) {
-            return Err(fail(ErrorClass::FallBack, format!("error in a success answer: {}", api.summary())));
+    // The usual answer parses straight into its type; only an odd one is looked at twice.
+    let answer: ChatResponse = match serde_json::from_slice::<ChatResponse>(body) {
+        Ok(answer) if !answer.choices.is_empty() => answer,
+        _ => {
+            let value: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not JSON: {e}")))?;
+            if value.get("choices").is_none() {
+                if let Some(api) = parse_error_body(body) {
+                    return Err(fail(ErrorClass::FallBack, format!("error in a success answer: {}", api.summary())));
+                }
+            }
+            serde_json::from_value(value)
+                .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not a chat completion: {e}")))?
         }
-    }
-    let answer: ChatResponse = serde_json::from_value(value)
-        .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not a chat completion: {e}")))?;
+    };
     let usage = answer.usage.map(|u| TokenUsage {
         input_tokens: u.prompt_tokens,
         output_tokens: u.completion_tokens,
