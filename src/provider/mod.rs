@@ -7,6 +7,8 @@
 mod error;
 pub mod gemini;
 pub mod http;
+#[cfg(feature = "local")]
+pub mod llama_local;
 pub mod openai_compat;
 pub mod scripted;
 

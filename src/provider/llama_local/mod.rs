@@ -1,0 +1,272 @@
+//! The local backend: a GGUF model (and its mmproj vision projector) run in
+//! this process by llama.cpp, through `llama-cpp-2` with its `mtmd` feature.
+//! No server, no network, no per-token price.
+//!
+//! Follows llama.cpp's multimodal API (`tools/mtmd/mtmd.h`, b11434 as vendored
+//! by llama-cpp-sys-2 0.1.161) and llama-cpp-2 0.1.160's safe wrappers,
+//! checked 2026-11-26.
+//!
+//! One worker thread per provider owns the model, the projector and the
+//! context; no llama type crosses an `await`. The async side sends each job
+//! over a channel and awaits a oneshot answer; dropping that future (a
+//! timeout, a cancelled request) closes the answer channel, and the worker
+//! stops at the next frame or token. The model loads on the worker at the
+//! first job (or at [`LlamaLocal::load`]), so building a gateway or showing a
+//! plan never pays for it; the files are checked (present, GGUF) when the
+//! provider is built.
+//!
+//! A job's frames go into one prompt, each as its time and one media marker,
+//! then the job's prompt, all in the model's chat template; frames that do not
+//! fit the context together are split into chunks, one observation each.
+//! Sampling is greedy, so answers are repeatable.
+
+mod engine;
+mod prompt;
+mod runtime;
+mod worker;
+
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use crate::config::{Config, Protocol, ProviderProfile};
+use crate::provider::{
+    Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
+};
+use crate::schema::{Observation, TimeRange, Usage};
+
+pub use runtime::backend;
+
+/// Image tokens assumed before the projector is loaded and measured.
+const UNMEASURED_IMAGE_TOKENS: u32 = 64;
+/// A frame's label ("Frame at 00:01.000:") and separators, in tokens, about.
+const LABEL_TOKENS: u32 = 12;
+/// The template around a turn, in tokens, about.
+const TEMPLATE_TOKENS: u64 = 16;
+
+/// What is known about a model once it is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelFacts {
+    /// The context in tokens.
+    pub n_ctx: u32,
+    /// Tokens of one 512x512 frame; `None` without a vision projector.
+    pub image_tokens: Option<u32>,
+    /// The text model's embedding width.
+    pub n_embd: u32,
+}
+
+/// Where the time of the last job went, for benchmarks and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    /// Prompt tokens evaluated (text and image), over all chunks.
+    pub prompt_tokens: u64,
+    /// Evaluating the prompts, frames included.
+    pub prompt_ms: f64,
+    /// Frames evaluated, and the part of `prompt_ms` they took (image encoding
+    /// and decoding its embeddings).
+    pub frames: u32,
+    pub frames_ms: f64,
+    pub generated_tokens: u64,
+    pub generate_ms: f64,
+    /// The caller went away before the answer was done.
+    pub cancelled: bool,
+}
+
+impl Timings {
+    pub fn prompt_tokens_per_s(&self) -> f64 {
+        per_second(self.prompt_tokens, self.prompt_ms)
+    }
+
+    pub fn generated_tokens_per_s(&self) -> f64 {
+        per_second(self.generated_tokens, self.generate_ms)
+    }
+
+    /// Milliseconds per frame, from its pixels to its tokens in the context.
+    pub fn ms_per_frame(&self) -> f64 {
+        if self.frames == 0 { 0.0 } else { self.frames_ms / f64::from(self.frames) }
+    }
+}
+
+fn per_second(count: u64, ms: f64) -> f64 {
+    if ms > 0.0 { count as f64 * 1000.0 / ms } else { 0.0 }
+}
+
+/// A llama.cpp model in this process, built from a `llama_local` profile.
+pub struct LlamaLocal {
+    settings: worker::Settings,
+    shared: Arc<worker::Shared>,
+    /// The worker's inbox; the thread starts with the first request.
+    inbox: Mutex<Option<mpsc::Sender<worker::Request>>>,
+}
+
+impl std::fmt::Debug for LlamaLocal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaLocal").field("settings", &self.settings).field("facts", &self.facts()).finish()
+    }
+}
+
+impl LlamaLocal {
+    /// Build the provider called `name` from its profile. Checks the files
+    /// (present, GGUF) but loads nothing.
+    ///
+    /// # Errors
+    /// No `model_path`, or a model or projector file that is missing or not GGUF.
+    pub fn from_profile(name: &str, profile: &ProviderProfile, _config: &Config) -> Result<Self, SetupError> {
+        let fail = |message: String| SetupError { provider: name.to_string(), message };
+        if profile.protocol != Some(Protocol::LlamaLocal) {
+            return Err(fail(format!("providers.{name}.protocol is not \"llama_local\"")));
+        }
+        let Some(model_path) = profile.model_path.clone() else {
+            let named = profile.model.as_deref().map(|m| format!(" (model \"{m}\" is a catalogue name)")).unwrap_or_default();
+            return Err(fail(format!("providers.{name}.model_path is not set{named}: name the GGUF file of the model")));
+        };
+        runtime::check_gguf(&model_path).map_err(|p| fail(format!("model {} {p}", model_path.display())))?;
+        if let Some(mmproj) = &profile.mmproj_path {
+            runtime::check_gguf(mmproj).map_err(|p| fail(format!("vision projector {} {p}", mmproj.display())))?;
+        }
+        if profile.context_tokens == Some(0) {
+            return Err(fail(format!("providers.{name}.context_tokens is 0")));
+        }
+        let model_name = profile.model.clone().unwrap_or_else(|| {
+            model_path.file_stem().map_or_else(|| model_path.display().to_string(), |s| s.to_string_lossy().into_owned())
+        });
+        let settings = worker::Settings {
+            provider: name.to_string(),
+            model_name,
+            model_path,
+            mmproj_path: profile.mmproj_path.clone(),
+            threads: profile.threads.filter(|&t| t > 0).unwrap_or_else(runtime::default_threads).min(512),
+            gpu_layers: profile.gpu_layers.unwrap_or(0),
+            context_tokens: profile.context_tokens,
+        };
+        Ok(Self { settings, shared: Arc::default(), inbox: Mutex::new(None) })
+    }
+
+    /// Load the model now instead of at the first job.
+    ///
+    /// # Errors
+    /// Why llama.cpp cannot load the model, the projector or the context
+    /// (e.g. a projector made for another model), as the same error every
+    /// later job gets.
+    pub async fn load(&self) -> Result<ModelFacts, ProviderError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(worker::Request::Load { reply })?;
+        answer.await.map_err(|_| self.worker_gone())??;
+        self.facts().ok_or_else(|| self.worker_gone())
+    }
+
+    /// The loaded model's facts; `None` before it is loaded.
+    pub fn facts(&self) -> Option<ModelFacts> {
+        self.shared.facts.get().copied()
+    }
+
+    /// Where the time of the last job went (also a cancelled one).
+    pub fn last_timings(&self) -> Option<Timings> {
+        *self.shared.last_timings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, request: worker::Request) -> Result<(), ProviderError> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if inbox.is_none() {
+            let tx = worker::spawn(self.settings.clone(), self.shared.clone())
+                .map_err(|e| self.error(ErrorClass::FallBack, format!("cannot start the worker thread: {e}")))?;
+            *inbox = Some(tx);
+        }
+        let tx = inbox.as_ref().ok_or_else(|| self.worker_gone())?;
+        tx.send(request).map_err(|_| self.worker_gone())
+    }
+
+    fn error(&self, class: ErrorClass, message: impl Into<String>) -> ProviderError {
+        ProviderError::new(self.settings.provider.clone(), class, message)
+    }
+
+    fn worker_gone(&self) -> ProviderError {
+        self.error(ErrorClass::FallBack, "the local model's worker thread stopped")
+    }
+
+    fn n_ctx(&self) -> u32 {
+        self.facts().map_or_else(|| self.settings.context_tokens.unwrap_or(worker::DEFAULT_CONTEXT), |f| f.n_ctx)
+    }
+
+    fn image_tokens(&self) -> u32 {
+        self.facts().and_then(|f| f.image_tokens).unwrap_or(UNMEASURED_IMAGE_TOKENS)
+    }
+
+    /// Refuse what this backend can never serve, before any work.
+    fn check(&self, job: &Job) -> Result<(), ProviderError> {
+        match &job.input {
+            JobInput::Video { .. } => Err(self.error(ErrorClass::FallBack, "the local model takes frames, not a video file")),
+            JobInput::Frames(frames) if frames.is_empty() => Err(self.error(ErrorClass::Fatal, "the job has no frames")),
+            JobInput::Frames(_) if self.settings.mmproj_path.is_none() => Err(self.error(
+                ErrorClass::FallBack,
+                format!("model {} has no vision projector (mmproj_path)", self.settings.model_name),
+            )),
+            JobInput::Frames(frames) => match frames.iter().find(|f| !matches!(f.data, crate::media::FrameData::Rgb(_))) {
+                Some(f) => Err(self.error(
+                    ErrorClass::FallBack,
+                    format!("frame {} is JPEG; the local model takes RGB frames (FrameFormat::Rgb)", f.index),
+                )),
+                None => Ok(()),
+            },
+            JobInput::Text(_) => Ok(()),
+        }
+    }
+
+    fn observation(&self, range: TimeRange, text: String) -> Observation {
+        Observation { range, text, provider: self.settings.provider.clone(), model: Some(self.settings.model_name.clone()) }
+    }
+}
+
+#[async_trait]
+impl Provider for LlamaLocal {
+    fn id(&self) -> &str {
+        &self.settings.provider
+    }
+
+    fn model(&self) -> &str {
+        &self.settings.model_name
+    }
+
+    /// `max_images_per_call` is what fits three quarters of the context (the
+    /// rest for the prompt and the answer); more are split into chunks anyway.
+    fn capabilities(&self) -> Capabilities {
+        let per_frame = self.image_tokens() + LABEL_TOKENS;
+        let frames = if self.settings.mmproj_path.is_some() { (self.n_ctx() / 4 * 3 / per_frame).max(1) } else { 0 };
+        Capabilities {
+            native_video: false,
+            max_images_per_call: frames,
+            max_inline_bytes: u64::MAX,
+            json_schema: false,
+            audio: false,
+            offline: true,
+        }
+    }
+
+    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
+        self.check(job)?;
+        let text = prompt::content(job).len() as u64 / 4 + TEMPLATE_TOKENS;
+        let frames = match &job.input {
+            JobInput::Frames(frames) => frames.len() as u64,
+            _ => 0,
+        };
+        let input_tokens = text + frames * u64::from(self.image_tokens() + LABEL_TOKENS);
+        Ok(Estimate { input_tokens, output_tokens: u64::from(job.max_output_tokens), cost_usd: 0.0 })
+    }
+
+    async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        self.check(job)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(worker::Request::Run { job: job.clone(), reply })?;
+        let answers = answer.await.map_err(|_| self.worker_gone())??;
+        let mut usage = Usage::default();
+        let mut observations = Vec::with_capacity(answers.len());
+        for a in answers {
+            usage.input_tokens += a.prompt_tokens;
+            usage.output_tokens += a.output_tokens;
+            let range = a.range.or(job.span).unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
+            observations.push(self.observation(range, a.text));
+        }
+        Ok(ProviderOutput { observations, usage, model: self.settings.model_name.clone() })
+    }
+}
