@@ -24,16 +24,23 @@ use vidgate::timecode;
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
     pub video: PathBuf,
-    /// The provider profile to use (a name from providers/ or your config).
+    /// The provider profile to use (a name from providers/ or your config);
+    /// the first of `router.chain` when absent.
     #[arg(long)]
-    pub provider: String,
+    pub provider: Option<String>,
+    /// Download the local model if it is missing, without asking.
+    #[arg(long)]
+    pub yes: bool,
     /// Print the whole report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
-    let name = args.provider.as_str();
+    let name = match &args.provider {
+        Some(name) => name.as_str(),
+        None => config.router.chain.first().map(String::as_str).context("router.chain is empty: name a provider with --provider")?,
+    };
     let Some(profile) = config.provider(name) else {
         let known: Vec<&str> = config.providers.keys().map(String::as_str).collect();
         bail!("no provider called `{name}`; known: {}", known.join(", "));
@@ -41,7 +48,7 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
     let backend: Arc<dyn Provider> = match profile.protocol {
         Some(Protocol::Openai) => Arc::new(OpenAiCompat::from_profile(name, profile, config)?),
         Some(Protocol::Gemini) => Arc::new(Gemini::from_profile(name, profile, config)?),
-        Some(other) => bail!("provider `{name}` speaks {}, which `describe` does not drive yet", other.as_str()),
+        Some(Protocol::LlamaLocal) => super::local::backend(name, profile, config, args.yes).await?,
         None => bail!("providers.{name}.protocol is not set"),
     };
     let info = media::probe(&args.video, &config.limits).await?;
@@ -51,7 +58,7 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
         &info,
         &plan,
         s,
-        FrameFormat::Jpeg { quality: s.jpeg_quality },
+        if profile.protocol == Some(Protocol::LlamaLocal) { FrameFormat::Rgb } else { FrameFormat::Jpeg { quality: s.jpeg_quality } },
         Duration::from_secs_f64(config.limits.extract_timeout_s),
     )?;
     let budget = Budget::new(config.budget.max_usd_per_request);

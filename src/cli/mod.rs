@@ -2,6 +2,7 @@
 
 mod describe;
 mod frames;
+mod local;
 mod models;
 
 use std::io::Write;

@@ -78,7 +78,9 @@ fn an_interrupted_download_resumes_and_is_verified() {
         let err = models::pull("tiny", &model, &base, cache.path()).await.unwrap_err();
         assert!(err.to_string().contains("run again to resume"), "{err}");
         let part = cache.path().join("tiny/tiny.part");
-        assert_eq!(std::fs::metadata(&part).unwrap().len(), 1_000_000, "the first million bytes are kept");
+        // What arrived before the cut is kept (a reset may lose the last bytes in flight).
+        let kept = std::fs::metadata(&part).unwrap().len();
+        assert!(kept > 0 && kept <= 1_000_000, "kept {kept} bytes");
         assert!(models::installed(cache.path(), "tiny", &model).is_none());
 
         let paths = models::pull("tiny", &model, &base, cache.path()).await.unwrap();
