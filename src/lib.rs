@@ -13,6 +13,7 @@ pub mod observe;
 pub mod policy;
 pub mod prompts;
 pub mod provider;
+pub mod render;
 pub mod router;
 pub mod schema;
 pub mod secret;
