@@ -11,6 +11,7 @@
 mod attempts;
 mod budget;
 mod budgeted;
+mod fallback;
 mod rate_limit;
 mod retry;
 mod timeout;
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use attempts::AttemptLog;
 pub use budget::{Budget, BudgetError, Reservation};
 pub use budgeted::Budgeted;
+pub use fallback::FallbackChain;
 pub use rate_limit::RateLimited;
 pub use retry::{Backoff, Retry};
 pub use timeout::Timeout;
