@@ -208,7 +208,8 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
     Ok(())
 }
 
-async fn hash_file(path: &Path) -> std::io::Result<String> {
+/// The sha256 of a file, in hex, read off the async runtime.
+pub(crate) async fn hash_file(path: &Path) -> std::io::Result<String> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;

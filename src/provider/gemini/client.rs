@@ -296,7 +296,7 @@ impl Gemini {
             tracing::info!(provider = %self.name, "{size} bytes is over the inline limit and Vertex AI has no Files API: sending frames");
             return Ok(None);
         };
-        let content = file_sha256(path).await.map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
+        let content = crate::models::hash_file(path).await.map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
         // An upload belongs to one API root (and so one project's files).
         let hash = format!("{root} {content}");
         if let Some(cached) = self.uploads.lock().unwrap_or_else(|e| e.into_inner()).fresh(&hash) {
@@ -473,27 +473,6 @@ fn mime_type(path: &Path) -> &'static str {
         Some("3gp") => "video/3gpp",
         _ => "video/mp4",
     }
-}
-
-async fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use sha2::{Digest, Sha256};
-        use std::io::Read;
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hex::encode(hasher.finalize()))
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 fn now_unix() -> u64 {
