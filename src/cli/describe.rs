@@ -19,7 +19,16 @@ use vidgate::policy::{self, AttemptLog, Budget};
 use vidgate::provider::openai_compat::OpenAiCompat;
 use vidgate::provider::Provider;
 use vidgate::schema::{SamplingMode, SamplingPlan, Task, TimeRange, Usage, VideoReport};
-use vidgate::timecode;
+use vidgate::{render, timecode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Srt,
+    Vtt,
+    Json,
+}
 
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
@@ -31,9 +40,12 @@ pub struct DescribeArgs {
     /// Download the local model if it is missing, without asking.
     #[arg(long)]
     pub yes: bool,
-    /// Print the whole report as JSON.
+    /// Print the whole report as JSON (the same as `--format json`).
     #[arg(long)]
     pub json: bool,
+    /// How to print the result: text (the observations), markdown, srt, vtt or json.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
@@ -112,12 +124,20 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
         ..VideoReport::default()
     };
     let mut out = std::io::stdout().lock();
-    if args.json {
+    let format = if args.json { Format::Json } else { args.format };
+    if format == Format::Json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        for o in &report.observations {
-            writeln!(out, "{}  {}", timecode::format(o.range.start_ms), o.text.replace('\n', " "))?;
+        match format {
+            Format::Markdown => out.write_all(render::markdown(&report).as_bytes())?,
+            Format::Srt => out.write_all(render::srt(&report.events).as_bytes())?,
+            Format::Vtt => out.write_all(render::vtt(&report.events).as_bytes())?,
+            _ => {
+                for o in &report.observations {
+                    writeln!(out, "{}  {}", timecode::format(o.range.start_ms), o.text.replace('\n', " "))?;
+                }
+            }
         }
         for w in &report.warnings {
             eprintln!("vidgate: warning: {w}");

@@ -459,6 +459,13 @@ fn describe_on_the_command_line() {
     assert_eq!(report["prompt_versions"][0], "chunk@1");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY) && !stderr.contains(KEY));
 
+    // Subtitles from the same observations.
+    let out = vidgate().args(["describe", "--provider", "fake", "--format", "srt", "--config"]).arg(&config).arg(testsrc_10s()).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
+    let srt = String::from_utf8(out.stdout).unwrap();
+    assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:02,001\nA test pattern at 00:00.000, 00:02.000.\n\n2\n00:00:04,000 --> "), "{srt}");
+    let out = vidgate().args(["describe", "--provider", "fake", "--format", "vtt", "--config"]).arg(&config).arg(testsrc_10s()).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:02.001\n"));
+
     // Human output, and a missing key named by its variable.
     let out = vidgate().args(["describe", "--provider", "fake", "--config"]).arg(&config).arg(testsrc_10s()).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
