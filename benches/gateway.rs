@@ -46,7 +46,11 @@ fn main() {
 // ---------------------------------------------------------------- fake server
 
 /// One answer of the fake: status, extra headers, JSON body.
-struct Reply { status: u16, headers: Vec<(&'static str, String)>, body: Bytes }
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+}
 
 type Handler = Arc<dyn Fn(&[u8]) -> Reply + Send + Sync>;
 
@@ -78,12 +82,15 @@ fn start_fake(handler: Handler, latency: Duration) -> (String, Arc<AtomicUsize>)
                         }
                         let reply = handler(&body);
                         in_flight.fetch_sub(1, Ordering::SeqCst);
-                        let response = hyper::Response::builder().status(reply.status).header("content-type", "application/json");
-                        let response = reply.headers.into_iter().fold(response, |r, (name, value)| r.header(name, value));
+                        let response =
+                            hyper::Response::builder().status(reply.status).header("content-type", "application/json");
+                        let response =
+                            reply.headers.into_iter().fold(response, |r, (name, value)| r.header(name, value));
                         Ok::<_, hyper::Error>(response.body(Full::new(reply.body)).expect("a valid response"))
                     }
                 });
-                let connection = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(sock), service);
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), service);
                 tokio::spawn(async move { connection.await.ok() });
             }
         });
@@ -112,7 +119,12 @@ fn answer_always(body: Bytes) -> Handler {
 // ---------------------------------------------------------------- vidgate side
 
 fn profile(base: &str, limits: RateLimits, detail: ImageDetail) -> ProviderProfile {
-    let price = Some(Price { input_per_mtok: 2.5, output_per_mtok: 10.0, cached_input_per_mtok: None, audio_input_per_mtok: None });
+    let price = Some(Price {
+        input_per_mtok: 2.5,
+        output_per_mtok: 10.0,
+        cached_input_per_mtok: None,
+        audio_input_per_mtok: None,
+    });
     let (protocol, base_url, model) = (Some(Protocol::Openai), Some(format!("{base}/v1")), Some("fake-vision".into()));
     ProviderProfile { protocol, base_url, model, price, detail: Some(detail), limits, ..ProviderProfile::default() }
 }
@@ -144,9 +156,20 @@ async fn rgb_frames(count: u32) -> Vec<Frame> {
     let dir = tempfile::tempdir().expect("a temp dir");
     let clip = dir.path().join("clip.mp4");
     let made = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=duration=4:size=1280x720:rate=30"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=4:size=1280x720:rate=30",
+        ])
         .args(["-vf", "noise=alls=12:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
-        .arg(&clip).status().is_ok_and(|s| s.success());
+        .arg(&clip)
+        .status()
+        .is_ok_and(|s| s.success());
     if !made {
         println!("(no ffmpeg here: synthetic frames)\n");
         // Gradients, a checkerboard and noise: a q85 JPEG of ~18 KiB, like the clip's frames.
@@ -159,7 +182,8 @@ async fn rgb_frames(count: u32) -> Vec<Frame> {
     }
     let info = media::probe(&clip, &MediaLimits::default()).await.expect("probe");
     let plan = SamplingPlan { mode: SamplingMode::Count { count }, range: None, max_frames: count, width: 512 };
-    let ex = Extraction::new(&info, &plan, &SamplingConfig::default(), FrameFormat::Rgb, Duration::from_secs(60)).expect("a plan");
+    let ex = Extraction::new(&info, &plan, &SamplingConfig::default(), FrameFormat::Rgb, Duration::from_secs(60))
+        .expect("a plan");
     let (mut stream, mut frames) = (media::extract(ex).expect("extraction starts"), Vec::new());
     while let Some(frame) = stream.next().await {
         frames.push(frame.expect("a frame"));
@@ -181,13 +205,26 @@ fn encode_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8) -> Vec<u8> {
 fn build_body(jpeg: &[u8]) -> Vec<u8> {
     #[derive(Serialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
-    enum Part { Text { text: String }, ImageUrl { image_url: ImageUrl } }
+    enum Part {
+        Text { text: String },
+        ImageUrl { image_url: ImageUrl },
+    }
     #[derive(Serialize)]
-    struct ImageUrl { url: String, detail: &'static str }
+    struct ImageUrl {
+        url: String,
+        detail: &'static str,
+    }
     #[derive(Serialize)]
-    struct Message { role: &'static str, content: Vec<Part> }
+    struct Message {
+        role: &'static str,
+        content: Vec<Part>,
+    }
     #[derive(Serialize)]
-    struct Request { model: String, messages: Vec<Message>, max_tokens: u32 }
+    struct Request {
+        model: String,
+        messages: Vec<Message>,
+        max_tokens: u32,
+    }
     let mut url = String::with_capacity(23 + jpeg.len().div_ceil(3) * 4);
     url.push_str("data:image/jpeg;base64,");
     base64::engine::general_purpose::STANDARD.encode_string(jpeg, &mut url);
@@ -196,7 +233,8 @@ fn build_body(jpeg: &[u8]) -> Vec<u8> {
         Part::Text { text: "Frame at 00:00.000:".into() },
         Part::ImageUrl { image_url: ImageUrl { url, detail: "auto" } },
     ];
-    let request = Request { model: "fake-vision".into(), messages: vec![Message { role: "user", content }], max_tokens: 300 };
+    let request =
+        Request { model: "fake-vision".into(), messages: vec![Message { role: "user", content }], max_tokens: 300 };
     serde_json::to_vec(&request).expect("serializes")
 }
 
@@ -207,7 +245,9 @@ fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     ms(sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
 
-fn ms(d: Duration) -> f64 { d.as_secs_f64() * 1e3 }
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
 
 /// CPU time of every thread of this process so far (the fake's included), in
 /// nanoseconds from the scheduler's accounting: what requests cost the machine.
@@ -217,18 +257,35 @@ fn cpu_time() -> Duration {
     Duration::from_nanos(stats.filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum())
 }
 
-fn verdict(ok: bool) -> &'static str { ["FAIL", "PASS"][usize::from(ok)] }
+fn verdict(ok: bool) -> &'static str {
+    ["FAIL", "PASS"][usize::from(ok)]
+}
 
 // ---------------------------------------------------------------- 1. overhead
 
 /// What the two arms use: the direct arm's client, URL and captured body; the stack and its job.
-struct Arms { client: reqwest::Client, url: String, body: Bytes, stack: Arc<dyn Provider>, job: Job }
+struct Arms {
+    client: reqwest::Client,
+    url: String,
+    body: Bytes,
+    stack: Arc<dyn Provider>,
+    job: Job,
+}
 
 /// One request by one arm: a plain reqwest POST of the captured body whose
 /// answer is parsed as JSON, or the same request through vidgate's stack.
 async fn one(arms: &Arms, direct: bool) {
     if direct {
-        let response = arms.client.post(&arms.url).header("content-type", "application/json").body(arms.body.clone()).send().await.expect("sent").error_for_status().expect("a 200");
+        let response = arms
+            .client
+            .post(&arms.url)
+            .header("content-type", "application/json")
+            .body(arms.body.clone())
+            .send()
+            .await
+            .expect("sent")
+            .error_for_status()
+            .expect("a 200");
         let answer: Value = serde_json::from_slice(&response.bytes().await.expect("a body")).expect("JSON");
         std::hint::black_box(answer["choices"][0]["message"]["content"].as_str().map(str::len));
     } else {
@@ -292,10 +349,18 @@ async fn overhead(quick: bool) {
     stack.run(&job).await.expect("the stack answers");
     let body = captured.lock().expect("not poisoned").clone().expect("a captured body");
     // The direct arm's client has the backend's own settings.
-    let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
     let arms = Arc::new(Arms { client, url: format!("{base}/v1/chat/completions"), body, stack, job });
 
-    println!("## overhead: one {w}x{h} frame ({:.1} KiB JPEG, {} B request body) per request; the fake answers at once\n", frame.data.bytes().len() as f64 / 1024.0, arms.body.len());
+    println!(
+        "## overhead: one {w}x{h} frame ({:.1} KiB JPEG, {} B request body) per request; the fake answers at once\n",
+        frame.data.bytes().len() as f64 / 1024.0,
+        arms.body.len()
+    );
     println!("{rounds} rounds x {per_round} requests per arm, interleaved (the order flips each round), after a warm-up batch; {} CPUs.\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!("| arm | concurrency | requests | p50 ms | p90 ms | p99 ms | CPU µs / request | goal |");
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
@@ -317,18 +382,32 @@ async fn overhead(quick: bool) {
         for (i, name) in ["direct reqwest", "vidgate stack"].into_iter().enumerate() {
             let ((latencies, cpu), n) = (&mut arm[i], per_round * rounds);
             latencies.sort();
-            let f = [quantile_ms(latencies, 0.5), quantile_ms(latencies, 0.9), quantile_ms(latencies, 0.99), cpu.as_secs_f64() * 1e6 / n as f64];
+            let f = [
+                quantile_ms(latencies, 0.5),
+                quantile_ms(latencies, 0.9),
+                quantile_ms(latencies, 0.99),
+                cpu.as_secs_f64() * 1e6 / n as f64,
+            ];
             println!("| {name} | {concurrency} | {n} | {:.3} | {:.3} | {:.3} | {:.0} | |", f[0], f[1], f[2], f[3]);
             figures[i] = f;
         }
         let d: Vec<f64> = (0..4).map(|k| figures[1][k] - figures[0][k]).collect();
-        println!("| **added by vidgate** | {concurrency} | | {:+.3} | {:+.3} | **{:+.3}** | {:+.0} | p99 < 1 ms: {} |", d[0], d[1], d[2], d[3], verdict(d[2] < 1.0));
+        println!(
+            "| **added by vidgate** | {concurrency} | | {:+.3} | {:+.3} | **{:+.3}** | {:+.0} | p99 < 1 ms: {} |",
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            verdict(d[2] < 1.0)
+        );
     }
     println!("\nThe stack's latency includes its own base64 + JSON build of the request (below); the direct arm replays the captured bytes.");
     println!("CPU is the whole process's (client, fake server, runtime) per request of that arm.\n");
     println!("| per frame ({w}x{h}) | samples | p50 ms | p99 ms | note |");
     println!("|---|---:|---:|---:|---|");
-    let row = |what: &str, s: &[Duration], note: &str| println!("| {what} | {} | {:.3} | {:.3} | {note} |", s.len(), quantile_ms(s, 0.5), quantile_ms(s, 0.99));
+    let row = |what: &str, s: &[Duration], note: &str| {
+        println!("| {what} | {} | {:.3} | {:.3} | {note} |", s.len(), quantile_ms(s, 0.5), quantile_ms(s, 0.99))
+    };
     row(&format!("JPEG encode (jpeg-encoder, q{quality})"), &encode, "not counted in the overhead goal");
     row("base64 + JSON request build", &build, "inside the stack's latency above");
 }
@@ -338,7 +417,8 @@ async fn overhead(quick: bool) {
 async fn fanout(quick: bool) {
     let repeats = if quick { 1 } else { 5 };
     let frame = grey_frame();
-    let cases: &[(usize, u64, usize)] = if quick { &[(64, 100, 8)] } else { &[(64, 100, 8), (64, 100, 16), (256, 50, 32)] };
+    let cases: &[(usize, u64, usize)] =
+        if quick { &[(64, 100, 8)] } else { &[(64, 100, 8), (64, 100, 16), (256, 50, 32)] };
     println!("## fanout: N single-frame calls (frames_per_call = 1), fake latency L, concurrency C\n");
     println!("Wall time: median of {repeats} run(s), worst in brackets; ideal = ceil(N/C) x L.\n");
     println!("| N | L ms | C | how C is held | ideal ms | wall ms | wall / ideal | peak in flight | goal |");
@@ -374,7 +454,13 @@ async fn fanout(quick: bool) {
             let ratio = wall.as_secs_f64() / ideal.as_secs_f64();
             let how = if by_semaphore { "limits.max_concurrency" } else { "window (as observe_frames)" };
             let peak = peak.load(Ordering::SeqCst);
-            println!("| {n} | {latency_ms} | {c} | {how} | {:.0} | {:.1} ({:.1}) | {ratio:.3} | {peak} | <= 1.1: {} |", ms(ideal), ms(wall), ms(worst), verdict(ratio <= 1.1));
+            println!(
+                "| {n} | {latency_ms} | {c} | {how} | {:.0} | {:.1} ({:.1}) | {ratio:.3} | {peak} | <= 1.1: {} |",
+                ms(ideal),
+                ms(wall),
+                ms(worst),
+                verdict(ratio <= 1.1)
+            );
         }
     }
 }
@@ -388,12 +474,26 @@ async fn fanout(quick: bool) {
 /// `input_tokens` is the prompt-token charge per request: vidgate's own
 /// estimate of it, so that both sides count the same tokens. `headers`: send
 /// `x-ratelimit-*` headers on every answer, as the real API does.
-struct Quota { rpm: f64, tpm: f64, input_tokens: u64, headers: bool, state: Mutex<Buckets> }
+struct Quota {
+    rpm: f64,
+    tpm: f64,
+    input_tokens: u64,
+    headers: bool,
+    state: Mutex<Buckets>,
+}
 
 /// Bucket levels at `last` (the latest arrival), what the fake let through or
 /// refused, and the longest silence between two arrivals, in seconds.
 #[derive(Clone, Copy)]
-struct Buckets { requests: f64, tokens: f64, last: Instant, accepted: u64, accepted_tokens: u64, rejected: u64, max_gap: f64 }
+struct Buckets {
+    requests: f64,
+    tokens: f64,
+    last: Instant,
+    accepted: u64,
+    accepted_tokens: u64,
+    rejected: u64,
+    max_gap: f64,
+}
 
 impl Quota {
     fn answer(&self, body: &[u8]) -> Reply {
@@ -437,23 +537,41 @@ impl Quota {
 
 /// A fake with its quota, a fresh stack, and `workers` loops sending `job`
 /// through it as fast as it lets them; counts of vidgate's own outcomes.
-fn start_limiter_run(rpm: u32, tpm: u64, job: &Job, input_tokens: u64, headers: bool, workers: usize) -> (Arc<Quota>, [Arc<AtomicUsize>; 2], Vec<tokio::task::JoinHandle<()>>) {
-    let full = Buckets { requests: f64::from(rpm), tokens: tpm as f64, last: Instant::now(), accepted: 0, accepted_tokens: 0, rejected: 0, max_gap: 0.0 };
-    let quota = Arc::new(Quota { rpm: f64::from(rpm), tpm: tpm as f64, input_tokens, headers, state: Mutex::new(full) });
+fn start_limiter_run(
+    rpm: u32,
+    tpm: u64,
+    job: &Job,
+    input_tokens: u64,
+    headers: bool,
+    workers: usize,
+) -> (Arc<Quota>, [Arc<AtomicUsize>; 2], Vec<tokio::task::JoinHandle<()>>) {
+    let full = Buckets {
+        requests: f64::from(rpm),
+        tokens: tpm as f64,
+        last: Instant::now(),
+        accepted: 0,
+        accepted_tokens: 0,
+        rejected: 0,
+        max_gap: 0.0,
+    };
+    let quota =
+        Arc::new(Quota { rpm: f64::from(rpm), tpm: tpm as f64, input_tokens, headers, state: Mutex::new(full) });
     let q = quota.clone();
     let (base, _) = start_fake(Arc::new(move |body: &[u8]| q.answer(body)), Duration::ZERO);
     let limits = RateLimits { requests_per_minute: Some(rpm), tokens_per_minute: Some(tpm), ..RateLimits::default() };
     let stack = stack(&profile(&base, limits, ImageDetail::Low));
     let outcomes = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
-    let handles: Vec<_> = (0..workers).map(|_| {
-        let (stack, job, outcomes) = (stack.clone(), job.clone(), outcomes.clone());
-        tokio::spawn(async move {
-            loop {
-                let failed = stack.run(&job).await.is_err();
-                outcomes[usize::from(failed)].fetch_add(1, Ordering::Relaxed);
-            }
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (stack, job, outcomes) = (stack.clone(), job.clone(), outcomes.clone());
+            tokio::spawn(async move {
+                loop {
+                    let failed = stack.run(&job).await.is_err();
+                    outcomes[usize::from(failed)].fetch_add(1, Ordering::Relaxed);
+                }
+            })
         })
-    }).collect();
+        .collect();
     (quota, outcomes, handles)
 }
 
@@ -468,7 +586,10 @@ async fn limiter(quick: bool) {
     let input_tokens = unlimited.estimate(&job(&frame, 0, 1)).expect("an estimate").input_tokens;
     let per_call = tpm / u64::from(rpm);
     let job = job(&frame, 0, (per_call - input_tokens) as u32);
-    println!("## limiter: vidgate at requests_per_minute = {rpm}, tokens_per_minute = {tpm}, {workers} workers, {} s\n", duration.as_secs());
+    println!(
+        "## limiter: vidgate at requests_per_minute = {rpm}, tokens_per_minute = {tpm}, {workers} workers, {} s\n",
+        duration.as_secs()
+    );
     if quick {
         println!("--quick: the limits are scaled up 10x (60 rpm / 10,000 tpm become {rpm} / {tpm}) and the run cut from 300 s to 30 s.\n");
     }
@@ -493,7 +614,20 @@ async fn limiter(quick: bool) {
         let used = use_req.max(use_tok); // the binding limit is the one nearer to its allowance
         let [ok, failed] = outcomes.each_ref().map(|n| n.load(Ordering::Relaxed));
         let sends = if quota.headers { "yes" } else { "no" };
-        print!("| {sends} | {} | {} | {} | {:.1} % | {:.1} % ", s.accepted + s.rejected, s.accepted, s.rejected, 100.0 * use_req, 100.0 * use_tok);
-        println!("| {:.1} | {ok} / {failed} | {} | {} ({:.1} %) |", s.max_gap, verdict(s.rejected == 0), verdict(used >= 0.9), 100.0 * used);
+        print!(
+            "| {sends} | {} | {} | {} | {:.1} % | {:.1} % ",
+            s.accepted + s.rejected,
+            s.accepted,
+            s.rejected,
+            100.0 * use_req,
+            100.0 * use_tok
+        );
+        println!(
+            "| {:.1} | {ok} / {failed} | {} | {} ({:.1} %) |",
+            s.max_gap,
+            verdict(s.rejected == 0),
+            verdict(used >= 0.9),
+            100.0 * used
+        );
     }
 }

@@ -32,10 +32,17 @@ impl TimelineBuilder {
         let mut events: Vec<Event> = Vec::new();
         for o in sorted {
             match events.last_mut() {
-                Some(last) if normalized(&last.text) == normalized(&o.text) && o.range.start_ms <= last.end_ms.max(o.range.start_ms) => {
+                Some(last)
+                    if normalized(&last.text) == normalized(&o.text)
+                        && o.range.start_ms <= last.end_ms.max(o.range.start_ms) =>
+                {
                     last.end_ms = last.end_ms.max(o.range.end_ms);
                 }
-                _ => events.push(Event { start_ms: o.range.start_ms, end_ms: o.range.end_ms, text: o.text.trim().to_string() }),
+                _ => events.push(Event {
+                    start_ms: o.range.start_ms,
+                    end_ms: o.range.end_ms,
+                    text: o.text.trim().to_string(),
+                }),
             }
         }
         events
@@ -47,7 +54,11 @@ impl TimelineBuilder {
 }
 
 fn normalized(text: &str) -> String {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>().join(" ")
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -56,13 +67,23 @@ mod tests {
     use crate::schema::TimeRange;
 
     fn obs(start: u64, end: u64, text: &str) -> Observation {
-        Observation { range: TimeRange { start_ms: start, end_ms: end }, text: text.into(), provider: "p".into(), model: None }
+        Observation {
+            range: TimeRange { start_ms: start, end_ms: end },
+            text: text.into(),
+            provider: "p".into(),
+            model: None,
+        }
     }
 
     #[test]
     fn repeated_captions_fold_into_one_event() {
         let mut t = TimelineBuilder::default();
-        for o in [obs(2000, 3000, "A dog runs."), obs(0, 1000, "A red car."), obs(1000, 2000, "a red car"), obs(3000, 4000, "A red car.")] {
+        for o in [
+            obs(2000, 3000, "A dog runs."),
+            obs(0, 1000, "A red car."),
+            obs(1000, 2000, "a red car"),
+            obs(3000, 4000, "A red car."),
+        ] {
             t.observe(o);
         }
         let events = t.events();

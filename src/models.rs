@@ -181,7 +181,12 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
     bar.set_message(file.file_name().to_string());
     bar.set_position(offset);
     let mut written = offset;
-    while let Some(chunk) = response.chunk().await.map_err(|e| dl(format!("interrupted after {written} bytes (run again to resume): {}", crate::provider::http::error_chain(&e))))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        dl(format!(
+            "interrupted after {written} bytes (run again to resume): {}",
+            crate::provider::http::error_chain(&e)
+        ))
+    })? {
         out.write_all(&chunk).await.map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
         written += chunk.len() as u64;
         bar.set_position(written);
@@ -198,10 +203,17 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
     if let Some(expected) = &file.sha256 {
         if !expected.eq_ignore_ascii_case(&digest) {
             let _ = tokio::fs::remove_file(&part).await;
-            return Err(ModelError::Mismatch { path: path.to_path_buf(), what: "sha256", got: digest, expected: expected.clone() });
+            return Err(ModelError::Mismatch {
+                path: path.to_path_buf(),
+                what: "sha256",
+                got: digest,
+                expected: expected.clone(),
+            });
         }
     }
-    tokio::fs::rename(&part, path).await.map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;
+    tokio::fs::rename(&part, path)
+        .await
+        .map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;
     tokio::fs::write(sidecar(path), format!("{written} {digest}\n"))
         .await
         .map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;

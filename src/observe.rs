@@ -122,7 +122,8 @@ fn template_name(task: &Task, per_call: usize) -> &'static str {
 fn make_job(template: &Template, settings: &ObserveSettings, frames: Vec<Frame>) -> Result<Job, PromptError> {
     let start = frames.first().map_or(0, |f| f.pts_ms);
     let end = frames.last().map_or(0, |f| f.pts_ms);
-    let (start, end, duration) = (timecode::format(start), timecode::format(end), timecode::format(settings.duration_ms));
+    let (start, end, duration) =
+        (timecode::format(start), timecode::format(end), timecode::format(settings.duration_ms));
     let prompt = match &settings.task {
         Task::Describe => template.render(&[("time", &start), ("start", &start), ("end", &end)])?,
         Task::Timeline => template.render(&[("duration", &duration)])?,
@@ -141,10 +142,9 @@ fn make_job(template: &Template, settings: &ObserveSettings, frames: Vec<Frame>)
 
 fn span_of(job: &Job) -> TimeRange {
     match &job.input {
-        JobInput::Frames(f) => TimeRange {
-            start_ms: f.first().map_or(0, |x| x.pts_ms),
-            end_ms: f.last().map_or(0, |x| x.pts_ms) + 1,
-        },
+        JobInput::Frames(f) => {
+            TimeRange { start_ms: f.first().map_or(0, |x| x.pts_ms), end_ms: f.last().map_or(0, |x| x.pts_ms) + 1 }
+        }
         _ => TimeRange { start_ms: 0, end_ms: 1 },
     }
 }

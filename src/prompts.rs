@@ -48,7 +48,9 @@ impl Template {
         for line in front.lines() {
             match line.split_once(':').map(|(k, v)| (k.trim(), v.trim())) {
                 Some(("name", v)) => name = Some(v.to_string()),
-                Some(("version", v)) => version = Some(v.parse::<u32>().map_err(|_| bad("version is not a whole number"))?),
+                Some(("version", v)) => {
+                    version = Some(v.parse::<u32>().map_err(|_| bad("version is not a whole number"))?)
+                }
                 _ => {}
             }
         }
@@ -80,9 +82,11 @@ impl Template {
                 return Ok(out);
             };
             let key = &after[..end];
-            let value = values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).ok_or_else(|| {
-                PromptError::Missing { name: self.name.clone(), placeholder: key.to_string() }
-            })?;
+            let value = values
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| PromptError::Missing { name: self.name.clone(), placeholder: key.to_string() })?;
             out.push_str(value);
             rest = &after[end + 2..];
         }
@@ -98,7 +102,8 @@ impl Template {
 pub fn load(name: &str, dir: Option<&Path>) -> Result<Template, PromptError> {
     if let Some(path) = dir.map(|d| d.join(format!("{name}.md"))).filter(|p| p.is_file()) {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| PromptError::Read { origin: origin.clone(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| PromptError::Read { origin: origin.clone(), source })?;
         return Template::parse(&text, &origin);
     }
     let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name).ok_or_else(|| PromptError::Unknown(name.to_string()))?;

@@ -26,7 +26,8 @@ fn end(e: &Event) -> u64 {
 pub fn srt(events: &[Event]) -> String {
     let mut out = String::new();
     for (i, e) in events.iter().enumerate() {
-        let _ = write!(out, "{}\n{} --> {}\n{}\n\n", i + 1, clock(e.start_ms, ','), clock(end(e), ','), cue_text(&e.text));
+        let _ =
+            write!(out, "{}\n{} --> {}\n{}\n\n", i + 1, clock(e.start_ms, ','), clock(end(e), ','), cue_text(&e.text));
     }
     out
 }
@@ -54,7 +55,13 @@ pub fn markdown(report: &VideoReport) -> String {
         out.push_str("## Timeline\n\n");
         for e in &report.events {
             let text = e.text.split_whitespace().collect::<Vec<_>>().join(" ");
-            let _ = writeln!(out, "- **{}–{}** {}", crate::timecode::format(e.start_ms), crate::timecode::format(e.end_ms), text);
+            let _ = writeln!(
+                out,
+                "- **{}–{}** {}",
+                crate::timecode::format(e.start_ms),
+                crate::timecode::format(e.end_ms),
+                text
+            );
         }
         out.push('\n');
     }
@@ -71,7 +78,13 @@ pub fn markdown(report: &VideoReport) -> String {
 pub fn text(events: &[Event]) -> String {
     events
         .iter()
-        .map(|e| format!("{}  {}\n", crate::timecode::format(e.start_ms), e.text.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .map(|e| {
+            format!(
+                "{}  {}\n",
+                crate::timecode::format(e.start_ms),
+                e.text.split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        })
         .collect()
 }
 
@@ -82,7 +95,11 @@ mod tests {
     fn events() -> Vec<Event> {
         vec![
             Event { start_ms: 0, end_ms: 2_500, text: "A door opens.".into() },
-            Event { start_ms: 3_723_004, end_ms: 3_723_004, text: "Text on screen: <b>SALE</b> & more\n\n--> here".into() },
+            Event {
+                start_ms: 3_723_004,
+                end_ms: 3_723_004,
+                text: "Text on screen: <b>SALE</b> & more\n\n--> here".into(),
+            },
         ]
     }
 
@@ -118,14 +135,22 @@ mod tests {
     fn vtt_has_its_header_and_escapes_markup() {
         let v = vtt(&events());
         assert!(v.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nA door opens.\n\n"), "{v}");
-        assert!(v.contains("01:02:03.004 --> 01:02:03.005\nText on screen: &lt;b&gt;SALE&lt;/b&gt; &amp; more\n-&gt; here\n"), "{v}");
+        assert!(
+            v.contains(
+                "01:02:03.004 --> 01:02:03.005\nText on screen: &lt;b&gt;SALE&lt;/b&gt; &amp; more\n-&gt; here\n"
+            ),
+            "{v}"
+        );
     }
 
     #[test]
     fn markdown_and_text_read_in_order() {
         let report = VideoReport { story: Some("A shop opens.".into()), events: events(), ..VideoReport::default() };
         let md = markdown(&report);
-        assert!(md.starts_with("## Story\n\nA shop opens.\n\n## Timeline\n\n- **00:00.000–00:02.500** A door opens.\n"), "{md}");
+        assert!(
+            md.starts_with("## Story\n\nA shop opens.\n\n## Timeline\n\n- **00:00.000–00:02.500** A door opens.\n"),
+            "{md}"
+        );
         assert_eq!(text(&events()).lines().next(), Some("00:00.000  A door opens."));
     }
 }

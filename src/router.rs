@@ -25,8 +25,7 @@ pub fn chain(config: &Config, constraints: &Constraints) -> Result<Vec<String>, 
         .iter()
         .filter(|name| constraints.allowed_providers.is_empty() || constraints.allowed_providers.contains(name))
         .filter(|name| {
-            !constraints.offline_only
-                || config.provider(name).and_then(|p| p.protocol) == Some(Protocol::LlamaLocal)
+            !constraints.offline_only || config.provider(name).and_then(|p| p.protocol) == Some(Protocol::LlamaLocal)
         })
         .cloned()
         .collect();

@@ -37,8 +37,12 @@ impl TimeRange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum VideoSource {
-    Path { path: PathBuf },
-    Url { url: String },
+    Path {
+        path: PathBuf,
+    },
+    Url {
+        url: String,
+    },
     /// Bytes held by the caller (base64 in JSON).
     Bytes {
         #[serde(with = "base64_bytes")]
@@ -204,11 +208,17 @@ impl Usage {
 pub enum Outcome {
     Ok,
     /// Failed in a way worth retrying on the same provider.
-    Transient { reason: String },
+    Transient {
+        reason: String,
+    },
     /// Failed; the next provider should take over.
-    FellBack { reason: String },
+    FellBack {
+        reason: String,
+    },
     /// Failed; nothing else should be tried.
-    Fatal { reason: String },
+    Fatal {
+        reason: String,
+    },
 }
 
 /// One call to one provider, as it happened.
@@ -259,9 +269,7 @@ mod base64_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
 }
 

@@ -50,14 +50,19 @@ struct RawEvent {
 /// A reason a model can act on, e.g. "event 2 ends at 01:10.000, after the video's end 01:00.000".
 pub fn parse_events(answer: &str, within: TimeRange) -> Result<Vec<Event>, String> {
     let json = strip_fence(answer);
-    let parsed: Answer = serde_json::from_str(json).map_err(|e| format!("the answer is not the requested JSON: {e}"))?;
+    let parsed: Answer =
+        serde_json::from_str(json).map_err(|e| format!("the answer is not the requested JSON: {e}"))?;
     let mut events = Vec::with_capacity(parsed.events.len());
     for (i, raw) in parsed.events.into_iter().enumerate() {
         let n = i + 1;
         let start = time(&raw.start).ok_or_else(|| format!("event {n}: start {} is not a time", raw.start))?;
         let end = time(&raw.end).ok_or_else(|| format!("event {n}: end {} is not a time", raw.end))?;
         if end < start {
-            return Err(format!("event {n} ends ({}) before it starts ({})", timecode::format(end), timecode::format(start)));
+            return Err(format!(
+                "event {n} ends ({}) before it starts ({})",
+                timecode::format(end),
+                timecode::format(start)
+            ));
         }
         if start < within.start_ms || end > within.end_ms {
             return Err(format!(

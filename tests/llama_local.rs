@@ -54,7 +54,12 @@ fn tiny() -> Option<&'static (PathBuf, PathBuf, PathBuf)> {
                 gen.N_EMBD = 48\n\
                 gen.write_mmproj(sys.argv[2], gen.Init(gen.SEED + 1))\n";
             let made = made
-                && Command::new("python3").args(["-c", script]).arg(generator()).arg(&mismatched).status().is_ok_and(|s| s.success());
+                && Command::new("python3")
+                    .args(["-c", script])
+                    .arg(generator())
+                    .arg(&mismatched)
+                    .status()
+                    .is_ok_and(|s| s.success());
             made.then(|| (dir.join("tiny-vlm.gguf"), dir.join("tiny-vlm-mmproj.gguf"), mismatched))
         })
         .as_ref()
@@ -69,7 +74,11 @@ fn gemma() -> Option<PathBuf> {
             .join("vidgate/fixtures")
     });
     let path = dir.join("gemma-3-270m-q4_k_m.gguf");
-    if path.is_file() { Some(path) } else { require(&format!("{} (run fixtures/fetch.sh --model gemma3-270m)", path.display())) }
+    if path.is_file() {
+        Some(path)
+    } else {
+        require(&format!("{} (run fixtures/fetch.sh --model gemma3-270m)", path.display()))
+    }
 }
 
 fn profile(model: &Path, mmproj: Option<&Path>, context: Option<u32>) -> ProviderProfile {
@@ -156,7 +165,10 @@ fn frames_that_do_not_fit_together_are_chunked() {
     let pts = pts(&frames);
     for pair in ranges.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "in order, not overlapping: {ranges:?}");
-        assert!(pts.contains(&pair[1].0) && pts.contains(&(pair[0].1 - 1)), "chunks start and end at frames: {ranges:?}");
+        assert!(
+            pts.contains(&pair[1].0) && pts.contains(&(pair[0].1 - 1)),
+            "chunks start and end at frames: {ranges:?}"
+        );
     }
     assert!(out.usage.output_tokens <= 4 * ranges.len() as u64);
     assert!(out.usage.input_tokens > 5 * 16, "{:?}", out.usage);
@@ -215,11 +227,13 @@ fn missing_and_foreign_files_are_named_before_llama_cpp_sees_them() {
     assert!(err.to_string().contains(&format!("model {} does not exist", absent.display())), "{err}");
 
     let random = dir.path().join("random.gguf");
-    std::fs::write(&random, (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(&random, (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>())
+        .unwrap();
     let err = LlamaLocal::from_profile("local", &profile(&random, None, None), &Config::default()).unwrap_err();
     assert!(err.to_string().contains("is not a GGUF file"), "{err}");
 
-    let err = LlamaLocal::from_profile("local", &profile(&random, Some(&absent), None), &Config::default()).unwrap_err();
+    let err =
+        LlamaLocal::from_profile("local", &profile(&random, Some(&absent), None), &Config::default()).unwrap_err();
     assert!(err.to_string().contains("is not a GGUF file"), "the model is checked first: {err}");
     let no_path = ProviderProfile { model_path: None, model: Some("smolvlm2".into()), ..profile(&random, None, None) };
     let err = LlamaLocal::from_profile("local", &no_path, &Config::default()).unwrap_err();
@@ -248,7 +262,10 @@ fn a_projector_made_for_another_model_is_refused() {
     let err = run(&provider, &job(JobInput::Frames(rgb_frames(1)), 4)).unwrap_err();
     assert!(err.should_fall_back(), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("does not load with the model") && text.contains("n_embd = 64") && text.contains("n_embd = 48"), "{text}");
+    assert!(
+        text.contains("does not load with the model") && text.contains("n_embd = 64") && text.contains("n_embd = 48"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -263,7 +280,9 @@ fn frames_need_a_projector_and_rgb() {
     assert!(run(&text_only, &job(JobInput::Text("a red car".into()), 4)).is_ok(), "text still works");
 
     let vision = local(&profile(model, Some(mmproj), None));
-    let jpeg = frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count: 1 }, 64), FrameFormat::Jpeg { quality: 80 }).unwrap();
+    let jpeg =
+        frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count: 1 }, 64), FrameFormat::Jpeg { quality: 80 })
+            .unwrap();
     let err = run(&vision, &job(JobInput::Frames(jpeg.into()), 4)).unwrap_err();
     assert!(err.to_string().contains("is JPEG; the local model takes RGB frames"), "{err}");
 }
@@ -279,7 +298,10 @@ fn a_prompt_that_cannot_fit_the_context_is_refused_with_the_numbers() {
 
     // One frame with the prompt cannot fit when the answer takes most of it.
     let err = run(&provider, &job(JobInput::Frames(rgb_frames(1)), 80)).unwrap_err();
-    assert!(err.to_string().contains("do not fit the context of 96") && err.to_string().contains("80 reserved"), "{err}");
+    assert!(
+        err.to_string().contains("do not fit the context of 96") && err.to_string().contains("80 reserved"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -293,9 +315,19 @@ fn gemma_writes_text_and_refuses_frames() {
     let out = run(&provider, &merge).expect("Gemma 3 270M writes text");
     let o = &out.observations[0];
     assert!(!o.text.is_empty() && o.model.as_deref() == Some("gemma-3-270m-q4_k_m"), "{o:?}");
-    assert!(out.usage.input_tokens > 20 && out.usage.output_tokens > 0 && out.usage.output_tokens <= 16, "{:?}", out.usage);
+    assert!(
+        out.usage.input_tokens > 20 && out.usage.output_tokens > 0 && out.usage.output_tokens <= 16,
+        "{:?}",
+        out.usage
+    );
     let t = provider.last_timings().unwrap();
-    eprintln!("gemma: {:?}; {:.0} prompt tok/s, {:.0} generated tok/s: {:?}", out.usage, t.prompt_tokens_per_s(), t.generated_tokens_per_s(), o.text);
+    eprintln!(
+        "gemma: {:?}; {:.0} prompt tok/s, {:.0} generated tok/s: {:?}",
+        out.usage,
+        t.prompt_tokens_per_s(),
+        t.generated_tokens_per_s(),
+        o.text
+    );
     let err = run(&provider, &job(JobInput::Frames(rgb_frames(1)), 4)).unwrap_err();
     assert!(err.to_string().contains("has no vision projector (mmproj_path)"), "{err}");
 }
@@ -327,7 +359,10 @@ fn speed() {
             let t = provider.last_timings().unwrap();
             eprintln!(
                 "gemma-3-270m, {threads} threads: {} prompt tokens at {:.0} tok/s, {} generated at {:.0} tok/s",
-                t.prompt_tokens, t.prompt_tokens_per_s(), t.generated_tokens, t.generated_tokens_per_s()
+                t.prompt_tokens,
+                t.prompt_tokens_per_s(),
+                t.generated_tokens,
+                t.generated_tokens_per_s()
             );
         }
     }
@@ -361,14 +396,13 @@ fn describe_runs_offline_on_the_local_model() {
 #[test]
 fn with_no_model_downloaded_the_error_names_the_command_that_fetches_one() {
     let cache = tempfile::tempdir().unwrap();
-    let out = vidgate()
-        .arg("describe")
-        .arg(testsrc_10s())
-        .env("VIDGATE__MODELS__CACHE_DIR", cache.path())
-        .output()
-        .unwrap();
+    let out =
+        vidgate().arg("describe").arg(testsrc_10s()).env("VIDGATE__MODELS__CACHE_DIR", cache.path()).output().unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success());
-    assert!(err.contains("`vidgate models pull smolvlm2-256m-video-instruct` fetches it (or run again with --yes)"), "{err}");
+    assert!(
+        err.contains("`vidgate models pull smolvlm2-256m-video-instruct` fetches it (or run again with --yes)"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -47,7 +47,11 @@ fn server_binary() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join("tools"))
         .join("llama-11434/bin/llama-server");
-    if bin.is_file() { Some(bin) } else { require(&format!("{} (run scripts/build-llama-server.sh)", bin.display())) }
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        require(&format!("{} (run scripts/build-llama-server.sh)", bin.display()))
+    }
 }
 
 fn gemma() -> Option<PathBuf> {
@@ -55,7 +59,11 @@ fn gemma() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join("fixtures"))
         .join("gemma-3-270m-q4_k_m.gguf");
-    if path.is_file() { Some(path) } else { require(&format!("{} (run fixtures/fetch.sh --model gemma3-270m)", path.display())) }
+    if path.is_file() {
+        Some(path)
+    } else {
+        require(&format!("{} (run fixtures/fetch.sh --model gemma3-270m)", path.display()))
+    }
 }
 
 /// The generated tiny vision model: (model, mmproj).
@@ -78,7 +86,18 @@ impl Server {
     fn start(bin: &Path, model: &Path, mmproj: Option<&Path>) -> Server {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut cmd = Command::new(bin);
-        cmd.arg("-m").arg(model).args(["--host", "127.0.0.1", "--port", &port.to_string(), "-c", "2048", "-t", "2", "-np", "1"]);
+        cmd.arg("-m").arg(model).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "-c",
+            "2048",
+            "-t",
+            "2",
+            "-np",
+            "1",
+        ]);
         if let Some(mmproj) = mmproj {
             cmd.arg("--mmproj").arg(mmproj);
         }
@@ -87,7 +106,10 @@ impl Server {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(120) {
             let ready = block_on(async {
-                reqwest::get(format!("http://127.0.0.1:{port}/health")).await.map(|r| r.status().is_success()).unwrap_or(false)
+                reqwest::get(format!("http://127.0.0.1:{port}/health"))
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
             });
             if ready {
                 return server;
@@ -103,7 +125,12 @@ impl Server {
             base_url: Some(format!("http://127.0.0.1:{}/v1", self.port)),
             auth: Some(AuthScheme::None),
             model: Some("local".into()),
-            price: Some(Price { input_per_mtok: 0.0, output_per_mtok: 0.0, cached_input_per_mtok: None, audio_input_per_mtok: None }),
+            price: Some(Price {
+                input_per_mtok: 0.0,
+                output_per_mtok: 0.0,
+                cached_input_per_mtok: None,
+                audio_input_per_mtok: None,
+            }),
             timeout_s: Some(120.0),
             ..ProviderProfile::default()
         };
@@ -122,7 +149,9 @@ impl Drop for Server {
 }
 
 fn frame_job(count: u32) -> Job {
-    let frames = frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count }, 128), FrameFormat::Jpeg { quality: 80 }).unwrap();
+    let frames =
+        frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count }, 128), FrameFormat::Jpeg { quality: 80 })
+            .unwrap();
     Job {
         task: Task::Describe,
         input: JobInput::Frames(frames.into()),

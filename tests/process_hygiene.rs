@@ -15,9 +15,19 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn dropping_the_stream_kills_ffmpeg() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = make_clip("long.mp4", &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"]);
+    let path = make_clip(
+        "long.mp4",
+        &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"],
+    );
     let info = probe(&path);
-    let ex = Extraction::new(&info, &plan(SamplingMode::Fps { fps: 2.0 }, 320), &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(120)).unwrap();
+    let ex = Extraction::new(
+        &info,
+        &plan(SamplingMode::Fps { fps: 2.0 }, 320),
+        &Default::default(),
+        FrameFormat::Rgb,
+        std::time::Duration::from_secs(120),
+    )
+    .unwrap();
     let mut stream = media::extract(ex).unwrap();
     let first = stream.blocking_next().unwrap().unwrap();
     assert_eq!(first.pts_ms, 0);
@@ -28,9 +38,19 @@ fn dropping_the_stream_kills_ffmpeg() {
 #[test]
 fn a_timeout_stops_ffmpeg_with_a_clear_error() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = make_clip("long.mp4", &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"]);
+    let path = make_clip(
+        "long.mp4",
+        &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"],
+    );
     let info = probe(&path);
-    let ex = Extraction::new(&info, &plan(SamplingMode::Fps { fps: 30.0 }, 640), &Default::default(), FrameFormat::Rgb, std::time::Duration::from_millis(300)).unwrap();
+    let ex = Extraction::new(
+        &info,
+        &plan(SamplingMode::Fps { fps: 30.0 }, 640),
+        &Default::default(),
+        FrameFormat::Rgb,
+        std::time::Duration::from_millis(300),
+    )
+    .unwrap();
     let mut stream = media::extract(ex).unwrap();
     let mut last = None;
     while let Some(item) = stream.blocking_next() {

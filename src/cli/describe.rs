@@ -10,14 +10,14 @@ use clap::Args;
 
 use vidgate::config::{Config, Protocol};
 use vidgate::media::{self, Extraction, FrameFormat, MediaInfo};
-use vidgate::prompts;
-use vidgate::provider::gemini::Gemini;
-use vidgate::provider::{Job, JobInput};
 use vidgate::merge::{ObservationSink, TimelineBuilder};
 use vidgate::observe::{observe_frames, ObserveSettings, Observed};
 use vidgate::policy::{self, AttemptLog, Budget};
+use vidgate::prompts;
+use vidgate::provider::gemini::Gemini;
 use vidgate::provider::openai_compat::OpenAiCompat;
 use vidgate::provider::Provider;
+use vidgate::provider::{Job, JobInput};
 use vidgate::schema::{SamplingMode, SamplingPlan, Task, TimeRange, Usage, VideoReport};
 use vidgate::{render, timecode};
 
@@ -51,7 +51,12 @@ pub struct DescribeArgs {
 pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
     let name = match &args.provider {
         Some(name) => name.as_str(),
-        None => config.router.chain.first().map(String::as_str).context("router.chain is empty: name a provider with --provider")?,
+        None => config
+            .router
+            .chain
+            .first()
+            .map(String::as_str)
+            .context("router.chain is empty: name a provider with --provider")?,
     };
     let Some(profile) = config.provider(name) else {
         let known: Vec<&str> = config.providers.keys().map(String::as_str).collect();
@@ -65,12 +70,17 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
     };
     let info = media::probe(&args.video, &config.limits).await?;
     let s = &config.sampling;
-    let plan = SamplingPlan { mode: SamplingMode::Fps { fps: s.fps }, range: None, max_frames: s.max_frames, width: s.width };
+    let plan =
+        SamplingPlan { mode: SamplingMode::Fps { fps: s.fps }, range: None, max_frames: s.max_frames, width: s.width };
     let extraction = Extraction::new(
         &info,
         &plan,
         s,
-        if profile.protocol == Some(Protocol::LlamaLocal) { FrameFormat::Rgb } else { FrameFormat::Jpeg { quality: s.jpeg_quality } },
+        if profile.protocol == Some(Protocol::LlamaLocal) {
+            FrameFormat::Rgb
+        } else {
+            FrameFormat::Jpeg { quality: s.jpeg_quality }
+        },
         Duration::from_secs_f64(config.limits.extract_timeout_s),
     )?;
     let budget = Budget::new(config.budget.max_usd_per_request);
@@ -99,7 +109,9 @@ pub async fn run(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
     }
     let unknown = budget.spent() - usage.cost_usd;
     if unknown > 1e-9 {
-        warnings.push(format!("calls that failed without an answer may have been billed up to ${unknown:.4}; counted against the budget"));
+        warnings.push(format!(
+            "calls that failed without an answer may have been billed up to ${unknown:.4}; counted against the budget"
+        ));
     }
     for (span, e) in &observed.failures {
         warnings.push(format!("{}–{}: {e}", timecode::format(span.start_ms), timecode::format(span.end_ms)));
@@ -162,7 +174,12 @@ async fn native(stack: Arc<dyn Provider>, info: &MediaInfo, config: &Config) -> 
     let span = TimeRange { start_ms: 0, end_ms: info.duration_ms.max(1) };
     let job = Job {
         task: Task::Describe,
-        input: JobInput::Video { path: info.path.clone(), range: None, duration_ms: info.duration_ms, size_bytes: info.size_bytes },
+        input: JobInput::Video {
+            path: info.path.clone(),
+            range: None,
+            duration_ms: info.duration_ms,
+            size_bytes: info.size_bytes,
+        },
         prompt: template.render(&[("start", &start), ("end", &end)])?.into(),
         prompt_version: template.id().into(),
         max_output_tokens: 2048,

@@ -11,7 +11,12 @@ use vidgate::models;
 use vidgate::provider::Provider;
 
 #[cfg(feature = "local")]
-pub async fn backend(name: &str, profile: &ProviderProfile, config: &Config, yes: bool) -> anyhow::Result<Arc<dyn Provider>> {
+pub async fn backend(
+    name: &str,
+    profile: &ProviderProfile,
+    config: &Config,
+    yes: bool,
+) -> anyhow::Result<Arc<dyn Provider>> {
     let profile = with_model_files(name, profile, config, yes).await?;
     Ok(Arc::new(vidgate::provider::llama_local::LlamaLocal::from_profile(name, &profile, config)?))
 }
@@ -23,7 +28,12 @@ pub async fn backend(name: &str, _: &ProviderProfile, _: &Config, _: bool) -> an
 
 /// The profile with `model_path` and `mmproj_path` filled in from the catalogue.
 #[cfg_attr(not(feature = "local"), allow(dead_code))]
-async fn with_model_files(name: &str, profile: &ProviderProfile, config: &Config, yes: bool) -> anyhow::Result<ProviderProfile> {
+async fn with_model_files(
+    name: &str,
+    profile: &ProviderProfile,
+    config: &Config,
+    yes: bool,
+) -> anyhow::Result<ProviderProfile> {
     let mut profile = profile.clone();
     if profile.model_path.is_some() {
         return Ok(profile);
@@ -35,12 +45,18 @@ async fn with_model_files(name: &str, profile: &ProviderProfile, config: &Config
     };
     let cache = config.models.cache_dir.clone().unwrap_or_else(models::default_cache);
     if models::installed(&cache, &model, entry).is_none() {
-        if !(yes || ask(&format!("The local model {model} is not downloaded yet. Download it into {} now?", cache.display()))?) {
+        if !(yes
+            || ask(&format!(
+                "The local model {model} is not downloaded yet. Download it into {} now?",
+                cache.display()
+            ))?)
+        {
             bail!("no local model yet: `vidgate models pull {model}` fetches it (or run again with --yes)");
         }
         models::pull(&model, entry, &config.models.base_url, &cache).await?;
     }
-    let (model_path, mmproj_path) = models::installed(&cache, &model, entry).context("the download did not complete")?;
+    let (model_path, mmproj_path) =
+        models::installed(&cache, &model, entry).context("the download did not complete")?;
     profile.model_path = Some(model_path);
     profile.mmproj_path = mmproj_path;
     Ok(profile)

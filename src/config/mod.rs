@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use profile::{
-    AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol,
-    ProviderProfile, RateLimits,
+    AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile, RateLimits,
 };
 
 /// The profiles shipped in `providers/`, compiled in.
@@ -281,11 +280,8 @@ impl Config {
     }
 
     fn check_values(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Key {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message,
-        };
+        let bad =
+            |key: &str, message: String| ConfigError::Key { origin: origin.to_string(), key: key.to_string(), message };
         let s = &self.sampling;
         if !(s.fps > 0.0 && s.fps <= 60.0) {
             return Err(bad("sampling.fps", format!("{} is outside (0, 60]", s.fps)));
@@ -396,10 +392,8 @@ fn user_file(sources: &ConfigSources) -> Result<Option<PathBuf>, ConfigError> {
 }
 
 fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
-        origin: origin.to_string(),
-        message: e.message().to_string(),
-    })
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax { origin: origin.to_string(), message: e.message().to_string() })
 }
 
 /// Check one layer alone: unknown keys and bad values, named with their origin.
@@ -413,8 +407,8 @@ fn check_layer(value: toml::Value, origin: &str) -> Result<(), ConfigError> {
 }
 
 fn check_profile(name: &str, table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
-    let wrapped: toml::Table = toml::from_str(&wrap_profile(name, table.clone()))
-        .map_err(|e| ConfigError::Merge(e.to_string()))?;
+    let wrapped: toml::Table =
+        toml::from_str(&wrap_profile(name, table.clone())).map_err(|e| ConfigError::Merge(e.to_string()))?;
     check_layer(toml::Value::Table(wrapped), origin)
 }
 
@@ -471,9 +465,7 @@ fn toml_to_config(value: &toml::Value) -> config::Value {
         toml::Value::Boolean(b) => ValueKind::Boolean(*b),
         toml::Value::Datetime(d) => ValueKind::String(d.to_string()),
         toml::Value::Array(items) => ValueKind::Array(items.iter().map(toml_to_config).collect()),
-        toml::Value::Table(t) => ValueKind::Table(
-            t.iter().map(|(k, v)| (k.clone(), toml_to_config(v))).collect(),
-        ),
+        toml::Value::Table(t) => ValueKind::Table(t.iter().map(|(k, v)| (k.clone(), toml_to_config(v))).collect()),
     };
     config::Value::new(None, kind)
 }

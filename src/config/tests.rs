@@ -125,8 +125,8 @@ fn syntax_errors_and_missing_files_name_the_file() {
 #[test]
 fn flags_override_the_file() {
     let f = write_config("[sampling]\nfps = 2.0\nwidth = 320\n");
-    let sources = ConfigSources { file: Some(f.path().to_path_buf()), ..Default::default() }
-        .with_override("sampling.fps", 0.5);
+    let sources =
+        ConfigSources { file: Some(f.path().to_path_buf()), ..Default::default() }.with_override("sampling.fps", 0.5);
     let cfg = Config::load(&sources).unwrap();
     assert_eq!(cfg.sampling.fps, 0.5);
     assert_eq!(cfg.sampling.width, 320);
@@ -142,8 +142,5 @@ fn scalars_parse_like_toml() {
     assert_eq!(parse_scalar("0.5"), toml::Value::Float(0.5));
     assert_eq!(parse_scalar("true"), toml::Value::Boolean(true));
     assert_eq!(parse_scalar("http://x/v1"), toml::Value::String("http://x/v1".into()));
-    assert_eq!(
-        parse_scalar(r#"["a","b"]"#),
-        toml::Value::Array(vec!["a".into(), "b".into()])
-    );
+    assert_eq!(parse_scalar(r#"["a","b"]"#), toml::Value::Array(vec!["a".into(), "b".into()]));
 }

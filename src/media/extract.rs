@@ -13,7 +13,9 @@ use ffmpeg_sidecar::command::FfmpegCommand;
 use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use tokio::sync::mpsc;
 
-use super::{ffmpeg_input_args, input_url, Extraction, Frame, FrameData, FrameFormat, MediaError, SceneDetector, Strategy};
+use super::{
+    ffmpeg_input_args, input_url, Extraction, Frame, FrameData, FrameFormat, MediaError, SceneDetector, Strategy,
+};
 
 /// Frames buffered between the reader thread and the consumer.
 const CHANNEL_FRAMES: usize = 4;
@@ -195,7 +197,13 @@ fn read_all(
                 filters.push(bucket_select(*i));
             }
             filters.push(scale);
-            let run = Run { ex, start_ms: ex.range.start_ms, span_ms: Some(ex.range.duration_ms()), keyframes_only: *keyframes_only, limit: Some(ex.max_frames) };
+            let run = Run {
+                ex,
+                start_ms: ex.range.start_ms,
+                span_ms: Some(ex.range.duration_ms()),
+                keyframes_only: *keyframes_only,
+                limit: Some(ex.max_frames),
+            };
             run.execute(&filters.join(","), control, |pts, w, h, rgb| sink.send(pts, w, h, rgb))?;
         }
         Strategy::Seek { times_ms } => {
@@ -222,7 +230,13 @@ fn read_all(
         Strategy::Scenes { analysis_interval_ms, settings } => {
             let filters = format!("{},{scale}", bucket_select(*analysis_interval_ms));
             let mut detector = SceneDetector::new(*settings);
-            let run = Run { ex, start_ms: ex.range.start_ms, span_ms: Some(ex.range.duration_ms()), keyframes_only: false, limit: None };
+            let run = Run {
+                ex,
+                start_ms: ex.range.start_ms,
+                span_ms: Some(ex.range.duration_ms()),
+                keyframes_only: false,
+                limit: None,
+            };
             let mut open = true;
             run.execute(&filters, control, |pts, w, h, rgb| {
                 if let Some(kept) = detector.push(pts, w, h, rgb) {
@@ -337,8 +351,13 @@ impl Run<'_> {
         let status = control.finish();
         if open && !control.is_cancelled() {
             if let Some(status) = status.filter(|s| !s.success()) {
-                let reason = errors.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_else(|| status.to_string());
-                return Err(MediaError::ToolFailed { path: path.clone(), program: "ffmpeg", reason: reason.trim().to_string() });
+                let reason =
+                    errors.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_else(|| status.to_string());
+                return Err(MediaError::ToolFailed {
+                    path: path.clone(),
+                    program: "ffmpeg",
+                    reason: reason.trim().to_string(),
+                });
             }
             if !pending.is_empty() {
                 return Err(MediaError::ToolFailed {

@@ -163,9 +163,10 @@ impl SceneDetector {
         // Still in transition: clearly further from the old shot than the
         // candidate is, or another shot altogether. Motion inside the new
         // shot is neither, so it does not delay the candidate.
-        let moving = self.candidate.as_ref().is_none_or(|c| {
-            away >= c.away + threshold / 8.0 || c.signature.distance(&sig) >= threshold
-        });
+        let moving = self
+            .candidate
+            .as_ref()
+            .is_none_or(|c| away >= c.away + threshold / 8.0 || c.signature.distance(&sig) >= threshold);
         if moving {
             self.candidate = Some(Candidate { frame, signature: sig, away });
         }
@@ -236,7 +237,8 @@ mod tests {
 
     fn run(frames: &[(u64, Vec<u8>)]) -> Vec<u64> {
         let mut d = SceneDetector::new(SceneSettings { threshold: 0.35, min_gap_ms: 1000, max_frames: 100 });
-        let mut kept: Vec<u64> = frames.iter().filter_map(|(t, f)| d.push(*t, W, H, f.clone())).map(|k| k.pts_ms).collect();
+        let mut kept: Vec<u64> =
+            frames.iter().filter_map(|(t, f)| d.push(*t, W, H, f.clone())).map(|k| k.pts_ms).collect();
         kept.extend(d.finish().map(|k| k.pts_ms));
         kept
     }

@@ -95,7 +95,10 @@ impl Provider for FallbackChain {
         Err(ProviderError::new(
             "chain",
             ErrorClass::FallBack,
-            format!("every provider failed: {}", if reasons.is_empty() { "none configured".into() } else { reasons.join("; ") }),
+            format!(
+                "every provider failed: {}",
+                if reasons.is_empty() { "none configured".into() } else { reasons.join("; ") }
+            ),
         ))
     }
 }
@@ -108,16 +111,27 @@ mod tests {
     use crate::schema::{Task, Usage};
 
     fn job() -> Job {
-        Job { task: Task::Describe, input: JobInput::Text("x".into()), prompt: "p".into(), prompt_version: "t@1".into(), max_output_tokens: 10, span: None }
+        Job {
+            task: Task::Describe,
+            input: JobInput::Text("x".into()),
+            prompt: "p".into(),
+            prompt_version: "t@1".into(),
+            max_output_tokens: 10,
+            span: None,
+        }
     }
 
     fn fails(id: &str, n: usize) -> Arc<ScriptedProvider> {
-        let steps: Vec<Step> = (0..n).map(|_| Step::Fail(ProviderError::new(id, ErrorClass::FallBack, "down"))).collect();
+        let steps: Vec<Step> =
+            (0..n).map(|_| Step::Fail(ProviderError::new(id, ErrorClass::FallBack, "down"))).collect();
         Arc::new(ScriptedProvider::new(id).with_steps(steps))
     }
 
     fn answers(id: &str) -> Arc<ScriptedProvider> {
-        Arc::new(ScriptedProvider::new(id).with_steps([Step::Answer { text: format!("from {id}"), usage: Usage::default() }]))
+        Arc::new(
+            ScriptedProvider::new(id)
+                .with_steps([Step::Answer { text: format!("from {id}"), usage: Usage::default() }]),
+        )
     }
 
     #[tokio::test]
@@ -131,7 +145,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_fatal_error_stops_the_chain() {
-        let a = Arc::new(ScriptedProvider::new("a").with_steps([Step::Fail(ProviderError::new("a", ErrorClass::Fatal, "bad input"))]));
+        let a = Arc::new(ScriptedProvider::new("a").with_steps([Step::Fail(ProviderError::new(
+            "a",
+            ErrorClass::Fatal,
+            "bad input",
+        ))]));
         let b = answers("b");
         let chain = FallbackChain::new(vec![a, b.clone()], Duration::from_secs(60));
         assert_eq!(chain.run(&job()).await.unwrap_err().message, "bad input");

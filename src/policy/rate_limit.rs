@@ -49,7 +49,9 @@ impl RateLimited {
                 return Err(ProviderError::new(
                     self.inner.id(),
                     ErrorClass::FallBack,
-                    format!("one call of ~{tokens} tokens is over the provider's limit of {per_minute} tokens per minute"),
+                    format!(
+                        "one call of ~{tokens} tokens is over the provider's limit of {per_minute} tokens per minute"
+                    ),
                 ));
             }
         }
@@ -124,7 +126,8 @@ mod tests {
         let limited = RateLimited::new(p.clone(), &limits);
         let err = limited.estimate(&job()).unwrap_err();
         assert!(err.to_string().contains("~200 tokens is over the provider's limit of 150 tokens per minute"), "{err}");
-        let err = tokio::time::timeout(Duration::from_secs(1), limited.run(&job())).await.expect("no hang").unwrap_err();
+        let err =
+            tokio::time::timeout(Duration::from_secs(1), limited.run(&job())).await.expect("no hang").unwrap_err();
         assert!(err.should_fall_back());
         assert_eq!(p.calls(), 0);
     }
@@ -146,12 +149,19 @@ mod tests {
     async fn the_concurrency_cap_holds() {
         use crate::provider::scripted::Step;
         use crate::schema::Usage;
-        let steps = (0..6).map(|_| Step::Delay(Duration::from_millis(50), Box::new(Step::Answer { text: "x".into(), usage: Usage::default() })));
+        let steps = (0..6).map(|_| {
+            Step::Delay(Duration::from_millis(50), Box::new(Step::Answer { text: "x".into(), usage: Usage::default() }))
+        });
         let p = Arc::new(ScriptedProvider::new("s").with_steps(steps));
         let limits = RateLimits { max_concurrency: Some(2), ..RateLimits::default() };
         let limited = Arc::new(RateLimited::new(p, &limits));
         let started = std::time::Instant::now();
-        let tasks: Vec<_> = (0..6).map(|_| { let l = limited.clone(); tokio::spawn(async move { l.run(&job()).await }) }).collect();
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let l = limited.clone();
+                tokio::spawn(async move { l.run(&job()).await })
+            })
+            .collect();
         for t in tasks {
             t.await.unwrap().unwrap();
         }

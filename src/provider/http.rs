@@ -9,7 +9,8 @@ use reqwest::header::HeaderMap;
 /// in seconds or as an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0) {
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
+    {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
     let value = text("retry-after")?;
@@ -163,7 +164,10 @@ mod tests {
     #[test]
     fn retry_after_in_every_form() {
         assert_eq!(retry_after(&headers(&[("retry-after", "2")])), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after(&headers(&[("retry-after-ms", "150"), ("retry-after", "9")])), Some(Duration::from_millis(150)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "150"), ("retry-after", "9")])),
+            Some(Duration::from_millis(150))
+        );
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
         let wait = retry_after(&headers(&[("retry-after", &later)])).unwrap();
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");

@@ -117,10 +117,9 @@ impl Provider for ScriptedProvider {
 
 fn observe(provider: &str, job: &Job, text: &str) -> Vec<Observation> {
     let ranges: Vec<TimeRange> = match &job.input {
-        JobInput::Frames(frames) => frames
-            .iter()
-            .map(|f| TimeRange { start_ms: f.pts_ms, end_ms: f.pts_ms + 1 })
-            .collect(),
+        JobInput::Frames(frames) => {
+            frames.iter().map(|f| TimeRange { start_ms: f.pts_ms, end_ms: f.pts_ms + 1 }).collect()
+        }
         JobInput::Video { range, duration_ms, .. } => {
             vec![range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) })]
         }

@@ -62,12 +62,16 @@ fn audio_only_has_no_video() {
 #[test]
 fn playlists_and_concat_lists_cannot_reach_other_files() {
     let target = testsrc_10s();
-    let concat = write("list.txt", format!("ffconcat version 1.0\nfile '/etc/passwd'\nfile '{}'\n", target.display()).as_bytes());
+    let concat = write(
+        "list.txt",
+        format!("ffconcat version 1.0\nfile '/etc/passwd'\nfile '{}'\n", target.display()).as_bytes(),
+    );
     let msg = probe_err(&concat, &limits());
     assert!(msg.contains("list.txt") && msg.contains("not a video"), "{msg}");
     let ffconcat = write("list.ffconcat", b"ffconcat version 1.0\nfile '/etc/passwd'\n");
     probe_err(&ffconcat, &limits());
-    let hls = write("playlist.m3u8", b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n");
+    let hls =
+        write("playlist.m3u8", b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n");
     let msg = probe_err(&hls, &limits());
     assert!(msg.contains("playlist.m3u8"), "{msg}");
     assert!(!msg.contains("root:"), "nothing of /etc/passwd leaks: {msg}");
@@ -92,7 +96,10 @@ fn limits_are_enforced_with_numbers() {
 
 #[test]
 fn a_large_resolution_is_refused_before_decoding() {
-    let path = make_clip("big.mp4", &["-f", "lavfi", "-i", "color=size=4000x3000:rate=1:duration=1", "-c:v", "libx264", "-preset", "ultrafast"]);
+    let path = make_clip(
+        "big.mp4",
+        &["-f", "lavfi", "-i", "color=size=4000x3000:rate=1:duration=1", "-c:v", "libx264", "-preset", "ultrafast"],
+    );
     let limits = MediaLimits { max_pixels: 3840 * 2160, ..limits() };
     let msg = probe_err(&path, &limits);
     assert!(msg.contains("4000x3000") && msg.contains("big.mp4"), "{msg}");
@@ -112,6 +119,13 @@ fn odd_file_names_work() {
 fn a_range_past_the_end_is_refused() {
     let info = probe(&testsrc_10s());
     let p = plan_range(vidgate::schema::SamplingMode::Fps { fps: 1.0 }, 20_000, 30_000);
-    let err = media::Extraction::new(&info, &p, &Default::default(), media::FrameFormat::Rgb, std::time::Duration::from_secs(5)).unwrap_err();
+    let err = media::Extraction::new(
+        &info,
+        &p,
+        &Default::default(),
+        media::FrameFormat::Rgb,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("outside the video's 10000 ms"), "{err}");
 }

@@ -36,8 +36,18 @@ fn frames_writes_jpegs_and_lists_them() {
 #[test]
 fn frames_modes_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    for (args, count) in [(vec!["--keyframes"], 5), (vec!["--count", "3"], 3), (vec!["--scenes", "--threshold", "0.4"], 1)] {
-        let out = vidgate().arg("frames").args(&args).arg("--json").arg("--out").arg(dir.path()).arg(testsrc_10s()).output().unwrap();
+    for (args, count) in
+        [(vec!["--keyframes"], 5), (vec!["--count", "3"], 3), (vec!["--scenes", "--threshold", "0.4"], 1)]
+    {
+        let out = vidgate()
+            .arg("frames")
+            .args(&args)
+            .arg("--json")
+            .arg("--out")
+            .arg(dir.path())
+            .arg(testsrc_10s())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(list.len(), count, "{args:?}");
@@ -48,8 +58,28 @@ fn frames_modes_from_the_command_line() {
 fn errors_are_one_line_and_a_non_zero_exit() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["probe".into(), "/nonexistent/clip.mp4".into()], "/nonexistent/clip.mp4: no such file"),
-        (vec!["frames".into(), "--out".into(), "x".into(), "--start".into(), "soon".into(), testsrc_10s().display().to_string()], "--start `soon`"),
-        (vec!["frames".into(), "--out".into(), "x".into(), "--width".into(), "4".into(), testsrc_10s().display().to_string()], "sampling.width"),
+        (
+            vec![
+                "frames".into(),
+                "--out".into(),
+                "x".into(),
+                "--start".into(),
+                "soon".into(),
+                testsrc_10s().display().to_string(),
+            ],
+            "--start `soon`",
+        ),
+        (
+            vec![
+                "frames".into(),
+                "--out".into(),
+                "x".into(),
+                "--width".into(),
+                "4".into(),
+                testsrc_10s().display().to_string(),
+            ],
+            "sampling.width",
+        ),
         (vec!["probe".into(), "--config".into(), "/nonexistent/v.toml".into(), "x.mp4".into()], "/nonexistent/v.toml"),
     ];
     for (args, expected) in cases {

@@ -28,7 +28,11 @@ fn every_clip_probes() {
         let info = probe(&path);
         report.push_str(&format!(
             "{name}: {} ms {}x{} {} {:.3} fps audio={}\n",
-            info.duration_ms, info.video.width, info.video.height, info.video.codec, info.video.fps,
+            info.duration_ms,
+            info.video.width,
+            info.video.height,
+            info.video.codec,
+            info.video.fps,
             info.audio.as_ref().map(|a| a.codec.as_str()).unwrap_or("none")
         ));
         if *duration > 0 {

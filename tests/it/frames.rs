@@ -17,7 +17,16 @@ fn timestamps_are_presentation_times_at_odd_rates() {
     // 29.97 fps: frame k is at k * 1001 / 30 ms; 2 fps keeps the first frame of each half second.
     let path = make_clip(
         "ntsc.mp4",
-        &["-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=30000/1001", "-c:v", "libx264", "-preset", "ultrafast"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=3:size=160x120:rate=30000/1001",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
     );
     let got = pts(&frames(&path, &plan(SamplingMode::Fps { fps: 2.0 }, 160)));
     let expected: Vec<u64> = (0..6u64)
@@ -47,7 +56,8 @@ fn sparse_sampling_seeks_and_keeps_exact_times() {
     // One frame per 10 s is far sparser than the 4 s seek threshold.
     let info = probe(&testsrc_30s_audio());
     let p = plan(SamplingMode::Fps { fps: 0.1 }, 160);
-    let ex = Extraction::new(&info, &p, &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(60)).unwrap();
+    let ex =
+        Extraction::new(&info, &p, &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(60)).unwrap();
     assert!(matches!(ex.strategy, media::Strategy::Seek { .. }), "{:?}", ex.strategy);
     assert_eq!(pts(&frames(&testsrc_30s_audio(), &p)), [0, 10_000, 20_000]);
 
@@ -67,7 +77,8 @@ fn max_frames_thins_the_sampling() {
     let mut p = plan(SamplingMode::Fps { fps: 5.0 }, 160);
     p.max_frames = 4;
     let info = probe(&testsrc_10s());
-    let ex = Extraction::new(&info, &p, &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(60)).unwrap();
+    let ex =
+        Extraction::new(&info, &p, &Default::default(), FrameFormat::Rgb, std::time::Duration::from_secs(60)).unwrap();
     assert!(ex.warnings[0].contains("max_frames 4"), "{:?}", ex.warnings);
     let got = pts(&frames(&testsrc_10s(), &p));
     assert_eq!(got, [0, 2520, 5000, 7520]);
@@ -75,7 +86,8 @@ fn max_frames_thins_the_sampling() {
 
 #[test]
 fn jpeg_frames_decode_to_the_requested_size_and_never_upscale() {
-    let f = frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count: 3 }, 200), FrameFormat::Jpeg { quality: 80 }).unwrap();
+    let f = frames_as(&testsrc_10s(), &plan(SamplingMode::Count { count: 3 }, 200), FrameFormat::Jpeg { quality: 80 })
+        .unwrap();
     assert_eq!(f.len(), 3);
     for frame in &f {
         let FrameData::Jpeg(bytes) = &frame.data else { panic!("jpeg") };
@@ -115,7 +127,10 @@ fn scene_sampling_finds_cuts_fades_and_crossfades() {
 
 #[test]
 fn a_static_video_gives_one_scene_frame() {
-    let path = make_clip("static.mp4", &["-f", "lavfi", "-i", "smptebars=size=320x180:rate=25:duration=6", "-c:v", "libx264", "-preset", "ultrafast"]);
+    let path = make_clip(
+        "static.mp4",
+        &["-f", "lavfi", "-i", "smptebars=size=320x180:rate=25:duration=6", "-c:v", "libx264", "-preset", "ultrafast"],
+    );
     let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 500 }, 160)));
     assert_eq!(got, [0]);
 }

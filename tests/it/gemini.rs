@@ -68,19 +68,26 @@ impl Respond for Fake {
         self.state().urls.push(url.clone());
         let key_ok = request.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) == Some(KEY);
         let p = request.url.path().to_string();
-        let command = request.headers.get("x-goog-upload-command").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let command =
+            request.headers.get("x-goog-upload-command").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         if p == "/upload/v1beta/files" {
             if !key_ok {
                 return ResponseTemplate::new(403);
             }
             self.state().uploads_started += 1;
-            return ResponseTemplate::new(200).insert_header("x-goog-upload-url", format!("{}/upload-session/1", self.base).as_str());
+            return ResponseTemplate::new(200)
+                .insert_header("x-goog-upload-url", format!("{}/upload-session/1", self.base).as_str());
         }
         if p == "/upload-session/1" {
-            let offset: u64 = request.headers.get("x-goog-upload-offset").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(u64::MAX);
+            let offset: u64 = request
+                .headers
+                .get("x-goog-upload-offset")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(u64::MAX);
             let mut s = self.state();
             if offset != s.received {
-                return ResponseTemplate::new(400).set_body_json(json!({"error": {"code": 400, "message": "bad offset"}}));
+                return ResponseTemplate::new(400)
+                    .set_body_json(json!({"error": {"code": 400, "message": "bad offset"}}));
             }
             s.received += request.body.len() as u64;
             drop(s);
@@ -127,7 +134,12 @@ fn profile(server: &MockServer, test: &str) -> ProviderProfile {
     let mut models = std::collections::BTreeMap::new();
     models.insert(
         "gemini-test".to_string(),
-        ModelProfile { video_tokens_per_second: Some(263.0), audio_tokens_per_second: Some(32.0), json_schema: Some(true), ..ModelProfile::default() },
+        ModelProfile {
+            video_tokens_per_second: Some(263.0),
+            audio_tokens_per_second: Some(32.0),
+            json_schema: Some(true),
+            ..ModelProfile::default()
+        },
     );
     ProviderProfile {
         protocol: Some(Protocol::Gemini),
@@ -135,7 +147,12 @@ fn profile(server: &MockServer, test: &str) -> ProviderProfile {
         api_key_env: Some(var),
         auth: Some(AuthScheme::GoogApiKey),
         model: Some("gemini-test".into()),
-        price: Some(Price { input_per_mtok: 0.30, output_per_mtok: 2.50, cached_input_per_mtok: None, audio_input_per_mtok: Some(1.0) }),
+        price: Some(Price {
+            input_per_mtok: 0.30,
+            output_per_mtok: 2.50,
+            cached_input_per_mtok: None,
+            audio_input_per_mtok: Some(1.0),
+        }),
         models,
         timeout_s: Some(20.0),
         ..ProviderProfile::default()
@@ -146,7 +163,12 @@ fn video_job(path: &std::path::Path) -> Job {
     let info = probe(path);
     Job {
         task: Task::Describe,
-        input: JobInput::Video { path: path.to_path_buf(), range: None, duration_ms: info.duration_ms, size_bytes: info.size_bytes },
+        input: JobInput::Video {
+            path: path.to_path_buf(),
+            range: None,
+            duration_ms: info.duration_ms,
+            size_bytes: info.size_bytes,
+        },
         prompt: "Describe the video.".into(),
         prompt_version: "chunk@1".into(),
         max_output_tokens: 500,
@@ -341,7 +363,9 @@ fn vertex_uses_a_bearer_token_and_its_model_path() {
     runtime().block_on(async {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
-            .and(path("/v1/projects/proj-1/locations/europe-west4/publishers/google/models/gemini-test:generateContent"))
+            .and(path(
+                "/v1/projects/proj-1/locations/europe-west4/publishers/google/models/gemini-test:generateContent",
+            ))
             .and(wiremock::matchers::header("authorization", "Bearer ya29.vertex-token"))
             .respond_with(ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json")))
             .mount(&server)
@@ -407,7 +431,11 @@ fn a_range_of_a_large_file_is_sent_as_a_trimmed_copy() {
         }
         job.span = TimeRange::new(4_000, 7_000);
         let out = run_with(backend(&p), &p, &job).await.result.unwrap();
-        assert_eq!((out.observations[0].range.start_ms, out.observations[0].range.end_ms), (4_000, 7_000), "times of the original");
+        assert_eq!(
+            (out.observations[0].range.start_ms, out.observations[0].range.end_ms),
+            (4_000, 7_000),
+            "times of the original"
+        );
         let state = fake.state();
         assert_eq!(state.uploads_started, 0, "the cut fits inline");
         let data = parts(&state.generate[0])[0]["inlineData"]["data"].as_str().unwrap().to_string();

@@ -14,8 +14,8 @@ mod bad_input;
 mod cli;
 mod clips;
 mod frames;
-mod models;
 mod gemini;
+mod models;
 mod openai;
 mod probe;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary

@@ -37,7 +37,10 @@ async fn serve(content: Arc<Vec<u8>>, cut_first_after: Option<usize>) -> (String
                     .unwrap_or(0);
                 let body = &content[from.min(content.len())..];
                 let status = if from > 0 { "206 Partial Content" } else { "200 OK" };
-                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-type: application/octet-stream\r\n\r\n", body.len());
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-type: application/octet-stream\r\n\r\n",
+                    body.len()
+                );
                 let _ = sock.write_all(reply.as_bytes()).await;
                 match cut_first_after {
                     Some(cut) if n == 0 => {

@@ -36,7 +36,12 @@ fn profile(server: &MockServer, test: &str) -> ProviderProfile {
         base_url: Some(format!("{}/v1", server.uri())),
         api_key_env: Some(key_var(test)),
         model: Some("fake-vision".into()),
-        price: Some(Price { input_per_mtok: 1.0, output_per_mtok: 2.0, cached_input_per_mtok: None, audio_input_per_mtok: None }),
+        price: Some(Price {
+            input_per_mtok: 1.0,
+            output_per_mtok: 2.0,
+            cached_input_per_mtok: None,
+            audio_input_per_mtok: None,
+        }),
         models,
         timeout_s: Some(5.0),
         ..ProviderProfile::default()
@@ -120,7 +125,8 @@ impl Respond for Checking {
                 Some("image_url") => {
                     let url = part["image_url"]["url"].as_str().unwrap_or_default();
                     let Some(data) = url.strip_prefix("data:image/jpeg;base64,") else {
-                        return ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "not a JPEG data URL"}}));
+                        return ResponseTemplate::new(400)
+                            .set_body_json(json!({"error": {"message": "not a JPEG data URL"}}));
                     };
                     let jpeg = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
                     if jpeg_size(&jpeg) != Some((256, 192)) {
@@ -146,7 +152,11 @@ fn chat() -> wiremock::MockBuilder {
 fn frames_batches_timestamps_auth_and_true_cost() {
     runtime().block_on(async {
         let server = server().await;
-        chat().and(header("authorization", format!("Bearer {KEY}").as_str())).respond_with(Checking).mount(&server).await;
+        chat()
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .respond_with(Checking)
+            .mount(&server)
+            .await;
         let frames = jpeg_frames(3);
         let times: Vec<u64> = frames.iter().map(|f| f.pts_ms).collect();
         let r = run(profile(&server, "ok"), job(Task::Describe, frames)).await;
@@ -154,10 +164,15 @@ fn frames_batches_timestamps_auth_and_true_cost() {
         assert_eq!(out.observations.len(), 1);
         let o = &out.observations[0];
         assert_eq!((o.range.start_ms, o.range.end_ms), (times[0], times[2] + 1));
-        assert_eq!(o.text, format!(
-            "A test pattern at {}, {}, {}.",
-            vidgate::timecode::format(times[0]), vidgate::timecode::format(times[1]), vidgate::timecode::format(times[2])
-        ));
+        assert_eq!(
+            o.text,
+            format!(
+                "A test pattern at {}, {}, {}.",
+                vidgate::timecode::format(times[0]),
+                vidgate::timecode::format(times[1]),
+                vidgate::timecode::format(times[2])
+            )
+        );
         assert_eq!(o.model.as_deref(), Some("fake-vision-2026-01-01"));
         // 1000 input tokens at $1/M and 50 output at $2/M.
         assert!((out.usage.cost_usd - 0.0011).abs() < 1e-12, "{}", out.usage.cost_usd);
@@ -241,7 +256,10 @@ fn server_errors_are_retried_then_succeed() {
         let r = run(profile(&server, "r5xx"), job(Task::Describe, jpeg_frames(1))).await;
         r.result.unwrap();
         let outcomes: Vec<_> = r.log.snapshot().into_iter().map(|a| a.outcome).collect();
-        assert!(matches!(outcomes[..], [Outcome::Transient { .. }, Outcome::Transient { .. }, Outcome::Ok]), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[..], [Outcome::Transient { .. }, Outcome::Transient { .. }, Outcome::Ok]),
+            "{outcomes:?}"
+        );
     });
 }
 
@@ -264,9 +282,12 @@ fn a_400_is_not_retried() {
 fn a_401_disables_the_provider_and_never_shows_the_key() {
     runtime().block_on(async {
         let server = server().await;
-        let echo = format!("Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com.");
+        let echo =
+            format!("Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com.");
         chat()
-            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"message": echo, "type": "invalid_request_error", "code": "invalid_api_key"}})))
+            .respond_with(ResponseTemplate::new(401).set_body_json(
+                json!({"error": {"message": echo, "type": "invalid_request_error", "code": "invalid_api_key"}}),
+            ))
             .mount(&server)
             .await;
         let p = profile(&server, "r401");
@@ -289,7 +310,12 @@ fn a_401_disables_the_provider_and_never_shows_the_key() {
 fn a_stalled_server_times_out_and_counts_as_maybe_billed() {
     runtime().block_on(async {
         let server = server().await;
-        chat().respond_with(ResponseTemplate::new(200).set_body_json(completion("late")).set_delay(Duration::from_secs(30))).mount(&server).await;
+        chat()
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(completion("late")).set_delay(Duration::from_secs(30)),
+            )
+            .mount(&server)
+            .await;
         let mut p = profile(&server, "stall");
         p.timeout_s = Some(0.5);
         let r = run(p, job(Task::Describe, jpeg_frames(1))).await;
@@ -336,7 +362,10 @@ fn a_refusal_falls_back_without_retrying() {
         chat().respond_with(ResponseTemplate::new(200).set_body_json(body)).mount(&server).await;
         let r = run(profile(&server, "refusal"), job(Task::Describe, jpeg_frames(1))).await;
         let err = r.result.unwrap_err();
-        assert!(err.should_fall_back() && err.to_string().contains("the model refused: I can't help with that."), "{err}");
+        assert!(
+            err.should_fall_back() && err.to_string().contains("the model refused: I can't help with that."),
+            "{err}"
+        );
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
         assert!((r.budget.spent() - 0.0011).abs() > 0.0, "a refusal may still be billed");
     });
@@ -368,7 +397,9 @@ fn a_schema_violating_timeline_gets_one_repair_then_fails() {
         assert_eq!(requests.len(), 2);
         let second: Value = serde_json::from_slice(&requests[1].body).unwrap();
         assert_eq!(second["response_format"]["type"], "json_schema");
-        assert!(second.to_string().contains("could not be used: event 1 ends (00:02.000) before it starts (00:50.000)"));
+        assert!(second
+            .to_string()
+            .contains("could not be used: event 1 ends (00:02.000) before it starts (00:50.000)"));
 
         let server = self::server().await;
         chat().respond_with(Sequence(vec![bad], AtomicUsize::new(0))).mount(&server).await;
@@ -452,25 +483,62 @@ fn describe_on_the_command_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let texts: Vec<&str> = report["observations"].as_array().unwrap().iter().map(|o| o["text"].as_str().unwrap()).collect();
-    assert_eq!(texts, ["A test pattern at 00:00.000, 00:02.000.", "A test pattern at 00:04.000, 00:06.000.", "A test pattern at 00:08.000."]);
+    let texts: Vec<&str> =
+        report["observations"].as_array().unwrap().iter().map(|o| o["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "A test pattern at 00:00.000, 00:02.000.",
+            "A test pattern at 00:04.000, 00:06.000.",
+            "A test pattern at 00:08.000."
+        ]
+    );
     assert_eq!(report["attempts"].as_array().unwrap().len(), 3);
     assert!((report["usage"]["cost_usd"].as_f64().unwrap() - 0.0033).abs() < 1e-9);
     assert_eq!(report["prompt_versions"][0], "chunk@1");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY) && !stderr.contains(KEY));
 
     // Subtitles from the same observations.
-    let out = vidgate().args(["describe", "--provider", "fake", "--format", "srt", "--config"]).arg(&config).arg(testsrc_10s()).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
+    let out = vidgate()
+        .args(["describe", "--provider", "fake", "--format", "srt", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
     let srt = String::from_utf8(out.stdout).unwrap();
-    assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:02,001\nA test pattern at 00:00.000, 00:02.000.\n\n2\n00:00:04,000 --> "), "{srt}");
-    let out = vidgate().args(["describe", "--provider", "fake", "--format", "vtt", "--config"]).arg(&config).arg(testsrc_10s()).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
+    assert!(
+        srt.starts_with(
+            "1\n00:00:00,000 --> 00:00:02,001\nA test pattern at 00:00.000, 00:02.000.\n\n2\n00:00:04,000 --> "
+        ),
+        "{srt}"
+    );
+    let out = vidgate()
+        .args(["describe", "--provider", "fake", "--format", "vtt", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:02.001\n"));
 
     // Human output, and a missing key named by its variable.
-    let out = vidgate().args(["describe", "--provider", "fake", "--config"]).arg(&config).arg(testsrc_10s()).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
+    let out = vidgate()
+        .args(["describe", "--provider", "fake", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("00:00.000  A test pattern at 00:00.000, 00:02.000.\n"), "{text}");
-    let out = vidgate().args(["describe", "--provider", "fake", "--config"]).arg(&config).arg(testsrc_10s()).env_remove("VIDGATE_CLI_KEY").output().unwrap();
+    let out = vidgate()
+        .args(["describe", "--provider", "fake", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env_remove("VIDGATE_CLI_KEY")
+        .output()
+        .unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success() && err.contains("VIDGATE_CLI_KEY (providers.fake.api_key_env) is not set"), "{err}");
 }
@@ -516,8 +584,21 @@ fn batches_stay_within_the_payload_cap() {
         let backend = Arc::new(OpenAiCompat::from_profile("fake", &p, &config).unwrap());
         let stack = policy::standard_stack(backend, &p, &config, Budget::new(1.0), AttemptLog::default());
         let info = probe(&testsrc_10s());
-        let ex = Extraction::new(&info, &plan(SamplingMode::Count { count: 5 }, 256), &Default::default(), FrameFormat::Jpeg { quality: 80 }, Duration::from_secs(60)).unwrap();
-        let settings = ObserveSettings { task: Task::Describe, frames_per_call: 5, concurrency: 2, max_output_tokens: 50, duration_ms: info.duration_ms };
+        let ex = Extraction::new(
+            &info,
+            &plan(SamplingMode::Count { count: 5 }, 256),
+            &Default::default(),
+            FrameFormat::Jpeg { quality: 80 },
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let settings = ObserveSettings {
+            task: Task::Describe,
+            frames_per_call: 5,
+            concurrency: 2,
+            max_output_tokens: 50,
+            duration_ms: info.duration_ms,
+        };
         let observed = observe_frames(stack, media::extract(ex).unwrap(), &settings, None).await.unwrap();
         assert!(observed.failures.is_empty(), "{:?}", observed.failures);
         assert_eq!(observed.frames, 5);

@@ -36,7 +36,24 @@ pub fn make_clip(name: &str, args: &[&str]) -> PathBuf {
 pub fn testsrc_10s() -> PathBuf {
     make_clip(
         "testsrc-10s.mp4",
-        &["-f", "lavfi", "-i", "testsrc=duration=10:size=320x240:rate=25", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=10:size=320x240:rate=25",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ],
     )
 }
 
@@ -44,7 +61,27 @@ pub fn testsrc_10s() -> PathBuf {
 pub fn testsrc_30s_audio() -> PathBuf {
     make_clip(
         "testsrc2-30s-audio.mp4",
-        &["-f", "lavfi", "-i", "testsrc2=duration=30:size=320x180:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:duration=30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=30:size=320x180:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
     )
 }
 

@@ -36,7 +36,11 @@ enum Credentials {
     /// The Developer API: `x-goog-api-key`.
     Key(Secret),
     /// Vertex AI: a bearer token from a variable, or from a command run once.
-    Token { env: Option<String>, command: Option<Vec<String>>, cached: Mutex<Option<Secret>> },
+    Token {
+        env: Option<String>,
+        command: Option<Vec<String>>,
+        cached: Mutex<Option<Secret>>,
+    },
     None,
 }
 
@@ -97,11 +101,16 @@ impl Gemini {
         let root = profile.base_url.as_deref().ok_or_else(|| fail(format!("providers.{name}.base_url is not set")))?;
         let root = root.trim_end_matches('/').to_string();
         let model = profile.model.clone().ok_or_else(|| fail(format!("providers.{name}.model is not set")))?;
-        let price = profile.price_for(&model).ok_or_else(|| fail(format!("no price for model `{model}` in providers.{name}")))?;
+        let price = profile
+            .price_for(&model)
+            .ok_or_else(|| fail(format!("no price for model `{model}` in providers.{name}")))?;
         let auth = profile.auth_scheme();
         let vertex = auth == AuthScheme::Bearer || profile.project.is_some();
         let api = if vertex {
-            let project = profile.project.clone().ok_or_else(|| fail(format!("providers.{name}.project is not set (Vertex AI)")))?;
+            let project = profile
+                .project
+                .clone()
+                .ok_or_else(|| fail(format!("providers.{name}.project is not set (Vertex AI)")))?;
             let location = profile.location.clone().unwrap_or_else(|| "us-central1".into());
             Api::Vertex { root, project, location }
         } else {
@@ -113,10 +122,17 @@ impl Gemini {
                 if profile.token_env.is_none() && profile.token_command.is_none() {
                     return Err(fail(format!("providers.{name}: set token_env or token_command for Vertex AI")));
                 }
-                Credentials::Token { env: profile.token_env.clone(), command: profile.token_command.clone(), cached: Mutex::new(None) }
+                Credentials::Token {
+                    env: profile.token_env.clone(),
+                    command: profile.token_command.clone(),
+                    cached: Mutex::new(None),
+                }
             }
             _ => {
-                let var = profile.api_key_env.as_deref().ok_or_else(|| fail(format!("providers.{name}.api_key_env is not set")))?;
+                let var = profile
+                    .api_key_env
+                    .as_deref()
+                    .ok_or_else(|| fail(format!("providers.{name}.api_key_env is not set")))?;
                 Credentials::Key(Secret::from_env(var).ok_or_else(|| {
                     fail(format!("the environment variable {var} (providers.{name}.api_key_env) is not set"))
                 })?)
@@ -133,7 +149,8 @@ impl Gemini {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
-        let cache_path = directories::ProjectDirs::from("", "", "vidgate").map(|d| d.cache_dir().join(format!("gemini-uploads-{name}.json")));
+        let cache_path = directories::ProjectDirs::from("", "", "vidgate")
+            .map(|d| d.cache_dir().join(format!("gemini-uploads-{name}.json")));
         Ok(Self {
             name: name.to_string(),
             model,
@@ -187,7 +204,10 @@ impl Gemini {
     }
 
     /// Add the credentials to a request.
-    pub(super) async fn authorise(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ProviderError> {
+    pub(super) async fn authorise(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
         match &self.credentials {
             Credentials::None => Ok(builder),
             Credentials::Key(key) => Ok(builder.header("x-goog-api-key", key.expose())),
@@ -211,15 +231,23 @@ impl Gemini {
             return Ok(token);
         }
         let Some((program, args)) = command.and_then(|c| c.split_first()) else {
-            return Err(self.error(ErrorClass::FallBack, format!("no bearer token: {} is not set", env.unwrap_or("token_env"))));
+            return Err(
+                self.error(ErrorClass::FallBack, format!("no bearer token: {} is not set", env.unwrap_or("token_env")))
+            );
         };
-        let output = tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::new(program).args(args).kill_on_drop(true).output())
-            .await
-            .map_err(|_| self.error(ErrorClass::FallBack, format!("the token command `{program}` took over 30 s")))?
-            .map_err(|e| self.error(ErrorClass::FallBack, format!("cannot run the token command `{program}`: {e}")))?;
+        let output = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new(program).args(args).kill_on_drop(true).output(),
+        )
+        .await
+        .map_err(|_| self.error(ErrorClass::FallBack, format!("the token command `{program}` took over 30 s")))?
+        .map_err(|e| self.error(ErrorClass::FallBack, format!("cannot run the token command `{program}`: {e}")))?;
         let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
         if !output.status.success() || token.is_empty() {
-            return Err(self.error(ErrorClass::FallBack, format!("the token command `{program}` gave no token ({})", output.status)));
+            return Err(self.error(
+                ErrorClass::FallBack,
+                format!("the token command `{program}` gave no token ({})", output.status),
+            ));
         }
         Ok(Secret::new(token))
     }
@@ -296,7 +324,9 @@ impl Gemini {
             tracing::info!(provider = %self.name, "{size} bytes is over the inline limit and Vertex AI has no Files API: sending frames");
             return Ok(None);
         };
-        let content = crate::models::hash_file(path).await.map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
+        let content = crate::models::hash_file(path)
+            .await
+            .map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
         // An upload belongs to one API root (and so one project's files).
         let hash = format!("{root} {content}");
         if let Some(cached) = self.uploads.lock().unwrap_or_else(|e| e.into_inner()).fresh(&hash) {
@@ -335,11 +365,14 @@ impl Gemini {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
             let url = format!("{root}/v1beta/{}", file.name);
-            let response = self.authorise(self.http.get(&url)).await?.send().await.map_err(|e| self.send_error(&e, false))?;
+            let response =
+                self.authorise(self.http.get(&url)).await?.send().await.map_err(|e| self.send_error(&e, false))?;
             if !response.status().is_success() {
                 return Err(self.status_error(response).await);
             }
-            let body = http::read_capped(response, ERROR_BODY_LIMIT).await.map_err(|e| self.error(ErrorClass::Transient, e.to_string()))?;
+            let body = http::read_capped(response, ERROR_BODY_LIMIT)
+                .await
+                .map_err(|e| self.error(ErrorClass::Transient, e.to_string()))?;
             file = status::parse_file(&body).map_err(|e| self.error(ErrorClass::Transient, e))?;
         }
     }
@@ -354,8 +387,12 @@ impl Gemini {
             Ok(r) if r.status().is_success() => {
                 self.uploads.lock().unwrap_or_else(|e| e.into_inner()).forget(name);
             }
-            Ok(r) => tracing::warn!(provider = %self.name, file = name, status = r.status().as_u16(), "could not delete an uploaded file"),
-            Err(e) => tracing::warn!(provider = %self.name, file = name, "could not delete an uploaded file: {}", self.redact(&e.to_string())),
+            Ok(r) => {
+                tracing::warn!(provider = %self.name, file = name, status = r.status().as_u16(), "could not delete an uploaded file")
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.name, file = name, "could not delete an uploaded file: {}", self.redact(&e.to_string()))
+            }
         }
     }
 
@@ -393,9 +430,20 @@ impl Gemini {
             JobInput::Video { range, .. } => range.or(job.span),
             _ => None,
         };
-        let plan = SamplingPlan { mode: SamplingMode::Count { count: FALLBACK_FRAMES }, range, max_frames: FALLBACK_FRAMES, width: self.frame_width };
-        let extraction = Extraction::new(&info, &plan, &Default::default(), FrameFormat::Jpeg { quality: self.jpeg_quality }, Duration::from_secs(600))
-            .map_err(fail)?;
+        let plan = SamplingPlan {
+            mode: SamplingMode::Count { count: FALLBACK_FRAMES },
+            range,
+            max_frames: FALLBACK_FRAMES,
+            width: self.frame_width,
+        };
+        let extraction = Extraction::new(
+            &info,
+            &plan,
+            &Default::default(),
+            FrameFormat::Jpeg { quality: self.jpeg_quality },
+            Duration::from_secs(600),
+        )
+        .map_err(fail)?;
         let mut stream = media::extract(extraction).map_err(fail)?;
         let mut frames = Vec::new();
         while let Some(frame) = stream.next().await {
@@ -409,8 +457,16 @@ impl Gemini {
 
     fn usage(&self, tokens: Option<TokenUsage>, fallback: &Estimate) -> Usage {
         match tokens {
-            Some(t) => Usage { input_tokens: t.input_tokens(), output_tokens: t.output_tokens(), cost_usd: cost::actual_cost(&t, &self.price) },
-            None => Usage { input_tokens: fallback.input_tokens, output_tokens: fallback.output_tokens, cost_usd: fallback.cost_usd },
+            Some(t) => Usage {
+                input_tokens: t.input_tokens(),
+                output_tokens: t.output_tokens(),
+                cost_usd: cost::actual_cost(&t, &self.price),
+            },
+            None => Usage {
+                input_tokens: fallback.input_tokens,
+                output_tokens: fallback.output_tokens,
+                cost_usd: fallback.cost_usd,
+            },
         }
     }
 
@@ -420,7 +476,8 @@ impl Gemini {
         let span = job_span(job);
         let observations = if translate::structured(job, &self.options) {
             let events = crate::timeline::parse_events(&answer.text, span).map_err(|reason| {
-                let mut err = self.error(ErrorClass::FallBack, format!("unit failed: the timeline is invalid: {reason}"));
+                let mut err =
+                    self.error(ErrorClass::FallBack, format!("unit failed: the timeline is invalid: {reason}"));
                 err.maybe_billed = true;
                 err.billed = Some(usage);
                 err
@@ -435,7 +492,12 @@ impl Gemini {
                 })
                 .collect()
         } else {
-            vec![Observation { range: span, text: answer.text.trim().to_string(), provider: self.name.clone(), model: Some(model.clone()) }]
+            vec![Observation {
+                range: span,
+                text: answer.text.trim().to_string(),
+                provider: self.name.clone(),
+                model: Some(model.clone()),
+            }]
         };
         Ok(ProviderOutput { observations, usage, model })
     }
@@ -452,7 +514,9 @@ fn job_span(job: &Job) -> TimeRange {
         return span;
     }
     match &job.input {
-        JobInput::Video { range, duration_ms, .. } => range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) }),
+        JobInput::Video { range, duration_ms, .. } => {
+            range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) })
+        }
         JobInput::Frames(frames) => TimeRange {
             start_ms: frames.first().map_or(0, |f| f.pts_ms),
             end_ms: frames.last().map_or(0, |f| f.pts_ms) + 1,
@@ -499,7 +563,12 @@ impl UploadCache {
         self.files.retain(|_, f| now.saturating_sub(f.uploaded_unix) < FILE_LIFETIME.as_secs());
         self.files.insert(
             hash.to_string(),
-            CachedFile { name: file.name.clone(), uri: file.uri.clone(), mime_type: mime.to_string(), uploaded_unix: now },
+            CachedFile {
+                name: file.name.clone(),
+                uri: file.uri.clone(),
+                mime_type: mime.to_string(),
+                uploaded_unix: now,
+            },
         );
         self.save();
     }
@@ -564,7 +633,9 @@ impl Provider for Gemini {
         };
         let native = self.model_profile.native_video.unwrap_or(true);
         // Only part of a large file is asked for: send a stream copy of that part.
-        if let (true, JobInput::Video { range: Some(range), .. }) = (native && *size_bytes > self.inline_max_bytes, &job.input) {
+        if let (true, JobInput::Video { range: Some(range), .. }) =
+            (native && *size_bytes > self.inline_max_bytes, &job.input)
+        {
             if let Some(trimmed) = self.trimmed(job, path, *range).await {
                 let (trim_job, _copy) = trimmed;
                 let mut output = Box::pin(self.run(&trim_job)).await?;
@@ -583,7 +654,9 @@ impl Provider for Gemini {
         };
         let (video, uploaded) = match &bytes {
             VideoBytes::Inline(data) => (VideoPart::Inline { mime_type: &mime, bytes: data }, None),
-            VideoBytes::File { name, uri, fresh } => (VideoPart::File { mime_type: &mime, uri }, Some((name.clone(), *fresh))),
+            VideoBytes::File { name, uri, fresh } => {
+                (VideoPart::File { mime_type: &mime, uri }, Some((name.clone(), *fresh)))
+            }
         };
         let result = self.generate(job, Some(video)).await;
         if let (Some((name, _)), true, Some(root)) = (&uploaded, self.delete_uploads, self.files_root()) {

@@ -186,8 +186,7 @@ mod tests {
 
     /// The shipped profile, so the figures tested are the ones vidgate uses.
     fn shipped(model: &str) -> (ModelProfile, Price) {
-        let profile: ProviderProfile =
-            toml::from_str(include_str!("../../../providers/gemini.toml")).expect("profile");
+        let profile: ProviderProfile = toml::from_str(include_str!("../../../providers/gemini.toml")).expect("profile");
         let m = profile.model_profile(model).cloned().expect("model");
         let price = m.price.expect("price");
         (m, price)
@@ -206,10 +205,7 @@ mod tests {
 
     fn recorded_usage(body: &str) -> TokenUsage {
         let job = video_job(None, 1);
-        super::super::translate::parse_response(body.as_bytes(), &job, "gemini")
-            .expect("parses")
-            .usage
-            .expect("usage")
+        super::super::translate::parse_response(body.as_bytes(), &job, "gemini").expect("parses").usage.expect("usage")
     }
 
     #[test]
@@ -231,10 +227,7 @@ mod tests {
         // 258 × 2 + 5 a second; low: 66 + 5 (the docs' "about 100 a second with audio").
         assert_eq!(video_tokens(&g25, 10_000, None, Some(2.0), false).video, 10 * (516 + 5));
         assert_eq!(video_tokens(&g25, 10_000, Some(MediaResolution::Low), None, false).video, 10 * 71);
-        assert_eq!(
-            video_tokens(&g25, 10_000, Some(MediaResolution::High), Some(0.5), false).video,
-            10 * (129 + 5)
-        );
+        assert_eq!(video_tokens(&g25, 10_000, Some(MediaResolution::High), Some(0.5), false).video, 10 * (129 + 5));
         // Gemini 3: the profile's 70 a second is one 70-token frame; high is 280 a frame.
         let (g3, _) = shipped("gemini-3.5-flash-lite");
         assert_eq!(FrameTokens::for_rate(70.0), GEMINI_3_FRAMES);
@@ -265,10 +258,7 @@ mod tests {
         spanned.span = TimeRange::new(50_000, 70_000);
         assert_eq!(estimate(&spanned, &model, &price, &options, false).input_tokens, 2_630 + 10);
         // No range at all: the whole file.
-        assert_eq!(
-            estimate(&video_job(None, 60_000), &model, &price, &options, false).input_tokens,
-            15_780 + 10
-        );
+        assert_eq!(estimate(&video_job(None, 60_000), &model, &price, &options, false).input_tokens, 15_780 + 10);
     }
 
     #[test]
@@ -319,11 +309,7 @@ mod tests {
             candidates: 0,
             thoughts: 0,
             cached: 600_000,
-            prompt_by_modality: ModalityTokens {
-                video: 900_000,
-                audio: 100_000,
-                ..ModalityTokens::default()
-            },
+            prompt_by_modality: ModalityTokens { video: 900_000, audio: 100_000, ..ModalityTokens::default() },
         };
         // 300,000 video at $0.30, 100,000 audio at $1.00, 600,000 cached at $0.03.
         let want = 0.3 * 0.30 + 0.1 * 1.00 + 0.6 * 0.03;

@@ -51,8 +51,7 @@ pub(super) fn gemini_schema(schema: &Value) -> Value {
         }
     }
     if let Some(Value::Object(props)) = object.get("properties") {
-        let converted: Map<String, Value> =
-            props.iter().map(|(k, v)| (k.clone(), gemini_schema(v))).collect();
+        let converted: Map<String, Value> = props.iter().map(|(k, v)| (k.clone(), gemini_schema(v))).collect();
         if !out.contains_key("propertyOrdering") {
             let required: Vec<&str> = object
                 .get("required")

@@ -54,8 +54,7 @@ impl ApiError {
         const REASONS: &[&str] = &["API_KEY_INVALID", "API_KEY_EXPIRED"];
         const MESSAGES: &[&str] = &["reported as leaked", "api key not valid", "api key expired"];
         let message = self.message.to_ascii_lowercase();
-        self.reasons.iter().any(|r| REASONS.contains(&r.as_str()))
-            || MESSAGES.iter().any(|m| message.contains(m))
+        self.reasons.iter().any(|r| REASONS.contains(&r.as_str())) || MESSAGES.iter().any(|m| message.contains(m))
     }
 }
 
@@ -74,13 +73,9 @@ pub(super) fn parse_error_body(body: &[u8]) -> Option<ApiError> {
             Ok(Detail::RetryInfo { retry_delay }) => {
                 api.retry_delay = retry_delay.as_deref().and_then(parse_proto_duration);
             }
-            Ok(Detail::QuotaFailure { violations }) => {
-                api.quota.extend(violations.into_iter().map(|v| QuotaViolation {
-                    metric: v.quota_metric,
-                    id: v.quota_id,
-                    value: v.quota_value.and_then(|q| q.value()),
-                }))
-            }
+            Ok(Detail::QuotaFailure { violations }) => api.quota.extend(violations.into_iter().map(|v| {
+                QuotaViolation { metric: v.quota_metric, id: v.quota_id, value: v.quota_value.and_then(|q| q.value()) }
+            })),
             Ok(Detail::ErrorInfo { reason: Some(reason) }) => api.reasons.push(reason),
             Ok(_) | Err(_) => {}
         }
@@ -116,8 +111,7 @@ pub(super) fn classify_error(provider: &str, status: u16, body: &str, wait_cap: 
         } else if api.quota.iter().any(|v| v.value == Some(0)) {
             err.class = ErrorClass::FallBack;
             err.retry_after = None;
-            err.message =
-                format!("HTTP 429: this model has no quota on the key's tier (limit 0): {}", api.message);
+            err.message = format!("HTTP 429: this model has no quota on the key's tier (limit 0): {}", api.message);
         }
     }
     if api.key_refused() {
@@ -170,8 +164,7 @@ pub(super) fn parse_file(body: &[u8]) -> Result<FileInfo, String> {
     if let Some(inner) = value.get_mut("file").filter(|f| f.is_object()) {
         value = inner.take();
     }
-    let file: File =
-        serde_json::from_value(value).map_err(|e| format!("the file answer is not a File: {e}"))?;
+    let file: File = serde_json::from_value(value).map_err(|e| format!("the file answer is not a File: {e}"))?;
     let name = file.name.filter(|n| !n.is_empty()).ok_or("the file answer has no name")?;
     let uri = file.uri.filter(|u| !u.is_empty()).ok_or_else(|| format!("file {name} has no URI"))?;
     let state = match file.state.as_deref() {
@@ -189,11 +182,7 @@ pub(super) fn parse_file(body: &[u8]) -> Result<FileInfo, String> {
         expires: file.expiration_time,
         sha256: file.sha256_hash,
         error: file.error.and_then(|e| e.message),
-        video_duration: file
-            .video_metadata
-            .and_then(|m| m.video_duration)
-            .as_deref()
-            .and_then(parse_proto_duration),
+        video_duration: file.video_metadata.and_then(|m| m.video_duration).as_deref().and_then(parse_proto_duration),
     })
 }
 

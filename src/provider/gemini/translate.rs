@@ -4,8 +4,8 @@
 use base64::Engine;
 
 use super::wire::{
-    Blob, Content, FileData, GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part,
-    PartData, Role, UsageMetadata, VideoMetadata,
+    Blob, Content, FileData, GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, PartData, Role,
+    UsageMetadata, VideoMetadata,
 };
 use crate::media::FrameData;
 use crate::provider::{ErrorClass, Job, JobInput, ProviderError};
@@ -154,20 +154,15 @@ pub(super) fn build_request(
                     mime_type: mime_type.to_string(),
                     data: base64::engine::general_purpose::STANDARD.encode(bytes),
                 }),
-                VideoPart::File { mime_type, uri } => PartData::FileData(FileData {
-                    mime_type: mime_type.to_string(),
-                    file_uri: uri.to_string(),
-                }),
+                VideoPart::File { mime_type, uri } => {
+                    PartData::FileData(FileData { mime_type: mime_type.to_string(), file_uri: uri.to_string() })
+                }
             };
             parts.push(Part { data, video_metadata: metadata });
         }
-        (JobInput::Video { .. }, None) => {
-            return Err(fatal("a video job needs the video's bytes or file URI".into()))
-        }
+        (JobInput::Video { .. }, None) => return Err(fatal("a video job needs the video's bytes or file URI".into())),
         (_, Some(_)) => return Err(fatal("a video part was given for a job without a video".into())),
-        (JobInput::Frames(frames), None) if frames.is_empty() => {
-            return Err(fatal("the job has no frames".into()))
-        }
+        (JobInput::Frames(frames), None) if frames.is_empty() => return Err(fatal("the job has no frames".into())),
         (JobInput::Frames(frames), None) => {
             parts.reserve(2 * frames.len() + 1);
             for frame in frames.iter() {
@@ -198,8 +193,7 @@ pub(super) fn build_request(
         JobInput::Text(text) => format!("{}{TEXT_SEPARATOR}{text}", job.prompt),
         _ => job.prompt.to_string(),
     }));
-    let schema =
-        structured(job, options).then(|| super::schema::gemini_schema(&crate::timeline::json_schema()));
+    let schema = structured(job, options).then(|| super::schema::gemini_schema(&crate::timeline::json_schema()));
     Ok(GenerateContentRequest {
         contents: vec![Content { role: Role::User, parts }],
         generation_config: GenerationConfig {
@@ -299,12 +293,10 @@ pub(super) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
             return Err(fail(ErrorClass::FallBack, format!("error in a success answer: {}", api.summary())));
         }
     }
-    let answer: GenerateContentResponse = serde_json::from_value(value).map_err(|e| {
-        fail(ErrorClass::Transient, format!("the answer is not a generateContent answer: {e}"))
-    })?;
+    let answer: GenerateContentResponse = serde_json::from_value(value)
+        .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not a generateContent answer: {e}")))?;
     let usage = answer.usage_metadata.as_ref().map(token_usage);
-    let blocked =
-        answer.prompt_feedback.and_then(|f| f.block_reason).filter(|r| r != "BLOCK_REASON_UNSPECIFIED");
+    let blocked = answer.prompt_feedback.and_then(|f| f.block_reason).filter(|r| r != "BLOCK_REASON_UNSPECIFIED");
     if let Some(reason) = blocked {
         return Err(fail(ErrorClass::FallBack, format!("content policy: the prompt was blocked ({reason})")));
     }
@@ -313,19 +305,10 @@ pub(super) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
     };
     let finish = candidate.finish_reason.unwrap_or_default();
     if POLICY_REASONS.contains(&finish.as_str()) {
-        return Err(fail(
-            ErrorClass::FallBack,
-            format!("content policy: the answer was withheld ({finish})"),
-        ));
+        return Err(fail(ErrorClass::FallBack, format!("content policy: the answer was withheld ({finish})")));
     }
-    let text: String = candidate
-        .content
-        .unwrap_or_default()
-        .parts
-        .into_iter()
-        .filter(|p| !p.thought)
-        .filter_map(|p| p.text)
-        .collect();
+    let text: String =
+        candidate.content.unwrap_or_default().parts.into_iter().filter(|p| !p.thought).filter_map(|p| p.text).collect();
     let truncated = finish == "MAX_TOKENS";
     if text.trim().is_empty() {
         let why = if truncated {

@@ -15,7 +15,13 @@ use crate::provider::{ErrorClass, ProviderError};
 const CHUNK: usize = 8 << 20;
 
 /// Upload `path` (`size` bytes of `mime`); the file as the API describes it.
-pub(super) async fn upload(g: &Gemini, root: &str, path: &Path, size: u64, mime: &str) -> Result<FileInfo, ProviderError> {
+pub(super) async fn upload(
+    g: &Gemini,
+    root: &str,
+    path: &Path,
+    size: u64,
+    mime: &str,
+) -> Result<FileInfo, ProviderError> {
     let fail = |class, message: String| ProviderError::new(g.id_str(), class, message);
     let start = g
         .authorise(
@@ -79,10 +85,10 @@ pub(super) async fn upload(g: &Gemini, root: &str, path: &Path, size: u64, mime:
         bar.set_position(offset);
         if last {
             bar.finish_and_clear();
-            let body = http::read_capped(response, 1 << 20)
-                .await
-                .map_err(|e| fail(ErrorClass::Transient, e.to_string()))?;
-            return status::parse_file(&body).map_err(|e| fail(ErrorClass::Transient, format!("the finished upload: {e}")));
+            let body =
+                http::read_capped(response, 1 << 20).await.map_err(|e| fail(ErrorClass::Transient, e.to_string()))?;
+            return status::parse_file(&body)
+                .map_err(|e| fail(ErrorClass::Transient, format!("the finished upload: {e}")));
         }
     }
 }

@@ -126,7 +126,8 @@ impl Engine<'_> {
             timings.frames_ms += ms(frame_started);
         }
         n_past = self.eval_tokens(tail, n_past, true)?;
-        let prompt_tokens = (head.len() + tail.len() + parts.iter().map(|p| p.chunks.total_tokens()).sum::<usize>()) as u64;
+        let prompt_tokens =
+            (head.len() + tail.len() + parts.iter().map(|p| p.chunks.total_tokens()).sum::<usize>()) as u64;
         timings.prompt_tokens += prompt_tokens;
         timings.prompt_ms += ms(started);
 

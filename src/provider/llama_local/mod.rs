@@ -84,12 +84,20 @@ impl Timings {
 
     /// Milliseconds per frame, from its pixels to its tokens in the context.
     pub fn ms_per_frame(&self) -> f64 {
-        if self.frames == 0 { 0.0 } else { self.frames_ms / f64::from(self.frames) }
+        if self.frames == 0 {
+            0.0
+        } else {
+            self.frames_ms / f64::from(self.frames)
+        }
     }
 }
 
 fn per_second(count: u64, ms: f64) -> f64 {
-    if ms > 0.0 { count as f64 * 1000.0 / ms } else { 0.0 }
+    if ms > 0.0 {
+        count as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
 }
 
 /// A llama.cpp model in this process, built from a `llama_local` profile.
@@ -118,8 +126,11 @@ impl LlamaLocal {
             return Err(fail(format!("providers.{name}.protocol is not \"llama_local\"")));
         }
         let Some(model_path) = profile.model_path.clone() else {
-            let named = profile.model.as_deref().map(|m| format!(" (model \"{m}\" is a catalogue name)")).unwrap_or_default();
-            return Err(fail(format!("providers.{name}.model_path is not set{named}: name the GGUF file of the model")));
+            let named =
+                profile.model.as_deref().map(|m| format!(" (model \"{m}\" is a catalogue name)")).unwrap_or_default();
+            return Err(fail(format!(
+                "providers.{name}.model_path is not set{named}: name the GGUF file of the model"
+            )));
         };
         runtime::check_gguf(&model_path).map_err(|p| fail(format!("model {} {p}", model_path.display())))?;
         if let Some(mmproj) = &profile.mmproj_path {
@@ -129,7 +140,9 @@ impl LlamaLocal {
             return Err(fail(format!("providers.{name}.context_tokens is 0")));
         }
         let model_name = profile.model.clone().unwrap_or_else(|| {
-            model_path.file_stem().map_or_else(|| model_path.display().to_string(), |s| s.to_string_lossy().into_owned())
+            model_path
+                .file_stem()
+                .map_or_else(|| model_path.display().to_string(), |s| s.to_string_lossy().into_owned())
         });
         let settings = worker::Settings {
             provider: name.to_string(),
@@ -196,25 +209,36 @@ impl LlamaLocal {
     /// Refuse what this backend can never serve, before any work.
     fn check(&self, job: &Job) -> Result<(), ProviderError> {
         match &job.input {
-            JobInput::Video { .. } => Err(self.error(ErrorClass::FallBack, "the local model takes frames, not a video file")),
-            JobInput::Frames(frames) if frames.is_empty() => Err(self.error(ErrorClass::Fatal, "the job has no frames")),
+            JobInput::Video { .. } => {
+                Err(self.error(ErrorClass::FallBack, "the local model takes frames, not a video file"))
+            }
+            JobInput::Frames(frames) if frames.is_empty() => {
+                Err(self.error(ErrorClass::Fatal, "the job has no frames"))
+            }
             JobInput::Frames(_) if self.settings.mmproj_path.is_none() => Err(self.error(
                 ErrorClass::FallBack,
                 format!("model {} has no vision projector (mmproj_path)", self.settings.model_name),
             )),
-            JobInput::Frames(frames) => match frames.iter().find(|f| !matches!(f.data, crate::media::FrameData::Rgb(_))) {
-                Some(f) => Err(self.error(
-                    ErrorClass::FallBack,
-                    format!("frame {} is JPEG; the local model takes RGB frames (FrameFormat::Rgb)", f.index),
-                )),
-                None => Ok(()),
-            },
+            JobInput::Frames(frames) => {
+                match frames.iter().find(|f| !matches!(f.data, crate::media::FrameData::Rgb(_))) {
+                    Some(f) => Err(self.error(
+                        ErrorClass::FallBack,
+                        format!("frame {} is JPEG; the local model takes RGB frames (FrameFormat::Rgb)", f.index),
+                    )),
+                    None => Ok(()),
+                }
+            }
             JobInput::Text(_) => Ok(()),
         }
     }
 
     fn observation(&self, range: TimeRange, text: String) -> Observation {
-        Observation { range, text, provider: self.settings.provider.clone(), model: Some(self.settings.model_name.clone()) }
+        Observation {
+            range,
+            text,
+            provider: self.settings.provider.clone(),
+            model: Some(self.settings.model_name.clone()),
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::mtmd::{mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputText};
@@ -38,8 +38,13 @@ pub(super) struct Settings {
 
 pub(super) enum Request {
     /// Load now (or report why loading failed).
-    Load { reply: oneshot::Sender<Result<(), ProviderError>> },
-    Run { job: Job, reply: oneshot::Sender<Result<Vec<Answer>, ProviderError>> },
+    Load {
+        reply: oneshot::Sender<Result<(), ProviderError>>,
+    },
+    Run {
+        job: Job,
+        reply: oneshot::Sender<Result<Vec<Answer>, ProviderError>>,
+    },
 }
 
 /// What the worker shares with the async side.

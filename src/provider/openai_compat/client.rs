@@ -132,7 +132,8 @@ impl OpenAiCompat {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         if let Some(pause) = QuotaLeft::from_headers(&headers).pause() {
-            *self.pause_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + pause.min(self.wait_cap));
+            *self.pause_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Instant::now() + pause.min(self.wait_cap));
         }
         if !response.status().is_success() {
             let body = http::read_capped(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
@@ -140,7 +141,9 @@ impl OpenAiCompat {
             let mut err = translate::http_error(&self.name, status, &body, http::retry_after(&headers), self.wait_cap);
             match http::should_retry(&headers) {
                 Some(false) => err.class = ErrorClass::FallBack,
-                Some(true) if err.class == ErrorClass::FallBack && err.retry_after.is_none_or(|w| w <= self.wait_cap) => {
+                Some(true)
+                    if err.class == ErrorClass::FallBack && err.retry_after.is_none_or(|w| w <= self.wait_cap) =>
+                {
                     err.class = ErrorClass::Transient
                 }
                 _ => {}
@@ -209,7 +212,11 @@ impl OpenAiCompat {
                 cost_usd: cost::actual_cost(&t, &self.price),
             },
             // No usage reported: count the worst case, never less.
-            None => Usage { input_tokens: fallback.input_tokens, output_tokens: fallback.output_tokens, cost_usd: fallback.cost_usd },
+            None => Usage {
+                input_tokens: fallback.input_tokens,
+                output_tokens: fallback.output_tokens,
+                cost_usd: fallback.cost_usd,
+            },
         }
     }
 
@@ -329,7 +336,10 @@ impl Provider for OpenAiCompat {
         match crate::timeline::parse_events(&second.text, span) {
             Ok(events) => Ok(ProviderOutput { observations: self.events(events, &model), usage, model }),
             Err(reason) => {
-                let mut err = self.error(ErrorClass::FallBack, format!("unit failed: the answer stayed invalid after one repair: {reason}"));
+                let mut err = self.error(
+                    ErrorClass::FallBack,
+                    format!("unit failed: the answer stayed invalid after one repair: {reason}"),
+                );
                 err.maybe_billed = true;
                 err.billed = Some(usage);
                 Err(err)

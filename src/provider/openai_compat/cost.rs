@@ -20,9 +20,7 @@ pub(super) fn image_tokens(rule: &ImageTokenRule, width: u32, height: u32, detai
     let (w, h) = (u64::from(width), u64::from(height));
     match *rule {
         ImageTokenRule::Fixed { tokens } => u64::from(tokens),
-        ImageTokenRule::Tiles { base, .. } if detail == ImageDetail::Low || w == 0 || h == 0 => {
-            u64::from(base)
-        }
+        ImageTokenRule::Tiles { base, .. } if detail == ImageDetail::Low || w == 0 || h == 0 => u64::from(base),
         ImageTokenRule::Tiles { base, per_tile, tile_px, max_side, short_side } => {
             let (mut w, mut h) = (w, h);
             let long = w.max(h);
@@ -127,8 +125,7 @@ mod tests {
     use crate::schema::Task;
 
     const GPT_4O: ImageTokenRule = FALLBACK_RULE;
-    const GPT_41: ImageTokenRule =
-        ImageTokenRule::Patches { patch_px: 32, max_patches: 1536, multiplier: 1.0 };
+    const GPT_41: ImageTokenRule = ImageTokenRule::Patches { patch_px: 32, max_patches: 1536, multiplier: 1.0 };
 
     #[test]
     fn tiles_match_openais_worked_examples() {
@@ -222,8 +219,7 @@ mod tests {
 
     #[test]
     fn actual_cost_bills_cached_tokens_at_their_price() {
-        let usage =
-            TokenUsage { input_tokens: 1_000_000, output_tokens: 100_000, cached_input_tokens: 400_000 };
+        let usage = TokenUsage { input_tokens: 1_000_000, output_tokens: 100_000, cached_input_tokens: 400_000 };
         let mut price = Price {
             input_per_mtok: 2.0,
             output_per_mtok: 8.0,

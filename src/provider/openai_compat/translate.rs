@@ -5,8 +5,8 @@ use std::time::Duration;
 use base64::Engine;
 
 use super::wire::{
-    AnswerContent, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, ImageUrl, JsonSchema, Message,
-    Part, ResponseFormat, Role,
+    AnswerContent, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, ImageUrl, JsonSchema, Message, Part,
+    ResponseFormat, Role,
 };
 use crate::config::ImageDetail;
 use crate::media::FrameData;
@@ -141,9 +141,7 @@ pub(super) fn build_request(
                     ));
                 };
                 parts.push(Part::Text { text: frame_label(frame.pts_ms) });
-                parts.push(Part::ImageUrl {
-                    image_url: ImageUrl { url: data_url(jpeg), detail: options.detail },
-                });
+                parts.push(Part::ImageUrl { image_url: ImageUrl { url: data_url(jpeg), detail: options.detail } });
             }
             Content::Parts(parts)
         }
@@ -214,10 +212,7 @@ pub(super) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
         return Err(fail(ErrorClass::FallBack, format!("the model refused: {refusal}")));
     }
     if finish == "content_filter" {
-        return Err(fail(
-            ErrorClass::FallBack,
-            "the answer was withheld by the provider's content filter".into(),
-        ));
+        return Err(fail(ErrorClass::FallBack, "the answer was withheld by the provider's content filter".into()));
     }
     let text = match message.content {
         Some(AnswerContent::Text(text)) => text,

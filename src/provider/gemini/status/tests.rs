@@ -19,10 +19,7 @@ fn a_per_minute_quota_waits_for_its_retry_delay() {
     let e = classify_error("gemini", 429, PER_MINUTE, CAP);
     assert!(e.is_retryable() && !e.disables_provider, "{e}");
     assert_eq!(e.retry_after(), Some(Duration::from_millis(34_400)));
-    assert_eq!(
-        e.message,
-        "HTTP 429: You exceeded your current quota, please check your plan. (RESOURCE_EXHAUSTED)"
-    );
+    assert_eq!(e.message, "HTTP 429: You exceeded your current quota, please check your plan. (RESOURCE_EXHAUSTED)");
     // Asked to wait longer than we would: the next provider takes over.
     let e = classify_error("gemini", 429, PER_MINUTE, Duration::from_secs(30));
     assert!(e.should_fall_back() && e.message.contains("over the 30 s cap"), "{e}");
@@ -124,7 +121,8 @@ fn files_are_read_bare_or_wrapped() {
     assert_eq!((file.state, file.size_bytes), (FileState::Active, Some(7)));
     assert_eq!(file.video_duration, Some(Duration::from_millis(61_500)));
 
-    let failed = br#"{"name": "files/b", "uri": "u", "state": "FAILED", "error": {"code": 3, "message": "Unsupported codec."}}"#;
+    let failed =
+        br#"{"name": "files/b", "uri": "u", "state": "FAILED", "error": {"code": 3, "message": "Unsupported codec."}}"#;
     let file = parse_file(failed).expect("a file");
     assert_eq!((file.state, file.error.as_deref()), (FileState::Failed, Some("Unsupported codec.")));
     assert_eq!(

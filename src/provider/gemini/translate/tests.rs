@@ -9,10 +9,8 @@ use crate::media::Frame;
 
 const INLINE_REQUEST: &str = include_str!("../../../../fixtures/recorded/gemini/inline_video.request.json");
 const INLINE_RESPONSE: &str = include_str!("../../../../fixtures/recorded/gemini/inline_video.response.json");
-const OFFSETS_REQUEST: &str =
-    include_str!("../../../../fixtures/recorded/gemini/youtube_offsets.request.json");
-const OFFSETS_RESPONSE: &str =
-    include_str!("../../../../fixtures/recorded/gemini/youtube_offsets.response.json");
+const OFFSETS_REQUEST: &str = include_str!("../../../../fixtures/recorded/gemini/youtube_offsets.request.json");
+const OFFSETS_RESPONSE: &str = include_str!("../../../../fixtures/recorded/gemini/youtube_offsets.response.json");
 const FILE_REQUEST: &str = include_str!("../../../../fixtures/recorded/gemini/file_uri.request.json");
 const FILE_RESPONSE: &str = include_str!("../../../../fixtures/recorded/gemini/file_uri.response.json");
 const BLOCKED: &str = include_str!("../../../../fixtures/recorded/gemini/prompt_blocked.json");
@@ -99,11 +97,8 @@ fn a_file_uri_carries_offsets_and_fps() {
     let uri = file_part["fileData"]["fileUri"].as_str().expect("uri");
 
     let range = TimeRange::new(start.as_millis() as u64, end.as_millis() as u64);
-    let options = RequestOptions {
-        media_resolution: Some(MediaResolution::Low),
-        fps: Some(0.5),
-        ..RequestOptions::default()
-    };
+    let options =
+        RequestOptions { media_resolution: Some(MediaResolution::Low), fps: Some(0.5), ..RequestOptions::default() };
     let video = VideoPart::File { mime_type: "video/mp4", uri };
     let req = request_json(&video_job(range, 120_000), Some(video), &options);
     let part = &req["contents"][0]["parts"][0];
@@ -145,33 +140,22 @@ fn bad_video_settings_are_refused_before_any_call() {
         assert!(build_request(&video_job(None, 5_000), Some(video), &fps(good), "g").is_ok(), "{good}");
     }
     for bad in [0.0, -1.0, 24.5, f64::NAN, f64::INFINITY] {
-        let err =
-            build_request(&video_job(None, 5_000), Some(video), &fps(bad), "g").map(|_| ()).unwrap_err();
+        let err = build_request(&video_job(None, 5_000), Some(video), &fps(bad), "g").map(|_| ()).unwrap_err();
         assert_eq!(err.class, ErrorClass::Fatal, "{bad}");
         assert!(err.message.contains("(0, 24]"), "{err}");
     }
     let o = RequestOptions::default();
     let late = video_job(TimeRange::new(9_000, 12_000), 5_000);
     let empty = video_job(Some(TimeRange { start_ms: 3_000, end_ms: 3_000 }), 5_000);
-    assert!(build_request(&empty, Some(video), &o, "g")
-        .map(|_| ())
-        .unwrap_err()
-        .message
-        .contains("is empty"));
+    assert!(build_request(&empty, Some(video), &o, "g").map(|_| ()).unwrap_err().message.contains("is empty"));
     assert!(build_request(&late, Some(video), &o, "g")
         .map(|_| ())
         .unwrap_err()
         .message
         .contains("after the video's end"));
-    assert_eq!(
-        build_request(&video_job(None, 1), None, &o, "g").map(|_| ()).unwrap_err().class,
-        ErrorClass::Fatal
-    );
+    assert_eq!(build_request(&video_job(None, 1), None, &o, "g").map(|_| ()).unwrap_err().class, ErrorClass::Fatal);
     let frames = frames_job(Task::Describe);
-    assert_eq!(
-        build_request(&frames, Some(video), &o, "g").map(|_| ()).unwrap_err().class,
-        ErrorClass::Fatal
-    );
+    assert_eq!(build_request(&frames, Some(video), &o, "g").map(|_| ()).unwrap_err().class, ErrorClass::Fatal);
     let mut uncapped = frames_job(Task::Describe);
     uncapped.max_output_tokens = 0;
     assert_eq!(build_request(&uncapped, None, &o, "g").map(|_| ()).unwrap_err().class, ErrorClass::Fatal);
@@ -216,11 +200,8 @@ fn frames_follow_their_timestamps_and_the_prompt_comes_last() {
         .class,
         ErrorClass::Fatal
     );
-    let text = request_json(
-        &job(Task::Describe, JobInput::Text("obs 1\nobs 2".into())),
-        None,
-        &RequestOptions::default(),
-    );
+    let text =
+        request_json(&job(Task::Describe, JobInput::Text("obs 1\nobs 2".into())), None, &RequestOptions::default());
     assert_eq!(text["contents"][0]["parts"], json!([{"text": "Describe what happens.\n\nobs 1\nobs 2"}]));
 }
 
@@ -337,9 +318,7 @@ fn content_policy_blocks_fall_back_and_say_so() {
 
 #[test]
 fn empty_and_garbled_answers() {
-    assert!(parse_err(&answer(json!([{"text": "  "}]), "STOP"))
-        .message
-        .contains("empty (finishReason \"STOP\")"));
+    assert!(parse_err(&answer(json!([{"text": "  "}]), "STOP")).message.contains("empty (finishReason \"STOP\")"));
     assert!(parse_err(r#"{"candidates": []}"#).should_fall_back());
     assert!(parse_err(r#"{"usageMetadata": {"promptTokenCount": 3}}"#).message.contains("no candidates"));
     for body in ["<html>502</html>", "", r#"{"candidates": "#, r#"{"candidates": 3}"#] {
@@ -347,12 +326,8 @@ fn empty_and_garbled_answers() {
         assert_eq!(e.class, ErrorClass::Transient, "{body}: {e}");
         assert_eq!(e.body.as_deref(), Some(body));
     }
-    let in_200 =
-        parse_err(r#"{"error": {"code": 400, "message": "Bad video.", "status": "INVALID_ARGUMENT"}}"#);
-    assert!(
-        in_200.should_fall_back() && in_200.message.contains("Bad video. (INVALID_ARGUMENT)"),
-        "{in_200}"
-    );
+    let in_200 = parse_err(r#"{"error": {"code": 400, "message": "Bad video.", "status": "INVALID_ARGUMENT"}}"#);
+    assert!(in_200.should_fall_back() && in_200.message.contains("Bad video. (INVALID_ARGUMENT)"), "{in_200}");
 }
 
 #[test]

@@ -26,14 +26,12 @@ fn job(input: JobInput) -> Job {
 }
 
 fn frames_job() -> Job {
-    let frames =
-        vec![frame(0, 0, &[0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]), frame(1, 61_500, &[0xFF, 0xD8, 0xFF, 0xD9])];
+    let frames = vec![frame(0, 0, &[0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]), frame(1, 61_500, &[0xFF, 0xD8, 0xFF, 0xD9])];
     job(JobInput::Frames(Arc::from(frames)))
 }
 
 fn request_json(job: &Job, options: &RequestOptions) -> Value {
-    serde_json::to_value(build_request(job, "gpt-4o", options, "openai").expect("builds"))
-        .expect("serializes")
+    serde_json::to_value(build_request(job, "gpt-4o", options, "openai").expect("builds")).expect("serializes")
 }
 
 #[test]
@@ -87,10 +85,7 @@ fn text_jobs_are_one_string_and_bad_jobs_are_refused() {
     let o = RequestOptions::default();
     let video = job(JobInput::Video { path: "a.mp4".into(), range: None, duration_ms: 1, size_bytes: 1 });
     assert_eq!(build_request(&video, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
-    let rgb = job(JobInput::Frames(Arc::from(vec![Frame {
-        data: FrameData::Rgb(vec![0; 3]),
-        ..frame(0, 0, &[])
-    }])));
+    let rgb = job(JobInput::Frames(Arc::from(vec![Frame { data: FrameData::Rgb(vec![0; 3]), ..frame(0, 0, &[]) }])));
     assert_eq!(build_request(&rgb, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
     let empty = job(JobInput::Frames(Arc::from(Vec::new())));
     assert_eq!(build_request(&empty, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::Fatal);
@@ -101,10 +96,7 @@ fn the_recorded_openai_answer_parses() {
     let answer = parse_response(RECORDED.as_bytes(), &frames_job(), "openai").expect("parses");
     assert_eq!(answer.text, "The fruit in the image is a kiwi.");
     assert_eq!(answer.model.as_deref(), Some("gpt-4o-2024-08-06"));
-    assert_eq!(
-        answer.usage,
-        Some(TokenUsage { input_tokens: 1119, output_tokens: 10, cached_input_tokens: 0 })
-    );
+    assert_eq!(answer.usage, Some(TokenUsage { input_tokens: 1119, output_tokens: 10, cached_input_tokens: 0 }));
     assert!(!answer.truncated);
 }
 
@@ -135,8 +127,7 @@ fn refusals_filters_and_empty_answers_fall_back() {
     assert!(refused.message.contains("refused: I can't help with that."), "{refused}");
     assert!(refused.maybe_billed);
 
-    let filtered =
-        parse_err(&with_message(json!({"role": "assistant", "content": "partial"}), "content_filter"));
+    let filtered = parse_err(&with_message(json!({"role": "assistant", "content": "partial"}), "content_filter"));
     assert_eq!(filtered.class, ErrorClass::FallBack);
     assert!(filtered.message.contains("content filter"), "{filtered}");
 
@@ -172,10 +163,7 @@ fn error_bodies_name_their_message() {
     // llama-server: a numeric code (shared/contracts/llamacpp/recorded/chat_image_no_mmproj.txt).
     let llama = r#"{"error":{"code":500,"message":"image input is not supported - hint: if this is unexpected, you may need to provide the mmproj","type":"server_error"}}"#;
     assert_eq!(parse_error_body(llama.as_bytes()).and_then(|a| a.code), Some("500".into()));
-    assert_eq!(
-        parse_error_body(br#"{"error": "model not found"}"#).map(|a| a.message),
-        Some("model not found".into())
-    );
+    assert_eq!(parse_error_body(br#"{"error": "model not found"}"#).map(|a| a.message), Some("model not found".into()));
     assert!(parse_error_body(b"not json").is_none());
 
     let cap = Duration::from_secs(30);
