@@ -1,6 +1,6 @@
 //! vidgate: understand videos through one call.
 //!
-//! The data path follows `docs/` and the design: a [`schema::VideoRequest`] is
+//! The data path follows the design: a [`schema::VideoRequest`] is
 //! probed and sampled by [`media`], dispatched to a [`provider::Provider`]
 //! wrapped in [`policy`] decorators along the chain the [`router`] chooses, and
 //! the observations are merged by [`merge`] into a [`schema::VideoReport`].

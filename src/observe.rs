@@ -81,7 +81,7 @@ pub async fn observe_frames(
         }
         if batch.len() == per_call || carry.is_some() || (done && !batch.is_empty()) {
             let job = make_job(&template, settings, std::mem::take(&mut batch))?;
-            let span = span_of(&job);
+            let span = job.input.frames_span().unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
             let provider = provider.clone();
             while running.len() >= settings.concurrency.max(1) {
                 collect(running.join_next().await, &mut observed);
@@ -138,13 +138,4 @@ fn make_job(template: &Template, settings: &ObserveSettings, frames: Vec<Frame>)
         max_output_tokens: settings.max_output_tokens,
         span: Some(TimeRange { start_ms: 0, end_ms: settings.duration_ms.max(1) }),
     })
-}
-
-fn span_of(job: &Job) -> TimeRange {
-    match &job.input {
-        JobInput::Frames(f) => {
-            TimeRange { start_ms: f.first().map_or(0, |x| x.pts_ms), end_ms: f.last().map_or(0, |x| x.pts_ms) + 1 }
-        }
-        _ => TimeRange { start_ms: 0, end_ms: 1 },
-    }
 }

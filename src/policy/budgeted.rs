@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::Budget;
-use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
+use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 
 pub struct Budgeted {
     inner: Arc<dyn Provider>,
@@ -20,21 +20,7 @@ impl Budgeted {
 
 #[async_trait]
 impl Provider for Budgeted {
-    fn id(&self) -> &str {
-        self.inner.id()
-    }
-
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
-        self.inner.estimate(job)
-    }
+    forward_to_inner!(estimate);
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let estimate = self.inner.estimate(job)?;

@@ -8,6 +8,31 @@
 //! never pass the cap, however many attempts a unit takes. `Retry` is the only
 //! retry loop in vidgate; backends and HTTP clients never retry on their own.
 
+/// The parts of `Provider` that a decorator passes straight to `self.inner`;
+/// `forward_to_inner!(estimate)` passes `estimate` on too.
+macro_rules! forward_to_inner {
+    () => {
+        fn id(&self) -> &str {
+            self.inner.id()
+        }
+
+        fn model(&self) -> &str {
+            self.inner.model()
+        }
+
+        fn capabilities(&self) -> crate::provider::Capabilities {
+            self.inner.capabilities()
+        }
+    };
+    (estimate) => {
+        forward_to_inner!();
+
+        fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
+            self.inner.estimate(job)
+        }
+    };
+}
+
 mod attempts;
 mod budget;
 mod budgeted;

@@ -11,7 +11,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 use crate::config::RateLimits;
-use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
+use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 
 /// The share of a stated limit that is used.
 const SAFETY: f64 = 0.97;
@@ -61,17 +61,7 @@ impl RateLimited {
 
 #[async_trait]
 impl Provider for RateLimited {
-    fn id(&self) -> &str {
-        self.inner.id()
-    }
-
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+    forward_to_inner!();
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
         let estimate = self.inner.estimate(job)?;

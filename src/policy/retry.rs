@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::AttemptLog;
-use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
-use crate::schema::{Attempt, Outcome, Usage};
+use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
+use crate::schema::{Attempt, Outcome};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -71,7 +71,7 @@ impl Retry {
             model,
             latency_ms: started.elapsed().as_millis() as u64,
             estimated_cost_usd: estimate,
-            usage: Usage { ..usage },
+            usage,
             outcome,
         });
     }
@@ -79,21 +79,7 @@ impl Retry {
 
 #[async_trait]
 impl Provider for Retry {
-    fn id(&self) -> &str {
-        self.inner.id()
-    }
-
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
-        self.inner.estimate(job)
-    }
+    forward_to_inner!(estimate);
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let mut attempt = 0;

@@ -68,6 +68,37 @@ pub struct Job {
     pub span: Option<TimeRange>,
 }
 
+impl JobInput {
+    /// From the first frame to just after the last, for a frames input.
+    pub fn frames_span(&self) -> Option<TimeRange> {
+        match self {
+            JobInput::Frames(frames) => Some(TimeRange {
+                start_ms: frames.first().map_or(0, |f| f.pts_ms),
+                end_ms: frames.last().map_or(0, |f| f.pts_ms) + 1,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Job {
+    /// The part of the video this job speaks for: `span` when set, else what
+    /// its input covers (the frames from first to last, the video's range, or
+    /// a token millisecond for text).
+    pub fn covered(&self) -> TimeRange {
+        if let Some(span) = self.span {
+            return span;
+        }
+        match &self.input {
+            JobInput::Frames(_) => self.input.frames_span().unwrap_or(TimeRange { start_ms: 0, end_ms: 1 }),
+            JobInput::Video { range, duration_ms, .. } => {
+                range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) })
+            }
+            JobInput::Text(_) => TimeRange { start_ms: 0, end_ms: 1 },
+        }
+    }
+}
+
 /// A cost estimate made before a call, from the profile's prices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {

@@ -473,7 +473,7 @@ impl Gemini {
     fn output(&self, job: &Job, answer: ParsedAnswer, estimate: &Estimate) -> Result<ProviderOutput, ProviderError> {
         let usage = self.usage(answer.usage, estimate);
         let model = answer.model_version.unwrap_or_else(|| self.model.clone());
-        let span = job_span(job);
+        let span = job.covered();
         let observations = if translate::structured(job, &self.options) {
             let events = crate::timeline::parse_events(&answer.text, span).map_err(|reason| {
                 let mut err =
@@ -507,22 +507,6 @@ impl Gemini {
 enum VideoBytes {
     Inline(Vec<u8>),
     File { name: String, uri: String, fresh: bool },
-}
-
-fn job_span(job: &Job) -> TimeRange {
-    if let Some(span) = job.span {
-        return span;
-    }
-    match &job.input {
-        JobInput::Video { range, duration_ms, .. } => {
-            range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) })
-        }
-        JobInput::Frames(frames) => TimeRange {
-            start_ms: frames.first().map_or(0, |f| f.pts_ms),
-            end_ms: frames.last().map_or(0, |f| f.pts_ms) + 1,
-        },
-        JobInput::Text(_) => TimeRange { start_ms: 0, end_ms: 1 },
-    }
 }
 
 fn mime_type(path: &Path) -> &'static str {
@@ -614,12 +598,8 @@ impl Provider for Gemini {
     }
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
-        let mut estimate = cost::estimate(job, &self.model_profile, &self.price, &self.options, true);
-        if matches!(job.input, JobInput::Video { .. }) {
-            // The frames fallback costs less than the video; the video is the worst case.
-            estimate.cost_usd = estimate.cost_usd.max(0.0);
-        }
-        Ok(estimate)
+        // For a video job this is the video's cost: the frames it may fall back to cost less.
+        Ok(cost::estimate(job, &self.model_profile, &self.price, &self.options, true))
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {

@@ -227,29 +227,8 @@ impl OpenAiCompat {
             provider: self.name.clone(),
             model: Some(model.to_string()),
         };
-        match &job.input {
-            JobInput::Frames(frames) => {
-                let first = frames.first().map_or(0, |f| f.pts_ms);
-                let last = frames.last().map_or(0, |f| f.pts_ms);
-                vec![observation(TimeRange { start_ms: first, end_ms: last + 1 }, text)]
-            }
-            _ => vec![observation(TimeRange { start_ms: 0, end_ms: 1 }, text)],
-        }
-    }
-}
-
-/// The span of video a frame job covers, for checking a timeline answer.
-fn job_span(job: &Job) -> TimeRange {
-    if let Some(span) = job.span {
-        return span;
-    }
-    match &job.input {
-        JobInput::Frames(frames) => TimeRange {
-            start_ms: frames.first().map_or(0, |f| f.pts_ms),
-            end_ms: frames.last().map_or(0, |f| f.pts_ms) + 1,
-        },
-        JobInput::Video { range, duration_ms, .. } => range.unwrap_or(TimeRange { start_ms: 0, end_ms: *duration_ms }),
-        JobInput::Text(_) => TimeRange { start_ms: 0, end_ms: u64::MAX },
+        let range = job.input.frames_span().unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
+        vec![observation(range, text)]
     }
 }
 
@@ -316,7 +295,7 @@ impl Provider for OpenAiCompat {
             let observations = self.observations(job, &answer.text, &model);
             return Ok(ProviderOutput { observations, usage, model });
         }
-        let span = job_span(job);
+        let span = job.covered();
         let reason = match crate::timeline::parse_events(&answer.text, span) {
             Ok(events) => return Ok(ProviderOutput { observations: self.events(events, &model), usage, model }),
             Err(reason) => reason,
