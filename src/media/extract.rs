@@ -174,7 +174,7 @@ impl Sink {
     }
 }
 
-pub(crate) fn encode_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
+pub fn encode_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
     let (w, h) = (u16::try_from(width).map_err(|e| e.to_string())?, u16::try_from(height).map_err(|e| e.to_string())?);
     let mut out = Vec::with_capacity(rgb.len() / 8);
     jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100))

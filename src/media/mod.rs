@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use error::MediaError;
-pub use extract::{extract, FrameStream};
+pub use extract::{encode_jpeg, extract, FrameStream};
 pub use plan::{Extraction, Strategy};
 pub use probe::{probe, AudioInfo, MediaInfo, StreamInfo, VideoInfo};
 pub use scene::{SceneDetector, SceneSettings};

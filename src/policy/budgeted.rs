@@ -4,17 +4,55 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::Budget;
+use super::{Budget, Reservation};
 use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 
+/// Every call reserves against each of its budgets (the request's and the
+/// day's, say); it is made only when all of them have room.
 pub struct Budgeted {
     inner: Arc<dyn Provider>,
-    budget: Budget,
+    budgets: Vec<Budget>,
+    on_spend: Option<SpendHook>,
 }
+
+/// Told of what each call cost (or may have cost), with the provider's name:
+/// the journal's spend ledger listens here.
+pub type SpendHook = Arc<dyn Fn(&str, f64) + Send + Sync>;
 
 impl Budgeted {
     pub fn new(inner: Arc<dyn Provider>, budget: Budget) -> Self {
-        Self { inner, budget }
+        Self::with_budgets(inner, vec![budget])
+    }
+
+    pub fn with_budgets(inner: Arc<dyn Provider>, budgets: Vec<Budget>) -> Self {
+        Self { inner, budgets, on_spend: None }
+    }
+
+    pub fn on_spend(mut self, hook: SpendHook) -> Self {
+        self.on_spend = Some(hook);
+        self
+    }
+
+    fn charged(&self, usd: f64) {
+        if let Some(hook) = self.on_spend.as_ref().filter(|_| usd > 0.0) {
+            hook(self.inner.id(), usd);
+        }
+    }
+
+    fn reserve(&self, usd: f64) -> Result<Vec<Reservation>, ProviderError> {
+        let mut held = Vec::with_capacity(self.budgets.len());
+        for budget in &self.budgets {
+            match budget.reserve(usd) {
+                Ok(r) => held.push(r),
+                Err(e) => {
+                    held.into_iter().for_each(Reservation::release);
+                    let mut err = ProviderError::new(self.inner.id(), ErrorClass::FallBack, e.to_string());
+                    err.not_sent = true;
+                    return Err(err);
+                }
+            }
+        }
+        Ok(held)
     }
 }
 
@@ -23,22 +61,30 @@ impl Provider for Budgeted {
     forward_to_inner!(estimate);
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
-        let estimate = self.inner.estimate(job)?;
-        let reservation = self
-            .budget
-            .reserve(estimate.cost_usd)
-            .map_err(|e| ProviderError::new(self.inner.id(), ErrorClass::FallBack, e.to_string()))?;
+        let estimate = self.inner.estimate(job).map_err(|mut e| {
+            e.not_sent = true;
+            e
+        })?;
+        let reservations = self.reserve(estimate.cost_usd)?;
         match self.inner.run(job).await {
             Ok(output) => {
-                reservation.reconcile(output.usage.cost_usd);
+                reservations.into_iter().for_each(|r| r.reconcile(output.usage.cost_usd));
+                self.charged(output.usage.cost_usd);
                 Ok(output)
             }
             Err(err) => {
-                match (&err.billed, err.maybe_billed) {
-                    (Some(usage), _) => reservation.reconcile(usage.cost_usd.max(0.0)),
-                    // Unknown outcome: the whole reservation counts as spent.
-                    (None, true) => drop(reservation),
-                    (None, false) => reservation.release(),
+                self.charged(match (&err.billed, err.maybe_billed) {
+                    (Some(usage), _) => usage.cost_usd.max(0.0),
+                    (None, true) => estimate.cost_usd,
+                    (None, false) => 0.0,
+                });
+                for reservation in reservations {
+                    match (&err.billed, err.maybe_billed) {
+                        (Some(usage), _) => reservation.reconcile(usage.cost_usd.max(0.0)),
+                        // Unknown outcome: the whole reservation counts as spent.
+                        (None, true) => drop(reservation),
+                        (None, false) => reservation.release(),
+                    }
                 }
                 Err(err)
             }

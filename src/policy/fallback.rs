@@ -14,35 +14,64 @@ use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, Provide
 const TRIP_AFTER: u32 = 3;
 
 #[derive(Debug, Default)]
-struct Breaker {
+struct BreakerState {
     failures: u32,
     open_until: Option<Instant>,
 }
 
+/// One provider's failures in a row, and until when it is benched. Shared by
+/// every chain the provider is in, so a provider benched in one request is
+/// benched in the next.
+#[derive(Debug, Default)]
+pub struct Breaker(Mutex<BreakerState>);
+
 pub struct FallbackChain {
     providers: Vec<Arc<dyn Provider>>,
-    breakers: Vec<Mutex<Breaker>>,
+    breakers: Vec<Arc<Breaker>>,
     cooldown: Duration,
 }
 
 impl FallbackChain {
     pub fn new(providers: Vec<Arc<dyn Provider>>, cooldown: Duration) -> Self {
-        let breakers = providers.iter().map(|_| Mutex::default()).collect();
+        let breakers = providers.iter().map(|_| Arc::default()).collect();
+        Self { providers, breakers, cooldown }
+    }
+
+    /// A chain whose providers use these breakers (one per provider, in order).
+    pub fn with_breakers(providers: Vec<Arc<dyn Provider>>, breakers: Vec<Arc<Breaker>>, cooldown: Duration) -> Self {
+        assert_eq!(providers.len(), breakers.len(), "one breaker per provider");
         Self { providers, breakers, cooldown }
     }
 
     fn benched(&self, i: usize) -> bool {
-        let breaker = self.breakers[i].lock().unwrap_or_else(|e| e.into_inner());
+        let breaker = self.breakers[i].0.lock().unwrap_or_else(|e| e.into_inner());
         breaker.open_until.is_some_and(|until| Instant::now() < until)
     }
 
-    fn record(&self, i: usize, ok: bool) {
-        let mut breaker = self.breakers[i].lock().unwrap_or_else(|e| e.into_inner());
-        if ok {
-            *breaker = Breaker::default();
+    /// The providers, in the order they are tried.
+    pub fn members(&self) -> &[Arc<dyn Provider>] {
+        &self.providers
+    }
+
+    /// Whether provider `i` is sitting out a cooldown now.
+    pub fn is_benched(&self, i: usize) -> bool {
+        self.benched(i)
+    }
+
+    fn record(&self, i: usize, failure: Option<&ProviderError>) {
+        let mut breaker = self.breakers[i].0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(err) = failure else {
+            *breaker = BreakerState::default();
+            return;
+        };
+        if err.not_sent {
             return;
         }
         breaker.failures += 1;
+        // Unreachable or refusing our key: the next unit would fail the same way.
+        if err.unreachable || err.disables_provider {
+            breaker.failures = TRIP_AFTER;
+        }
         if breaker.failures >= TRIP_AFTER {
             breaker.open_until = Some(Instant::now() + self.cooldown);
             // Half-open after the cooldown: one more failure benches it again.
@@ -73,33 +102,50 @@ impl Provider for FallbackChain {
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        self.run_unit(job).await.map(|(_, output)| output)
+    }
+}
+
+impl FallbackChain {
+    /// Serve `job` on the first provider that can, skipping benched ones;
+    /// returns which provider (its index in [`FallbackChain::members`]) answered.
+    ///
+    /// # Errors
+    /// A fatal error at once; otherwise, when every provider failed, one error
+    /// listing each provider's reason (and `unreachable` when none could be reached).
+    pub async fn run_unit(&self, job: &Job) -> Result<(usize, ProviderOutput), ProviderError> {
         let mut reasons = Vec::new();
+        let mut all_unreachable = !self.providers.is_empty();
         for (i, provider) in self.providers.iter().enumerate() {
             if self.benched(i) {
-                reasons.push(format!("{}: benched after {TRIP_AFTER} failures in a row", provider.id()));
+                reasons.push(format!("{}: benched for a cooldown after failing", provider.id()));
+                all_unreachable = false;
                 continue;
             }
             match provider.run(job).await {
                 Ok(output) => {
-                    self.record(i, true);
-                    return Ok(output);
+                    self.record(i, None);
+                    return Ok((i, output));
                 }
                 Err(e) if e.class == ErrorClass::Fatal => return Err(e),
                 Err(e) => {
-                    self.record(i, false);
+                    self.record(i, Some(&e));
+                    all_unreachable &= e.unreachable;
                     tracing::warn!(provider = provider.id(), error = %e, "falling back to the next provider");
                     reasons.push(e.to_string());
                 }
             }
         }
-        Err(ProviderError::new(
+        let mut err = ProviderError::new(
             "chain",
             ErrorClass::FallBack,
             format!(
                 "every provider failed: {}",
                 if reasons.is_empty() { "none configured".into() } else { reasons.join("; ") }
             ),
-        ))
+        );
+        err.unreachable = all_unreachable;
+        Err(err)
     }
 }
 

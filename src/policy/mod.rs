@@ -37,6 +37,8 @@ mod attempts;
 mod budget;
 mod budgeted;
 mod fallback;
+mod journaled;
+mod jpeg;
 mod rate_limit;
 mod retry;
 mod timeout;
@@ -46,8 +48,10 @@ use std::time::Duration;
 
 pub use attempts::AttemptLog;
 pub use budget::{Budget, BudgetError, Reservation};
-pub use budgeted::Budgeted;
-pub use fallback::FallbackChain;
+pub use budgeted::{Budgeted, SpendHook};
+pub use fallback::{Breaker, FallbackChain};
+pub use journaled::{Journaled, UnitHook};
+pub use jpeg::JpegFrames;
 pub use rate_limit::RateLimited;
 pub use retry::{Backoff, Retry};
 pub use timeout::Timeout;
@@ -63,14 +67,33 @@ pub fn standard_stack(
     budget: Budget,
     log: AttemptLog,
 ) -> Arc<dyn Provider> {
+    request_layers(shared_layers(backend, profile), config, vec![budget], log, None)
+}
+
+/// The layers every request on one provider shares: its rate limits and its timeout.
+pub fn shared_layers(backend: Arc<dyn Provider>, profile: &ProviderProfile) -> Arc<dyn Provider> {
     let timeout = Duration::from_secs_f64(profile.timeout_s.unwrap_or(120.0).max(0.001));
     let timed: Arc<dyn Provider> = Arc::new(Timeout::new(backend, timeout));
-    let limited: Arc<dyn Provider> = Arc::new(RateLimited::new(timed, &profile.limits));
-    let budgeted: Arc<dyn Provider> = Arc::new(Budgeted::new(limited, budget));
+    Arc::new(RateLimited::new(timed, &profile.limits))
+}
+
+/// The layers of one request: its budgets (every call reserves against each)
+/// and the retry loop that logs each attempt.
+pub fn request_layers(
+    shared: Arc<dyn Provider>,
+    config: &Config,
+    budgets: Vec<Budget>,
+    log: AttemptLog,
+    on_spend: Option<SpendHook>,
+) -> Arc<dyn Provider> {
+    let mut budgeted = Budgeted::with_budgets(shared, budgets);
+    if let Some(hook) = on_spend {
+        budgeted = budgeted.on_spend(hook);
+    }
     let backoff = Backoff {
         max_attempts: config.retry.max_attempts.max(1),
         wait_cap: Duration::from_secs_f64(config.retry.max_wait_s),
         ..Backoff::default()
     };
-    Arc::new(Retry::new(budgeted, backoff, log))
+    Arc::new(Retry::new(Arc::new(budgeted), backoff, log))
 }

@@ -94,7 +94,10 @@ impl Provider for Retry {
                 Err(err) if !err.is_retryable() => return Err(err),
                 Err(err) => err,
             };
-            if attempt >= self.backoff.max_attempts {
+            // Nothing answered twice in a row: the host is down or we are
+            // offline; the next provider is the better bet than more waiting.
+            let give_up = attempt >= self.backoff.max_attempts || (err.unreachable && attempt >= 2);
+            if give_up {
                 err.class = ErrorClass::FallBack;
                 err.message = format!("gave up after {attempt} attempts: {}", err.message);
                 return Err(err);

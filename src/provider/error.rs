@@ -36,6 +36,11 @@ pub struct ProviderError {
     pub maybe_billed: bool,
     /// What the provider reported it billed, when a failed unit still had usage.
     pub billed: Option<crate::schema::Usage>,
+    /// No connection could be made at all (offline, wrong host, server down).
+    pub unreachable: bool,
+    /// The call was never made (over budget, over a size limit): says
+    /// nothing about the provider's health.
+    pub not_sent: bool,
 }
 
 impl ProviderError {
@@ -52,6 +57,8 @@ impl ProviderError {
             disables_provider: false,
             maybe_billed: false,
             billed: None,
+            unreachable: false,
+            not_sent: false,
         }
     }
 

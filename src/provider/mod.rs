@@ -38,6 +38,9 @@ pub struct Capabilities {
     pub audio: bool,
     /// Runs without a network.
     pub offline: bool,
+    /// Takes frames as raw RGB (the local model), not JPEG.
+    #[serde(default)]
+    pub rgb_frames: bool,
 }
 
 /// What a job shows the model.

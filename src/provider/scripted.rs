@@ -14,7 +14,9 @@ use crate::schema::{Observation, TimeRange, Usage};
 /// One scripted answer.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Answer with one observation per frame (or one for the whole job), this text.
+    /// Answer with one observation per frame (or one for the whole job), this
+    /// text; `{time}` in it becomes the frame's time (the span's start for
+    /// other jobs), so answers differ from frame to frame.
     Answer { text: String, usage: Usage },
     /// Fail with this error.
     Fail(ProviderError),
@@ -31,6 +33,7 @@ pub struct ScriptedProvider {
     steps: Mutex<VecDeque<Step>>,
     fallback: Step,
     calls: AtomicUsize,
+    seen: Mutex<Vec<Job>>,
 }
 
 impl ScriptedProvider {
@@ -42,7 +45,19 @@ impl ScriptedProvider {
             steps: Mutex::new(VecDeque::new()),
             fallback: Step::Answer { text: "scripted".into(), usage: Usage::default() },
             calls: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What to do once the script is used up (by default, answer "scripted").
+    pub fn with_fallback(mut self, step: Step) -> Self {
+        self.fallback = step;
+        self
+    }
+
+    /// Every job `run` was given, in order.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.seen.lock().expect("script lock").clone()
     }
 
     pub fn with_steps(self, steps: impl IntoIterator<Item = Step>) -> Self {
@@ -95,6 +110,7 @@ impl Provider for ScriptedProvider {
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().expect("script lock").push(job.clone());
         let mut step = self.next_step();
         loop {
             match step {
@@ -123,13 +139,13 @@ fn observe(provider: &str, job: &Job, text: &str) -> Vec<Observation> {
         JobInput::Video { range, duration_ms, .. } => {
             vec![range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) })]
         }
-        JobInput::Text(_) => vec![TimeRange { start_ms: 0, end_ms: 1 }],
+        JobInput::Text(_) => vec![job.covered()],
     };
     ranges
         .into_iter()
         .map(|range| Observation {
             range,
-            text: text.to_string(),
+            text: text.replace("{time}", &crate::timecode::format(range.start_ms)),
             provider: provider.to_string(),
             model: Some("scripted".into()),
         })

@@ -287,6 +287,7 @@ impl Gemini {
         let detail = self.redact(&http::error_chain(e));
         let mut err = self.error(ErrorClass::Transient, format!("the request failed: {detail}"));
         err.maybe_billed = maybe_billed && !e.is_connect();
+        err.unreachable = e.is_connect();
         err
     }
 
@@ -594,6 +595,7 @@ impl Provider for Gemini {
             json_schema: self.options.json_schema,
             audio: self.model_profile.audio.unwrap_or(true),
             offline: false,
+            rgb_frames: false,
         }
     }
 

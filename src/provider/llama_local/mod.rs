@@ -264,6 +264,7 @@ impl Provider for LlamaLocal {
             json_schema: false,
             audio: false,
             offline: true,
+            rgb_frames: true,
         }
     }
 

@@ -101,7 +101,7 @@ impl OpenAiCompat {
     }
 
     fn structured(&self, job: &Job) -> bool {
-        matches!(job.task, Task::Timeline | Task::Find { .. }) && matches!(job.input, JobInput::Frames(_))
+        matches!(job.task, Task::Timeline | Task::Find { .. }) && !matches!(job.input, JobInput::Video { .. })
     }
 
     fn options(&self, job: &Job) -> RequestOptions {
@@ -180,7 +180,10 @@ impl OpenAiCompat {
             err.maybe_billed = true;
             err
         } else if e.is_connect() {
-            self.error(ErrorClass::Transient, format!("cannot connect to {}: {detail}", self.endpoint_host()))
+            let mut err =
+                self.error(ErrorClass::Transient, format!("cannot connect to {}: {detail}", self.endpoint_host()));
+            err.unreachable = true;
+            err
         } else {
             let mut err = self.error(ErrorClass::Transient, format!("the request failed: {detail}"));
             err.maybe_billed = true;
@@ -250,6 +253,7 @@ impl Provider for OpenAiCompat {
             json_schema: self.model_profile.json_schema.unwrap_or(false),
             audio: false,
             offline: false,
+            rgb_frames: false,
         }
     }
 

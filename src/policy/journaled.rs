@@ -1,0 +1,120 @@
+//! The journal in front of the chain: a unit already answered by any provider
+//! of the chain is read back, not bought again; a new answer is committed to
+//! the journal before it is handed on.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::FallbackChain;
+use crate::journal::{unit_key, Journal, UnitRecord};
+use crate::provider::{Capabilities, Estimate, Job, Provider, ProviderError, ProviderOutput};
+use crate::schema::Usage;
+
+pub struct Journaled {
+    chain: FallbackChain,
+    journal: Arc<Journal>,
+    /// The content hash of the video the units belong to.
+    video: Arc<str>,
+    reused: Arc<AtomicU32>,
+    on_unit: Option<UnitHook>,
+}
+
+/// Told of each finished unit: the provider that made it, and whether it was
+/// read back from the journal.
+pub type UnitHook = Arc<dyn Fn(&str, bool) + Send + Sync>;
+
+impl Journaled {
+    pub fn new(chain: FallbackChain, journal: Arc<Journal>, video: impl Into<Arc<str>>) -> Self {
+        Self { chain, journal, video: video.into(), reused: Arc::default(), on_unit: None }
+    }
+
+    pub fn on_unit(mut self, hook: UnitHook) -> Self {
+        self.on_unit = Some(hook);
+        self
+    }
+
+    fn unit_done(&self, provider: &str, reused: bool) {
+        if let Some(hook) = &self.on_unit {
+            hook(provider, reused);
+        }
+    }
+
+    /// How many units were read back from the journal instead of being sent.
+    pub fn reused(&self) -> u32 {
+        self.reused.load(Ordering::SeqCst)
+    }
+
+    pub fn chain(&self) -> &FallbackChain {
+        &self.chain
+    }
+
+    async fn lookup(&self, job: &Job) -> Option<UnitRecord> {
+        let keys: Vec<String> =
+            self.chain.members().iter().map(|m| unit_key(&self.video, m.id(), m.model(), job)).collect();
+        let journal = self.journal.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            for key in keys {
+                match journal.get(&key) {
+                    Ok(Some(record)) => return Some(record),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the journal; the unit is sent again"),
+                }
+            }
+            None
+        })
+        .await;
+        found.ok().flatten()
+    }
+}
+
+#[async_trait]
+impl Provider for Journaled {
+    fn id(&self) -> &str {
+        self.chain.id()
+    }
+
+    fn model(&self) -> &str {
+        self.chain.model()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.chain.capabilities()
+    }
+
+    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
+        self.chain.estimate(job)
+    }
+
+    async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        if let Some(record) = self.lookup(job).await {
+            self.reused.fetch_add(1, Ordering::SeqCst);
+            tracing::debug!(provider = %record.provider, "unit read back from the journal");
+            self.unit_done(&record.provider, true);
+            return Ok(ProviderOutput {
+                observations: record.observations,
+                usage: Usage::default(),
+                model: record.model,
+            });
+        }
+        let (i, output) = self.chain.run_unit(job).await?;
+        let member = &self.chain.members()[i];
+        let key = unit_key(&self.video, member.id(), member.model(), job);
+        let record = UnitRecord {
+            provider: member.id().to_string(),
+            model: member.model().to_string(),
+            observations: output.observations.clone(),
+            usage: output.usage,
+        };
+        let (journal, video, version) = (self.journal.clone(), self.video.clone(), job.prompt_version.clone());
+        let written = tokio::task::spawn_blocking(move || journal.put(&key, &video, &version, &record)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the journal; a rerun would pay for this unit again"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the journal"),
+        }
+        self.unit_done(member.id(), false);
+        Ok(output)
+    }
+}
