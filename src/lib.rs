@@ -6,11 +6,14 @@
 //! the observations are merged by [`merge`] into a [`schema::VideoReport`].
 
 pub mod config;
+pub mod gateway;
+pub mod journal;
 pub mod media;
 pub mod merge;
 pub mod models;
 pub mod observe;
 pub mod policy;
+pub mod progress;
 pub mod prompts;
 pub mod provider;
 pub mod render;

@@ -110,6 +110,40 @@ fn sidecar(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The local profile `name` with `model_path` and `mmproj_path` filled in
+/// from the catalogue model it names, when that model is downloaded.
+///
+/// # Errors
+/// The model is not in the catalogue, or not downloaded yet: the message
+/// names the command that fetches it.
+pub fn with_installed_files(
+    name: &str,
+    profile: &crate::config::ProviderProfile,
+    config: &crate::config::Config,
+) -> Result<crate::config::ProviderProfile, String> {
+    let mut profile = profile.clone();
+    if profile.model_path.is_some() {
+        return Ok(profile);
+    }
+    let model = profile.model.clone().or_else(default_model).ok_or("no local model is configured")?;
+    let catalogue = catalogue();
+    let Some(entry) = catalogue.get(&model) else {
+        return Err(format!(
+            "providers.{name}.model `{model}` is not in the catalogue (`vidgate models list`); or set providers.{name}.model_path"
+        ));
+    };
+    let cache = config.models.cache_dir.clone().unwrap_or_else(default_cache);
+    let Some((model_path, mmproj_path)) = installed(&cache, &model, entry) else {
+        return Err(format!(
+            "the local model {model} is not downloaded: `vidgate models pull {model}` fetches it (into {})",
+            cache.display()
+        ));
+    };
+    profile.model_path = Some(model_path);
+    profile.mmproj_path = mmproj_path;
+    Ok(profile)
+}
+
 /// Fetch every file of `model` from `base_url` into `cache/name/`.
 ///
 /// # Errors
@@ -221,7 +255,7 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
 }
 
 /// The sha256 of a file, in hex, read off the async runtime.
-pub(crate) async fn hash_file(path: &Path) -> std::io::Result<String> {
+pub async fn hash_file(path: &Path) -> std::io::Result<String> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use crate::media::{Frame, FrameStream, MediaError};
+use crate::progress::{self, Progress, ProgressSender};
 use crate::prompts::{self, PromptError, Template};
 use crate::provider::{Job, JobInput, Provider, ProviderError};
 use crate::schema::{Observation, Task, TimeRange};
@@ -24,6 +25,8 @@ pub struct ObserveSettings {
     pub max_output_tokens: u32,
     /// The whole video's length, for prompts that mention it.
     pub duration_ms: u64,
+    /// Where to report frames as they are sampled.
+    pub progress: Option<ProgressSender>,
 }
 
 /// What came back.
@@ -70,6 +73,7 @@ pub async fn observe_frames(
             Some(frame) => {
                 let frame = frame?;
                 observed.frames += 1;
+                progress::emit(settings.progress.as_ref(), Progress::Sampled { frames: observed.frames });
                 let batch_bytes: u64 = batch.iter().map(wire_size).sum();
                 if !batch.is_empty() && byte_cap > 0 && batch_bytes + wire_size(&frame) > byte_cap {
                     carry = Some(frame);

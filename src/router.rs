@@ -1,8 +1,7 @@
 //! Choosing the provider chain for a request.
 //!
-//! Planning grows here (cost estimates per candidate, reservations, dry runs);
-//! what exists now is the chain itself: the configured order, narrowed by the
-//! request's constraints.
+//! The configured order (per task where configured), narrowed by the
+//! request's constraints. Cost planning is in [`crate::gateway`].
 
 use crate::config::{Config, Protocol};
 use crate::schema::Constraints;
@@ -18,10 +17,9 @@ pub enum RouteError {
 ///
 /// # Errors
 /// [`RouteError::NoProvider`] when the constraints leave none.
-pub fn chain(config: &Config, constraints: &Constraints) -> Result<Vec<String>, RouteError> {
-    let picked: Vec<String> = config
-        .router
-        .chain
+pub fn chain(config: &Config, task: &str, constraints: &Constraints) -> Result<Vec<String>, RouteError> {
+    let configured = config.router.chain_for(task);
+    let picked: Vec<String> = configured
         .iter()
         .filter(|name| constraints.allowed_providers.is_empty() || constraints.allowed_providers.contains(name))
         .filter(|name| {
@@ -31,7 +29,7 @@ pub fn chain(config: &Config, constraints: &Constraints) -> Result<Vec<String>, 
         .collect();
     if picked.is_empty() {
         return Err(RouteError::NoProvider {
-            chain: config.router.chain.clone(),
+            chain: configured.to_vec(),
             allowed: constraints.allowed_providers.clone(),
             offline: if constraints.offline_only { " (offline only)" } else { "" },
         });
@@ -47,13 +45,15 @@ mod tests {
     fn constraints_narrow_the_configured_chain() {
         let mut config = Config::builtin().unwrap();
         config.router.chain = vec!["gemini".into(), "openai".into(), "local".into()];
-        let all = chain(&config, &Constraints::default()).unwrap();
+        config.router.tasks.insert("ask".into(), vec!["openai".into()]);
+        let all = chain(&config, "describe", &Constraints::default()).unwrap();
         assert_eq!(all, ["gemini", "openai", "local"]);
+        assert_eq!(chain(&config, "ask", &Constraints::default()).unwrap(), ["openai"]);
         let offline = Constraints { offline_only: true, ..Default::default() };
-        assert_eq!(chain(&config, &offline).unwrap(), ["local"]);
+        assert_eq!(chain(&config, "describe", &offline).unwrap(), ["local"]);
         let only = Constraints { allowed_providers: vec!["openai".into()], ..Default::default() };
-        assert_eq!(chain(&config, &only).unwrap(), ["openai"]);
+        assert_eq!(chain(&config, "describe", &only).unwrap(), ["openai"]);
         let none = Constraints { allowed_providers: vec!["openai".into()], offline_only: true, ..Default::default() };
-        assert!(chain(&config, &none).unwrap_err().to_string().contains("offline only"));
+        assert!(chain(&config, "describe", &none).unwrap_err().to_string().contains("offline only"));
     }
 }

@@ -67,6 +67,18 @@ pub enum Task {
     Find { what: String },
 }
 
+impl Task {
+    /// The task's name in config (`router.tasks`) and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Task::Describe => "describe",
+            Task::Timeline => "timeline",
+            Task::Ask { .. } => "ask",
+            Task::Find { .. } => "find",
+        }
+    }
+}
+
 /// How frames are chosen from the video.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -257,6 +269,12 @@ pub struct VideoReport {
     /// Which prompt templates (name@version) produced this report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompt_versions: Vec<String>,
+    /// The providers that made it, in the order they were first used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+    /// Units read back from the journal instead of being paid for again.
+    #[serde(default)]
+    pub reused_units: u32,
 }
 
 mod base64_bytes {

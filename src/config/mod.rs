@@ -40,6 +40,8 @@ pub struct Config {
     pub limits: MediaLimits,
     pub retry: RetryConfig,
     pub models: ModelsConfig,
+    pub journal: JournalConfig,
+    pub merge: MergeConfig,
     /// Read prompt templates from here instead of the built-in ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts_dir: Option<PathBuf>,
@@ -55,6 +57,8 @@ impl Default for Config {
             limits: MediaLimits::default(),
             retry: RetryConfig::default(),
             models: ModelsConfig::default(),
+            journal: JournalConfig::default(),
+            merge: MergeConfig::default(),
             prompts_dir: None,
             providers: BTreeMap::new(),
         }
@@ -66,11 +70,27 @@ impl Default for Config {
 pub struct RouterConfig {
     /// Providers tried in order.
     pub chain: Vec<String>,
+    /// A chain per task (`describe`, `timeline`, `ask`, `find`), instead of `chain`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, Vec<String>>,
+    /// Providers for the text calls that merge observations into a story,
+    /// answer or timeline; the task's chain when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub text_chain: Vec<String>,
+    /// How long a provider that keeps failing sits out, in seconds.
+    pub cooldown_s: f64,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        Self { chain: vec!["local".into()] }
+        Self { chain: vec!["local".into()], tasks: BTreeMap::new(), text_chain: Vec::new(), cooldown_s: 60.0 }
+    }
+}
+
+impl RouterConfig {
+    /// The configured chain for a task name.
+    pub fn chain_for(&self, task: &str) -> &[String] {
+        self.tasks.get(task).map_or(&self.chain, |c| c)
     }
 }
 
@@ -79,11 +99,73 @@ impl Default for RouterConfig {
 pub struct BudgetConfig {
     /// Hard cap on spend for one request, in US dollars.
     pub max_usd_per_request: f64,
+    /// Hard cap on spend per UTC day, across runs (read from the journal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_usd_per_day: Option<f64>,
+    /// What may be lowered, in this order, when a plan costs more than the
+    /// budget allows: `fps` (fewer frames), `width` (smaller frames),
+    /// `model` (a cheaper model of the same provider). Empty: refuse instead.
+    pub downgrade: Vec<Downgrade>,
+    /// Never sample sparser than this many frames per second when downgrading.
+    pub min_fps: f64,
+    /// Never send frames narrower than this when downgrading.
+    pub min_width: u32,
 }
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        Self { max_usd_per_request: 0.25 }
+        Self {
+            max_usd_per_request: 0.25,
+            max_usd_per_day: None,
+            downgrade: vec![Downgrade::Fps, Downgrade::Width, Downgrade::Model],
+            min_fps: 0.05,
+            min_width: 256,
+        }
+    }
+}
+
+/// One way to make a plan cheaper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Downgrade {
+    Fps,
+    Width,
+    Model,
+}
+
+/// The journal of finished work (see [`crate::journal`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Keep a journal; without one, nothing is reused across runs.
+    pub enabled: bool,
+    /// The journal file; `journal.sqlite3` in the platform data dir when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self { enabled: true, path: None }
+    }
+}
+
+/// How observations become a story, a timeline or an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// Observations per merge call, in characters; longer videos are merged
+    /// in windows, then the windows' summaries are merged (map-reduce).
+    pub window_chars: usize,
+    /// Output cap of each merge call, in tokens.
+    pub max_output_tokens: u32,
+    /// Output cap of each observation call, in tokens.
+    pub observation_tokens: u32,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        Self { window_chars: 12_000, max_output_tokens: 1024, observation_tokens: 300 }
     }
 }
 
@@ -304,6 +386,20 @@ impl Config {
         if !(self.budget.max_usd_per_request >= 0.0 && self.budget.max_usd_per_request.is_finite()) {
             return Err(bad("budget.max_usd_per_request", "must be a finite number ≥ 0".into()));
         }
+        if let Some(day) = self.budget.max_usd_per_day {
+            if !(day >= 0.0 && day.is_finite()) {
+                return Err(bad("budget.max_usd_per_day", "must be a finite number ≥ 0".into()));
+            }
+        }
+        if !(self.budget.min_fps > 0.0 && self.budget.min_fps.is_finite()) {
+            return Err(bad("budget.min_fps", "must be a finite number > 0".into()));
+        }
+        if self.merge.window_chars < 500 {
+            return Err(bad("merge.window_chars", format!("{} is below 500", self.merge.window_chars)));
+        }
+        if !(self.router.cooldown_s >= 0.0 && self.router.cooldown_s.is_finite()) {
+            return Err(bad("router.cooldown_s", "must be a finite number ≥ 0".into()));
+        }
         let l = &self.limits;
         for (key, v) in [
             ("limits.max_duration_s", l.max_duration_s),
@@ -334,12 +430,23 @@ impl Config {
     }
 
     fn check_references(&self) -> Result<(), ConfigError> {
-        for name in &self.router.chain {
+        const TASKS: [&str; 4] = ["describe", "timeline", "ask", "find"];
+        if let Some(task) = self.router.tasks.keys().find(|t| !TASKS.contains(&t.as_str())) {
+            return Err(ConfigError::Key {
+                origin: "(merged)".into(),
+                key: format!("router.tasks.{task}"),
+                message: format!("not a task; the tasks are {}", TASKS.join(", ")),
+            });
+        }
+        let chains = std::iter::once(("router.chain".to_string(), &self.router.chain))
+            .chain(std::iter::once(("router.text_chain".to_string(), &self.router.text_chain)))
+            .chain(self.router.tasks.iter().map(|(t, c)| (format!("router.tasks.{t}"), c)));
+        for (key, name) in chains.flat_map(|(key, chain)| chain.iter().map(move |name| (key.clone(), name))) {
             let Some(profile) = self.providers.get(name) else {
                 let known: Vec<_> = self.providers.keys().map(String::as_str).collect();
                 return Err(ConfigError::Key {
                     origin: "(merged)".into(),
-                    key: "router.chain".into(),
+                    key,
                     message: format!("no provider called `{name}`; known: {}", known.join(", ")),
                 });
             };

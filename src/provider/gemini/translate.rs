@@ -121,9 +121,7 @@ pub(super) fn frame_label(pts_ms: u64) -> String {
 
 /// Timeline and find answers are held to the timeline schema, when the model allows.
 pub(super) fn structured(job: &Job, options: &RequestOptions) -> bool {
-    options.json_schema
-        && matches!(job.task, Task::Timeline | Task::Find { .. })
-        && !matches!(job.input, JobInput::Text(_))
+    options.json_schema && matches!(job.task, Task::Timeline | Task::Find { .. })
 }
 
 /// The request for `job`: one user turn with the media first (the video, or

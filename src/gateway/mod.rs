@@ -1,0 +1,234 @@
+//! The one call: a video and a task in, a report out.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use vidgate::gateway::Gateway;
+//! use vidgate::schema::{Task, VideoRequest};
+//!
+//! let gateway = Gateway::from_config(vidgate::Config::builtin()?)?;
+//! let report = gateway.run(VideoRequest::new("clip.mp4", Task::Describe)).await?;
+//! println!("{}", report.story.unwrap_or_default());
+//! # Ok(()) }
+//! ```
+//!
+//! A run probes the video, plans the work within the budget (lowering fps,
+//! frame size or model as configured, or refusing with the numbers before
+//! anything is spent), gathers observations (the video itself to a
+//! native-video provider, else sampled frames to the chain), and merges them
+//! into the answer with text calls. Every finished unit is journaled before
+//! the run moves on, so nothing is bought twice.
+
+mod plan;
+mod run;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::config::{Config, ConfigError, Protocol, ProviderProfile};
+use crate::journal::{self, Journal, JournalError};
+use crate::media::MediaError;
+use crate::policy::{self, Breaker, Budget};
+use crate::prompts::PromptError;
+use crate::provider::gemini::Gemini;
+use crate::provider::openai_compat::OpenAiCompat;
+use crate::provider::Provider;
+use crate::router::RouteError;
+use crate::schema::VideoReport;
+
+pub use plan::{Candidate, Plan, Shape};
+
+/// Why a run gave no report.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// The request itself cannot be served as asked.
+    #[error("{0}")]
+    Input(String),
+    /// No provider of the chain could be built (missing key, model file ...).
+    #[error("no provider of the chain can be used: {0}")]
+    Setup(String),
+    /// The plan costs more than the budget allows, even lowered as configured.
+    /// Nothing was spent.
+    #[error("{0}")]
+    OverBudget(String),
+    #[error("the request's deadline of {ms} ms passed; finished units are kept in the journal")]
+    Deadline { ms: u64 },
+    /// Every provider failed. What was done is in `partial` (and the journal).
+    #[error("{summary}")]
+    Failed { summary: String, partial: Box<VideoReport> },
+}
+
+/// Serves requests on the providers a config names. Cheap to share: one
+/// gateway serves many requests at once, with shared rate limits and a
+/// shared daily budget.
+pub struct Gateway {
+    config: Config,
+    journal: Arc<Journal>,
+    /// Providers given by the caller, by profile name (tests, custom backends).
+    injected: BTreeMap<String, Arc<dyn Provider>>,
+    /// Each provider's shared layers (rate limits, timeout), by `name@model`.
+    shared: Mutex<BTreeMap<String, Arc<dyn Provider>>>,
+    /// Today's spend cap: (UTC day, budget).
+    daily: Mutex<Option<(i64, Budget)>>,
+    /// Each provider's circuit breaker, by profile name, shared by all runs.
+    breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("chain", &self.config.router.chain)
+            .field("journal", &self.journal.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One provider of a chain, ready for a request.
+#[derive(Clone)]
+pub(crate) struct Member {
+    pub name: String,
+    pub profile: ProviderProfile,
+    pub shared: Arc<dyn Provider>,
+}
+
+impl Gateway {
+    /// A gateway on `config`, with the journal it names (or the default file).
+    ///
+    /// # Errors
+    /// When the journal cannot be opened.
+    pub fn from_config(config: Config) -> Result<Self, GatewayError> {
+        let journal = if config.journal.enabled {
+            Journal::open(&config.journal.path.clone().unwrap_or_else(journal::default_path))?
+        } else {
+            Journal::in_memory()?
+        };
+        Ok(Self::with_journal(config, journal))
+    }
+
+    /// A gateway on `config` that keeps its journal in `journal`.
+    pub fn with_journal(config: Config, journal: Journal) -> Self {
+        Self {
+            config,
+            journal: Arc::new(journal),
+            injected: BTreeMap::new(),
+            shared: Mutex::default(),
+            daily: Mutex::default(),
+            breakers: Mutex::default(),
+        }
+    }
+
+    /// Serve the profile `name` with `provider` instead of building it from
+    /// its protocol (the profile must still exist in config, for its limits).
+    pub fn with_provider(mut self, name: impl Into<String>, provider: Arc<dyn Provider>) -> Self {
+        self.injected.insert(name.into(), provider);
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Build (or reuse) the providers named in `names`; a provider that
+    /// cannot be built is left out with its reason.
+    pub(crate) fn members(&self, names: &[String]) -> (Vec<Member>, Vec<String>) {
+        let mut members = Vec::new();
+        let mut skipped = Vec::new();
+        for name in names {
+            match self.member(name, None) {
+                Ok(m) => members.push(m),
+                Err(reason) => skipped.push(reason),
+            }
+        }
+        (members, skipped)
+    }
+
+    /// The provider `name`, with its model replaced by `model` when given.
+    pub(crate) fn member(&self, name: &str, model: Option<&str>) -> Result<Member, String> {
+        let Some(profile) = self.config.provider(name) else {
+            return Err(format!("{name}: no such provider profile"));
+        };
+        let mut profile = profile.clone();
+        if let Some(model) = model {
+            profile.model = Some(model.to_string());
+            // The catalogue's price for the new model, not the profile's override.
+            profile.price = None;
+        }
+        let key = format!("{name}@{}", profile.model.as_deref().unwrap_or(""));
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = shared.get(&key) {
+            return Ok(Member { name: name.to_string(), profile, shared: found.clone() });
+        }
+        let backend = match self.injected.get(name) {
+            Some(p) if model.is_none() => p.clone(),
+            _ => self.backend(name, &profile).map_err(|e| format!("{name}: {e}"))?,
+        };
+        let layers = policy::shared_layers(backend, &profile);
+        shared.insert(key, layers.clone());
+        Ok(Member { name: name.to_string(), profile, shared: layers })
+    }
+
+    fn backend(&self, name: &str, profile: &ProviderProfile) -> Result<Arc<dyn Provider>, String> {
+        match profile.protocol {
+            Some(Protocol::Openai) => {
+                Ok(Arc::new(OpenAiCompat::from_profile(name, profile, &self.config).map_err(|e| e.message)?))
+            }
+            Some(Protocol::Gemini) => {
+                Ok(Arc::new(Gemini::from_profile(name, profile, &self.config).map_err(|e| e.message)?))
+            }
+            Some(Protocol::LlamaLocal) => local_backend(name, profile, &self.config),
+            None => Err(format!("providers.{name}.protocol is not set")),
+        }
+    }
+
+    pub(crate) fn breaker(&self, name: &str) -> Arc<Breaker> {
+        self.breakers.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone()
+    }
+
+    /// The budget of one request: the smaller of the configured cap and the
+    /// request's own, and today's cap when there is one.
+    pub(crate) fn budgets(&self, request_cap: Option<f64>) -> Result<Vec<Budget>, GatewayError> {
+        let cap = request_cap
+            .map_or(self.config.budget.max_usd_per_request, |c| c.clamp(0.0, self.config.budget.max_usd_per_request));
+        let mut budgets = vec![Budget::new(cap)];
+        if let Some(day_cap) = self.config.budget.max_usd_per_day {
+            let today = unix_day();
+            let mut daily = self.daily.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = !matches!(&*daily, Some((day, _)) if *day == today);
+            if fresh {
+                *daily = Some((today, Budget::with_spent(day_cap, self.journal.spent_today()?)));
+            }
+            budgets.extend(daily.as_ref().map(|(_, b)| b.clone()));
+        }
+        Ok(budgets)
+    }
+}
+
+fn unix_day() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) / 86_400
+}
+
+#[cfg(feature = "local")]
+fn local_backend(name: &str, profile: &ProviderProfile, config: &Config) -> Result<Arc<dyn Provider>, String> {
+    let profile = crate::models::with_installed_files(name, profile, config)?;
+    Ok(Arc::new(crate::provider::llama_local::LlamaLocal::from_profile(name, &profile, config).map_err(|e| e.message)?))
+}
+
+#[cfg(not(feature = "local"))]
+fn local_backend(name: &str, _: &ProviderProfile, _: &Config) -> Result<Arc<dyn Provider>, String> {
+    Err(format!(
+        "provider `{name}` is the local llama.cpp backend, and this vidgate was built without it (cargo feature `local`)"
+    ))
+}
