@@ -2,33 +2,14 @@
 //! profile or the catalogue, offering to download them on first use.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
 use vidgate::config::{Config, ProviderProfile};
 use vidgate::models;
-use vidgate::provider::Provider;
-
-#[cfg(feature = "local")]
-pub async fn backend(
-    name: &str,
-    profile: &ProviderProfile,
-    config: &Config,
-    yes: bool,
-) -> anyhow::Result<Arc<dyn Provider>> {
-    let profile = with_model_files(name, profile, config, yes).await?;
-    Ok(Arc::new(vidgate::provider::llama_local::LlamaLocal::from_profile(name, &profile, config)?))
-}
-
-#[cfg(not(feature = "local"))]
-pub async fn backend(name: &str, _: &ProviderProfile, _: &Config, _: bool) -> anyhow::Result<Arc<dyn Provider>> {
-    bail!("provider `{name}` is the local llama.cpp backend, and this vidgate was built without it (cargo feature `local`)")
-}
 
 /// The profile with `model_path` and `mmproj_path` filled in from the catalogue.
-#[cfg_attr(not(feature = "local"), allow(dead_code))]
-async fn with_model_files(
+pub(super) async fn with_model_files(
     name: &str,
     profile: &ProviderProfile,
     config: &Config,

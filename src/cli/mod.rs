@@ -1,9 +1,10 @@
 //! Command-line flags and the commands behind them.
 
-mod describe;
 mod frames;
 mod local;
 mod models;
+mod sampling;
+mod task;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use vidgate::config::{Config, ConfigSources};
+use vidgate::schema::Task;
 
 #[derive(Debug, Parser)]
 #[command(name = "vidgate", version, about = "Understand videos: stories, timelines, answers.")]
@@ -38,11 +40,40 @@ pub enum Command {
     },
     /// Extract sampled frames as JPEG files.
     Frames(frames::FramesArgs),
-    /// Describe what happens, frame by frame or in batches, on one provider.
-    Describe(describe::DescribeArgs),
+    /// Tell the story of the video: what happens, start to finish.
+    Describe(task::TaskArgs),
+    /// List the events of the video with their start and end times.
+    Timeline(task::TaskArgs),
+    /// Answer a question about the video, citing times.
+    Ask(AskArgs),
+    /// Find the stretches of the video where something happens.
+    Find(FindArgs),
+    /// Show what a task would send to each provider and cost; spends nothing.
+    Plan(task::PlanArgs),
+    /// Finish the last run that was interrupted (its finished units are reused).
+    Resume {
+        #[arg(long, value_enum, default_value_t = task::Format::Text)]
+        format: task::Format,
+    },
     /// Local models: list the catalogue, pull one into the cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AskArgs {
+    #[command(flatten)]
+    pub task: task::TaskArgs,
+    /// The question.
+    pub question: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FindArgs {
+    #[command(flatten)]
+    pub task: task::TaskArgs,
+    /// What to look for, e.g. "a bird lands on the branch".
+    pub what: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -60,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Frames(frames) => {
-            let overrides = frames.config_overrides();
+            let overrides = frames.sampling.config_overrides();
             let config = load_config(args.config, overrides)?;
             frames::run(frames, &config).await
         }
@@ -68,10 +99,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let config = load_config(args.config, Vec::new())?;
             models::run(command, &config).await
         }
-        Command::Describe(describe) => {
-            let config = load_config(args.config, Vec::new())?;
-            describe::run(describe, &config).await
+        Command::Describe(t) => {
+            let config = load_config(args.config, t.config_overrides())?;
+            task::run(Task::Describe, t, config).await
         }
+        Command::Timeline(t) => {
+            let config = load_config(args.config, t.config_overrides())?;
+            task::run(Task::Timeline, t, config).await
+        }
+        Command::Ask(a) => {
+            let config = load_config(args.config, a.task.config_overrides())?;
+            task::run(Task::Ask { question: a.question }, a.task, config).await
+        }
+        Command::Find(f) => {
+            let config = load_config(args.config, f.task.config_overrides())?;
+            task::run(Task::Find { what: f.what }, f.task, config).await
+        }
+        Command::Plan(p) => {
+            let config = load_config(args.config, p.sampling.config_overrides())?;
+            task::plan(p, config).await
+        }
+        Command::Resume { format } => task::resume(format, load_config(args.config, Vec::new())?).await,
     }
 }
 
