@@ -116,10 +116,17 @@ impl Respond for Fake {
             return ResponseTemplate::new(200).set_body_json(json!({}));
         }
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let mut answer = recorded("inline_video.response.json");
+        // Held to the timeline schema: answer with a timeline, as the model would.
+        if body["generationConfig"]["responseSchema"].is_object() {
+            answer["candidates"][0]["content"]["parts"][0]["text"] = json!(TIMELINE_ANSWER);
+        }
         self.state().generate.push(body);
-        ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json"))
+        ResponseTemplate::new(200).set_body_json(answer)
     }
 }
+
+const TIMELINE_ANSWER: &str = r#"{"events":[{"start":"00:00.000","end":"00:04.000","text":"A test pattern with a moving counter."},{"start":"00:04.000","end":"00:10.000","text":"The counter keeps running."}]}"#;
 
 async fn fake(processing: Processing) -> (MockServer, Fake) {
     let server = MockServer::start().await;
@@ -409,8 +416,11 @@ fn describe_with_gemini_never_shows_the_key_even_at_trace_level() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    assert!(report["observations"][0]["text"].as_str().unwrap().starts_with("Okay!"));
-    assert_eq!(report["prompt_versions"][0], "chunk@1");
+    // The video went whole, was answered with a timeline, and the story was merged from it.
+    assert_eq!(report["observations"][0]["text"], "A test pattern with a moving counter.");
+    assert_eq!(report["observations"][1]["range"]["start_ms"], 4000);
+    assert_eq!(report["prompt_versions"][0], "timeline@2");
+    assert!(report["story"].as_str().unwrap().starts_with("Okay!"), "the merge call's answer");
     assert!(stderr.lines().count() > 5, "trace logging is on");
     assert!(!stdout.contains(KEY) && !stderr.contains(KEY), "the key leaked");
     let state = fake.state.lock().unwrap();

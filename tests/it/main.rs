@@ -5,6 +5,7 @@
 //! - `frames`: sampling modes, exact timestamps, sizes, process hygiene
 //! - `bad_input`: every refused input gets a clear error, no panic
 //! - `clips`: the real clips of fixtures/fetch.sh
+//! - `gateway`: the one call with scripted providers: fallback, reuse, budgets
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
 //! - `models`: model downloads: resume, size and checksum
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
@@ -14,6 +15,7 @@ mod bad_input;
 mod cli;
 mod clips;
 mod frames;
+mod gateway;
 mod gemini;
 mod models;
 mod openai;

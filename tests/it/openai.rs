@@ -497,9 +497,11 @@ fn describe_on_the_command_line() {
             "A test pattern at 00:08.000."
         ]
     );
-    assert_eq!(report["attempts"].as_array().unwrap().len(), 3);
-    assert!((report["usage"]["cost_usd"].as_f64().unwrap() - 0.0033).abs() < 1e-9);
-    assert_eq!(report["prompt_versions"][0], "chunk@1");
+    // Three frame calls, then one call that merges them into the story.
+    assert_eq!(report["attempts"].as_array().unwrap().len(), 4);
+    assert!((report["usage"]["cost_usd"].as_f64().unwrap() - 0.0044).abs() < 1e-9, "{}", report["usage"]);
+    assert_eq!(report["prompt_versions"], json!(["chunk@1", "story@1"]));
+    assert_eq!(report["story"], "A test pattern at .");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY) && !stderr.contains(KEY));
 
     // Subtitles from the same observations.
@@ -535,7 +537,7 @@ fn describe_on_the_command_line() {
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("00:00.000  A test pattern at 00:00.000, 00:02.000.\n"), "{text}");
+    assert_eq!(text, "A test pattern at .\n", "the story, merged by the fake");
     let out = vidgate()
         .args(["describe", "--provider", "fake", "--config"])
         .arg(&config)
@@ -602,6 +604,7 @@ fn batches_stay_within_the_payload_cap() {
             concurrency: 2,
             max_output_tokens: 50,
             duration_ms: info.duration_ms,
+            progress: None,
         };
         let observed = observe_frames(stack, media::extract(ex).unwrap(), &settings, None).await.unwrap();
         assert!(observed.failures.is_empty(), "{:?}", observed.failures);

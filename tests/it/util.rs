@@ -191,10 +191,15 @@ pub fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
     None
 }
 
-/// The `vidgate` binary with a clean environment for config.
+/// The `vidgate` binary with a clean environment for config, and a journal
+/// of its own (a fresh data dir), so runs never reuse each other's work
+/// unless a test names one journal for several.
 pub fn vidgate() -> Command {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidgate"));
     cmd.env_remove("VIDGATE_CONFIG").current_dir(clip_dir());
+    cmd.env("XDG_DATA_HOME", clip_dir().join(format!("data-{n}")));
     for (k, _) in std::env::vars() {
         if k.starts_with("VIDGATE__") {
             cmd.env_remove(k);
