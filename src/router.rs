@@ -11,6 +11,8 @@ use crate::schema::Constraints;
 pub enum RouteError {
     #[error("no provider left: router.chain is {chain:?} and the request allows {allowed:?}{offline}")]
     NoProvider { chain: Vec<String>, allowed: Vec<String>, offline: &'static str },
+    #[error("no provider called `{name}`; known: {known}")]
+    Unknown { name: String, known: String },
 }
 
 /// The providers to try, in order.
@@ -19,9 +21,19 @@ pub enum RouteError {
 /// [`RouteError::NoProvider`] when the constraints leave none.
 pub fn chain(config: &Config, task: &str, constraints: &Constraints) -> Result<Vec<String>, RouteError> {
     let configured = config.router.chain_for(task);
+    let allowed = &constraints.allowed_providers;
+    if let Some(unknown) = allowed.iter().find(|name| config.provider(name).is_none()) {
+        return Err(RouteError::Unknown {
+            name: unknown.clone(),
+            known: config.providers.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    }
+    // The configured order first; allowed providers outside the chain after it.
+    let outside = allowed.iter().filter(|name| !configured.contains(name));
     let picked: Vec<String> = configured
         .iter()
-        .filter(|name| constraints.allowed_providers.is_empty() || constraints.allowed_providers.contains(name))
+        .filter(|name| allowed.is_empty() || allowed.contains(name))
+        .chain(outside)
         .filter(|name| {
             !constraints.offline_only || config.provider(name).and_then(|p| p.protocol) == Some(Protocol::LlamaLocal)
         })
@@ -53,6 +65,10 @@ mod tests {
         assert_eq!(chain(&config, "describe", &offline).unwrap(), ["local"]);
         let only = Constraints { allowed_providers: vec!["openai".into()], ..Default::default() };
         assert_eq!(chain(&config, "describe", &only).unwrap(), ["openai"]);
+        let outside = Constraints { allowed_providers: vec!["groq".into(), "openai".into()], ..Default::default() };
+        assert_eq!(chain(&config, "describe", &outside).unwrap(), ["openai", "groq"]);
+        let unknown = Constraints { allowed_providers: vec!["nope".into()], ..Default::default() };
+        assert!(chain(&config, "describe", &unknown).unwrap_err().to_string().starts_with("no provider called `nope`"));
         let none = Constraints { allowed_providers: vec!["openai".into()], offline_only: true, ..Default::default() };
         assert!(chain(&config, "describe", &none).unwrap_err().to_string().contains("offline only"));
     }

@@ -133,7 +133,8 @@ pub struct Constraints {
     /// Give up after this many milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<Millis>,
-    /// Only these providers (by profile name); all configured ones when empty.
+    /// Only these providers (by profile name): those in the configured chain
+    /// in its order, then the others in this order. The chain when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_providers: Vec<String>,
     /// Never send anything over the network.

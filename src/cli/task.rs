@@ -50,7 +50,7 @@ impl RouteArgs {
         Ok(Constraints {
             max_cost_usd: self.max_cost,
             deadline_ms: None,
-            allowed_providers: Vec::new(),
+            allowed_providers: self.provider.iter().cloned().collect(),
             offline_only: self.offline,
         })
     }
@@ -96,23 +96,9 @@ impl TaskArgs {
     }
 }
 
-/// With `--provider`, the chain is that provider alone, for every task.
-pub fn narrow_chain(config: &mut Config, provider: Option<&str>) -> anyhow::Result<()> {
-    if let Some(name) = provider {
-        if config.provider(name).is_none() {
-            let known: Vec<&str> = config.providers.keys().map(String::as_str).collect();
-            anyhow::bail!("no provider called `{name}`; known: {}", known.join(", "));
-        }
-        config.router.chain = vec![name.to_string()];
-        config.router.tasks.clear();
-    }
-    Ok(())
-}
-
 pub async fn run(task: Task, args: TaskArgs, mut config: Config) -> anyhow::Result<()> {
-    narrow_chain(&mut config, args.route.provider.as_deref())?;
     let request = args.request(task, &config)?;
-    offer_local_model(&mut config, request.task.name(), args.yes).await?;
+    offer_local_model(&mut config, &request, args.yes).await?;
     let gateway = Gateway::from_config(config)?;
     let format = if args.json { Format::Json } else { args.format };
     let report = with_progress(|tx| gateway.run_with_progress(request, tx)).await;
@@ -128,8 +114,9 @@ pub async fn resume(format: Format, config: Config) -> anyhow::Result<()> {
 /// The local model is downloaded (after asking, or with `--yes`) when it
 /// heads the chain; as a fallback further down, a missing model is only a
 /// warning naming the command that fetches it.
-async fn offer_local_model(config: &mut Config, task: &str, yes: bool) -> anyhow::Result<()> {
-    let Some(first) = config.router.chain_for(task).first().cloned() else { return Ok(()) };
+async fn offer_local_model(config: &mut Config, request: &VideoRequest, yes: bool) -> anyhow::Result<()> {
+    let chain = vidgate::router::chain(config, request.task.name(), &request.constraints)?;
+    let Some(first) = chain.first().cloned() else { return Ok(()) };
     let Some(profile) = config.provider(&first).cloned() else { return Ok(()) };
     if profile.protocol == Some(Protocol::LlamaLocal) && cfg!(feature = "local") {
         let filled = super::local::with_model_files(&first, &profile, config, yes).await?;
@@ -262,8 +249,7 @@ pub struct PlanArgs {
     pub sampling: SamplingArgs,
 }
 
-pub async fn plan(args: PlanArgs, mut config: Config) -> anyhow::Result<()> {
-    narrow_chain(&mut config, args.route.provider.as_deref())?;
+pub async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<()> {
     let task = match args.task.as_str() {
         "timeline" => Task::Timeline,
         "ask" => Task::Ask { question: String::new() },

@@ -614,3 +614,92 @@ fn batches_stay_within_the_payload_cap() {
         assert_eq!(observed.prompt_versions, ["chunk@1"]);
     });
 }
+
+/// [`Checking`], a little slowly, so a run can be killed between two calls.
+struct Slow(Duration);
+
+impl Respond for Slow {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        Checking.respond(request).set_delay(self.0)
+    }
+}
+
+fn resume_config(dir: &std::path::Path, server: &MockServer, journal: &str) -> std::path::PathBuf {
+    let config = dir.join(format!("{journal}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[sampling]\nfps = 1.0\nwidth = 256\n\n[journal]\npath = \"{}\"\n\n[providers.fake]\nprotocol = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"VIDGATE_CLI_KEY\"\nmodel = \"fake-vision\"\nframes_per_call = 1\n[providers.fake.limits]\nmax_concurrency = 1\n[providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+            dir.join(format!("{journal}.sqlite3")).display(),
+            server.uri()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn report_of(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_run_killed_midway_resumes_without_paying_twice() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let server = server().await;
+        chat().respond_with(Slow(Duration::from_millis(250))).mount(&server).await;
+        server
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = resume_config(dir.path(), &server, "killed");
+    let mut child = vidgate()
+        .args(["describe", "--provider", "fake", "--json", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_CLI_KEY", KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while rt.block_on(server.received_requests()).unwrap().len() < 4 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the run never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let before = rt.block_on(server.received_requests()).unwrap().len();
+
+    let resumed = vidgate()
+        .args(["resume", "--format", "json", "--config"])
+        .arg(&config)
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
+    let resumed = report_of(&resumed);
+    let total = rt.block_on(server.received_requests()).unwrap().len();
+    // 10 frames and one merge call; at most the unit in flight at the kill is paid again.
+    assert!(total <= 12, "{before} requests before the kill, {total} in all");
+    // Every unit answered before the kill, but the one in flight, was read back.
+    assert!(resumed["reused_units"].as_u64().unwrap() + 2 >= before as u64, "{before} before the kill: {resumed}");
+
+    // The same output as a run that was never interrupted.
+    let fresh = resume_config(dir.path(), &server, "fresh");
+    let whole = vidgate()
+        .args(["describe", "--provider", "fake", "--json", "--config"])
+        .arg(&fresh)
+        .arg(testsrc_10s())
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
+    let whole = report_of(&whole);
+    for key in ["story", "events", "observations"] {
+        assert_eq!(resumed[key], whole[key], "{key}");
+    }
+    assert_eq!(whole["observations"].as_array().unwrap().len(), 10);
+
+    // Nothing is left to resume.
+    let again = vidgate().args(["resume", "--config"]).arg(&config).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no unfinished run"), "{again:?}");
+}
