@@ -103,32 +103,67 @@ mod tests {
         ]
     }
 
-    /// A strict reader of SubRip, to check the rendering round-trips.
+    fn ms(h: u8, m: u8, s: u8, milli: u16) -> u64 {
+        ((u64::from(h) * 60 + u64::from(m)) * 60 + u64::from(s)) * 1000 + u64::from(milli)
+    }
+
+    /// SubRip as an independent parser (the `subtp` crate) reads it back.
     fn parse_srt(text: &str) -> Vec<(u64, u64, String)> {
-        let ms = |t: &str| {
-            let (hms, milli) = t.split_once(',').unwrap();
-            let p: Vec<u64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
-            ((p[0] * 60 + p[1]) * 60 + p[2]) * 1000 + milli.parse::<u64>().unwrap()
-        };
-        text.split("\n\n")
-            .filter(|b| !b.trim().is_empty())
+        let parsed = subtp::srt::SubRip::parse(text).unwrap_or_else(|e| panic!("not valid SRT: {e:?}\n{text}"));
+        parsed
+            .subtitles
+            .iter()
             .enumerate()
-            .map(|(i, block)| {
-                let mut lines = block.lines();
-                assert_eq!(lines.next().unwrap(), (i + 1).to_string());
-                let (a, b) = lines.next().unwrap().split_once(" --> ").unwrap();
-                (ms(a), ms(b), lines.collect::<Vec<_>>().join("\n"))
+            .map(|(i, cue)| {
+                assert_eq!(cue.sequence as usize, i + 1, "cues are numbered from 1");
+                let (a, b) = (&cue.start, &cue.end);
+                (
+                    ms(a.hours, a.minutes, a.seconds, a.milliseconds),
+                    ms(b.hours, b.minutes, b.seconds, b.milliseconds),
+                    cue.text.join("\n"),
+                )
+            })
+            .collect()
+    }
+
+    /// WebVTT, read back by the same independent parser.
+    fn parse_vtt(text: &str) -> Vec<(u64, u64, String)> {
+        let parsed = subtp::vtt::WebVtt::parse(text).unwrap_or_else(|e| panic!("not valid WebVTT: {e:?}\n{text}"));
+        parsed
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                subtp::vtt::VttBlock::Que(cue) => Some(cue),
+                _ => None,
+            })
+            .map(|cue| {
+                let (a, b) = (&cue.timings.start, &cue.timings.end);
+                (
+                    ms(a.hours, a.minutes, a.seconds, a.milliseconds),
+                    ms(b.hours, b.minutes, b.seconds, b.milliseconds),
+                    cue.payload.join("\n"),
+                )
             })
             .collect()
     }
 
     #[test]
-    fn srt_round_trips_through_a_strict_reader() {
+    fn srt_round_trips_through_a_subtitle_parser() {
         let cues = parse_srt(&srt(&events()));
+        assert_eq!(cues.len(), 2);
         assert_eq!(cues[0], (0, 2_500, "A door opens.".into()));
         assert_eq!(cues[1].0, 3_723_004);
         assert_eq!(cues[1].1, 3_723_005, "an empty span still lasts a millisecond");
         assert_eq!(cues[1].2, "Text on screen: <b>SALE</b> & more\n-> here", "no blank line, no arrow inside a cue");
+    }
+
+    #[test]
+    fn vtt_round_trips_through_a_subtitle_parser() {
+        let cues = parse_vtt(&vtt(&events()));
+        assert_eq!(cues.len(), 2);
+        assert_eq!(cues[0], (0, 2_500, "A door opens.".into()));
+        assert_eq!((cues[1].0, cues[1].1), (3_723_004, 3_723_005));
+        assert_eq!(cues[1].2, "Text on screen: &lt;b&gt;SALE&lt;/b&gt; &amp; more\n-&gt; here");
     }
 
     #[test]
