@@ -321,3 +321,22 @@ fn find_and_timeline_answers_are_parsed_and_checked() {
     assert_eq!(spans, [(2000, 3500), (7000, 8000)]);
     assert!(found.prompt_versions.iter().any(|v| v == "find@2"), "{:?}", found.prompt_versions);
 }
+
+#[test]
+fn a_long_video_is_merged_in_windows_then_the_windows_are_merged() {
+    let caption = format!("{{time}}: {}", "a long and detailed caption of the frame ".repeat(3));
+    let a =
+        Arc::new(scripted("a").with_steps((0..10).map(|_| answer(&caption))).with_fallback(answer("summary {time}")));
+    let mut c = config(&["a"]);
+    c.merge.window_chars = 500;
+    let g = gateway(c, &[("a", &a)]);
+    let report = run(&g, request(Task::Describe)).unwrap();
+    let merges: Vec<String> =
+        a.jobs().iter().filter(|j| j.prompt_version.starts_with("story@")).map(|j| j.prompt.to_string()).collect();
+    // Ten ~150-character lines in 500-character windows: four summaries, then one story of them.
+    assert_eq!(merges.len(), 5, "{merges:#?}");
+    let last = merges.last().unwrap();
+    assert_eq!(last.matches("summary ").count(), 4, "{last}");
+    assert!(last.contains("[00:00.000–00:03.000] summary 00:00.000"), "{last}");
+    assert_eq!(report.story.as_deref(), Some("summary 00:00.000"));
+}

@@ -114,6 +114,15 @@ impl Respond for Checking {
             Err(e) => return ResponseTemplate::new(400).set_body_json(json!({"error": {"message": e.to_string()}})),
         };
         let parts = body["messages"][0]["content"].as_array().cloned().unwrap_or_default();
+        // A timeline or find prompt asks for JSON: answer with events.
+        let wants_json = |t: &str| t.contains("Return only JSON");
+        if body["messages"][0]["content"].as_str().is_some_and(wants_json)
+            || parts.iter().any(|p| p["text"].as_str().is_some_and(wants_json))
+        {
+            return ResponseTemplate::new(200).set_body_json(completion(
+                r#"{"events":[{"start":"00:02.000","end":"00:04.500","text":"The pattern moves."}]}"#,
+            ));
+        }
         let mut seen = Vec::new();
         for part in &parts {
             match part["type"].as_str() {
@@ -702,4 +711,69 @@ fn a_run_killed_midway_resumes_without_paying_twice() {
     // Nothing is left to resume.
     let again = vidgate().args(["resume", "--config"]).arg(&config).env("VIDGATE_CLI_KEY", KEY).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stderr).contains("no unfinished run"), "{again:?}");
+}
+
+#[test]
+fn ask_find_timeline_and_plan_on_the_command_line() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let server = server().await;
+        chat().respond_with(Checking).mount(&server).await;
+        server
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = resume_config(dir.path(), &server, "tasks");
+    let cli = |args: &[&str]| {
+        let out = vidgate()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--provider")
+            .arg("fake")
+            .env("VIDGATE_CLI_KEY", KEY)
+            .output()
+            .unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        (stdout, stderr)
+    };
+    let clip = testsrc_10s();
+    let clip = clip.to_str().unwrap();
+
+    let (plan, _) = cli(&["plan", clip, "describe"]);
+    assert!(plan.contains("fake") && plan.contains("fits the budget; nothing was spent"), "{plan}");
+    assert!(rt.block_on(server.received_requests()).unwrap().is_empty(), "planning sends nothing");
+
+    let (answer, stderr) = cli(&["ask", clip, "What is shown?"]);
+    assert_eq!(answer, "A test pattern at .\n");
+    assert!(stderr.contains("10 observations by fake, 11 calls"), "{stderr}");
+    let (found, stderr) = cli(&["find", clip, "the pattern moving"]);
+    assert_eq!(found, "00:02.000–00:04.500  The pattern moves.\n");
+    assert!(stderr.contains("10 units reused from the journal"), "{stderr}");
+    let (srt, _) = cli(&["timeline", clip, "--format", "srt"]);
+    assert_eq!(srt, "1\n00:00:02,000 --> 00:00:04,500\nThe pattern moves.\n\n");
+    // 10 frames once, then one merge call for each task.
+    assert_eq!(rt.block_on(server.received_requests()).unwrap().len(), 13);
+
+    let out = vidgate()
+        .args(["plan", clip, "--max-cost", "0.000001", "--provider", "fake", "--config"])
+        .arg(&config)
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("does NOT fit the budget") && plan.contains("lowered to fit the budget: fps 1 → 0.5"),
+        "{plan}"
+    );
+    let out = vidgate()
+        .args(["describe", clip, "--max-cost", "0.000001", "--provider", "fake", "--config"])
+        .arg(&config)
+        .env("VIDGATE_CLI_KEY", KEY)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("over budget") && err.contains("Nothing was spent"), "{err}");
+    assert_eq!(rt.block_on(server.received_requests()).unwrap().len(), 13, "a refused plan sends nothing");
 }
