@@ -240,8 +240,11 @@ pub struct Attempt {
     pub provider: String,
     pub model: String,
     pub latency_ms: Millis,
-    /// Cost estimated before the call.
+    /// Cost estimated before the call: the worst case, output at its cap.
     pub estimated_cost_usd: f64,
+    /// Input tokens estimated before the call.
+    #[serde(default)]
+    pub estimated_input_tokens: u64,
     /// What the provider reported, when it answered.
     pub usage: Usage,
     pub outcome: Outcome,

@@ -64,6 +64,14 @@ pub fn parse_events(answer: &str, within: TimeRange) -> Result<Vec<Event>, Strin
                 timecode::format(start)
             ));
         }
+        // Models round times: an event that runs up to a second (or 2 %) past
+        // the end is cut at the end; one that starts past it is refused.
+        let slack = 1_000.max(within.duration_ms() / 50);
+        let end = if end > within.end_ms && end <= within.end_ms + slack && start < within.end_ms {
+            within.end_ms
+        } else {
+            end
+        };
         if start < within.start_ms || end > within.end_ms {
             return Err(format!(
                 "event {n} ({}–{}) is outside the video's {}–{}",
@@ -127,9 +135,18 @@ mod tests {
             (r#"{"events":[{"start":"00:09","end":"00:02","text":"x"}]}"#, "ends (00:02.000) before it starts"),
             (r#"{"events":[{"start":"00:50","end":"01:10","text":"x"}]}"#, "outside the video's 00:00.000–01:00.000"),
             (r#"{"events":[{"start":"00:01","end":"00:02","text":"  "}]}"#, "has no text"),
+            (r#"{"events":[{"start":"01:00.500","end":"01:00.800","text":"x"}]}"#, "outside the video's"),
         ] {
             let err = parse_events(answer, MINUTE).unwrap_err();
             assert!(err.contains(reason), "{answer}: {err}");
         }
+    }
+
+    #[test]
+    fn an_end_rounded_just_past_the_video_is_cut_at_its_end() {
+        let answer = r#"{"events":[{"start":"00:55","end":"01:00.900","text":"The credits roll."}]}"#;
+        assert_eq!(parse_events(answer, MINUTE).unwrap()[0].end_ms, 60_000);
+        let answer = r#"{"events":[{"start":"00:55","end":"01:03","text":"x"}]}"#;
+        assert!(parse_events(answer, MINUTE).is_err(), "three seconds past a minute is not rounding");
     }
 }

@@ -53,7 +53,7 @@ impl Retry {
         Self { inner, backoff, log }
     }
 
-    fn record(&self, started: Instant, estimate: f64, result: &Result<ProviderOutput, ProviderError>) {
+    fn record(&self, started: Instant, estimate: Estimate, result: &Result<ProviderOutput, ProviderError>) {
         let (usage, outcome, model) = match result {
             Ok(out) => (out.usage, Outcome::Ok, out.model.clone()),
             Err(e) => {
@@ -70,7 +70,8 @@ impl Retry {
             provider: self.inner.id().to_string(),
             model,
             latency_ms: started.elapsed().as_millis() as u64,
-            estimated_cost_usd: estimate,
+            estimated_cost_usd: estimate.cost_usd,
+            estimated_input_tokens: estimate.input_tokens,
             usage,
             outcome,
         });
@@ -85,7 +86,7 @@ impl Provider for Retry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let estimate = self.inner.estimate(job).map(|e| e.cost_usd).unwrap_or(0.0);
+            let estimate = self.inner.estimate(job).unwrap_or_default();
             let started = Instant::now();
             let result = self.inner.run(job).await;
             self.record(started, estimate, &result);
