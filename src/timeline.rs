@@ -97,7 +97,7 @@ fn time(value: &serde_json::Value) -> Option<u64> {
         serde_json::Value::String(s) => timecode::parse(s),
         serde_json::Value::Number(n) => {
             let secs = n.as_f64()?;
-            (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| (secs * 1000.0).round() as u64)
+            (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| (secs * 1000.0).round() as u64)
         }
         _ => None,
     }

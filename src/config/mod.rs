@@ -31,7 +31,7 @@ pub const SHIPPED_PROFILES: &[(&str, &str)] = &[
 ];
 
 /// The whole configuration, after merging every layer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub router: RouterConfig,
@@ -46,23 +46,6 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts_dir: Option<PathBuf>,
     pub providers: BTreeMap<String, ProviderProfile>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            router: RouterConfig::default(),
-            budget: BudgetConfig::default(),
-            sampling: SamplingConfig::default(),
-            limits: MediaLimits::default(),
-            retry: RetryConfig::default(),
-            models: ModelsConfig::default(),
-            journal: JournalConfig::default(),
-            merge: MergeConfig::default(),
-            prompts_dir: None,
-            providers: BTreeMap::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

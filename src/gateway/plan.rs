@@ -213,7 +213,7 @@ impl Gateway {
         &self,
         info: &MediaInfo,
         task: &Task,
-        members: &mut Vec<Member>,
+        members: &mut [Member],
         requested: &SamplingPlan,
         budget_usd: f64,
     ) -> Result<Plan, GatewayError> {

@@ -63,7 +63,7 @@ impl Retry {
                     ErrorClass::FallBack => Outcome::FellBack { reason },
                     ErrorClass::Fatal => Outcome::Fatal { reason },
                 };
-                (e.billed.unwrap_or_default(), outcome, self.inner.model().to_string())
+                (e.billed.as_deref().copied().unwrap_or_default(), outcome, self.inner.model().to_string())
             }
         };
         self.log.push(Attempt {

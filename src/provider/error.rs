@@ -35,7 +35,7 @@ pub struct ProviderError {
     /// The provider may have billed the call (e.g. it timed out after sending).
     pub maybe_billed: bool,
     /// What the provider reported it billed, when a failed unit still had usage.
-    pub billed: Option<crate::schema::Usage>,
+    pub billed: Option<Box<crate::schema::Usage>>,
     /// No connection could be made at all (offline, wrong host, server down).
     pub unreachable: bool,
     /// The call was never made (over budget, over a size limit): says

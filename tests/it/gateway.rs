@@ -38,7 +38,7 @@ fn scripted(id: &str) -> ScriptedProvider {
 fn down(id: &str) -> Step {
     let mut e = ProviderError::new(id, ErrorClass::FallBack, "HTTP 500: the model is overloaded");
     e.status = Some(500);
-    e.billed = Some(Usage { input_tokens: 100, output_tokens: 0, cost_usd: UNIT_USD / 2.0 });
+    e.billed = Some(Box::new(Usage { input_tokens: 100, output_tokens: 0, cost_usd: UNIT_USD / 2.0 }));
     Step::Fail(e)
 }
 

@@ -480,7 +480,7 @@ impl Gemini {
                 let mut err =
                     self.error(ErrorClass::FallBack, format!("unit failed: the timeline is invalid: {reason}"));
                 err.maybe_billed = true;
-                err.billed = Some(usage);
+                err.billed = Some(Box::new(usage));
                 err
             })?;
             events

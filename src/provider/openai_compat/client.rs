@@ -324,7 +324,7 @@ impl Provider for OpenAiCompat {
                     format!("unit failed: the answer stayed invalid after one repair: {reason}"),
                 );
                 err.maybe_billed = true;
-                err.billed = Some(usage);
+                err.billed = Some(Box::new(usage));
                 Err(err)
             }
         }
