@@ -376,7 +376,7 @@ fn describe_runs_offline_on_the_local_model() {
     std::fs::write(
         &config,
         format!(
-            "[sampling]\nfps = 0.5\nwidth = 128\n\n[providers.local]\nmodel_path = {:?}\nmmproj_path = {:?}\nthreads = 1\ncontext_tokens = 2048\n",
+            "[sampling]\nfps = 0.5\nwidth = 128\n\n[providers.local]\nmodel_path = {:?}\nmmproj_path = {:?}\nthreads = 1\ncontext_tokens = 4096\n",
             model.display().to_string(),
             mmproj.display().to_string()
         ),
@@ -391,6 +391,10 @@ fn describe_runs_offline_on_the_local_model() {
     assert_eq!(observations[0]["provider"], "local");
     assert_eq!(report["usage"]["cost_usd"], 0.0);
     assert!(report["usage"]["input_tokens"].as_u64().unwrap() > 5 * 16, "five frames of 16 image tokens");
+    // The story was merged by the same local model, with text generation.
+    assert_eq!(report["prompt_versions"], serde_json::json!(["chunk@1", "story@1"]));
+    assert!(report["attempts"].as_array().unwrap().iter().all(|a| a["outcome"]["kind"] == "ok"), "{report}");
+    assert!(report["story"].is_string(), "{report}");
 }
 
 #[test]

@@ -100,6 +100,44 @@ pub(crate) struct Member {
     pub shared: Arc<dyn Provider>,
 }
 
+impl Member {
+    /// The model's context in tokens, when the profile says: its own
+    /// `context_tokens` first (what a local model is loaded with), else the
+    /// model catalogue's.
+    pub(crate) fn context_tokens(&self) -> Option<u64> {
+        let model = self.profile.model.as_deref().unwrap_or_default();
+        self.profile
+            .context_tokens
+            .map(u64::from)
+            .or_else(|| self.profile.models.get(model).and_then(|m| m.context_tokens))
+    }
+}
+
+/// The size of merge calls: windows of observations and the output cap,
+/// shrunk to fit the smallest context among the merge providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MergeLimits {
+    pub window_chars: usize,
+    pub max_output_tokens: u32,
+}
+
+/// Tokens a merge template and its framing take, beside the observations.
+const MERGE_PROMPT_TOKENS: u64 = 700;
+
+impl MergeLimits {
+    pub(crate) fn for_members(config: &crate::config::MergeConfig, members: &[Member]) -> Self {
+        let mut limits = Self { window_chars: config.window_chars, max_output_tokens: config.max_output_tokens };
+        if let Some(context) = members.iter().filter_map(Member::context_tokens).min() {
+            let output = u64::from(limits.max_output_tokens).min(context / 4).max(16);
+            let room = context.saturating_sub(output + MERGE_PROMPT_TOKENS).max(64);
+            // Three characters a token: observations are dense with times and numbers.
+            limits.window_chars = limits.window_chars.min((room * 3) as usize).max(200);
+            limits.max_output_tokens = output as u32;
+        }
+        limits
+    }
+}
+
 impl Gateway {
     /// A gateway on `config`, with the journal it names (or the default file).
     ///
@@ -231,4 +269,26 @@ fn local_backend(name: &str, _: &ProviderProfile, _: &Config) -> Result<Arc<dyn 
     Err(format!(
         "provider `{name}` is the local llama.cpp backend, and this vidgate was built without it (cargo feature `local`)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MergeConfig;
+    use crate::provider::scripted::ScriptedProvider;
+
+    fn member(context: Option<u32>) -> Member {
+        let profile = ProviderProfile { context_tokens: context, ..ProviderProfile::default() };
+        Member { name: "m".into(), profile, shared: Arc::new(ScriptedProvider::new("m")) }
+    }
+
+    #[test]
+    fn merge_calls_shrink_to_the_smallest_context() {
+        let config = MergeConfig::default();
+        let free = MergeLimits::for_members(&config, &[member(None)]);
+        assert_eq!((free.window_chars, free.max_output_tokens), (12_000, 1024));
+        let small = MergeLimits::for_members(&config, &[member(None), member(Some(2048))]);
+        // 2048 tokens: 512 for the answer, 700 for the template, 836 × 3 characters of observations.
+        assert_eq!((small.window_chars, small.max_output_tokens), (2_508, 512));
+    }
 }

@@ -106,6 +106,7 @@ impl Gateway {
             error: None,
         };
         let merge = &self.config.merge;
+        let limits = super::MergeLimits::for_members(merge, std::slice::from_ref(member));
         let mut add = |e: Estimate, times: u32| {
             c.input_tokens += e.input_tokens * u64::from(times);
             c.output_tokens += e.output_tokens * u64::from(times);
@@ -187,7 +188,7 @@ impl Gateway {
         // Merging: one call per window, and one more to merge the windows.
         let needs_merge = !(caps.native_video && matches!(task, Task::Timeline));
         if needs_merge {
-            let window = merge.window_chars as u64;
+            let window = limits.window_chars as u64;
             let windows = observation_chars.div_ceil(window).max(1);
             let calls = if windows > 1 { windows + 1 } else { 1 } as u32;
             let text = Job {
@@ -195,7 +196,7 @@ impl Gateway {
                 input: JobInput::Text("x".repeat(observation_chars.min(window) as usize)),
                 prompt: Arc::from("x".repeat(1500)),
                 prompt_version: Arc::from("merge"),
-                max_output_tokens: merge.max_output_tokens,
+                max_output_tokens: limits.max_output_tokens,
                 span: Some(TimeRange { start_ms: 0, end_ms: info.duration_ms.max(1) }),
             };
             match member.shared.estimate(&text) {

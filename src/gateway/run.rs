@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::over_budget_message;
-use super::{Gateway, GatewayError, Member, Plan};
+use super::{Gateway, GatewayError, Member, MergeLimits, Plan};
 use crate::journal::Journal;
 use crate::media::{self, Extraction, FrameFormat, MediaInfo};
 use crate::merge::{self, ObservationSink, TimelineBuilder};
@@ -38,6 +38,7 @@ struct Ctx<'a> {
     log: AttemptLog,
     progress: Option<ProgressSender>,
     report: VideoReport,
+    merge: MergeLimits,
 }
 
 impl Gateway {
@@ -143,7 +144,9 @@ impl Gateway {
         let mut report = VideoReport::default();
         report.warnings.extend(skipped.iter().map(|s| format!("provider skipped: {s}")));
         report.warnings.extend(plan.downgrades.iter().map(|d| format!("lowered to fit the budget: {d}")));
-        let mut ctx = Ctx { gateway: self, info, video_hash, budgets, log: AttemptLog::default(), progress, report };
+        let merge = MergeLimits::for_members(&self.config.merge, &[]);
+        let mut ctx =
+            Ctx { gateway: self, info, video_hash, budgets, log: AttemptLog::default(), progress, report, merge };
 
         let native_events = ctx.observe(&members, request, &plan).await?;
         let text_names = if self.config.router.text_chain.is_empty() {
@@ -384,12 +387,21 @@ impl Ctx<'_> {
             return self.merge_unavailable(task, "no merge provider can be used".into());
         }
         let chain = self.chain(members, false);
+        self.merge = MergeLimits::for_members(&self.gateway.config.merge, members);
         let span = TimeRange { start_ms: 0, end_ms: self.info.duration_ms.max(1) };
+        // One observation may not take more than half a window.
+        let longest = self.merge.window_chars / 2;
         let lines: Vec<(TimeRange, String)> = folded
             .iter()
             .map(|e| {
                 let range = TimeRange { start_ms: e.start_ms, end_ms: e.end_ms.max(e.start_ms + 1) };
-                (range, merge::line(range, &e.text))
+                let mut line = merge::line(range, &e.text);
+                if line.len() > longest {
+                    let cut = (0..=longest).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+                    line.truncate(cut);
+                    line.push('…');
+                }
+                (range, line)
             })
             .collect();
         let result = match task {
@@ -457,7 +469,7 @@ impl Ctx<'_> {
             input: JobInput::Text(input),
             prompt: prompt.into(),
             prompt_version: template.id().into(),
-            max_output_tokens: self.gateway.config.merge.max_output_tokens,
+            max_output_tokens: self.merge.max_output_tokens,
             span: Some(span),
         };
         emit(self.progress.as_ref(), Progress::Merging { calls: 1 });
@@ -472,7 +484,7 @@ impl Ctx<'_> {
         mut lines: Vec<(TimeRange, String)>,
         span: TimeRange,
     ) -> Result<String, ProviderError> {
-        let window = self.gateway.config.merge.window_chars;
+        let window = self.merge.window_chars;
         for level in 0.. {
             let windows: Vec<Vec<(TimeRange, String)>> =
                 merge::windows(&lines, window).into_iter().map(<[_]>::to_vec).collect();
