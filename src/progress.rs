@@ -9,8 +9,8 @@ use serde::Serialize;
 pub enum Progress {
     /// The video was read: how long it is.
     Probed { duration_ms: u64 },
-    /// The plan: which providers, how many frames at most, and its worst-case cost.
-    Planned { providers: Vec<String>, frames: Option<u32>, estimated_usd: f64 },
+    /// The plan: which providers, how many frames and calls at most, and its worst-case cost.
+    Planned { providers: Vec<String>, frames: Option<u32>, calls: u32, estimated_usd: f64 },
     /// Frames sampled so far.
     Sampled { frames: u32 },
     /// The video itself is being sent to a native-video provider.

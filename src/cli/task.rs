@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vidgate::config::{Config, Protocol};
 use vidgate::gateway::{Gateway, GatewayError, Plan};
@@ -135,35 +135,41 @@ where
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let drawer = tokio::spawn(async move {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_msg} {pos}/{len} {elapsed_precise}") {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let style =
+            |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let frames = bars.add(ProgressBar::new(0));
+        frames.set_style(style("{prefix:>8} {bar:30} {pos}/{len} {wide_msg}"));
+        frames.set_prefix("frames");
+        let calls = bars.add(ProgressBar::new(0));
+        calls.set_style(style("{prefix:>8} {bar:30} {pos}/{len} {wide_msg} {elapsed_precise}"));
+        calls.set_prefix("calls");
+        calls.enable_steady_tick(std::time::Duration::from_millis(200));
         let mut spent = 0.0;
         while let Some(event) = rx.recv().await {
             match event {
-                Progress::Probed { duration_ms } => {
-                    bar.set_message(format!("probed: {}", timecode::format(duration_ms)));
+                Progress::Probed { duration_ms } => frames.set_message(format!("of {}", timecode::format(duration_ms))),
+                Progress::Planned { providers, frames: n, calls: c, estimated_usd } => {
+                    frames.set_length(u64::from(n.unwrap_or(0)));
+                    calls.set_length(u64::from(c));
+                    calls.set_message(format!("{} · up to ${estimated_usd:.4}", providers.join(" → ")));
                 }
-                Progress::Planned { providers, frames, estimated_usd } => {
-                    bar.set_length(u64::from(frames.unwrap_or(1)));
-                    bar.set_message(format!("plan: {} (up to ${estimated_usd:.4})", providers.join(" → ")));
-                }
-                Progress::Sampled { frames } => bar.set_position(u64::from(frames)),
+                Progress::Sampled { frames: n } => frames.set_position(u64::from(n)),
                 Progress::Uploading { provider, bytes } => {
-                    bar.set_message(format!("sending {:.1} MB to {provider}", bytes as f64 / 1e6));
+                    frames.set_message(format!("sending the video ({:.1} MB) to {provider}", bytes as f64 / 1e6));
                 }
                 Progress::Unit { provider, reused, spent_usd } => {
                     spent = spent_usd;
+                    calls.inc(1);
                     let how = if reused { "from the journal" } else { "answered" };
-                    bar.set_message(format!("{provider}: unit {how}, spent ${spent:.4}"));
+                    calls.set_message(format!("{provider}: {how} · spent ${spent:.4}"));
                 }
-                Progress::Merging { .. } => bar.set_message(format!("merging observations, spent ${spent:.4}")),
+                Progress::Merging { .. } => calls.set_message(format!("merging observations · spent ${spent:.4}")),
                 Progress::Done { .. } => break,
             }
         }
-        bar.finish_and_clear();
+        frames.finish_and_clear();
+        calls.finish_and_clear();
     });
     let result = run(Some(tx)).await;
     let _ = drawer.await;

@@ -134,6 +134,7 @@ impl Gateway {
             Progress::Planned {
                 providers: members.iter().map(|m| m.name.clone()).collect(),
                 frames: first.and_then(|c| c.frames),
+                calls: first.map_or(0, |c| c.observe_calls + c.merge_calls),
                 estimated_usd: first.map_or(0.0, |c| c.estimated_usd),
             },
         );
