@@ -6,6 +6,7 @@
 //! the observations are merged by [`merge`] into a [`schema::VideoReport`].
 
 pub mod config;
+pub mod fetch;
 pub mod gateway;
 pub mod journal;
 pub mod media;

@@ -7,6 +7,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Progress {
+    /// A URL source is being downloaded: bytes so far, of `total` when known.
+    Downloading { bytes: u64, total: Option<u64> },
     /// The video was read: how long it is.
     Probed { duration_ms: u64 },
     /// The plan: which providers, how many frames and calls at most, and its worst-case cost.

@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vidgate::config::{Config, Protocol};
 use vidgate::gateway::{Gateway, GatewayError, Plan};
 use vidgate::progress::{Progress, ProgressSender};
-use vidgate::schema::{Constraints, Task, VideoReport, VideoRequest};
+use vidgate::schema::{Constraints, Task, VideoReport, VideoRequest, VideoSource};
 use vidgate::{render, timecode};
 
 use super::sampling::SamplingArgs;
@@ -59,7 +59,7 @@ impl RouteArgs {
 /// Flags every task command takes.
 #[derive(Debug, Args)]
 pub struct TaskArgs {
-    /// The video file.
+    /// The video: a file, or an http(s) URL that vidgate downloads itself.
     pub video: PathBuf,
     #[command(flatten)]
     pub route: RouteArgs,
@@ -86,6 +86,7 @@ impl TaskArgs {
 
     fn request(&self, task: Task, config: &Config) -> anyhow::Result<VideoRequest> {
         let mut request = VideoRequest::new(&self.video, task);
+        request.source = source_of(&self.video);
         request.sampling = self.sampling.plan(config)?;
         if let Some(s) = self.deadline {
             anyhow::ensure!(s.is_finite() && s > 0.0, "--deadline {s} is not a number of seconds > 0");
@@ -109,6 +110,14 @@ pub async fn resume(format: Format, config: Config) -> anyhow::Result<()> {
     let gateway = Gateway::from_config(config)?;
     let report = with_progress(|tx| gateway.resume(tx)).await;
     print_result(report, format)
+}
+
+/// `http://` and `https://` arguments are URL sources; anything else is a file.
+fn source_of(video: &std::path::Path) -> VideoSource {
+    match video.to_str().filter(|t| vidgate::fetch::is_url(t)) {
+        Some(url) => VideoSource::Url { url: url.to_string() },
+        None => VideoSource::Path { path: video.to_path_buf() },
+    }
 }
 
 /// The local model is downloaded (after asking, or with `--yes`) when it
@@ -148,6 +157,12 @@ where
         let mut spent = 0.0;
         while let Some(event) = rx.recv().await {
             match event {
+                Progress::Downloading { bytes, total } => {
+                    frames.set_message(match total {
+                        Some(t) => format!("downloading {:.1} of {:.1} MB", bytes as f64 / 1e6, t as f64 / 1e6),
+                        None => format!("downloading {:.1} MB", bytes as f64 / 1e6),
+                    });
+                }
                 Progress::Probed { duration_ms } => frames.set_message(format!("of {}", timecode::format(duration_ms))),
                 Progress::Planned { providers, frames: n, calls: c, estimated_usd } => {
                     frames.set_length(u64::from(n.unwrap_or(0)));
@@ -263,6 +278,7 @@ pub async fn plan(args: PlanArgs, config: Config) -> anyhow::Result<()> {
         _ => Task::Describe,
     };
     let mut request = VideoRequest::new(&args.video, task);
+    request.source = source_of(&args.video);
     request.sampling = args.sampling.plan(&config)?;
     request.constraints = args.route.constraints()?;
     let gateway = Gateway::from_config(config)?;

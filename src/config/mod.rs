@@ -42,6 +42,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub journal: JournalConfig,
     pub merge: MergeConfig,
+    pub fetch: FetchConfig,
     /// Read prompt templates from here instead of the built-in ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts_dir: Option<PathBuf>,
@@ -130,6 +131,41 @@ pub struct JournalConfig {
 impl Default for JournalConfig {
     fn default() -> Self {
         Self { enabled: true, path: None }
+    }
+}
+
+/// How URL sources are downloaded (see [`crate::fetch`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// The most bytes one video may have.
+    pub max_bytes: u64,
+    pub max_redirects: u32,
+    /// The whole download, in seconds.
+    pub timeout_s: f64,
+    pub connect_timeout_s: f64,
+    /// Give up when no byte arrives for this long.
+    pub stall_timeout_s: f64,
+    /// Addresses or CIDR blocks that may be fetched from although they are
+    /// private, loopback or link-local (e.g. `["10.0.0.0/8"]` for a LAN).
+    pub allow: Vec<String>,
+    /// Where downloads are kept while a run reads them; the system's
+    /// temporary directory when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 2 << 30,
+            max_redirects: 5,
+            timeout_s: 1800.0,
+            connect_timeout_s: 10.0,
+            stall_timeout_s: 30.0,
+            allow: Vec::new(),
+            temp_dir: None,
+        }
     }
 }
 
@@ -376,6 +412,21 @@ impl Config {
         }
         if !(self.budget.min_fps > 0.0 && self.budget.min_fps.is_finite()) {
             return Err(bad("budget.min_fps", "must be a finite number > 0".into()));
+        }
+        let f = &self.fetch;
+        for (key, v) in [
+            ("fetch.timeout_s", f.timeout_s),
+            ("fetch.connect_timeout_s", f.connect_timeout_s),
+            ("fetch.stall_timeout_s", f.stall_timeout_s),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(bad(key, format!("{v} must be a finite number > 0")));
+            }
+        }
+        if let Some(entry) =
+            f.allow.iter().find(|e| e.parse::<ipnet::IpNet>().is_err() && e.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err(bad("fetch.allow", format!("`{entry}` is not an IP address or CIDR block")));
         }
         if self.merge.window_chars < 500 {
             return Err(bad("merge.window_chars", format!("{} is below 500", self.merge.window_chars)));

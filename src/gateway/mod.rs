@@ -50,6 +50,9 @@ pub enum GatewayError {
     Route(#[from] RouteError),
     #[error(transparent)]
     Prompt(#[from] PromptError),
+    /// A URL source could not be fetched (refused address, limits, HTTP).
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
     /// The request itself cannot be served as asked.
     #[error("{0}")]
     Input(String),

@@ -23,10 +23,12 @@ pub(crate) const NATIVE_OUTPUT_TOKENS: u32 = 4096;
 /// Map-reduce levels before the rest is joined without a model.
 const MAX_MERGE_LEVELS: u32 = 4;
 
-/// The video file a run reads, kept alive as long as the run.
+/// The video file a run reads; a temporary copy (bytes, a download) is
+/// deleted when the run ends.
 struct Source {
     path: PathBuf,
     _temp: Option<tempfile::NamedTempFile>,
+    _download: Option<crate::fetch::Downloaded>,
 }
 
 /// Everything one run shares.
@@ -95,7 +97,7 @@ impl Gateway {
     /// # Errors
     /// Bad input, or no provider of the chain can be built.
     pub async fn plan(&self, request: &VideoRequest) -> Result<Plan, GatewayError> {
-        let source = source(&request.source)?;
+        let source = self.source(&request.source, None).await?;
         let info = media::probe(&source.path, &self.config.limits).await?;
         let names = router::chain(&self.config, request.task.name(), &request.constraints)?;
         let (mut members, skipped) = self.members(&names);
@@ -114,7 +116,7 @@ impl Gateway {
         request: &VideoRequest,
         progress: Option<ProgressSender>,
     ) -> Result<VideoReport, GatewayError> {
-        let source = source(&request.source)?;
+        let source = self.source(&request.source, progress.as_ref()).await?;
         let info = media::probe(&source.path, &self.config.limits).await?;
         emit(progress.as_ref(), Progress::Probed { duration_ms: info.duration_ms });
         let names = router::chain(&self.config, request.task.name(), &request.constraints)?;
@@ -162,22 +164,25 @@ impl Gateway {
     }
 }
 
-fn source(source: &VideoSource) -> Result<Source, GatewayError> {
-    match source {
-        VideoSource::Path { path } => Ok(Source { path: path.clone(), _temp: None }),
-        VideoSource::Bytes { data, format } => {
-            let suffix = format!(".{}", format.as_deref().unwrap_or("mp4").trim_start_matches('.'));
-            let mut temp =
-                tempfile::Builder::new().prefix("vidgate-").suffix(&suffix).tempfile().map_err(|e| {
+impl Gateway {
+    /// The request's video as a local file.
+    async fn source(&self, source: &VideoSource, progress: Option<&ProgressSender>) -> Result<Source, GatewayError> {
+        match source {
+            VideoSource::Path { path } => Ok(Source { path: path.clone(), _temp: None, _download: None }),
+            VideoSource::Bytes { data, format } => {
+                let suffix = format!(".{}", format.as_deref().unwrap_or("mp4").trim_start_matches('.'));
+                let mut temp = tempfile::Builder::new().prefix("vidgate-").suffix(&suffix).tempfile().map_err(|e| {
                     GatewayError::Input(format!("cannot hold the video's bytes in a temporary file: {e}"))
                 })?;
-            std::io::Write::write_all(&mut temp, data)
-                .map_err(|e| GatewayError::Input(format!("cannot write the video's bytes: {e}")))?;
-            Ok(Source { path: temp.path().to_path_buf(), _temp: Some(temp) })
+                std::io::Write::write_all(&mut temp, data)
+                    .map_err(|e| GatewayError::Input(format!("cannot write the video's bytes: {e}")))?;
+                Ok(Source { path: temp.path().to_path_buf(), _temp: Some(temp), _download: None })
+            }
+            VideoSource::Url { url } => {
+                let downloaded = crate::fetch::fetch(url, &self.config.fetch, progress).await?;
+                Ok(Source { path: downloaded.path().to_path_buf(), _temp: None, _download: Some(downloaded) })
+            }
         }
-        VideoSource::Url { url } => Err(GatewayError::Input(format!(
-            "{url}: URL sources are not supported yet; download the video and pass its path"
-        ))),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
 //! - `models`: model downloads: resume, size and checksum
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
+//! - `url_source`: URL sources: SSRF refusals, redirects, byte and time limits
 //! - `cli`: the `vidgate` command itself
 
 mod bad_input;
@@ -20,5 +21,6 @@ mod gemini;
 mod models;
 mod openai;
 mod probe;
+mod url_source;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary
 mod util;
