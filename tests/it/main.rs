@@ -9,6 +9,7 @@
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
 //! - `models`: model downloads: resume, size and checksum
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
+//! - `secrets`: keys never leak into output, logs, reports or the journal
 //! - `url_source`: URL sources: SSRF refusals, redirects, byte and time limits
 //! - `cli`: the `vidgate` command itself
 
@@ -21,6 +22,7 @@ mod gemini;
 mod models;
 mod openai;
 mod probe;
+mod secrets;
 mod url_source;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary
 mod util;
