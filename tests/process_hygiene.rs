@@ -63,3 +63,77 @@ fn a_timeout_stops_ffmpeg_with_a_clear_error() {
     drop(stream);
     assert_eq!(ffmpeg_children(), Vec::<String>::new());
 }
+
+// ------------------------------------------------------------ whole runs
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vidgate::config::{Config, Protocol, ProviderProfile};
+use vidgate::gateway::Gateway;
+use vidgate::journal::Journal;
+use vidgate::provider::scripted::{ScriptedProvider, Step};
+use vidgate::provider::{ErrorClass, ProviderError};
+use vidgate::schema::{Constraints, Task, Usage, VideoRequest, VideoSource};
+
+/// vidgate's own temporary files in the system temp dir.
+fn our_temp_files() -> BTreeSet<String> {
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("vidgate-") && !n.starts_with("vidgate-it-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn gateway(step: Step) -> (Gateway, Arc<ScriptedProvider>) {
+    let mut config = Config::builtin().unwrap();
+    config.providers.insert("a".into(), ProviderProfile { protocol: Some(Protocol::Openai), ..Default::default() });
+    config.router.chain = vec!["a".into()];
+    let a = Arc::new(ScriptedProvider::new("a").with_fallback(step));
+    (Gateway::with_journal(config, Journal::in_memory().unwrap()).with_provider("a", a.clone()), a)
+}
+
+fn bytes_request(task: Task) -> VideoRequest {
+    let mut r = VideoRequest::new("unused", task);
+    r.source = VideoSource::Bytes { data: std::fs::read(testsrc_10s()).unwrap(), format: Some("mp4".into()) };
+    r
+}
+
+/// After a run that succeeds, fails, or is cut off by its deadline, no
+/// ffmpeg is left and the temporary copy of the video is gone.
+#[test]
+fn runs_leave_no_process_and_no_temporary_file() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = our_temp_files();
+    let answer = Step::Answer { text: "a test pattern".into(), usage: Usage::default() };
+
+    let (ok, _) = gateway(answer.clone());
+    block_on(ok.run(bytes_request(Task::Describe))).unwrap();
+    assert_eq!(ffmpeg_children(), Vec::<String>::new(), "after a run that succeeded");
+
+    let (down, _) = gateway(Step::Fail(ProviderError::new("a", ErrorClass::FallBack, "down")));
+    assert!(block_on(down.run(bytes_request(Task::Describe))).is_err());
+    assert_eq!(ffmpeg_children(), Vec::<String>::new(), "after a run that failed");
+
+    // Slow answers and a deadline: the run is dropped while ffmpeg still streams.
+    let (slow, _) = gateway(Step::Delay(Duration::from_secs(30), Box::new(answer)));
+    let long = make_clip(
+        "long.mp4",
+        &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let mut request = VideoRequest::new("unused", Task::Describe);
+    request.source = VideoSource::Bytes { data: std::fs::read(long).unwrap(), format: Some("mp4".into()) };
+    request.sampling = plan(SamplingMode::Fps { fps: 2.0 }, 320);
+    request.sampling.max_frames = 240;
+    request.constraints = Constraints { deadline_ms: Some(700), ..Constraints::default() };
+    let err = block_on(slow.run(request)).unwrap_err();
+    assert!(err.to_string().contains("deadline of 700 ms"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ffmpeg_children(), Vec::<String>::new(), "after a run cut off by its deadline");
+
+    assert_eq!(our_temp_files(), before, "no temporary file is left behind");
+}
