@@ -207,7 +207,7 @@ fn read_all(
             run.execute(&filters.join(","), control, |pts, w, h, rgb| sink.send(pts, w, h, rgb))?;
         }
         Strategy::Seek { times_ms } => {
-            for &t in times_ms {
+            for (k, &t) in times_ms.iter().enumerate() {
                 if control.is_cancelled() {
                     break;
                 }
@@ -223,7 +223,15 @@ fn read_all(
                     break;
                 }
                 if !got {
-                    lock(warnings).push(format!("no frame at {t} ms (past the last frame)"));
+                    // No frame at or after `t`: the later times are past the last
+                    // frame too (a header that claims hours more than the file
+                    // holds would otherwise cost one ffmpeg run per time).
+                    let later = times_ms.len() - k - 1;
+                    lock(warnings).push(match later {
+                        0 => format!("no frame at {t} ms (past the last frame)"),
+                        n => format!("no frame at {t} ms or later (past the last frame); {n} later times skipped"),
+                    });
+                    break;
                 }
             }
         }
