@@ -272,9 +272,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Keep the first frame of each `interval_ms` bucket of presentation time.
 /// Unlike the `fps` filter it keeps real frames with their real timestamps.
+/// A frame on a bucket's first instant belongs to it, though `t` is a float:
+/// 0.6 / 0.2 is 2.9999999999999996, so a millionth of a bucket is added
+/// before rounding down.
 fn bucket_select(interval_ms: u64) -> String {
     let i = interval_ms as f64 / 1000.0;
-    format!("select='isnan(prev_selected_t)+gt(floor(t/{i:.6}),floor(prev_selected_t/{i:.6}))'")
+    let bucket = |t: &str| format!("floor({t}/{i:.6}+0.000001)");
+    format!("select='isnan(prev_selected_t)+gt({},{})'", bucket("t"), bucket("prev_selected_t"))
 }
 
 /// One ffmpeg process.
