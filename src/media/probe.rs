@@ -208,6 +208,14 @@ impl ProbeStream {
         self.kind() == "video" && self.disposition.get("attached_pic").copied().unwrap_or(0) == 0
     }
 
+    fn is_default(&self) -> bool {
+        self.disposition.get("default").copied().unwrap_or(0) != 0
+    }
+
+    fn has_size(&self) -> bool {
+        self.width.unwrap_or(0) > 0 && self.height.unwrap_or(0) > 0
+    }
+
     fn rotation(&self) -> u32 {
         let from_side_data = self
             .side_data_list
@@ -238,19 +246,17 @@ impl Probe {
             .iter()
             .map(|s| StreamInfo { index: s.index, kind: s.kind().to_string(), codec: s.codec_name.clone() })
             .collect();
-        let video = self
-            .streams
-            .iter()
-            .filter(|s| s.is_picture() && s.width.unwrap_or(0) > 0 && s.height.unwrap_or(0) > 0)
-            .max_by_key(|s| s.width.unwrap_or(0) as u64 * s.height.unwrap_or(0) as u64)
-            .ok_or_else(|| MediaError::NoVideo {
-                path: path.to_path_buf(),
-                streams: if streams.is_empty() {
-                    "none".into()
-                } else {
-                    streams.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>().join(", ")
-                },
-            })?;
+        // The stream a player shows: the one marked default, else the first.
+        let videos = || self.streams.iter().filter(|s| s.is_picture() && s.has_size());
+        let video = videos().find(|s| s.is_default()).or_else(|| videos().next());
+        let video = video.ok_or_else(|| MediaError::NoVideo {
+            path: path.to_path_buf(),
+            streams: if streams.is_empty() {
+                "none".into()
+            } else {
+                streams.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>().join(", ")
+            },
+        })?;
         let format = self.format.as_ref();
         let duration_s = parse_secs(format.and_then(|f| f.duration.as_deref()))
             .or_else(|| parse_secs(video.duration.as_deref()))
@@ -302,5 +308,24 @@ mod tests {
         assert_eq!(s.rotation(), 90);
         s.side_data_list = vec![serde_json::json!({"rotation":90})];
         assert_eq!(s.rotation(), 270);
+    }
+
+    fn probed(json: serde_json::Value) -> Result<MediaInfo, MediaError> {
+        serde_json::from_value::<Probe>(json).unwrap().into_info(Path::new("v.mkv"), 1)
+    }
+
+    #[test]
+    fn the_default_video_stream_is_read_else_the_first() {
+        let stream = |index: u32, width: u32, default: i64| {
+            serde_json::json!({"index": index, "codec_type": "video", "codec_name": "h264",
+                "width": width, "height": 100, "disposition": {"default": default}})
+        };
+        let format = serde_json::json!({"duration": "1.0"});
+        let info = probed(serde_json::json!({"streams": [stream(0, 100, 0), stream(1, 400, 0)], "format": format}));
+        assert_eq!(info.unwrap().video.index, 0, "the first, not the largest");
+        let info = probed(serde_json::json!({"streams": [stream(0, 400, 0), stream(1, 100, 1)], "format": format}));
+        assert_eq!(info.unwrap().video.index, 1, "the default");
+        let info = probed(serde_json::json!({"streams": [stream(0, 0, 1), stream(1, 100, 0)], "format": format}));
+        assert_eq!(info.unwrap().video.index, 1, "a stream without a size is never read");
     }
 }
