@@ -100,16 +100,22 @@ pub async fn probe(path: &Path, limits: &MediaLimits) -> Result<MediaInfo, Media
         .await
         .map_err(|_| MediaError::Timeout { path: path.to_path_buf(), what: "ffprobe", after: timeout })?
         .map_err(|e| MediaError::io(path, e))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        let reason = String::from_utf8_lossy(&output.stderr);
-        let reason = reason.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("unknown error");
+        if let Some(e) = oversized(&stderr, path, limits) {
+            return Err(e);
+        }
+        let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("unknown error");
         return Err(MediaError::Unreadable { path: path.to_path_buf(), reason: clean_reason(reason, path) });
     }
     let parsed: Probe = serde_json::from_slice(&output.stdout).map_err(|e| MediaError::Unreadable {
         path: path.to_path_buf(),
         reason: format!("unexpected ffprobe output: {e}"),
     })?;
-    let info = parsed.into_info(path, size_bytes)?;
+    let info = parsed.into_info(path, size_bytes).map_err(|e| match e {
+        MediaError::Unreadable { .. } => oversized(&stderr, path, limits).unwrap_or(e),
+        e => e,
+    })?;
     check_limits(&info, limits)?;
     Ok(info)
 }
@@ -155,6 +161,29 @@ fn check_limits(info: &MediaInfo, limits: &MediaLimits) -> Result<(), MediaError
         return Err(MediaError::TooLong { path, duration_s, limit_s: limits.max_duration_s });
     }
     Ok(())
+}
+
+/// A frame size over about 2^28 pixels is refused by ffmpeg itself before
+/// ffprobe can report it (the probe fails, or shows a stream with no size);
+/// its log still names the size, and that is the reason to give.
+fn oversized(stderr: &str, path: &Path, limits: &MediaLimits) -> Option<MediaError> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let (w, rest) = line.split("Picture size ").nth(1)?.split_once('x')?;
+            let h = rest.split_whitespace().next()?;
+            Some((w.parse::<u64>().ok()?, h.parse::<u64>().ok()?))
+        })
+        .map(|(w, h)| (w, h, w.saturating_mul(h)))
+        .filter(|(_, _, pixels)| *pixels > limits.max_pixels)
+        .max_by_key(|(_, _, pixels)| *pixels)
+        .map(|(width, height, pixels)| MediaError::TooManyPixels {
+            path: path.to_path_buf(),
+            width,
+            height,
+            pixels,
+            limit: limits.max_pixels,
+        })
 }
 
 /// ffprobe's messages repeat the `file:` URL we gave it; show the path instead.
@@ -204,8 +233,12 @@ impl ProbeStream {
         self.codec_type.as_deref().unwrap_or("unknown")
     }
 
+    fn is_attached_pic(&self) -> bool {
+        self.disposition.get("attached_pic").copied().unwrap_or(0) != 0
+    }
+
     fn is_picture(&self) -> bool {
-        self.kind() == "video" && self.disposition.get("attached_pic").copied().unwrap_or(0) == 0
+        self.kind() == "video" && !self.is_attached_pic()
     }
 
     fn is_default(&self) -> bool {
@@ -249,14 +282,26 @@ impl Probe {
         // The stream a player shows: the one marked default, else the first.
         let videos = || self.streams.iter().filter(|s| s.is_picture() && s.has_size());
         let video = videos().find(|s| s.is_default()).or_else(|| videos().next());
-        let video = video.ok_or_else(|| MediaError::NoVideo {
-            path: path.to_path_buf(),
-            streams: if streams.is_empty() {
-                "none".into()
-            } else {
-                streams.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>().join(", ")
-            },
-        })?;
+        let video = match video {
+            Some(v) => v,
+            None if self.streams.iter().any(|s| s.is_picture()) => {
+                return Err(MediaError::Unreadable {
+                    path: path.to_path_buf(),
+                    reason: "its video stream has no frame size".into(),
+                })
+            }
+            None => {
+                let kinds: Vec<&str> = self
+                    .streams
+                    .iter()
+                    .map(|s| if s.kind() == "video" && s.is_attached_pic() { "attached picture" } else { s.kind() })
+                    .collect();
+                return Err(MediaError::NoVideo {
+                    path: path.to_path_buf(),
+                    streams: if kinds.is_empty() { "none".into() } else { kinds.join(", ") },
+                });
+            }
+        };
         let format = self.format.as_ref();
         let duration_s = parse_secs(format.and_then(|f| f.duration.as_deref()))
             .or_else(|| parse_secs(video.duration.as_deref()))
@@ -327,5 +372,29 @@ mod tests {
         assert_eq!(info.unwrap().video.index, 1, "the default");
         let info = probed(serde_json::json!({"streams": [stream(0, 0, 1), stream(1, 100, 0)], "format": format}));
         assert_eq!(info.unwrap().video.index, 1, "a stream without a size is never read");
+    }
+
+    #[test]
+    fn streams_that_are_not_a_video_are_named() {
+        let cover = serde_json::json!({"index": 1, "codec_type": "video", "width": 64, "height": 64,
+            "disposition": {"attached_pic": 1}});
+        let audio = serde_json::json!({"index": 0, "codec_type": "audio"});
+        let err = probed(serde_json::json!({"streams": [audio, cover]})).unwrap_err().to_string();
+        assert_eq!(err, "v.mkv: has no video stream (streams: audio, attached picture)");
+        let sizeless = serde_json::json!({"index": 0, "codec_type": "video", "width": 0, "height": 0});
+        let err = probed(serde_json::json!({"streams": [sizeless]})).unwrap_err().to_string();
+        assert!(err.contains("its video stream has no frame size"), "{err}");
+    }
+
+    #[test]
+    fn a_size_ffmpeg_refuses_is_named_against_the_limit() {
+        let stderr = "[rawvideo @ 0x55] [IMGUTILS @ 0x7ffd] Picture size 30000x30000 is invalid\n\
+                      file:/v.avi: Device or resource busy\n";
+        let limits = MediaLimits::default();
+        let err = oversized(stderr, Path::new("v.avi"), &limits).unwrap().to_string();
+        assert!(err.starts_with("v.avi: 30000x30000 = 900000000 pixels") && err.contains("limits.max_pixels"), "{err}");
+        let roomy = MediaLimits { max_pixels: u64::MAX, ..limits };
+        assert!(oversized(stderr, Path::new("v.avi"), &roomy).is_none(), "not over this limit");
+        assert!(oversized("Invalid data found when processing input", Path::new("v.avi"), &limits).is_none());
     }
 }
