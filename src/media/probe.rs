@@ -59,6 +59,8 @@ pub struct AudioInfo {
 /// What ffprobe found in a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaInfo {
+    /// As given; written out lossily where it is not UTF-8.
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     pub size_bytes: u64,
     /// The container, as ffprobe names it (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
@@ -74,6 +76,10 @@ impl MediaInfo {
     pub fn has_audio(&self) -> bool {
         self.audio.is_some()
     }
+}
+
+fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 /// Check the file, run ffprobe on it, and enforce `limits`.
