@@ -4,6 +4,7 @@
 //! - `probe`: what ffprobe reports, on generated clips
 //! - `frames`: sampling modes, exact timestamps, sizes, process hygiene
 //! - `bad_input`: every refused input gets a clear error, no panic
+//! - `bad_media`: a corpus of lying, odd and extreme media, and odd paths: handled or refused, in bounded time
 //! - `clips`: the real clips of fixtures/fetch.sh
 //! - `gateway`: the one call with scripted providers: fallback, reuse, budgets
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
@@ -14,6 +15,7 @@
 //! - `cli`: the `vidgate` command itself
 
 mod bad_input;
+mod bad_media;
 mod cli;
 mod clips;
 mod frames;
