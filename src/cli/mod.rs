@@ -132,7 +132,10 @@ fn load_config(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> anyho
 fn print_probe(out: &mut impl Write, info: &vidgate::media::MediaInfo) -> anyhow::Result<()> {
     let v = &info.video;
     let (dw, dh) = v.display_size();
-    writeln!(out, "file       {}", info.path.display())?;
+    // A control character in a name (a newline) is shown escaped, so each field stays on its line.
+    let shown = info.path.display().to_string();
+    let shown = if shown.chars().any(char::is_control) { format!("{shown:?}") } else { shown };
+    writeln!(out, "file       {shown}")?;
     writeln!(out, "size       {} bytes", info.size_bytes)?;
     writeln!(out, "container  {}", info.container)?;
     writeln!(out, "duration   {}", vidgate::timecode::format(info.duration_ms))?;

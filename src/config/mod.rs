@@ -224,7 +224,7 @@ impl Default for SamplingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MediaLimits {
     pub max_duration_s: f64,
-    /// Width × height of the largest video stream.
+    /// Width × height of the video stream that is read (the default one, else the first).
     pub max_pixels: u64,
     pub max_streams: u32,
     pub max_file_bytes: u64,
