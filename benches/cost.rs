@@ -19,15 +19,14 @@
 //! ratio (goal: auto ≥ 3× cheaper), and vidgate's estimates against what the
 //! fake billed: input tokens (goal ±10 %) and the worst-case cost reserved.
 
-use std::collections::BTreeMap;
+#[path = "support/fake_api.rs"]
+mod fake_api;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use serde_json::{json, Value};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-use vidgate::config::{Config, ImageDetail, ImageTokenRule, ProviderProfile};
+use fake_api::{Billed, Billing, Fake};
+use vidgate::config::{Config, ImageDetail, ProviderProfile};
 use vidgate::gateway::Gateway;
 use vidgate::journal::Journal;
 use vidgate::schema::{SamplingMode, SamplingPlan, Task, VideoReport, VideoRequest};
@@ -54,221 +53,6 @@ fn default_video() -> PathBuf {
     cache.join("vidgate/fixtures/trailer_bbb.mp4")
 }
 
-/// What the fake needs to bill like the real service: per model, its image
-/// rule and its video tokens per second.
-#[derive(Clone, Default)]
-struct Billing {
-    images: BTreeMap<String, ImageTokenRule>,
-    video_tps: BTreeMap<String, f64>,
-    audio_tps: BTreeMap<String, f64>,
-    duration_s: f64,
-}
-
-#[derive(Default)]
-struct Billed {
-    input_tokens: u64,
-    output_tokens: u64,
-}
-
-struct Fake {
-    billing: Billing,
-    billed: Arc<Mutex<Billed>>,
-}
-
-/// Tokens of text as a tokenizer roughly counts English: 4 per 3 words.
-fn text_tokens(text: &str) -> u64 {
-    (text.split_whitespace().count() as u64 * 4).div_ceil(3)
-}
-
-/// Width and height from a JPEG's SOF marker.
-fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    let mut i = 2;
-    while i + 9 < bytes.len() {
-        if bytes[i] != 0xFF {
-            return None;
-        }
-        let marker = bytes[i + 1];
-        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
-        if (0xC0..=0xC3).contains(&marker) {
-            let h = u32::from(u16::from_be_bytes([bytes[i + 5], bytes[i + 6]]));
-            let w = u32::from(u16::from_be_bytes([bytes[i + 7], bytes[i + 8]]));
-            return Some((w, h));
-        }
-        i += 2 + len;
-    }
-    None
-}
-
-/// The published image rules: OpenAI's tiles and patches, fixed counts.
-fn image_tokens(rule: Option<&ImageTokenRule>, w: u32, h: u32, low: bool) -> u64 {
-    match rule {
-        Some(ImageTokenRule::Tiles { base, per_tile, tile_px, max_side, short_side }) => {
-            if low {
-                return u64::from(*base);
-            }
-            let (mut w, mut h) = (f64::from(w), f64::from(h));
-            let fit = (f64::from(*max_side) / w.max(h)).min(1.0);
-            (w, h) = (w * fit, h * fit);
-            let short = (f64::from(*short_side) / w.min(h)).min(1.0);
-            (w, h) = (w * short, h * short);
-            let tiles = (w / f64::from(*tile_px)).ceil() * (h / f64::from(*tile_px)).ceil();
-            u64::from(*base) + u64::from(*per_tile) * tiles as u64
-        }
-        Some(ImageTokenRule::Patches { patch_px, max_patches, multiplier }) => {
-            let p = f64::from(*patch_px);
-            let mut patches = (f64::from(w) / p).ceil() * (f64::from(h) / p).ceil();
-            if patches > f64::from(*max_patches) {
-                let shrink = (f64::from(*max_patches) * p * p / (f64::from(w) * f64::from(h))).sqrt();
-                patches = (f64::from(w) * shrink / p).floor() * (f64::from(h) * shrink / p).floor();
-            }
-            (patches.min(f64::from(*max_patches)) * multiplier).ceil() as u64
-        }
-        Some(ImageTokenRule::Fixed { tokens }) => u64::from(*tokens),
-        // Groq does not document its count; the fake assumes one 560-token tile.
-        None => 560,
-    }
-}
-
-/// A timeline of the video in 5-second events, as a model held to the schema answers.
-fn timeline_answer(duration_s: f64) -> String {
-    let events: Vec<Value> = (0..(duration_s / 5.0).ceil() as u64)
-        .map(|k| {
-            let (a, b) = (k * 5, ((k + 1) * 5).min(duration_s as u64).max(k * 5 + 1));
-            json!({"start": format!("{:02}:{:02}.000", a / 60, a % 60), "end": format!("{:02}:{:02}.000", b / 60, b % 60),
-                   "text": "A large rabbit walks out of his burrow into a sunny meadow and stretches."})
-        })
-        .collect();
-    json!({ "events": events }).to_string()
-}
-
-/// An answer of `tokens` tokens of plain description.
-fn prose(tokens: u64) -> String {
-    "the rabbit stands in the meadow ".repeat((tokens * 3 / 4 / 6).max(1) as usize)
-}
-
-impl Fake {
-    fn openai(&self, body: &Value) -> ResponseTemplate {
-        let model = body["model"].as_str().unwrap_or_default();
-        let rule = self.billing.images.get(model);
-        let mut input = 3;
-        let mut images = 0;
-        let mut wants_json = false;
-        for message in body["messages"].as_array().into_iter().flatten() {
-            let mut texts = Vec::new();
-            match &message["content"] {
-                Value::String(t) => texts.push(t.clone()),
-                Value::Array(parts) => {
-                    for part in parts {
-                        if let Some(t) = part["text"].as_str() {
-                            texts.push(t.to_string());
-                        }
-                        if let Some(url) = part["image_url"]["url"].as_str() {
-                            let data = url.split_once(',').map_or("", |(_, d)| d);
-                            let jpeg = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
-                            let (w, h) = jpeg_size(&jpeg).unwrap_or((512, 512));
-                            let low = part["image_url"]["detail"].as_str() == Some("low");
-                            input += image_tokens(rule, w, h, low);
-                            images += 1;
-                        }
-                    }
-                }
-                _ => {}
-            }
-            for t in texts {
-                wants_json |= t.contains("Return only JSON");
-                input += text_tokens(&t) + 3;
-            }
-        }
-        let cap = body["max_completion_tokens"].as_u64().or(body["max_tokens"].as_u64()).unwrap_or(1024);
-        let (text, output) = if wants_json {
-            let t = timeline_answer(self.billing.duration_s);
-            let n = (t.len() as u64 / 4).min(cap);
-            (t, n)
-        } else {
-            let n = (if images > 0 { 60 + 30 * images } else { 350 }).min(cap);
-            (prose(n), n)
-        };
-        self.bill(input, output);
-        ResponseTemplate::new(200).set_body_json(json!({
-            "id": "chatcmpl-bench", "object": "chat.completion", "created": 1_764_000_000, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
-                         "logprobs": null, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
-        }))
-    }
-
-    fn gemini(&self, body: &Value, model: &str) -> ResponseTemplate {
-        let mut text = 0;
-        let (mut video, mut audio, mut image) = (0u64, 0u64, 0u64);
-        for part in body["contents"][0]["parts"].as_array().into_iter().flatten() {
-            if let Some(t) = part["text"].as_str() {
-                text += text_tokens(t);
-            }
-            let mime = part["inlineData"]["mimeType"].as_str().or(part["fileData"]["mimeType"].as_str());
-            match mime {
-                Some(m) if m.starts_with("video/") => {
-                    let tps = self.billing.video_tps.get(model).copied().unwrap_or(263.0);
-                    video += (tps * self.billing.duration_s).round() as u64;
-                    audio +=
-                        (self.billing.audio_tps.get(model).copied().unwrap_or(32.0) * self.billing.duration_s) as u64;
-                }
-                Some(m) if m.starts_with("image/") => {
-                    image += image_tokens(self.billing.images.get(model), 0, 0, false)
-                }
-                _ => {}
-            }
-        }
-        let cap = body["generationConfig"]["maxOutputTokens"].as_u64().unwrap_or(1024);
-        let schema = body["generationConfig"]["responseSchema"].is_object();
-        let (answer, output) = if schema {
-            let t = timeline_answer(self.billing.duration_s);
-            let n = (t.len() as u64 / 4).min(cap);
-            (t, n)
-        } else {
-            let n = (if image > 0 { 60 + 30 * image / 560 } else { 350 }).min(cap);
-            (prose(n), n)
-        };
-        let prompt = text + video + audio + image;
-        self.bill(prompt, output);
-        ResponseTemplate::new(200).set_body_json(json!({
-            "candidates": [{"content": {"parts": [{"text": answer}], "role": "model"}, "finishReason": "STOP"}],
-            "modelVersion": model,
-            "usageMetadata": {
-                "promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output,
-                "promptTokensDetails": [
-                    {"modality": "TEXT", "tokenCount": text}, {"modality": "VIDEO", "tokenCount": video},
-                    {"modality": "AUDIO", "tokenCount": audio}, {"modality": "IMAGE", "tokenCount": image}
-                ]
-            }
-        }))
-    }
-
-    fn bill(&self, input: u64, output: u64) {
-        let mut b = self.billed.lock().unwrap();
-        b.input_tokens += input;
-        b.output_tokens += output;
-    }
-}
-
-impl Respond for Fake {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        let path = request.url.path();
-        if let Some(rest) = path.split("/models/").nth(1).and_then(|r| r.strip_suffix(":generateContent")) {
-            return self.gemini(&body, rest);
-        }
-        if body["messages"].is_array() {
-            let mut body = body;
-            // Azure names the model in the path (the deployment), not the body.
-            if let Some(deployment) = path.split("/deployments/").nth(1).and_then(|r| r.split('/').next()) {
-                body["model"] = json!(deployment);
-            }
-            return self.openai(&body);
-        }
-        ResponseTemplate::new(404).set_body_json(json!({"error": {"message": format!("no such route {path}")}}))
-    }
-}
-
 struct Outcome {
     report: VideoReport,
     ledger_usd: f64,
@@ -282,14 +66,14 @@ async fn run_once(
     sampling: SamplingPlan,
     video: &PathBuf,
 ) -> Result<Outcome, String> {
-    let server = MockServer::start().await;
     let billed = Arc::new(Mutex::new(Billed::default()));
-    Mock::given(wiremock::matchers::any()).respond_with(Fake { billing, billed: billed.clone() }).mount(&server).await;
+    let fake = Fake { billing, billed: billed.clone() };
+    let server = fake_api::serve(Arc::new(move |path: &str, body: &[u8]| fake.answer(path, body)));
     let mut config = Config::builtin().map_err(|e| e.to_string())?;
     let mut profile = profile;
     let openai_like = profile.protocol == Some(vidgate::config::Protocol::Openai);
     profile.base_url =
-        Some(if openai_like && profile_name != "azure-openai" { format!("{}/v1", server.uri()) } else { server.uri() });
+        Some(if openai_like && profile_name != "azure-openai" { format!("{server}/v1") } else { server.clone() });
     if profile.token_env.is_some() || profile_name == "vertex" {
         profile.token_env = Some(KEY_VAR.into());
         profile.token_command = None;
@@ -329,18 +113,7 @@ async fn bench(video: PathBuf) {
     for name in PROFILES {
         let shipped = builtin.provider(name).expect("a shipped profile").clone();
         let model = shipped.model.clone().unwrap_or_default();
-        let mut billing = Billing { duration_s, ..Billing::default() };
-        for (m, p) in &shipped.models {
-            if let Some(rule) = p.image_tokens {
-                billing.images.insert(m.clone(), rule);
-            }
-            if let Some(tps) = p.video_tokens_per_second {
-                billing.video_tps.insert(m.clone(), tps);
-            }
-            if let Some(tps) = p.audio_tokens_per_second {
-                billing.audio_tps.insert(m.clone(), tps);
-            }
-        }
+        let billing = Billing::for_profile(&builtin, name, duration_s);
         let native = shipped.models.get(&model).and_then(|m| m.native_video).unwrap_or(false);
 
         // Auto: the default plan. Native video as is; frames one per shot, batched.
