@@ -112,10 +112,9 @@ fn forbidden_addresses_are_refused_before_connecting_and_after_every_redirect() 
     let addr = block_on(server(testsrc_10s()));
     let config = fetch_config(temp.path());
     let refused = |path: &str, config: &FetchConfig| block_on(fetch(&format!("http://{addr}{path}"), config, None));
-    for (path, want) in [
-        ("/metadata", "169.254.169.254, a cloud metadata address"),
-        ("/private", "10.0.0.7, a private address"),
-    ] {
+    for (path, want) in
+        [("/metadata", "169.254.169.254, a cloud metadata address"), ("/private", "10.0.0.7, a private address")]
+    {
         let started = Instant::now();
         let err = refused(path, &config).unwrap_err();
         assert!(matches!(err, FetchError::Forbidden { .. }), "{path}: {err}");
