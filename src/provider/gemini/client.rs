@@ -63,6 +63,8 @@ pub struct Gemini {
     model_profile: ModelProfile,
     price: Price,
     inline_max_bytes: u64,
+    /// Frames per call when sent frames (`frames_per_call`), within the model's limit.
+    frames_per_call: u32,
     file_timeout: Duration,
     delete_uploads: bool,
     wait_cap: Duration,
@@ -139,6 +141,8 @@ impl Gemini {
             }
         };
         let model_profile = profile.model_profile(&model).cloned().unwrap_or_default();
+        let image_limit = model_profile.max_images_per_request.unwrap_or(3000).max(1);
+        let frames_per_call = profile.frames_per_call.map_or(image_limit, |n| n.clamp(1, image_limit));
         let options = RequestOptions {
             media_resolution: profile.media_resolution.as_deref().and_then(translate::media_resolution),
             fps: (config.sampling.fps > 0.0 && config.sampling.fps <= 24.0).then_some(config.sampling.fps),
@@ -161,6 +165,7 @@ impl Gemini {
             model_profile,
             price,
             inline_max_bytes: profile.inline_max_bytes.unwrap_or(20_000_000),
+            frames_per_call,
             file_timeout: Duration::from_secs_f64(profile.file_timeout_s.unwrap_or(300.0).max(0.0)),
             delete_uploads: profile.delete_uploads.unwrap_or(false),
             wait_cap: Duration::from_secs_f64(config.retry.max_wait_s),
@@ -590,7 +595,7 @@ impl Provider for Gemini {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             native_video: self.model_profile.native_video.unwrap_or(true),
-            max_images_per_call: self.model_profile.max_images_per_request.unwrap_or(3000).max(1),
+            max_images_per_call: self.frames_per_call,
             max_inline_bytes: self.inline_max_bytes,
             json_schema: self.options.json_schema,
             audio: self.model_profile.audio.unwrap_or(true),
