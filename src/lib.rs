@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod journal;
 pub mod media;

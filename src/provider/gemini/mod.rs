@@ -17,7 +17,7 @@ mod client;
 mod cost;
 mod schema;
 mod status;
-mod translate;
+pub(crate) mod translate;
 mod upload;
 mod wire;
 

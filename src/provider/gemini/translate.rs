@@ -64,7 +64,7 @@ pub(super) fn media_resolution(text: &str) -> Option<MediaResolution> {
 
 /// Prompt tokens by modality, as `promptTokensDetails` reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct ModalityTokens {
+pub(crate) struct ModalityTokens {
     pub text: u64,
     pub image: u64,
     pub video: u64,
@@ -81,7 +81,7 @@ impl ModalityTokens {
 
 /// Tokens as the provider reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct TokenUsage {
+pub(crate) struct TokenUsage {
     /// All prompt tokens, cached ones included.
     pub prompt: u64,
     pub candidates: u64,
@@ -104,7 +104,7 @@ impl TokenUsage {
 
 /// What a successful answer says.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct ParsedAnswer {
+pub(crate) struct ParsedAnswer {
     pub text: String,
     /// Absent when the answer reports none; the estimate then stands.
     pub usage: Option<TokenUsage>,
@@ -277,7 +277,7 @@ pub(super) fn parse_proto_duration(text: &str) -> Option<std::time::Duration> {
 /// A blocked prompt or a withheld answer falls back with a message that starts
 /// `content policy:`; so do an empty answer and an error body inside a 200.
 /// All of them may have been billed.
-pub(super) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
+pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
     let fail = |class, message: String| {
         let mut err = ProviderError::new(provider, class, message);
         err.body = Some(body_start(body));

@@ -14,7 +14,7 @@
 
 mod client;
 mod cost;
-mod translate;
+pub(crate) mod translate;
 mod wire;
 
 pub use client::OpenAiCompat;

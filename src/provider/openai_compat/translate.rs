@@ -51,7 +51,7 @@ impl Default for RequestOptions {
 
 /// Tokens as the provider reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct TokenUsage {
+pub(crate) struct TokenUsage {
     /// All prompt tokens, the cached ones included.
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -60,7 +60,7 @@ pub(super) struct TokenUsage {
 
 /// What a successful answer says.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct ParsedAnswer {
+pub(crate) struct ParsedAnswer {
     pub text: String,
     /// Absent when the server reports none; the estimate then stands.
     pub usage: Option<TokenUsage>,
@@ -176,7 +176,7 @@ fn data_url(jpeg: &[u8]) -> String {
 /// A body that is not a Chat Completions answer is transient (a garbled
 /// reply); an error body, a refusal, a content filter or an empty answer falls
 /// back. All of them may have been billed.
-pub(super) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
+pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
     let fail = |class, message: String| {
         let mut err = ProviderError::new(provider, class, message);
         err.body = Some(body_start(body));

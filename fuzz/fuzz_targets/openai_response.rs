@@ -1,0 +1,11 @@
+//! A 2xx body from an OpenAI-compatible server: never a panic, and an answer
+//! that is accepted has text.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    if let Ok(answer) = vidgate::fuzzing::openai_response(body) {
+        assert!(!answer.text.trim().is_empty(), "an empty answer was accepted: {answer:?}");
+    }
+});

@@ -1,0 +1,153 @@
+//! The inputs the fuzz targets in `fuzz/` (run by `scripts/fuzz.sh`) crashed
+//! on, and the nastiest ones tried, replayed on stable with every build.
+
+use vidgate::fuzzing;
+use vidgate::schema::TimeRange;
+use vidgate::{timecode, timeline};
+
+/// `[[[…]]]`, nested deeper than any parser should follow.
+fn deep_arrays(depth: usize) -> String {
+    "[".repeat(depth) + &"]".repeat(depth)
+}
+
+/// Bytes that are not UTF-8, inside and outside strings.
+const NOT_UTF8: &[&[u8]] = &[b"\xff\xfe\xfd", b"{\"choices\":\"\xc3\x28\"}", b"\"\xed\xa0\x80\"", b"\x00"];
+
+/// Text no reader should take: empty, blank, cut off, deep, huge and odd.
+fn nasty_text() -> Vec<String> {
+    let mut texts: Vec<String> = [
+        "",
+        " ",
+        "\n\r\t",
+        "null",
+        "[]",
+        "{}",
+        "\"\"",
+        "{",
+        "}",
+        "{\"",
+        "1e400",
+        "-1",
+        "18446744073709551616",
+        "99999999999999999999999999999999",
+        "\u{feff}{}",
+        "\0",
+        "```",
+        "```json",
+        "```json```",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    texts.push(deep_arrays(100_000));
+    texts.push("{\"a\":".repeat(10_000));
+    texts.push("x".repeat(1 << 20));
+    texts
+}
+
+#[test]
+fn timestamps_refuse_nonsense_without_panicking() {
+    for text in nasty_text() {
+        assert_eq!(timecode::parse(&text), None, "{:.40}", text);
+    }
+    for text in ["99999999999:59:59.999", "9999999999:59:59.999999999", "999999999999.999s", "0:0:0", "٣", "1:٣"] {
+        if let Some(ms) = timecode::parse(text) {
+            assert_eq!(timecode::parse(&timecode::format(ms)), Some(ms), "{text}");
+        }
+    }
+    for ms in [u64::MAX, u64::MAX - 1, 1 << 63] {
+        assert!(!timecode::format(ms).is_empty());
+    }
+}
+
+#[test]
+fn timelines_refuse_nonsense_without_panicking() {
+    let ranges = [(0, 60_000), (0, 1), (u64::MAX - 60_000, u64::MAX)];
+    for (start_ms, end_ms) in ranges {
+        let within = TimeRange::new(start_ms, end_ms).unwrap();
+        for text in nasty_text() {
+            assert!(timeline::parse_events(&text, within).is_err(), "{:.40}", text);
+        }
+        for answer in [
+            r#"{"events":[{"start":1e400,"end":1,"text":"x"}]}"#,
+            r#"{"events":[{"start":-0.0,"end":1e-400,"text":"x"}]}"#,
+            r#"{"events":[{"start":18446744073709551615,"end":18446744073709551615,"text":"x"}]}"#,
+            r#"{"events":[{"start":"9999999999:59:59.999","end":"9999999999:59:59.999","text":"x"}]}"#,
+            r#"{"events":[{"start":[],"end":{},"text":"x"}]}"#,
+            r#"{"events":[{"start":"0","end":"0","text":"x"}],"events":[]}"#,
+        ] {
+            if let Ok(events) = timeline::parse_events(answer, within) {
+                assert!(events.iter().all(|e| within.start_ms <= e.start_ms && e.end_ms <= within.end_ms));
+            }
+        }
+    }
+}
+
+#[test]
+fn provider_answers_refuse_nonsense_without_panicking() {
+    let mut bodies: Vec<Vec<u8>> = nasty_text().into_iter().map(String::into_bytes).collect();
+    bodies.extend(NOT_UTF8.iter().map(|b| b.to_vec()));
+    bodies.push(format!("{{\"choices\":{}}}", deep_arrays(200)).into_bytes());
+    bodies.push(format!("{{\"candidates\":{}}}", deep_arrays(200)).into_bytes());
+    bodies.push(format!("{{\"error\":{}}}", deep_arrays(200)).into_bytes());
+    for body in &bodies {
+        let shown = String::from_utf8_lossy(body);
+        assert!(fuzzing::openai_response(body).is_err(), "openai: {:.40}", shown);
+        assert!(fuzzing::gemini_response(body).is_err(), "gemini: {:.40}", shown);
+    }
+}
+
+#[test]
+fn recorded_answers_read_through_the_fuzzing_entry_points() {
+    let openai = fuzzing::openai_response(include_bytes!("../fixtures/recorded/openai/chat_completions_image.json"))
+        .expect("a recorded OpenAI answer");
+    assert_eq!(openai.text, "The fruit in the image is a kiwi.");
+    assert_eq!(openai.tokens, Some((1119, 10)));
+    let gemini = fuzzing::gemini_response(include_bytes!("../fixtures/recorded/gemini/inline_video.response.json"))
+        .expect("a recorded Gemini answer");
+    assert_eq!(gemini.tokens, Some((268, 162)));
+    let blocked = fuzzing::gemini_response(include_bytes!("../fixtures/recorded/gemini/prompt_blocked.json"));
+    assert!(blocked.unwrap_err().contains("content policy"));
+}
+
+#[test]
+fn provider_answers_with_absurd_token_counts_are_read() {
+    let max = u64::MAX;
+    let openai = format!(
+        r#"{{"choices":[{{"message":{{"content":"x"}}}}],"usage":{{"prompt_tokens":{max},"completion_tokens":{max},"total_tokens":{max},"prompt_tokens_details":{{"cached_tokens":{max}}}}}}}"#
+    );
+    assert_eq!(fuzzing::openai_response(openai.as_bytes()).unwrap().tokens, Some((max, max)));
+    let openai = r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":-1}}"#;
+    assert!(fuzzing::openai_response(openai.as_bytes()).is_err(), "a negative count is not a chat completion");
+}
+
+#[test]
+fn config_files_refuse_nonsense_without_panicking() {
+    let mut texts: Vec<Vec<u8>> = nasty_text().into_iter().map(String::into_bytes).collect();
+    texts.extend(NOT_UTF8.iter().map(|b| b.to_vec()));
+    for text in [
+        "a = ".to_string() + &deep_arrays(100_000),
+        "[".repeat(10_000),
+        "x = {".repeat(10_000),
+        "[sampling]\nfps = nan".into(),
+        "[sampling]\nfps = inf".into(),
+        "[sampling]\nmax_frames = -1".into(),
+        "[sampling]\nmax_frames = 99999999999999999999".into(),
+        "[budget]\nmax_usd_per_request = 1e400".into(),
+        "[router]\nchain = [\"nowhere\"]".into(),
+        "[router.tasks]\nsing = [\"local\"]".into(),
+        "[providers.x]\nbase_url = \"ftp://x\"".into(),
+        "router = 1".into(),
+        "a.b.c.d.e.f.g.h = 1".into(),
+    ] {
+        texts.push(text.into_bytes());
+    }
+    for text in &texts {
+        let shown = String::from_utf8_lossy(text);
+        // The empty file and blank ones are the defaults; nothing else here loads.
+        match fuzzing::config(text) {
+            Ok(_) => assert!(shown.trim().is_empty(), "{:.60} loaded", shown),
+            Err(e) => assert!(!e.is_empty()),
+        }
+    }
+}
