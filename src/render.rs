@@ -22,12 +22,17 @@ fn end(e: &Event) -> u64 {
     e.end_ms.max(e.start_ms + 1)
 }
 
+/// The events that have text to show, with their cue text: a cue without
+/// text would have its blank line read as the end of the cue.
+fn cues(events: &[Event]) -> impl Iterator<Item = (&Event, String)> {
+    events.iter().map(|e| (e, cue_text(&e.text))).filter(|(_, text)| !text.is_empty())
+}
+
 /// SubRip: numbered cues.
 pub fn srt(events: &[Event]) -> String {
     let mut out = String::new();
-    for (i, e) in events.iter().enumerate() {
-        let _ =
-            write!(out, "{}\n{} --> {}\n{}\n\n", i + 1, clock(e.start_ms, ','), clock(end(e), ','), cue_text(&e.text));
+    for (i, (e, text)) in cues(events).enumerate() {
+        let _ = write!(out, "{}\n{} --> {}\n{}\n\n", i + 1, clock(e.start_ms, ','), clock(end(e), ','), text);
     }
     out
 }
@@ -35,8 +40,8 @@ pub fn srt(events: &[Event]) -> String {
 /// WebVTT: a header, then cues. `&`, `<` and `>` are escaped, as the format requires.
 pub fn vtt(events: &[Event]) -> String {
     let mut out = String::from("WEBVTT\n\n");
-    for e in events {
-        let text = cue_text(&e.text).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    for (e, text) in cues(events) {
+        let text = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
         let _ = write!(out, "{} --> {}\n{}\n\n", clock(e.start_ms, '.'), clock(end(e), '.'), text);
     }
     out

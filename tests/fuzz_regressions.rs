@@ -2,7 +2,8 @@
 //! on, and the nastiest ones tried, replayed on stable with every build.
 
 use vidgate::fuzzing;
-use vidgate::schema::TimeRange;
+use vidgate::render;
+use vidgate::schema::{Event, TimeRange};
 use vidgate::{timecode, timeline};
 
 /// `[[[…]]]`, nested deeper than any parser should follow.
@@ -150,4 +151,49 @@ fn config_files_refuse_nonsense_without_panicking() {
             Err(e) => assert!(!e.is_empty()),
         }
     }
+}
+
+/// What an independent SubRip parser reads back: start, end and text of each cue.
+fn read_srt(text: &str) -> Vec<(u64, u64, String)> {
+    let ms = |t: &subtp::srt::SrtTimestamp| {
+        ((u64::from(t.hours) * 60 + u64::from(t.minutes)) * 60 + u64::from(t.seconds)) * 1000
+            + u64::from(t.milliseconds)
+    };
+    let parsed = subtp::srt::SubRip::parse(text).unwrap_or_else(|e| panic!("not valid SubRip: {e:?}\n{text:?}"));
+    parsed.subtitles.iter().map(|c| (ms(&c.start), ms(&c.end), c.text.join("\n"))).collect()
+}
+
+/// The same for WebVTT.
+fn read_vtt(text: &str) -> Vec<(u64, u64, String)> {
+    let ms = |t: &subtp::vtt::VttTimestamp| {
+        ((u64::from(t.hours) * 60 + u64::from(t.minutes)) * 60 + u64::from(t.seconds)) * 1000
+            + u64::from(t.milliseconds)
+    };
+    let parsed = subtp::vtt::WebVtt::parse(text).unwrap_or_else(|e| panic!("not valid WebVTT: {e:?}\n{text:?}"));
+    parsed
+        .blocks
+        .iter()
+        .filter_map(|b| match b {
+            subtp::vtt::VttBlock::Que(cue) => {
+                Some((ms(&cue.timings.start), ms(&cue.timings.end), cue.payload.join("\n")))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn event(start_ms: u64, end_ms: u64, text: &str) -> Event {
+    Event { start_ms, end_ms, text: text.into() }
+}
+
+/// Found by `fuzz/fuzz_targets/subtitles.rs`: an event without text became a
+/// cue whose blank text line ended it, and SubRip readers stopped there.
+#[test]
+fn subtitles_leave_out_events_without_text() {
+    let events =
+        [event(0, 1_000, "A door opens."), event(50, 0, ""), event(60, 70, " \n\r\t "), event(2_000, 3_000, "Rain.")];
+    let want = vec![(0, 1_000, "A door opens.".to_string()), (2_000, 3_000, "Rain.".to_string())];
+    assert_eq!(read_srt(&render::srt(&events)), want);
+    assert!(render::srt(&events).starts_with("1\n00:00:00,000 --> 00:00:01,000\nA door opens.\n\n2\n"));
+    assert_eq!(read_vtt(&render::vtt(&events)), want);
 }
