@@ -19,7 +19,7 @@ fn cue_text(text: &str) -> String {
 
 /// An event's end, at least one millisecond after its start.
 fn end(e: &Event) -> u64 {
-    e.end_ms.max(e.start_ms + 1)
+    e.end_ms.max(e.start_ms.saturating_add(1))
 }
 
 /// The events that have text to show, with their cue text: a cue without

@@ -197,3 +197,13 @@ fn subtitles_leave_out_events_without_text() {
     assert!(render::srt(&events).starts_with("1\n00:00:00,000 --> 00:00:01,000\nA door opens.\n\n2\n"));
     assert_eq!(read_vtt(&render::vtt(&events)), want);
 }
+
+/// Found by the subtitles target: an event starting at `u64::MAX` ms
+/// overflowed when its end was put at least a millisecond after its start.
+#[test]
+fn subtitles_of_an_event_at_the_end_of_time_do_not_panic() {
+    let events = [event(u64::MAX, 0, "x"), event(u64::MAX, u64::MAX, "y"), event(u64::MAX - 1, 3, "z")];
+    assert!(render::srt(&events).contains("\n3\n"));
+    assert!(render::vtt(&events).contains(" --> "));
+    assert_eq!(render::text(&events).lines().count(), 3);
+}
