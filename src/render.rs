@@ -14,7 +14,12 @@ fn clock(ms: u64, separator: char) -> String {
 /// Cue text may not contain a blank line (it would end the cue), nor `-->`.
 fn cue_text(text: &str) -> String {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines.join("\n").replace("-->", "->")
+    let mut text = lines.join("\n");
+    // Once is not enough: `--->` becomes `-->`.
+    while text.contains("-->") {
+        text = text.replace("-->", "->");
+    }
+    text
 }
 
 /// An event's end, at least one millisecond after its start.

@@ -207,3 +207,17 @@ fn subtitles_of_an_event_at_the_end_of_time_do_not_panic() {
     assert!(render::vtt(&events).contains(" --> "));
     assert_eq!(render::text(&events).lines().count(), 3);
 }
+
+/// Found by the subtitles target: `--->` lost one arrow to the replacement
+/// and kept another, which ends a SubRip cue's text early.
+#[test]
+fn subtitles_hold_no_arrow_however_it_is_spelled() {
+    for text in ["\0--->", "---->", "-->-->", "<!--->", "a --->b"] {
+        let events = [event(0, 1_000, text)];
+        let srt = render::srt(&events);
+        let cue = srt.split_once("\n00:00:00,000 --> 00:00:01,000\n").expect("a cue").1;
+        assert!(!cue.contains("-->"), "{text:?}: {srt:?}");
+        assert_eq!(read_srt(&srt).len(), 1, "{text:?}");
+        assert!(!render::vtt(&events).split_once(" --> ").unwrap().1.contains("-->"), "{text:?}");
+    }
+}
