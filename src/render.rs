@@ -12,8 +12,9 @@ fn clock(ms: u64, separator: char) -> String {
 }
 
 /// Cue text may not contain a blank line (it would end the cue), nor `-->`.
+/// A lone CR ends a line too, as both formats read it.
 fn cue_text(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect();
     let mut text = lines.join("\n");
     // Once is not enough: `--->` becomes `-->`.
     while text.contains("-->") {
