@@ -231,3 +231,17 @@ fn subtitles_treat_a_lone_carriage_return_as_a_line_break() {
     assert_eq!(read_srt(&render::srt(&events)), want);
     assert_eq!(read_vtt(&render::vtt(&events)), want);
 }
+
+/// Found with the gemini_response target: token counts near the top of a
+/// u64, summed over modalities or over candidates and thoughts, overflowed.
+#[test]
+fn gemini_token_counts_that_overflow_a_sum_saturate() {
+    let max = u64::MAX;
+    let body = format!(
+        r#"{{"candidates":[{{"content":{{"parts":[{{"text":"x"}}]}}}}],"usageMetadata":{{"promptTokenCount":1,"candidatesTokenCount":{max},"thoughtsTokenCount":{max},"promptTokensDetails":[{{"modality":"VIDEO","tokenCount":{max}}},{{"modality":"VIDEO","tokenCount":{max}}},{{"modality":"TEXT","tokenCount":{max}}}]}}}}"#
+    );
+    assert_eq!(fuzzing::gemini_response(body.as_bytes()).unwrap().tokens, Some((max, max)));
+    // The input the fuzzer wrote (fuzz/corpus/gemini_response/crash-a8a42489…).
+    let found = br#"{"candidates":[{"content":{"parts":[{"text":"A door opens."}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":9223372036854775807,"candidatesTokenCount":9223372036854775807,"thoughtsTokenCount":9223372036854775807,"promptTokensDetails":[{"modality":"VIDEO","tokenCount":9223376803254775807},{"modality":"AUDIO","tokenCount":9223372036854775807}]},"modelVersion":"gemini-2.5-flash"}"#;
+    assert_eq!(fuzzing::gemini_response(found).unwrap().tokens, Some((max, max - 1)));
+}

@@ -75,7 +75,7 @@ pub(crate) struct ModalityTokens {
 
 impl ModalityTokens {
     pub fn total(&self) -> u64 {
-        self.text + self.image + self.video + self.audio + self.other
+        [self.image, self.video, self.audio, self.other].into_iter().fold(self.text, u64::saturating_add)
     }
 }
 
@@ -98,7 +98,7 @@ impl TokenUsage {
     }
 
     pub fn output_tokens(&self) -> u64 {
-        self.candidates + self.thoughts
+        self.candidates.saturating_add(self.thoughts)
     }
 }
 
@@ -329,7 +329,7 @@ fn token_usage(meta: &UsageMetadata) -> TokenUsage {
             "AUDIO" => &mut by.audio,
             _ => &mut by.other,
         };
-        *slot += detail.token_count;
+        *slot = slot.saturating_add(detail.token_count);
     }
     TokenUsage {
         prompt: meta.prompt_token_count,
