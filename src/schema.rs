@@ -208,9 +208,11 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Add another call's usage; token counts a provider reports saturate
+    /// rather than overflow.
     pub fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cost_usd += other.cost_usd;
     }
 }
@@ -317,6 +319,13 @@ mod tests {
         let json = serde_json::to_value(&src).unwrap();
         assert_eq!(json["data"], "AAEC+g==");
         assert_eq!(serde_json::from_value::<VideoSource>(json).unwrap(), src);
+    }
+
+    #[test]
+    fn usage_adds_without_overflowing() {
+        let mut u = Usage { input_tokens: u64::MAX - 1, output_tokens: 5, cost_usd: 0.5 };
+        u.add(&Usage { input_tokens: 10, output_tokens: u64::MAX, cost_usd: 0.25 });
+        assert_eq!((u.input_tokens, u.output_tokens, u.cost_usd), (u64::MAX, u64::MAX, 0.75));
     }
 
     #[test]
