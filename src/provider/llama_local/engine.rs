@@ -6,7 +6,9 @@ use std::time::Instant;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdInputChunks, MtmdInputText};
+use llama_cpp_2::mtmd::{
+    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdInputChunkType, MtmdInputChunks, MtmdInputText,
+};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
@@ -55,10 +57,21 @@ impl From<String> for Stop {
     }
 }
 
-/// A frame's part of the prompt, tokenized by mtmd.
+/// A frame's part of the prompt: its label's tokens, and its media marker
+/// tokenized by mtmd with the frame's bitmap.
 struct FramePart {
     pts_ms: u64,
+    label: Vec<LlamaToken>,
     chunks: MtmdInputChunks,
+    /// mtmd's chunks start with the image (no text tokens before it), so
+    /// the encoder's time can be told apart from the decoding.
+    image_first: bool,
+}
+
+impl FramePart {
+    fn tokens(&self) -> usize {
+        self.label.len() + self.chunks.total_tokens()
+    }
 }
 
 impl Engine<'_> {
@@ -81,7 +94,7 @@ impl Engine<'_> {
         tail.extend(self.tokenize(&self.wrap.tail, false, true));
         let parts = self.frame_parts(frames)?;
         let fixed = head.len() + tail.len();
-        let costs: Vec<usize> = parts.iter().map(|p| p.chunks.total_tokens()).collect();
+        let costs: Vec<usize> = parts.iter().map(FramePart::tokens).collect();
         let output = job.max_output_tokens as usize;
         let plan = prompt::plan_chunks(fixed, &costs, self.n_ctx as usize, output).map_err(|e| e.message())?;
         if frames.is_empty() {
@@ -115,6 +128,12 @@ impl Engine<'_> {
                 return Err(Stop::Cancelled);
             }
             let frame_started = Instant::now();
+            n_past = self.eval_tokens(&part.label, n_past, false)?;
+            // mtmd encodes the image, then decodes its embeddings; llama.cpp's
+            // counters time the decoding, the rest is the encoder. Both are
+            // read synchronized, so no earlier decode is still unaccounted for.
+            let decoded_before = self.decode_ms();
+            let image_started = Instant::now();
             let Some(mtmd) = self.mtmd.as_mut() else {
                 return Err(self.no_projector().into());
             };
@@ -122,12 +141,16 @@ impl Engine<'_> {
                 .chunks
                 .eval_chunks(mtmd, &mut self.ctx, n_past, 0, self.n_batch as i32, false)
                 .map_err(|e| format!("cannot evaluate the frame at {}: {e}", timecode::format(part.pts_ms)))?;
+            let decoded = self.decode_ms() - decoded_before;
+            if part.image_first {
+                timings.encode_ms += (ms(image_started) - decoded).max(0.0);
+                timings.encoded_frames += 1;
+            }
             timings.frames += 1;
             timings.frames_ms += ms(frame_started);
         }
         n_past = self.eval_tokens(tail, n_past, true)?;
-        let prompt_tokens =
-            (head.len() + tail.len() + parts.iter().map(|p| p.chunks.total_tokens()).sum::<usize>()) as u64;
+        let prompt_tokens = (head.len() + tail.len() + parts.iter().map(FramePart::tokens).sum::<usize>()) as u64;
         timings.prompt_tokens += prompt_tokens;
         timings.prompt_ms += ms(started);
 
@@ -162,17 +185,25 @@ impl Engine<'_> {
             let rgb = rgb_of(frame).map_err(|m| format!("frame {} at {at} {m}", frame.index))?;
             let bitmap = MtmdBitmap::from_image_data(frame.width, frame.height, rgb)
                 .map_err(|e| format!("frame {} at {at}: {e}", frame.index))?;
-            let text = MtmdInputText {
-                text: prompt::frame_segment(frame.pts_ms, marker),
-                add_special: false,
-                parse_special: true,
-            };
+            let (label, media) = prompt::frame_segment(frame.pts_ms, marker);
+            let text = MtmdInputText { text: media, add_special: false, parse_special: true };
             let chunks = mtmd
                 .tokenize(text, &[&bitmap])
                 .map_err(|e| format!("frame {} at {at}: mtmd cannot tokenize it: {e}", frame.index))?;
-            parts.push(FramePart { pts_ms: frame.pts_ms, chunks });
+            let image_first = chunks.get(0).is_some_and(|c| c.chunk_type() != MtmdInputChunkType::Text);
+            let label = self.tokenize(&label, false, true);
+            parts.push(FramePart { pts_ms: frame.pts_ms, label, chunks, image_first });
         }
         Ok(parts)
+    }
+
+    /// Milliseconds the text model has spent decoding in this context, by
+    /// llama.cpp's own counters (prompt and generation), after waiting for
+    /// any decode still running.
+    fn decode_ms(&mut self) -> f64 {
+        self.ctx.synchronize();
+        let t = self.ctx.timings();
+        t.t_p_eval_ms() + t.t_eval_ms()
     }
 
     fn no_projector(&self) -> String {

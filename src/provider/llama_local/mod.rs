@@ -63,10 +63,16 @@ pub struct Timings {
     pub prompt_tokens: u64,
     /// Evaluating the prompts, frames included.
     pub prompt_ms: f64,
-    /// Frames evaluated, and the part of `prompt_ms` they took (image encoding
-    /// and decoding its embeddings).
+    /// Frames evaluated, and the part of `prompt_ms` they took (its label,
+    /// image encoding and decoding its embeddings).
     pub frames: u32,
     pub frames_ms: f64,
+    /// The part of `frames_ms` in the vision encoder (pixels to embeddings),
+    /// for the `encoded_frames` frames where llama.cpp's decode counters tell
+    /// it apart from the text model's time: every frame, unless the projector
+    /// puts text tokens before each image.
+    pub encode_ms: f64,
+    pub encoded_frames: u32,
     pub generated_tokens: u64,
     pub generate_ms: f64,
     /// The caller went away before the answer was done.
@@ -89,6 +95,19 @@ impl Timings {
         } else {
             self.frames_ms / f64::from(self.frames)
         }
+    }
+
+    /// Milliseconds per frame in the vision encoder alone; `None` when no
+    /// frame's encoding was told apart.
+    pub fn encode_ms_per_frame(&self) -> Option<f64> {
+        (self.encoded_frames > 0).then(|| self.encode_ms / f64::from(self.encoded_frames))
+    }
+
+    /// Prompt tokens per second of the text model alone, without the vision
+    /// encoder's time: what llama.cpp's tools call prompt evaluation. `None`
+    /// when some frame's encoding could not be told apart.
+    pub fn prompt_eval_tokens_per_s(&self) -> Option<f64> {
+        (self.encoded_frames == self.frames).then(|| per_second(self.prompt_tokens, self.prompt_ms - self.encode_ms))
     }
 }
 
@@ -293,5 +312,40 @@ impl Provider for LlamaLocal {
             observations.push(self.observation(range, a.text));
         }
         Ok(ProviderOutput { observations, usage, model: self.settings.model_name.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_give_rates_per_phase() {
+        let t = Timings {
+            prompt_tokens: 1100,
+            prompt_ms: 3000.0,
+            frames: 2,
+            frames_ms: 2600.0,
+            encode_ms: 800.0,
+            encoded_frames: 2,
+            generated_tokens: 64,
+            generate_ms: 800.0,
+            cancelled: false,
+        };
+        assert_eq!(t.prompt_tokens_per_s(), 1100.0 / 3.0);
+        // Without the encoder: 1100 tokens in 2200 ms.
+        assert_eq!(t.prompt_eval_tokens_per_s(), Some(500.0));
+        assert_eq!(t.encode_ms_per_frame(), Some(400.0));
+        assert_eq!(t.ms_per_frame(), 1300.0);
+        assert_eq!(t.generated_tokens_per_s(), 80.0);
+
+        // A frame whose encoding was not told apart: no encoder-free rate.
+        let partly = Timings { encoded_frames: 1, encode_ms: 400.0, ..t };
+        assert_eq!(partly.encode_ms_per_frame(), Some(400.0));
+        assert_eq!(partly.prompt_eval_tokens_per_s(), None);
+        // A text job: all of the prompt is the text model's.
+        let text = Timings { prompt_tokens: 512, prompt_ms: 1024.0, ..Timings::default() };
+        assert_eq!((text.prompt_eval_tokens_per_s(), text.encode_ms_per_frame()), (Some(500.0), None));
+        assert_eq!(Timings::default().generated_tokens_per_s(), 0.0);
     }
 }

@@ -20,9 +20,12 @@ pub(super) fn frame_label(pts_ms: u64) -> String {
     format!("Frame at {}:", timecode::format(pts_ms))
 }
 
-/// One frame's part of the prompt: its label and its media marker.
-pub(super) fn frame_segment(pts_ms: u64, marker: &str) -> String {
-    format!("{}\n{marker}\n", frame_label(pts_ms))
+/// One frame's part of the prompt, "Frame at 00:01.500:\n<marker>\n", in two:
+/// the label, decoded as text on its own, and the media marker, which mtmd
+/// tokenizes with the frame's bitmap (so the vision encoder's time can be
+/// told apart from the label's).
+pub(super) fn frame_segment(pts_ms: u64, marker: &str) -> (String, String) {
+    (format!("{}\n", frame_label(pts_ms)), format!("{marker}\n"))
 }
 
 /// What follows the frames in the user's turn (or is all of it, for text):
@@ -138,7 +141,9 @@ mod tests {
 
     #[test]
     fn frames_are_labelled_with_their_time_then_one_marker() {
-        assert_eq!(frame_segment(1_500, "<__media__>"), "Frame at 00:01.500:\n<__media__>\n");
+        let (label, media) = frame_segment(1_500, "<__media__>");
+        assert_eq!(label + &media, "Frame at 00:01.500:\n<__media__>\n");
+        assert_eq!(media, "<__media__>\n");
         assert_eq!(frame_label(3_723_004), "Frame at 1:02:03.004:");
     }
 

@@ -88,7 +88,10 @@ fn serve(settings: &Settings, shared: &Shared, rx: mpsc::Receiver<Request>) {
         .with_n_batch(n_batch)
         .with_n_ubatch(n_ctx.min(512))
         .with_n_threads(settings.threads as i32)
-        .with_n_threads_batch(settings.threads as i32);
+        .with_n_threads_batch(settings.threads as i32)
+        // llama.cpp's decode counters, read to tell a frame's encoding apart
+        // from its decoding (see Timings::encode_ms); a clock read per decode.
+        .with_no_perf(false);
     let (ctx, lines) = with_captured_errors(|| model.new_context(backend, params));
     let mut ctx = match ctx {
         Ok(ctx) => ctx,
