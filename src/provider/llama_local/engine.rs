@@ -120,6 +120,15 @@ impl Engine<'_> {
         if cancelled() {
             return Err(Stop::Cancelled);
         }
+        // Without frames, head and tail go in one batch, as llama.cpp's tools
+        // decode a prompt.
+        let joined: Vec<LlamaToken>;
+        let (head, tail) = if parts.is_empty() {
+            joined = head.iter().chain(tail).copied().collect();
+            (&[][..], &joined[..])
+        } else {
+            (head, tail)
+        };
         let started = Instant::now();
         self.ctx.clear_kv_cache();
         let mut n_past = self.eval_tokens(head, 0, false)?;
