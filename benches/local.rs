@@ -21,7 +21,9 @@
 //!
 //! Each measurement is repeated `--runs` times, the two sides taking turns
 //! (so a busy machine slows both alike), and the median is reported with the
-//! range. vidgate's figures come from [`Timings`] (wall clock, sampling and
+//! range. Each side warms up right before it measures: the tools in each
+//! process (a one-token decode and the encoder's graph in llama-mtmd-cli, the
+//! whole test in llama-bench), vidgate with the same job, not counted. vidgate's figures come from [`Timings`] (wall clock, sampling and
 //! detokenizing included); llama.cpp's from its own reports (`llama_perf`,
 //! mtmd's encode time, llama-bench's samples), which time the decoding only.
 //! Prints a markdown table on stdout, progress on stderr. The tools are built
@@ -332,7 +334,6 @@ fn vision(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec
     let mtmd = bin.join("llama-mtmd-cli");
 
     let provider = local(&model, Some(&mmproj), VISION_CONTEXT, threads);
-    run(&provider, &job); // warm-up, not counted
     let tag = format!("vision, {threads} thr");
     let mut encode = Row::new(format!("{tag}: image encode, ms per frame"), true);
     let mut prompt_rate = Row::new(format!("{tag}: prompt tok/s (text model)"), false);
@@ -349,6 +350,7 @@ fn vision(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec
         gen_rate.llama.push(r.eval_runs as f64 * 1000.0 / r.eval_ms);
 
         std::thread::sleep(PAUSE);
+        run(&provider, &job); // warm-up, as the tools warm up before they measure
         let t = run(&provider, &job);
         encode.vidgate.push(t.encode_ms_per_frame().expect("the encoding is told apart"));
         prompt_rate.vidgate.push(t.prompt_eval_tokens_per_s().expect("the encoding is told apart"));
@@ -401,7 +403,6 @@ fn text(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec<R
     let model = gemma();
     let provider = local(&model, None, TEXT_CONTEXT, threads);
     let (job, prompt_tokens) = text_job(&provider);
-    run(&provider, &job); // warm-up, not counted
     let bench = bin.join("llama-bench");
     let (m, t) = (model.to_str().unwrap(), threads.to_string());
     let (p, n) = (TEXT_PROMPT_TOKENS.to_string(), TEXT_GEN.to_string());
@@ -417,6 +418,7 @@ fn text(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec<R
         std::thread::sleep(PAUSE);
         gen_rate.llama.push(parse_bench(&tool(&bench, &tg_args).0));
         std::thread::sleep(PAUSE);
+        run(&provider, &job); // warm-up, as the tools warm up before they measure
         let t = run(&provider, &job);
         prompt_rate.vidgate.push(t.prompt_tokens_per_s());
         gen_rate.vidgate.push(t.generated_tokens_per_s());
