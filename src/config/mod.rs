@@ -446,6 +446,7 @@ impl Config {
             }
         }
         for (name, p) in &self.providers {
+            p.check_sampling().map_err(|(key, message)| bad(&format!("providers.{name}.{key}"), message))?;
             if let Some(url) = &p.base_url {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(bad(&format!("providers.{name}.base_url"), format!("`{url}` is not an http(s) URL")));

@@ -221,6 +221,37 @@ pub struct ProviderProfile {
     pub gpu_layers: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<u32>,
+    /// How the next token is drawn: 0 (the default) always takes the likeliest
+    /// one (greedy: the same job gives the same answer); above 0, one is drawn
+    /// at this temperature from those the filters below keep, as llama.cpp's
+    /// own tools do. Other protocols ignore this and the keys below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Keep only the `top_k` likeliest tokens; 0 keeps all (default 40).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Keep the likeliest tokens until their probabilities add up to
+    /// `top_p`, 0..=1; 1 keeps all (default 0.95).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Drop tokens less likely than `min_p` times the likeliest, 0..=1;
+    /// 0 drops none (default 0.05).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f64>,
+    /// Divide the logits of tokens already generated (among the last
+    /// `repeat_last_n`) by this, > 0; 1 is off (the default). Applies when
+    /// greedy too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f64>,
+    /// How many of the last generated tokens `repeat_penalty` looks at, at
+    /// most the context; 0 is off (default 64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_last_n: Option<u32>,
+    /// The seed of the draw when `temperature` > 0: the same seed, model,
+    /// settings and job give the same answer. Unset, each answer draws with a
+    /// fresh random seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
 }
 
 impl ProviderProfile {
@@ -232,6 +263,37 @@ impl ProviderProfile {
     /// The price that applies to `model`: the profile's own, else the catalogue's.
     pub fn price_for(&self, model: &str) -> Option<Price> {
         self.price.or_else(|| self.models.get(model).and_then(|m| m.price))
+    }
+
+    /// Check the local sampling settings: the key and why, if one is out of range.
+    pub fn check_sampling(&self) -> Result<(), (&'static str, String)> {
+        if let Some(t) = self.temperature {
+            if !(t >= 0.0 && t.is_finite()) {
+                return Err(("temperature", format!("{t} is not a finite number ≥ 0 (0 = greedy)")));
+            }
+        }
+        for (key, value) in [("top_p", self.top_p), ("min_p", self.min_p)] {
+            match value {
+                Some(v) if !(0.0..=1.0).contains(&v) => return Err((key, format!("{v} is outside [0, 1]"))),
+                _ => {}
+            }
+        }
+        if let Some(r) = self.repeat_penalty {
+            if !(r > 0.0 && r.is_finite()) {
+                return Err(("repeat_penalty", format!("{r} is not a finite number > 0 (1 = off)")));
+            }
+        }
+        if self.seed == Some(u32::MAX) {
+            return Err((
+                "seed",
+                format!(
+                    "{} is outside 0..={}: llama.cpp reads it as random (leave `seed` unset)",
+                    u32::MAX,
+                    u32::MAX - 1
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The auth scheme, defaulting by protocol.

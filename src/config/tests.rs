@@ -144,3 +144,58 @@ fn scalars_parse_like_toml() {
     assert_eq!(parse_scalar("http://x/v1"), toml::Value::String("http://x/v1".into()));
     assert_eq!(parse_scalar(r#"["a","b"]"#), toml::Value::Array(vec!["a".into(), "b".into()]));
 }
+
+#[test]
+fn local_sampling_settings_parse_and_default_to_greedy() {
+    let local = Config::builtin().unwrap().providers.remove("local").unwrap();
+    assert_eq!((local.temperature, local.top_k, local.seed), (None, None, None), "greedy unless configured");
+
+    let (cfg, _f) = load_file(
+        "[providers.local]\ntemperature = 0.7\ntop_k = 20\ntop_p = 0.9\nmin_p = 0.1\nrepeat_penalty = 1.1\n\
+         repeat_last_n = 128\nseed = 42\n",
+    );
+    let p = cfg.unwrap().providers.remove("local").unwrap();
+    assert_eq!(
+        (p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n, p.seed),
+        (Some(0.7), Some(20), Some(0.9), Some(0.1), Some(1.1), Some(128), Some(42))
+    );
+    assert_eq!(p.gpu_layers, Some(0), "the rest of the shipped profile stays");
+
+    // Integers are numbers too, and the ends of each range are allowed.
+    let (cfg, _f) = load_file(
+        "[providers.local]\ntemperature = 1\ntop_p = 0\nmin_p = 1\nrepeat_last_n = 0\ntop_k = 0\nseed = 4294967294\n",
+    );
+    let p = cfg.unwrap().providers.remove("local").unwrap();
+    assert_eq!((p.temperature, p.top_p, p.min_p, p.seed), (Some(1.0), Some(0.0), Some(1.0), Some(u32::MAX - 1)));
+}
+
+#[test]
+fn a_bad_sampling_value_names_the_profile_the_key_the_value_and_the_range() {
+    for (line, key, why) in [
+        ("temperature = -0.5", "temperature", "-0.5 is not a finite number ≥ 0"),
+        ("temperature = nan", "temperature", "NaN is not a finite number ≥ 0"),
+        ("temperature = inf", "temperature", "inf is not a finite number ≥ 0"),
+        ("top_p = 1.5", "top_p", "1.5 is outside [0, 1]"),
+        ("top_p = -0.1", "top_p", "-0.1 is outside [0, 1]"),
+        ("min_p = 2.0", "min_p", "2 is outside [0, 1]"),
+        ("min_p = -0.01", "min_p", "-0.01 is outside [0, 1]"),
+        ("repeat_penalty = 0.0", "repeat_penalty", "0 is not a finite number > 0"),
+        ("repeat_penalty = -1.2", "repeat_penalty", "-1.2 is not a finite number > 0"),
+        ("seed = 4294967295", "seed", "4294967295 is outside 0..=4294967294"),
+        ("seed = -1", "seed", "integer `-1`, expected u32"),
+        ("top_k = -40", "top_k", "integer `-40`, expected u32"),
+        ("repeat_last_n = -1", "repeat_last_n", "integer `-1`, expected u32"),
+        ("temperature = \"hot\"", "temperature", "\"hot\""),
+    ] {
+        let (err, f) = load_file(&format!("[providers.mine]\nprotocol = \"llama_local\"\n{line}\n"));
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains(&format!("key `providers.mine.{key}`")), "{line}: {msg}");
+        assert!(msg.contains(why), "{line}: {msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{line}: {msg}");
+    }
+
+    // A flag or variable is checked the same way.
+    let bad = ConfigSources::default().with_override("providers.local.top_p", 1.5);
+    let msg = Config::load(&bad).unwrap_err().to_string();
+    assert!(msg.contains("command-line flag") && msg.contains("providers.local.top_p") && msg.contains("1.5"), "{msg}");
+}
