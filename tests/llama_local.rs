@@ -153,6 +153,61 @@ fn several_frames_go_into_one_prompt_with_their_times() {
 }
 
 #[test]
+fn sampling_settings_come_from_the_profile_and_a_seed_repeats_the_answer() {
+    let Some((model, mmproj, _)) = tiny() else { return };
+    let frames = job(JobInput::Frames(rgb_frames(2)), 16);
+    let text = |profile: &ProviderProfile| {
+        let provider = local(profile);
+        let out = run(&provider, &frames).expect("the job runs");
+        assert_eq!(out.observations.len(), 1);
+        (out.observations[0].text.clone(), out.usage.output_tokens)
+    };
+    let base = profile(model, Some(mmproj), None);
+    // A profile built in code is checked as a loaded config is.
+    let bad = ProviderProfile { top_p: Some(1.5), ..base.clone() };
+    let err = LlamaLocal::from_profile("local", &bad, &Config::default()).unwrap_err().to_string();
+    assert!(err.contains("providers.local.top_p: 1.5 is outside [0, 1]"), "{err}");
+    let with = |temperature: f64, seed: u32| ProviderProfile {
+        temperature: Some(temperature),
+        seed: Some(seed),
+        // No filter: every token may be drawn.
+        top_k: Some(0),
+        top_p: Some(1.0),
+        min_p: Some(0.0),
+        ..base.clone()
+    };
+
+    // Greedy by default; a temperature of 0 is greedy whatever the seed, and
+    // so is a draw from the one likeliest token.
+    let greedy = text(&base);
+    assert!(!greedy.0.is_empty(), "{greedy:?}");
+    assert_eq!(text(&with(0.0, 5)), greedy);
+    assert_eq!(text(&ProviderProfile { top_k: Some(1), ..with(1.0, 5) }), greedy);
+
+    // With a temperature, the same seed gives the same answer through the
+    // whole chain (penalty, top-k, top-p, min-p, temperature, draw), on the
+    // same provider and on a new one.
+    let chain = ProviderProfile {
+        top_k: Some(40),
+        top_p: Some(0.95),
+        min_p: Some(0.05),
+        repeat_penalty: Some(1.3),
+        repeat_last_n: Some(8),
+        ..with(1.5, 7)
+    };
+    let provider = local(&chain);
+    let first = run(&provider, &frames).unwrap().observations[0].text.clone();
+    assert_eq!(run(&provider, &frames).unwrap().observations[0].text, first, "the same provider, again");
+    assert_eq!(text(&chain).0, first, "a new provider with the same seed");
+
+    // And draws: over a few seeds, not every answer is the greedy one, and
+    // not every seed gives the same answer.
+    let drawn: Vec<_> = (1..=4).map(|seed| text(&with(1.5, seed))).collect();
+    assert!(drawn.iter().any(|d| *d != greedy), "{greedy:?} {drawn:?}");
+    assert!(drawn.iter().any(|d| *d != drawn[0]), "{drawn:?}");
+}
+
+#[test]
 fn frames_that_do_not_fit_together_are_chunked() {
     let Some((model, mmproj, _)) = tiny() else { return };
     let provider = local(&profile(model, Some(mmproj), Some(160)));

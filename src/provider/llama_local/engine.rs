@@ -9,10 +9,10 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{
     mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdInputChunkType, MtmdInputChunks, MtmdInputText,
 };
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::prompt::{self, ChatWrap};
+use super::sampling::Sampling;
 use super::Timings;
 use crate::media::{Frame, FrameData};
 use crate::provider::{Job, JobInput};
@@ -40,6 +40,7 @@ pub(super) struct Engine<'m> {
     pub n_ctx: u32,
     pub n_batch: u32,
     pub wrap: ChatWrap,
+    pub sampling: Sampling,
 }
 
 /// Why a job stopped early.
@@ -237,7 +238,8 @@ impl Engine<'_> {
         Ok(n_past)
     }
 
-    /// Greedy sampling from the logits of the last evaluated token, until an
+    /// Sample from the logits of the last evaluated token with a fresh
+    /// sampler of the profile's settings (greedy by default), until an
     /// end-of-generation token or `max` tokens. Pieces are bytes (a character
     /// may span tokens), decoded by the caller.
     fn generate(
@@ -249,7 +251,7 @@ impl Engine<'_> {
     ) -> Result<(Vec<u8>, u64), Stop> {
         let model = self.model;
         let vocab = model.vocab();
-        let mut sampler = LlamaSampler::greedy();
+        let mut sampler = self.sampling.sampler(model.n_vocab(), self.n_ctx);
         let mut batch = LlamaBatch::new(1, 1);
         let mut bytes = Vec::new();
         let mut count = 0u64;

@@ -18,11 +18,13 @@
 //! A job's frames go into one prompt, each as its time and one media marker,
 //! then the job's prompt, all in the model's chat template; frames that do not
 //! fit the context together are split into chunks, one observation each.
-//! Sampling is greedy, so answers are repeatable.
+//! Sampling is greedy unless the profile sets a `temperature`, so answers are
+//! repeatable; with a temperature, a `seed` keeps them so.
 
 mod engine;
 mod prompt;
 mod runtime;
+mod sampling;
 mod worker;
 
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
@@ -158,6 +160,9 @@ impl LlamaLocal {
         if profile.context_tokens == Some(0) {
             return Err(fail(format!("providers.{name}.context_tokens is 0")));
         }
+        if let Err((key, why)) = profile.check_sampling() {
+            return Err(fail(format!("providers.{name}.{key}: {why}")));
+        }
         let model_name = profile.model.clone().unwrap_or_else(|| {
             model_path
                 .file_stem()
@@ -171,6 +176,7 @@ impl LlamaLocal {
             threads: profile.threads.filter(|&t| t > 0).unwrap_or_else(runtime::default_threads).min(512),
             gpu_layers: profile.gpu_layers.unwrap_or(0),
             context_tokens: profile.context_tokens,
+            sampling: sampling::Sampling::from_profile(profile),
         };
         Ok(Self { settings, shared: Arc::default(), inbox: Mutex::new(None) })
     }

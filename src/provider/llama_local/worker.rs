@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use super::engine::{Answer, Engine, Stop};
 use super::prompt::{ChatWrap, CONTENT_SENTINEL};
 use super::runtime::{self, reason, with_captured_errors};
+use super::sampling::Sampling;
 use super::{ModelFacts, Timings};
 use crate::provider::{ErrorClass, Job, ProviderError};
 
@@ -34,6 +35,7 @@ pub(super) struct Settings {
     pub threads: u32,
     pub gpu_layers: u32,
     pub context_tokens: Option<u32>,
+    pub sampling: Sampling,
 }
 
 pub(super) enum Request {
@@ -112,8 +114,12 @@ fn serve(settings: &Settings, shared: &Shared, rx: mpsc::Receiver<Request>) {
         n_ctx,
         n_batch,
         wrap: chat_wrap(&model),
+        sampling: settings.sampling,
     };
-    tracing::debug!(provider = %settings.provider, n_ctx, threads = settings.threads, ?image_tokens, "local model loaded");
+    tracing::debug!(
+        provider = %settings.provider, n_ctx, threads = settings.threads, ?image_tokens, sampling = ?settings.sampling,
+        "local model loaded"
+    );
     for request in rx {
         match request {
             Request::Load { reply } => {
