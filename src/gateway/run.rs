@@ -31,6 +31,16 @@ struct Source {
     _download: Option<crate::fetch::Downloaded>,
 }
 
+/// A request made ready to run.
+struct Prepared {
+    source: Source,
+    info: MediaInfo,
+    names: Vec<String>,
+    members: Vec<Member>,
+    budgets: Vec<Budget>,
+    plan: Plan,
+}
+
 /// Everything one run shares.
 struct Ctx<'a> {
     gateway: &'a Gateway,
@@ -97,28 +107,19 @@ impl Gateway {
     /// # Errors
     /// Bad input, or no provider of the chain can be built.
     pub async fn plan(&self, request: &VideoRequest) -> Result<Plan, GatewayError> {
-        let source = self.source(&request.source, None).await?;
-        let info = media::probe(&source.path, &self.config.limits).await?;
-        let names = router::chain(&self.config, request.task.name(), &request.constraints)?;
-        let (mut members, skipped) = self.members(&names);
-        if members.is_empty() {
-            return Err(GatewayError::Setup(skipped.join("; ")));
-        }
-        let budget =
-            self.budgets(request.constraints.max_cost_usd)?.iter().map(Budget::remaining).fold(f64::MAX, f64::min);
-        let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, budget)?;
-        plan.skipped = skipped;
-        Ok(plan)
+        Ok(self.prepare(request, None).await?.plan)
     }
 
-    async fn run_inner(
+    /// What a run and a plan share: the video as a file, probed; the chain,
+    /// built; the budgets; and the plan fitted to them. Spends nothing.
+    async fn prepare(
         &self,
         request: &VideoRequest,
-        progress: Option<ProgressSender>,
-    ) -> Result<VideoReport, GatewayError> {
-        let source = self.source(&request.source, progress.as_ref()).await?;
+        progress: Option<&ProgressSender>,
+    ) -> Result<Prepared, GatewayError> {
+        let source = self.source(&request.source, progress).await?;
         let info = media::probe(&source.path, &self.config.limits).await?;
-        emit(progress.as_ref(), Progress::Probed { duration_ms: info.duration_ms });
+        emit(progress, Progress::Probed { duration_ms: info.duration_ms });
         let names = router::chain(&self.config, request.task.name(), &request.constraints)?;
         let (mut members, skipped) = self.members(&names);
         if members.is_empty() {
@@ -126,7 +127,17 @@ impl Gateway {
         }
         let budgets = self.budgets(request.constraints.max_cost_usd)?;
         let left = budgets.iter().map(Budget::remaining).fold(f64::MAX, f64::min);
-        let plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left)?;
+        let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left)?;
+        plan.skipped = skipped;
+        Ok(Prepared { source, info, names, members, budgets, plan })
+    }
+
+    async fn run_inner(
+        &self,
+        request: &VideoRequest,
+        progress: Option<ProgressSender>,
+    ) -> Result<VideoReport, GatewayError> {
+        let Prepared { source, info, names, members, budgets, plan } = self.prepare(request, progress.as_ref()).await?;
         if !plan.fits {
             return Err(GatewayError::OverBudget(over_budget_message(&plan)));
         }
@@ -145,7 +156,7 @@ impl Gateway {
             .map_err(|e| GatewayError::Input(format!("{}: cannot read it: {e}", source.path.display())))?
             .into();
         let mut report = VideoReport::default();
-        report.warnings.extend(skipped.iter().map(|s| format!("provider skipped: {s}")));
+        report.warnings.extend(plan.skipped.iter().map(|s| format!("provider skipped: {s}")));
         report.warnings.extend(plan.downgrades.iter().map(|d| format!("lowered to fit the budget: {d}")));
         let merge = MergeLimits::for_members(&self.config.merge, &[]);
         let mut ctx =
