@@ -258,7 +258,7 @@ pub fn default_path() -> PathBuf {
 /// Frames are named by their times and size, not their bytes: within one
 /// video (`video` is its content hash) and one frame width, a time names one
 /// picture, whether it travels as JPEG or RGB.
-pub fn unit_key(video: &str, provider: &str, model: &str, job: &Job) -> String {
+pub fn unit_key(video: &str, provider: &str, model: &str, settings: &str, job: &Job) -> String {
     let mut h = Sha256::new();
     let mut field = |label: &str, value: &[u8]| {
         h.update(label.as_bytes());
@@ -269,6 +269,10 @@ pub fn unit_key(video: &str, provider: &str, model: &str, job: &Job) -> String {
     field("video", video.as_bytes());
     field("provider", provider.as_bytes());
     field("model", model.as_bytes());
+    // Absent when empty, so keys of providers without settings stay as they were.
+    if !settings.is_empty() {
+        field("settings", settings.as_bytes());
+    }
     field("task", serde_json::to_string(&job.task).unwrap_or_default().as_bytes());
     field("prompt_version", job.prompt_version.as_bytes());
     field("prompt", job.prompt.as_bytes());
@@ -323,7 +327,7 @@ mod tests {
     fn units_survive_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/journal.sqlite3");
-        let key = unit_key("abc", "p", "m", &job("x"));
+        let key = unit_key("abc", "p", "m", "", &job("x"));
         {
             let j = Journal::open(&path).unwrap();
             assert_eq!(j.get(&key).unwrap(), None);
@@ -338,18 +342,19 @@ mod tests {
 
     #[test]
     fn the_key_changes_with_everything_that_changes_the_answer() {
-        let base = unit_key("v", "p", "m", &job("x"));
-        assert_eq!(base, unit_key("v", "p", "m", &job("x")));
-        assert_ne!(base, unit_key("v2", "p", "m", &job("x")));
-        assert_ne!(base, unit_key("v", "q", "m", &job("x")));
-        assert_ne!(base, unit_key("v", "p", "m2", &job("x")));
-        assert_ne!(base, unit_key("v", "p", "m", &job("y")));
+        let base = unit_key("v", "p", "m", "", &job("x"));
+        assert_eq!(base, unit_key("v", "p", "m", "", &job("x")));
+        assert_ne!(base, unit_key("v2", "p", "m", "", &job("x")));
+        assert_ne!(base, unit_key("v", "q", "m", "", &job("x")));
+        assert_ne!(base, unit_key("v", "p", "m2", "", &job("x")));
+        assert_ne!(base, unit_key("v", "p", "m", "temperature=0.7", &job("x")));
+        assert_ne!(base, unit_key("v", "p", "m", "", &job("y")));
         let mut other = job("x");
         other.prompt_version = "story@2".into();
-        assert_ne!(base, unit_key("v", "p", "m", &other));
+        assert_ne!(base, unit_key("v", "p", "m", "", &other));
         other = job("x");
         other.max_output_tokens = 65;
-        assert_ne!(base, unit_key("v", "p", "m", &other));
+        assert_ne!(base, unit_key("v", "p", "m", "", &other));
     }
 
     #[test]

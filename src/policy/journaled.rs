@@ -51,8 +51,12 @@ impl Journaled {
     }
 
     async fn lookup(&self, job: &Job) -> Option<UnitRecord> {
-        let keys: Vec<String> =
-            self.chain.members().iter().map(|m| unit_key(&self.video, m.id(), m.model(), job)).collect();
+        let keys: Vec<String> = self
+            .chain
+            .members()
+            .iter()
+            .map(|m| unit_key(&self.video, m.id(), m.model(), &m.settings_key(), job))
+            .collect();
         let journal = self.journal.clone();
         let found = tokio::task::spawn_blocking(move || {
             for key in keys {
@@ -100,7 +104,7 @@ impl Provider for Journaled {
         }
         let (i, output) = self.chain.run_unit(job).await?;
         let member = &self.chain.members()[i];
-        let key = unit_key(&self.video, member.id(), member.model(), job);
+        let key = unit_key(&self.video, member.id(), member.model(), &member.settings_key(), job);
         let record = UnitRecord {
             provider: member.id().to_string(),
             model: member.model().to_string(),

@@ -20,6 +20,10 @@ macro_rules! forward_to_inner {
             self.inner.model()
         }
 
+        fn settings_key(&self) -> String {
+            self.inner.settings_key()
+        }
+
         fn capabilities(&self) -> crate::provider::Capabilities {
             self.inner.capabilities()
         }

@@ -141,6 +141,14 @@ pub trait Provider: Send + Sync {
         ""
     }
 
+    /// What else, besides the model and the job, shapes this provider's
+    /// answers (the local model's sampling settings, say). It is part of the
+    /// journal's unit key, so changing it makes new answers rather than
+    /// reading back old ones. Empty when nothing does.
+    fn settings_key(&self) -> String {
+        String::new()
+    }
+
     /// The worst-case cost of `job`, without any network call.
     ///
     /// # Errors

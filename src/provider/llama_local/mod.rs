@@ -277,6 +277,10 @@ impl Provider for LlamaLocal {
         &self.settings.model_name
     }
 
+    fn settings_key(&self) -> String {
+        self.settings.sampling.key()
+    }
+
     /// `max_images_per_call` is what fits three quarters of the context (the
     /// rest for the prompt and the answer); more are split into chunks anyway.
     fn capabilities(&self) -> Capabilities {

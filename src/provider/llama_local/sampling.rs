@@ -64,6 +64,25 @@ impl Sampling {
         self.temperature <= 0.0
     }
 
+    /// The settings that change answers, for the journal's unit key: empty
+    /// for plain greedy decoding (the default), so that keys made before
+    /// sampling was configurable still match.
+    pub fn key(&self) -> String {
+        let penalty = if self.repeat_penalty != 1.0 && self.repeat_last_n > 0 {
+            format!("repeat_penalty={};repeat_last_n={}", self.repeat_penalty, self.repeat_last_n)
+        } else {
+            String::new()
+        };
+        if self.is_greedy() {
+            return penalty;
+        }
+        let seed = self.seed.map_or_else(|| "random".to_string(), |s| s.to_string());
+        format!(
+            "temperature={};top_k={};top_p={};min_p={};seed={seed};{penalty}",
+            self.temperature, self.top_k, self.top_p, self.min_p
+        )
+    }
+
     /// A fresh sampler for one answer, in the order of llama.cpp's common
     /// sampler: the repeat penalty over the last `repeat_last_n` tokens (at
     /// most `n_ctx`), then greedy; or top-k, top-p, min-p, the temperature
@@ -96,6 +115,31 @@ mod tests {
     use llama_cpp_2::token::LlamaToken;
 
     use super::*;
+
+    #[test]
+    fn the_journal_key_is_empty_for_plain_greedy_and_changes_with_each_setting() {
+        let greedy = Sampling::default();
+        assert_eq!(greedy.key(), "");
+        let penalised = Sampling { repeat_penalty: 1.1, ..greedy };
+        assert_ne!(penalised.key(), "");
+        let sampled = Sampling { temperature: 0.7, seed: Some(7), ..greedy };
+        let keys = [
+            sampled.key(),
+            Sampling { temperature: 0.8, ..sampled }.key(),
+            Sampling { top_k: 20, ..sampled }.key(),
+            Sampling { top_p: 0.9, ..sampled }.key(),
+            Sampling { min_p: 0.1, ..sampled }.key(),
+            Sampling { seed: Some(8), ..sampled }.key(),
+            Sampling { seed: None, ..sampled }.key(),
+            Sampling { repeat_penalty: 1.1, ..sampled }.key(),
+            penalised.key(),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
 
     /// The token `sampler` picks from these logits (token i has logits[i]).
     fn pick(sampler: &mut LlamaSampler, logits: &[f32]) -> i32 {
