@@ -288,6 +288,15 @@ mod tests {
             let roles: Vec<&str> = m.files.iter().map(|f| f.role.as_str()).collect();
             assert_eq!(roles, ["model", "mmproj"], "{name}");
             assert!(m.files.iter().all(|f| f.file_name().ends_with(".gguf")), "{name}");
+            for f in &m.files {
+                let sha = f.sha256.as_deref().unwrap_or_default();
+                assert!(
+                    sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                    "{name}: {} pins no sha256",
+                    f.path
+                );
+                assert!(f.size.is_some_and(|n| n > 1_000_000), "{name}: {} pins no size", f.path);
+            }
         }
         assert_eq!(default_model().as_deref(), Some("smolvlm2-256m-video-instruct"));
     }
