@@ -28,7 +28,13 @@ pub async fn run(command: ModelsCommand, config: &Config) -> anyhow::Result<()> 
             for (name, model) in &catalogue {
                 let state = if models::installed(&cache, name, model).is_some() { "installed" } else { "-" };
                 let default = if model.default { " (default)" } else { "" };
-                writeln!(out, "{name:32} {state:10} {}{default}", model.description)?;
+                let size = model
+                    .files
+                    .iter()
+                    .map(|f| f.size)
+                    .sum::<Option<u64>>()
+                    .map_or_else(|| "?".to_string(), |bytes| format!("{:.2} GB", bytes as f64 / 1e9));
+                writeln!(out, "{name:32} {state:10} {size:>8}  {}{default}", model.description)?;
             }
             writeln!(out, "\ncache: {}", cache.display())?;
         }

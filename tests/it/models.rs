@@ -121,6 +121,8 @@ fn models_list_and_an_unknown_pull_on_the_command_line() {
     let out = vidgate().args(["models", "list"]).env("VIDGATE__MODELS__CACHE_DIR", cache.path()).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("smolvlm2-256m-video-instruct") && text.contains("(default)"), "{text}");
+    // The download size, from the catalogue's pins: 175056352 + 103771680 bytes.
+    assert!(text.lines().any(|l| l.starts_with("smolvlm2-256m-video-instruct") && l.contains(" 0.28 GB ")), "{text}");
     assert!(text.contains(&cache.path().display().to_string()), "{text}");
     let out = vidgate().args(["models", "pull", "nope"]).output().unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
