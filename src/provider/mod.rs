@@ -100,6 +100,13 @@ impl Job {
             JobInput::Text(_) => TimeRange { start_ms: 0, end_ms: 1 },
         }
     }
+
+    /// Whether a backend that takes frames or text holds the answer to the
+    /// timeline JSON of [`crate::timeline::json_schema`]: a timeline or find
+    /// job whose input is not a whole video file.
+    pub fn structured(&self) -> bool {
+        matches!(self.task, Task::Timeline | Task::Find { .. }) && !matches!(self.input, JobInput::Video { .. })
+    }
 }
 
 /// A cost estimate made before a call, from the profile's prices.
@@ -158,4 +165,33 @@ pub trait Provider: Send + Sync {
 
     /// Serve `job` once. Retries belong to the policies around the provider.
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_and_find_jobs_over_frames_or_text_are_structured() {
+        let job = |task: Task, input: JobInput| Job {
+            task,
+            input,
+            prompt: "p".into(),
+            prompt_version: "p@1".into(),
+            max_output_tokens: 8,
+            span: None,
+        };
+        let frames = || JobInput::Frames(Vec::new().into());
+        let text = || JobInput::Text("t".into());
+        let video = || JobInput::Video { path: "v.mp4".into(), range: None, duration_ms: 1000, size_bytes: 1 };
+        let find = || Task::Find { what: "a dog".into() };
+        for input in [frames(), text()] {
+            assert!(job(Task::Timeline, input.clone()).structured());
+            assert!(job(find(), input.clone()).structured());
+            assert!(!job(Task::Describe, input.clone()).structured());
+            assert!(!job(Task::Ask { question: "why?".into() }, input).structured());
+        }
+        assert!(!job(Task::Timeline, video()).structured());
+        assert!(!job(find(), video()).structured());
+    }
 }

@@ -15,7 +15,7 @@ use crate::provider::http::{self, BodyError, QuotaLeft};
 use crate::provider::{
     Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
-use crate::schema::{Observation, Task, TimeRange, Usage};
+use crate::schema::{Observation, TimeRange, Usage};
 use crate::secret::Secret;
 
 /// Answers larger than this are refused rather than held in memory.
@@ -100,12 +100,8 @@ impl OpenAiCompat {
         })
     }
 
-    fn structured(&self, job: &Job) -> bool {
-        matches!(job.task, Task::Timeline | Task::Find { .. }) && !matches!(job.input, JobInput::Video { .. })
-    }
-
     fn options(&self, job: &Job) -> RequestOptions {
-        let schema = (self.structured(job) && self.model_profile.json_schema.unwrap_or(false))
+        let schema = (job.structured() && self.model_profile.json_schema.unwrap_or(false))
             .then(|| ResponseSchema { name: "timeline".into(), schema: crate::timeline::json_schema() });
         RequestOptions { detail: self.detail, token_limit: self.token_limit, response_schema: schema }
     }
@@ -278,7 +274,7 @@ impl Provider for OpenAiCompat {
             }
         }
         let mut estimate = cost::estimate(job, &self.model_profile, &self.price, self.detail);
-        if self.structured(job) {
+        if job.structured() {
             // One repair call may follow a malformed answer.
             estimate.input_tokens *= 2;
             estimate.output_tokens *= 2;
@@ -295,7 +291,7 @@ impl Provider for OpenAiCompat {
         let answer = self.call(job).await?;
         let mut usage = self.usage(answer.usage, &estimate);
         let model = answer.model.clone().unwrap_or_else(|| self.model.clone());
-        if !self.structured(job) {
+        if !job.structured() {
             let observations = self.observations(job, &answer.text, &model);
             return Ok(ProviderOutput { observations, usage, model });
         }
