@@ -125,7 +125,7 @@ fn several_frames_go_into_one_prompt_with_their_times() {
     let facts = block_on(provider.load()).expect("the generated pair loads");
     assert_eq!((facts.image_tokens, facts.n_embd, facts.n_ctx), (Some(16), 64, 2048), "{facts:?}");
     let caps = provider.capabilities();
-    assert!(caps.offline && !caps.native_video && !caps.json_schema && caps.max_images_per_call > 10, "{caps:?}");
+    assert!(caps.offline && !caps.native_video && caps.json_schema && caps.max_images_per_call > 10, "{caps:?}");
 
     let frames = rgb_frames(3);
     let out = run(&provider, &job(JobInput::Frames(frames.clone()), 8)).expect("frames are described");
@@ -205,6 +205,63 @@ fn sampling_settings_come_from_the_profile_and_a_seed_repeats_the_answer() {
     let drawn: Vec<_> = (1..=4).map(|seed| text(&with(1.5, seed))).collect();
     assert!(drawn.iter().any(|d| *d != greedy), "{greedy:?} {drawn:?}");
     assert!(drawn.iter().any(|d| *d != drawn[0]), "{drawn:?}");
+}
+
+/// `{` then `"events"`, with any whitespace around: how the timeline JSON
+/// starts.
+fn opens_a_timeline(text: &str) -> bool {
+    text.trim_start().strip_prefix('{').is_some_and(|rest| rest.trim_start().starts_with("\"events\""))
+}
+
+#[test]
+fn timeline_and_find_jobs_are_held_to_their_json_by_a_grammar() {
+    let Some((model, mmproj, _)) = tiny() else { return };
+    let provider = local(&profile(model, Some(mmproj), None));
+    let max = 256;
+    let timeline = Job {
+        task: Task::Timeline,
+        prompt: "List the events as JSON.".into(),
+        ..job(JobInput::Text("00:01 a red car passes a bakery.\n00:04 a dog crosses the street.".into()), max)
+    };
+    let find = Job { task: Task::Find { what: "a dog".into() }, ..timeline.clone() };
+    let frames = Job { input: JobInput::Frames(rgb_frames(2)), ..timeline.clone() };
+    let mut complete = 0;
+    for job in [&timeline, &find, &frames] {
+        let out = run(&provider, job).expect("the job runs");
+        let answer = &out.observations[0].text;
+        assert!(opens_a_timeline(answer), "{:?}: {answer:?}", job.task);
+        if out.usage.output_tokens < u64::from(max) {
+            // The grammar let the model end only with the JSON complete.
+            let json: serde_json::Value = serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+            assert!(json["events"].is_array(), "{json}");
+            complete += 1;
+        }
+    }
+    assert!(complete > 0, "the greedy answers of this model end within {max} tokens");
+
+    // Drawn tokens too: a pick the grammar forbids is drawn again.
+    let drawn = ProviderProfile {
+        temperature: Some(1.5),
+        seed: Some(7),
+        top_k: Some(0),
+        top_p: Some(1.0),
+        min_p: Some(0.0),
+        ..profile(model, None, None)
+    };
+    let out = run(&local(&drawn), &Job { max_output_tokens: 64, ..timeline.clone() }).unwrap();
+    assert!(opens_a_timeline(&out.observations[0].text), "{:?}", out.observations[0].text);
+
+    // Without the grammar the random model writes no such thing.
+    let free = run(&provider, &Job { task: Task::Describe, ..timeline.clone() }).unwrap();
+    assert!(!opens_a_timeline(&free.observations[0].text), "{:?}", free.observations[0].text);
+
+    // A cap that cuts the JSON leaves it cut, for the timeline parser to refuse.
+    let cut = run(&provider, &Job { max_output_tokens: 4, ..timeline.clone() }).unwrap();
+    let answer = &cut.observations[0].text;
+    assert_eq!(cut.usage.output_tokens, 4, "{answer:?}");
+    assert!(answer.starts_with('{'), "{answer:?}");
+    let err = vidgate::timeline::parse_events(answer, timeline.covered()).unwrap_err();
+    assert!(err.contains("not the requested JSON"), "{err}");
 }
 
 #[test]
@@ -416,6 +473,22 @@ fn speed() {
                 "gemma-3-270m, {threads} threads: {} prompt tokens at {:.0} tok/s, {} generated at {:.0} tok/s",
                 t.prompt_tokens,
                 t.prompt_tokens_per_s(),
+                t.generated_tokens,
+                t.generated_tokens_per_s()
+            );
+        }
+        // The same with the timeline JSON grammar checking each token.
+        let timeline = Job {
+            task: Task::Timeline,
+            prompt: "List the events as JSON: {\"events\":[{\"start\":\"MM:SS.mmm\",\"end\":\"MM:SS.mmm\",\"text\":\"...\"}]}"
+                .into(),
+            ..job(JobInput::Text(text.clone()), 128)
+        };
+        for _ in 0..3 {
+            run(&provider, &timeline).unwrap();
+            let t = provider.last_timings().unwrap();
+            eprintln!(
+                "gemma-3-270m, {threads} threads, timeline under the JSON grammar: {} generated at {:.0} tok/s",
                 t.generated_tokens,
                 t.generated_tokens_per_s()
             );

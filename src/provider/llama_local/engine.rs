@@ -12,7 +12,7 @@ use llama_cpp_2::mtmd::{
 use llama_cpp_2::token::LlamaToken;
 
 use super::prompt::{self, ChatWrap};
-use super::sampling::Sampling;
+use super::sampling::{self, Picker, Sampling};
 use super::Timings;
 use crate::media::{Frame, FrameData};
 use crate::provider::{Job, JobInput};
@@ -41,6 +41,9 @@ pub(super) struct Engine<'m> {
     pub n_batch: u32,
     pub wrap: ChatWrap,
     pub sampling: Sampling,
+    /// Hold structured jobs ([`Job::structured`]) to the timeline JSON with
+    /// a grammar.
+    pub json_grammar: bool,
 }
 
 /// Why a job stopped early.
@@ -121,6 +124,8 @@ impl Engine<'_> {
         if cancelled() {
             return Err(Stop::Cancelled);
         }
+        // Before any work: a grammar that cannot be built fails the job now.
+        let picker = self.picker(job)?;
         // Without frames, head and tail go in one batch, as llama.cpp's tools
         // decode a prompt.
         let joined: Vec<LlamaToken>;
@@ -165,7 +170,7 @@ impl Engine<'_> {
         timings.prompt_ms += ms(started);
 
         let started = Instant::now();
-        let generated = self.generate(n_past, job.max_output_tokens, cancelled, timings);
+        let generated = self.generate(picker, n_past, job.max_output_tokens, cancelled, timings);
         timings.generate_ms += ms(started);
         let (bytes, output_tokens) = generated?;
         let range = match (parts.first(), parts.last()) {
@@ -238,12 +243,25 @@ impl Engine<'_> {
         Ok(n_past)
     }
 
-    /// Sample from the logits of the last evaluated token with a fresh
-    /// sampler of the profile's settings (greedy by default), until an
-    /// end-of-generation token or `max` tokens. Pieces are bytes (a character
-    /// may span tokens), decoded by the caller.
+    /// A fresh sampler of the profile's settings (greedy by default) for one
+    /// answer, held to the timeline JSON grammar when the job is structured
+    /// and `json_grammar` is on.
+    fn picker(&self, job: &Job) -> Result<Picker, String> {
+        let chain = self.sampling.sampler(self.model.n_vocab(), self.n_ctx);
+        if !(self.json_grammar && job.structured()) {
+            return Ok(Picker::Free(chain));
+        }
+        let grammar = sampling::timeline_grammar(self.model)?;
+        Ok(Picker::Held { chain, grammar, candidates: Vec::new() })
+    }
+
+    /// Pick tokens with `picker` from the logits of the last evaluated token,
+    /// until an end-of-generation token, `max` tokens, or a grammar that
+    /// allows nothing more. Pieces are bytes (a character may span tokens),
+    /// decoded by the caller.
     fn generate(
         &mut self,
+        mut picker: Picker,
         mut n_past: i32,
         max: u32,
         cancelled: &dyn Fn() -> bool,
@@ -251,7 +269,6 @@ impl Engine<'_> {
     ) -> Result<(Vec<u8>, u64), Stop> {
         let model = self.model;
         let vocab = model.vocab();
-        let mut sampler = self.sampling.sampler(model.n_vocab(), self.n_ctx);
         let mut batch = LlamaBatch::new(1, 1);
         let mut bytes = Vec::new();
         let mut count = 0u64;
@@ -259,7 +276,7 @@ impl Engine<'_> {
             if cancelled() {
                 return Err(Stop::Cancelled);
             }
-            let token = sampler.sample(&self.ctx, -1);
+            let Some(token) = picker.next(&self.ctx)? else { break };
             if vocab.is_eog(token) {
                 break;
             }

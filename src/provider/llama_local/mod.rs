@@ -19,7 +19,11 @@
 //! then the job's prompt, all in the model's chat template; frames that do not
 //! fit the context together are split into chunks, one observation each.
 //! Sampling is greedy unless the profile sets a `temperature`, so answers are
-//! repeatable; with a temperature, a `seed` keeps them so.
+//! repeatable; with a temperature, a `seed` keeps them so. Timeline and find
+//! jobs ([`Job::structured`]) are held to the timeline JSON by a llama.cpp
+//! grammar made from [`crate::timeline::json_schema`], so even a small model
+//! answers with JSON that parses (unless the output cap cuts it); a grammar
+//! that cannot be built fails the job (the next provider may serve it).
 
 mod engine;
 mod prompt;
@@ -177,6 +181,7 @@ impl LlamaLocal {
             gpu_layers: profile.gpu_layers.unwrap_or(0),
             context_tokens: profile.context_tokens,
             sampling: sampling::Sampling::from_profile(profile),
+            json_grammar: true,
         };
         Ok(Self { settings, shared: Arc::default(), inbox: Mutex::new(None) })
     }
@@ -290,7 +295,7 @@ impl Provider for LlamaLocal {
             native_video: false,
             max_images_per_call: frames,
             max_inline_bytes: u64::MAX,
-            json_schema: false,
+            json_schema: self.settings.json_grammar,
             audio: false,
             offline: true,
             rgb_frames: true,

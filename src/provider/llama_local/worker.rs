@@ -36,6 +36,8 @@ pub(super) struct Settings {
     pub gpu_layers: u32,
     pub context_tokens: Option<u32>,
     pub sampling: Sampling,
+    /// Hold timeline and find jobs to their JSON with a grammar.
+    pub json_grammar: bool,
 }
 
 pub(super) enum Request {
@@ -115,10 +117,11 @@ fn serve(settings: &Settings, shared: &Shared, rx: mpsc::Receiver<Request>) {
         n_batch,
         wrap: chat_wrap(&model),
         sampling: settings.sampling,
+        json_grammar: settings.json_grammar,
     };
     tracing::debug!(
         provider = %settings.provider, n_ctx, threads = settings.threads, ?image_tokens, sampling = ?settings.sampling,
-        "local model loaded"
+        json_grammar = settings.json_grammar, "local model loaded"
     );
     for request in rx {
         match request {
