@@ -251,6 +251,12 @@ fn timeline_and_find_jobs_are_held_to_their_json_by_a_grammar() {
     let out = run(&local(&drawn), &Job { max_output_tokens: 64, ..timeline.clone() }).unwrap();
     assert!(opens_a_timeline(&out.observations[0].text), "{:?}", out.observations[0].text);
 
+    // `json_grammar = false`: the same job is generated freely.
+    let off = local(&ProviderProfile { json_grammar: Some(false), ..profile(model, None, None) });
+    assert!(!off.capabilities().json_schema);
+    let free = run(&off, &timeline).unwrap();
+    assert!(!opens_a_timeline(&free.observations[0].text), "{:?}", free.observations[0].text);
+
     // Without the grammar the random model writes no such thing.
     let free = run(&provider, &Job { task: Task::Describe, ..timeline.clone() }).unwrap();
     assert!(!opens_a_timeline(&free.observations[0].text), "{:?}", free.observations[0].text);

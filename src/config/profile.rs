@@ -252,6 +252,12 @@ pub struct ProviderProfile {
     /// fresh random seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    /// Hold timeline and find answers to their JSON with a llama.cpp grammar
+    /// made from the timeline schema (default true): the model can write
+    /// nothing else, and ends only once the JSON is complete. `false`
+    /// generates freely, as for other tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_grammar: Option<bool>,
 }
 
 impl ProviderProfile {

@@ -149,16 +149,18 @@ fn scalars_parse_like_toml() {
 fn local_sampling_settings_parse_and_default_to_greedy() {
     let local = Config::builtin().unwrap().providers.remove("local").unwrap();
     assert_eq!((local.temperature, local.top_k, local.seed), (None, None, None), "greedy unless configured");
+    assert_eq!(local.json_grammar, None, "the grammar is on unless turned off");
 
     let (cfg, _f) = load_file(
         "[providers.local]\ntemperature = 0.7\ntop_k = 20\ntop_p = 0.9\nmin_p = 0.1\nrepeat_penalty = 1.1\n\
-         repeat_last_n = 128\nseed = 42\n",
+         repeat_last_n = 128\nseed = 42\njson_grammar = false\n",
     );
     let p = cfg.unwrap().providers.remove("local").unwrap();
     assert_eq!(
         (p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n, p.seed),
         (Some(0.7), Some(20), Some(0.9), Some(0.1), Some(1.1), Some(128), Some(42))
     );
+    assert_eq!(p.json_grammar, Some(false));
     assert_eq!(p.gpu_layers, Some(0), "the rest of the shipped profile stays");
 
     // Integers are numbers too, and the ends of each range are allowed.
@@ -186,6 +188,8 @@ fn a_bad_sampling_value_names_the_profile_the_key_the_value_and_the_range() {
         ("top_k = -40", "top_k", "integer `-40`, expected u32"),
         ("repeat_last_n = -1", "repeat_last_n", "integer `-1`, expected u32"),
         ("temperature = \"hot\"", "temperature", "\"hot\""),
+        ("json_grammar = \"no\"", "json_grammar", "expected a boolean"),
+        ("json_grammar = 0", "json_grammar", "expected a boolean"),
     ] {
         let (err, f) = load_file(&format!("[providers.mine]\nprotocol = \"llama_local\"\n{line}\n"));
         let msg = err.unwrap_err().to_string();

@@ -23,7 +23,8 @@
 //! jobs ([`Job::structured`]) are held to the timeline JSON by a llama.cpp
 //! grammar made from [`crate::timeline::json_schema`], so even a small model
 //! answers with JSON that parses (unless the output cap cuts it); a grammar
-//! that cannot be built fails the job (the next provider may serve it).
+//! that cannot be built fails the job (the next provider may serve it),
+//! naming `json_grammar = false`, which turns the grammar off.
 
 mod engine;
 mod prompt;
@@ -181,7 +182,7 @@ impl LlamaLocal {
             gpu_layers: profile.gpu_layers.unwrap_or(0),
             context_tokens: profile.context_tokens,
             sampling: sampling::Sampling::from_profile(profile),
-            json_grammar: true,
+            json_grammar: profile.json_grammar.unwrap_or(true),
         };
         Ok(Self { settings, shared: Arc::default(), inbox: Mutex::new(None) })
     }
@@ -282,8 +283,15 @@ impl Provider for LlamaLocal {
         &self.settings.model_name
     }
 
+    /// The sampling settings, and `json_grammar=false` when the grammar is
+    /// off (on, the default, keys stay as they were).
     fn settings_key(&self) -> String {
-        self.settings.sampling.key()
+        let key = self.settings.sampling.key();
+        match (self.settings.json_grammar, key.is_empty()) {
+            (true, _) => key,
+            (false, true) => "json_grammar=false".into(),
+            (false, false) => format!("{key};json_grammar=false"),
+        }
     }
 
     /// `max_images_per_call` is what fits three quarters of the context (the
@@ -333,6 +341,33 @@ impl Provider for LlamaLocal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grammar_is_on_by_default_and_off_names_itself_in_the_journal_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model.gguf");
+        std::fs::write(&model, b"GGUF").unwrap();
+        let local = |temperature: Option<f64>, json_grammar: Option<bool>| {
+            let profile = ProviderProfile {
+                protocol: Some(Protocol::LlamaLocal),
+                model_path: Some(model.clone()),
+                temperature,
+                seed: Some(3),
+                json_grammar,
+                ..ProviderProfile::default()
+            };
+            LlamaLocal::from_profile("local", &profile, &Config::default()).unwrap()
+        };
+        let key = |temperature, json_grammar| local(temperature, json_grammar).settings_key();
+        assert!(local(None, None).capabilities().json_schema);
+        assert!(!local(None, Some(false)).capabilities().json_schema);
+        // On (the default or said so), keys stay as they were.
+        assert_eq!((key(None, None), key(None, Some(true))), (String::new(), String::new()));
+        assert_eq!(key(None, Some(false)), "json_grammar=false");
+        let sampled = key(Some(0.5), None);
+        assert!(!sampled.is_empty());
+        assert_eq!(key(Some(0.5), Some(false)), format!("{sampled};json_grammar=false"));
+    }
 
     #[test]
     fn timings_give_rates_per_phase() {

@@ -241,11 +241,12 @@ fn schema_text(value: &Value, first: &[&str]) -> String {
 /// is complete.
 ///
 /// # Errors
-/// Why the grammar cannot be made.
+/// Why the grammar cannot be made, and that `json_grammar = false` turns it off.
 pub(super) fn timeline_grammar(model: &LlamaModel) -> Result<LlamaSampler, String> {
-    let gbnf = timeline_gbnf()?;
+    const OFF: &str = "set json_grammar = false to generate without it";
+    let gbnf = timeline_gbnf().map_err(|e| format!("{e} ({OFF})"))?;
     LlamaSampler::grammar(model, gbnf, "root")
-        .map_err(|e| format!("llama.cpp cannot build the timeline JSON grammar: {e}"))
+        .map_err(|e| format!("llama.cpp cannot build the timeline JSON grammar: {e} ({OFF})"))
 }
 
 #[cfg(test)]
