@@ -165,6 +165,9 @@ impl Engine<'_> {
             timings.frames_ms += ms(frame_started);
         }
         n_past = self.eval_tokens(tail, n_past, true)?;
+        // A GPU decodes asynchronously: wait, so the prompt's time is its own
+        // and not the first generated token's.
+        self.ctx.synchronize();
         let prompt_tokens = (head.len() + tail.len() + parts.iter().map(FramePart::tokens).sum::<usize>()) as u64;
         timings.prompt_tokens += prompt_tokens;
         timings.prompt_ms += ms(started);
