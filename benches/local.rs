@@ -2,7 +2,14 @@
 //!
 //! ```text
 //! cargo bench --bench local [-- --threads 2,1] [--runs 5] [--only vision|text]
+//!     [--gpu-layers N] [--tools DIR] [--text-model GGUF]
 //! ```
+//!
+//! `--gpu-layers N` offloads N layers (and the vision encoder) to the GPU on
+//! both sides; `--tools DIR` takes llama.cpp's tools from DIR instead of
+//! building them; `--text-model` replaces Gemma 3 270M. On a GPU machine,
+//! `scripts/bench-local-cuda.sh` builds llama.cpp with CUDA and runs this
+//! bench against it (docs/local-speed.md).
 //!
 //! Both sides run llama.cpp b11434 with the same CPU flags (AVX2, FMA, F16C,
 //! BMI2; vidgate's through llama-cpp-sys-2 and `.cargo/config.toml`, the
@@ -44,7 +51,10 @@ use vidgate::provider::{Job, JobInput, Provider};
 use vidgate::schema::Task;
 
 const FRAME_SIZE: u32 = 512;
+/// Context for one frame; each further frame adds `FRAME_CONTEXT`.
 const VISION_CONTEXT: u32 = 2048;
+/// A frame's 1024 image tokens and its label, rounded up.
+const FRAME_CONTEXT: u32 = 1088;
 const VISION_PROMPT: &str = "Describe what the frames show.";
 const VISION_GEN: u32 = 64;
 const TEXT_CONTEXT: u32 = 1024;
@@ -58,10 +68,28 @@ struct Options {
     runs: usize,
     vision: bool,
     text: bool,
+    /// llama.cpp's tools already built (else built from the sdist).
+    tools: Option<PathBuf>,
+    /// Layers offloaded to the GPU, on both sides (0: CPU only).
+    gpu_layers: u32,
+    /// The text model (default: Gemma 3 270M from the fixtures cache).
+    text_model: Option<PathBuf>,
+    /// Frames per vision job (default 1). With more, llama-mtmd-cli's
+    /// encode figure is its last frame's, past its first-use costs.
+    frames: usize,
 }
 
 fn options() -> Options {
-    let mut o = Options { threads: vec![2, 1], runs: 5, vision: true, text: true };
+    let mut o = Options {
+        threads: vec![2, 1],
+        runs: 5,
+        vision: true,
+        text: true,
+        tools: None,
+        gpu_layers: 0,
+        text_model: None,
+        frames: 1,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().unwrap_or_else(|| panic!("{name} needs a value"));
@@ -75,11 +103,16 @@ fn options() -> Options {
                 "text" => o.vision = false,
                 other => panic!("--only vision|text, not {other}"),
             },
+            "--tools" => o.tools = Some(PathBuf::from(value("--tools"))),
+            "--gpu-layers" => o.gpu_layers = value("--gpu-layers").parse().expect("--gpu-layers N"),
+            "--text-model" => o.text_model = Some(PathBuf::from(value("--text-model"))),
+            "--frames" => o.frames = value("--frames").parse().expect("--frames N"),
             "--bench" => {} // cargo bench passes it
             other => panic!("unknown argument {other}"),
         }
     }
     assert!(o.runs > 0 && !o.threads.is_empty() && o.threads.iter().all(|&t| t > 0));
+    assert!((1..60).contains(&o.frames), "--frames 1 to 59");
     o
 }
 
@@ -92,8 +125,10 @@ fn fixtures_dir() -> PathBuf {
     })
 }
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The repository: where cargo built the bench, unless `VIDGATE_REPO` says
+/// otherwise (a binary carried to another machine).
+fn repo() -> PathBuf {
+    std::env::var_os("VIDGATE_REPO").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// The SmolVLM-256M-shaped pair, generated on first use.
@@ -156,13 +191,14 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut)
 }
 
-fn local(model: &Path, mmproj: Option<&Path>, context: u32, threads: u32) -> LlamaLocal {
+fn local(model: &Path, mmproj: Option<&Path>, context: u32, threads: u32, gpu_layers: u32) -> LlamaLocal {
     let profile = ProviderProfile {
         protocol: Some(Protocol::LlamaLocal),
         model_path: Some(model.to_path_buf()),
         mmproj_path: mmproj.map(Path::to_path_buf),
         context_tokens: Some(context),
         threads: Some(threads),
+        gpu_layers: Some(gpu_layers),
         ..ProviderProfile::default()
     };
     let provider = LlamaLocal::from_profile("local", &profile, &Config::default()).unwrap();
@@ -198,7 +234,10 @@ fn tool(bin: &Path, args: &[&str]) -> (String, String) {
 /// What llama-mtmd-cli reports for one image and one answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct MtmdReport {
+    /// The last image's encoding.
     encode_ms: f64,
+    /// All images' encoding.
+    encode_total_ms: f64,
     prompt_ms: f64,
     prompt_tokens: u64,
     eval_ms: f64,
@@ -215,12 +254,12 @@ fn ms_and_count(line: &str) -> Option<(f64, u64)> {
 
 /// Parses the lines llama-mtmd-cli writes with `--perf -lv 4`.
 fn parse_mtmd(stderr: &str) -> Option<MtmdReport> {
-    let mut encode_ms = None;
+    let mut encodes = Vec::new();
     let mut prompt = None;
     let mut eval = None;
     for line in stderr.lines() {
         if let Some((_, rest)) = line.split_once("mtmd batch encoding done in ") {
-            encode_ms = rest.trim().strip_suffix("ms").and_then(|ms| ms.trim().parse().ok());
+            encodes.extend(rest.trim().strip_suffix("ms").and_then(|ms| ms.trim().parse::<f64>().ok()));
         } else if let Some((_, perf)) = line.split_once("llama_perf_context_print:") {
             let perf = perf.trim_start();
             if perf.starts_with("prompt eval time") {
@@ -231,7 +270,8 @@ fn parse_mtmd(stderr: &str) -> Option<MtmdReport> {
         }
     }
     let ((prompt_ms, prompt_tokens), (eval_ms, eval_runs)) = (prompt?, eval?);
-    Some(MtmdReport { encode_ms: encode_ms?, prompt_ms, prompt_tokens, eval_ms, eval_runs })
+    let encode_ms = *encodes.last()?;
+    Some(MtmdReport { encode_ms, encode_total_ms: encodes.iter().sum(), prompt_ms, prompt_tokens, eval_ms, eval_runs })
 }
 
 /// llama-bench's tokens per second, from `-o json -r 1`.
@@ -299,26 +339,35 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-fn vision(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec<Row> {
+fn vision(o: &Options, bin: &Path, threads: u32, notes: &mut Vec<String>) -> Vec<Row> {
+    let runs = o.runs;
     let (model, mmproj) = vision_model();
     let rgb = frame_rgb();
     let dir = tempfile::tempdir().unwrap();
     let ppm = dir.path().join("frame.ppm");
     write_ppm(&ppm, &rgb);
-    let frames: Arc<[Frame]> =
-        vec![Frame { index: 0, pts_ms: 0, width: FRAME_SIZE, height: FRAME_SIZE, data: FrameData::Rgb(rgb) }].into();
+    let frames: Arc<[Frame]> = (0..o.frames)
+        .map(|i| Frame {
+            index: i as u32,
+            pts_ms: i as u64 * 1000,
+            width: FRAME_SIZE,
+            height: FRAME_SIZE,
+            data: FrameData::Rgb(rgb.clone()),
+        })
+        .collect();
     let job = job(JobInput::Frames(frames), VISION_PROMPT, VISION_GEN);
-    // vidgate's user turn for one frame, as mtmd-cli's prompt (it adds the
-    // same chat template around it).
-    let prompt = format!("Frame at 00:00.000:\n<__media__>\n{VISION_PROMPT}");
-    let (threads_s, n, ctx) = (threads.to_string(), VISION_GEN.to_string(), VISION_CONTEXT.to_string());
-    let args = [
+    // vidgate's user turn, as mtmd-cli's prompt (it adds the same chat
+    // template around it): each frame's label and marker, then the prompt.
+    let labels: String = (0..o.frames).map(|i| format!("Frame at 00:{i:02}.000:\n<__media__>\n")).collect();
+    let prompt = format!("{labels}{VISION_PROMPT}");
+    let context = VISION_CONTEXT + (o.frames as u32 - 1) * FRAME_CONTEXT;
+    let (threads_s, n, ctx) = (threads.to_string(), VISION_GEN.to_string(), context.to_string());
+    let ngl = o.gpu_layers.to_string();
+    let mut args = vec![
         "-m",
         model.to_str().unwrap(),
         "--mmproj",
         mmproj.to_str().unwrap(),
-        "--image",
-        ppm.to_str().unwrap(),
         "-p",
         &prompt,
         "-n",
@@ -329,14 +378,22 @@ fn vision(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec
         &threads_s,
         "-c",
         &ctx,
+        "-ngl",
+        &ngl,
         "--perf",
         "-lv",
         "4",
     ];
+    for _ in 0..o.frames {
+        args.extend(["--image", ppm.to_str().unwrap()]);
+    }
     let mtmd = bin.join("llama-mtmd-cli");
 
-    let provider = local(&model, Some(&mmproj), VISION_CONTEXT, threads);
-    let tag = format!("vision, {threads} thr");
+    let provider = local(&model, Some(&mmproj), context, threads, o.gpu_layers);
+    let tag = match o.frames {
+        1 => format!("vision, {threads} thr"),
+        n => format!("vision ({n} frames), {threads} thr"),
+    };
     let mut encode = Row::new(format!("{tag}: image encode, ms per frame"), true);
     let mut prompt_rate = Row::new(format!("{tag}: prompt tok/s (text model)"), false);
     let mut gen_rate = Row::new(format!("{tag}: generation tok/s"), false);
@@ -348,7 +405,7 @@ fn vision(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec
         encode.llama.push(r.encode_ms);
         // llama_perf's prompt window opens at the first text decode, before
         // the image is encoded, so it holds the encoding too: take it out.
-        prompt_rate.llama.push(r.prompt_tokens as f64 * 1000.0 / (r.prompt_ms - r.encode_ms));
+        prompt_rate.llama.push(r.prompt_tokens as f64 * 1000.0 / (r.prompt_ms - r.encode_total_ms));
         gen_rate.llama.push(r.eval_runs as f64 * 1000.0 / r.eval_ms);
 
         std::thread::sleep(PAUSE);
@@ -386,30 +443,50 @@ fn text_job(provider: &LlamaLocal) -> (Job, u64) {
         let text: Vec<&str> = (0..n).map(|i| WORDS[i % WORDS.len()]).collect();
         job(JobInput::Text(text.join(" ")), "Continue this story at length:", max)
     };
-    let mut n = 450usize;
-    let mut best = (n, 0u64);
-    for _ in 0..8 {
+    // Tokens grow about linearly with words, at a rate that depends on the
+    // vocabulary: secant steps from a small first guess, keeping the closest.
+    let target = TEXT_PROMPT_TOKENS as f64;
+    let mut points: Vec<(usize, u64)> = Vec::new();
+    let mut n = 100usize;
+    for _ in 0..12 {
         let tokens = run(provider, &make(n, 1)).prompt_tokens;
-        if tokens.abs_diff(TEXT_PROMPT_TOKENS) < best.1.abs_diff(TEXT_PROMPT_TOKENS) || best.1 == 0 {
-            best = (n, tokens);
-        }
+        points.push((n, tokens));
         if tokens == TEXT_PROMPT_TOKENS {
             break;
         }
-        n = (n as i64 + TEXT_PROMPT_TOKENS as i64 - tokens as i64).max(1) as usize;
+        let next = match points[..] {
+            [.., (n0, t0), (n1, t1)] if t1 != t0 => {
+                n1 as f64 + (target - t1 as f64) * (n1 as f64 - n0 as f64) / (t1 as f64 - t0 as f64)
+            }
+            _ => n as f64 * target / tokens.max(1) as f64,
+        };
+        let next = (next.round() as usize).max(1);
+        n = if next == n {
+            if tokens < TEXT_PROMPT_TOKENS {
+                n + 1
+            } else {
+                n.saturating_sub(1).max(1)
+            }
+        } else {
+            next
+        };
     }
+    let best = points.into_iter().min_by_key(|&(_, t)| t.abs_diff(TEXT_PROMPT_TOKENS)).expect("one try");
     (make(best.0, TEXT_GEN), best.1)
 }
 
-fn text(bin: &Path, threads: u32, runs: usize, notes: &mut Vec<String>) -> Vec<Row> {
-    let model = gemma();
-    let provider = local(&model, None, TEXT_CONTEXT, threads);
+fn text(o: &Options, bin: &Path, threads: u32, notes: &mut Vec<String>) -> Vec<Row> {
+    let runs = o.runs;
+    let model = o.text_model.clone().unwrap_or_else(gemma);
+    let provider = local(&model, None, TEXT_CONTEXT, threads, o.gpu_layers);
     let (job, prompt_tokens) = text_job(&provider);
     let bench = bin.join("llama-bench");
-    let (m, t) = (model.to_str().unwrap(), threads.to_string());
-    let (p, n) = (TEXT_PROMPT_TOKENS.to_string(), TEXT_GEN.to_string());
-    let pp_args = ["-m", m, "-t", &t, "-p", &p, "-n", "0", "-r", "1", "-o", "json"];
-    let tg_args = ["-m", m, "-t", &t, "-p", "0", "-n", &n, "-d", &p, "-r", "1", "-o", "json"];
+    let (m, t, ngl) = (model.to_str().unwrap(), threads.to_string(), o.gpu_layers.to_string());
+    // llama-bench gets the count vidgate's job has, should no number of
+    // words make exactly `TEXT_PROMPT_TOKENS`.
+    let (p, n) = (prompt_tokens.to_string(), TEXT_GEN.to_string());
+    let pp_args = ["-m", m, "-t", &t, "-ngl", &ngl, "-p", &p, "-n", "0", "-r", "1", "-o", "json"];
+    let tg_args = ["-m", m, "-t", &t, "-ngl", &ngl, "-p", "0", "-n", &n, "-d", &p, "-r", "1", "-o", "json"];
     let tag = format!("text, {threads} thr");
     let mut prompt_rate = Row::new(format!("{tag}: prompt tok/s"), false);
     let mut gen_rate = Row::new(format!("{tag}: generation tok/s"), false);
@@ -450,6 +527,17 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
+/// The GPU's name and driver, as nvidia-smi tells them.
+fn gpu() -> String {
+    Command::new("nvidia-smi")
+        .args(["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().replace('\n', "; "))
+        .unwrap_or_else(|| "unknown (no nvidia-smi)".into())
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -458,23 +546,30 @@ fn load_average() -> String {
 
 fn main() {
     let o = options();
-    let bin = tools();
+    let bin = o.tools.clone().unwrap_or_else(tools);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let load_before = load_average();
     for &threads in &o.threads {
         if o.vision {
             eprintln!("vision model, {threads} threads, {} runs", o.runs);
-            rows.extend(vision(&bin, threads, o.runs, &mut notes));
+            rows.extend(vision(&o, &bin, threads, &mut notes));
         }
         if o.text {
-            eprintln!("Gemma 3 270M, {threads} threads, {} runs", o.runs);
-            rows.extend(text(&bin, threads, o.runs, &mut notes));
+            eprintln!("text model, {threads} threads, {} runs", o.runs);
+            rows.extend(text(&o, &bin, threads, &mut notes));
         }
     }
     println!("{}", table(&rows));
     println!("Median of {} runs (range in brackets); ratio = vidgate's speed / llama.cpp's.", o.runs);
     println!("{}; load average {load_before} before, {} after.", machine(), load_average());
+    if o.gpu_layers > 0 {
+        println!("GPU: {}; {} layers offloaded on both sides.", gpu(), o.gpu_layers);
+    }
+    if o.text {
+        let text_model = o.text_model.clone().unwrap_or_else(gemma);
+        println!("Text model: {}.", text_model.file_name().unwrap_or_default().to_string_lossy());
+    }
     for note in notes {
         println!("- {note}");
     }
