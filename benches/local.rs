@@ -14,8 +14,7 @@
 //! Both sides run llama.cpp b11434 with the same CPU flags (AVX2, FMA, F16C,
 //! BMI2; vidgate's through llama-cpp-sys-2 and `.cargo/config.toml`, the
 //! tools through `scripts/build-llama-server.sh --with-bench`, from the full
-//! sources of the same version; but see docs/local-speed.md: llama-cpp-sys-2
-//! builds at -O2 while the profile has debug info, the tools at -O3), on the
+//! sources of the same version; both at -O3, see docs/local-speed.md), on the
 //! same GGUF files, with the same thread count, context, batch sizes, prompt
 //! and number of generated tokens:
 //!
