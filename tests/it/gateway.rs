@@ -340,3 +340,62 @@ fn a_long_video_is_merged_in_windows_then_the_windows_are_merged() {
     assert!(last.contains("[00:00.000–00:03.000] summary 00:00.000"), "{last}");
     assert_eq!(report.story.as_deref(), Some("summary 00:00.000"));
 }
+
+#[test]
+fn one_rgb_extraction_feeds_a_member_that_takes_rgb_and_the_next_that_takes_jpeg() {
+    use vidgate::media::{encode_jpeg, Frame, FrameData};
+    let local = Arc::new(
+        scripted("local")
+            .with_capabilities(Capabilities {
+                max_images_per_call: 1,
+                max_inline_bytes: 1 << 30,
+                rgb_frames: true,
+                ..Capabilities::default()
+            })
+            .with_fallback(down("local")),
+    );
+    let cloud = Arc::new(scripted("cloud"));
+    let c = config(&["local", "cloud"]);
+    let quality = c.sampling.jpeg_quality;
+    let g = gateway(c, &[("local", &local), ("cloud", &cloud)]);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let report = block_on(g.run_with_progress(request(Task::Describe), Some(tx))).unwrap();
+    assert_eq!(report.observations.len(), 10);
+    assert!(report.observations.iter().all(|o| o.provider == "cloud"));
+    // One pass over the video: the sampled count runs 1..=10 once.
+    let mut sampled = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let vidgate::progress::Progress::Sampled { frames } = event {
+            sampled.push(frames);
+        }
+    }
+    assert_eq!(sampled, (1..=10).collect::<Vec<u32>>());
+
+    let frames = |p: &ScriptedProvider| -> Vec<Frame> {
+        p.jobs()
+            .iter()
+            .filter_map(|j| match &j.input {
+                vidgate::provider::JobInput::Frames(f) => Some(f.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let (rgb, jpeg) = (frames(&local), frames(&cloud));
+    assert!(!rgb.is_empty(), "the RGB member was tried first");
+    assert_eq!(jpeg.iter().map(|f| f.index).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    for f in &jpeg {
+        let FrameData::Jpeg(bytes) = &f.data else { panic!("frame {} reached the JPEG member as RGB", f.index) };
+        assert_eq!(jpeg_size(bytes), Some((f.width, f.height)), "frame {}", f.index);
+        assert_eq!(f.pts_ms, u64::from(f.index) * 1000);
+    }
+    // The JPEG member got the pixels the RGB member was given, encoded at
+    // the configured quality, with the same time and size.
+    for f in &rgb {
+        let FrameData::Rgb(pixels) = &f.data else { panic!("frame {} reached the RGB member as JPEG", f.index) };
+        let sent = jpeg.iter().find(|j| j.index == f.index).unwrap();
+        assert_eq!((sent.pts_ms, sent.width, sent.height), (f.pts_ms, f.width, f.height));
+        let encoded = encode_jpeg(pixels, f.width, f.height, quality).unwrap();
+        assert!(sent.data.bytes() == encoded.as_slice(), "frame {}: not the RGB member's pixels", f.index);
+    }
+}
