@@ -13,7 +13,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use vidgate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
 use vidgate::policy::{self, AttemptLog, Budget};
 use vidgate::provider::gemini::Gemini;
-use vidgate::provider::{Job, JobInput, ProviderError, ProviderOutput};
+use vidgate::provider::{Job, JobInput, Provider, ProviderError, ProviderOutput};
 use vidgate::schema::{Outcome, Task, TimeRange};
 
 use crate::util::*;
@@ -454,4 +454,32 @@ fn a_range_of_a_large_file_is_sent_as_a_trimmed_copy() {
         let info = probe(&copy);
         assert!((2_900..=3_100).contains(&info.duration_ms), "a 3 s cut, not the 10 s file: {}", info.duration_ms);
     });
+}
+
+/// The frames per call a Gemini backend reports, for these `frames_per_call`
+/// and model image limit.
+fn images_per_call(frames_per_call: Option<u32>, image_limit: Option<u32>) -> u32 {
+    let server = runtime().block_on(MockServer::start());
+    let mut p = profile(&server, "per_call");
+    p.frames_per_call = frames_per_call;
+    p.models.get_mut("gemini-test").unwrap().max_images_per_request = image_limit;
+    backend(&p).capabilities().max_images_per_call
+}
+
+#[test]
+fn frames_per_call_is_the_profiles() {
+    assert_eq!(images_per_call(Some(2), Some(16)), 2);
+    assert_eq!(images_per_call(Some(16), Some(16)), 16);
+}
+
+#[test]
+fn frames_per_call_is_clamped_to_the_models_image_limit() {
+    assert_eq!(images_per_call(Some(40), Some(16)), 16);
+    assert_eq!(images_per_call(Some(0), Some(16)), 1, "at least one");
+}
+
+#[test]
+fn frames_per_call_defaults_to_the_models_image_limit() {
+    assert_eq!(images_per_call(None, Some(16)), 16);
+    assert_eq!(images_per_call(None, None), 3000, "Gemini's limit when the model names none");
 }
