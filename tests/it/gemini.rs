@@ -11,10 +11,12 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use vidgate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
+use vidgate::gateway::Gateway;
+use vidgate::journal::Journal;
 use vidgate::policy::{self, AttemptLog, Budget};
 use vidgate::provider::gemini::Gemini;
 use vidgate::provider::{Job, JobInput, Provider, ProviderError, ProviderOutput};
-use vidgate::schema::{Outcome, Task, TimeRange};
+use vidgate::schema::{Outcome, SamplingMode, SamplingPlan, Task, TimeRange, VideoRequest};
 
 use crate::util::*;
 
@@ -482,4 +484,34 @@ fn frames_per_call_is_clamped_to_the_models_image_limit() {
 fn frames_per_call_defaults_to_the_models_image_limit() {
     assert_eq!(images_per_call(None, Some(16)), 16);
     assert_eq!(images_per_call(None, None), 3000, "Gemini's limit when the model names none");
+}
+
+#[test]
+fn a_run_sends_frames_in_batches_of_frames_per_call() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let mut p = profile(&server, "batches");
+        p.frames_per_call = Some(2);
+        // Frames, not the video: the gateway batches them.
+        p.models.get_mut("gemini-test").unwrap().native_video = Some(false);
+        let mut config = Config::builtin().unwrap();
+        config.providers.insert("gemini".into(), p.clone());
+        config.router.chain = vec!["gemini".into()];
+        config.budget.max_usd_per_request = 1.0;
+        let g = Gateway::with_journal(config, Journal::in_memory().unwrap()).with_provider("gemini", backend(&p));
+        let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+        request.sampling =
+            SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 64, width: 160 };
+        let report = g.run(request).await.unwrap();
+        assert!(!report.observations.is_empty());
+        let state = fake.state();
+        let mut images: Vec<usize> = state
+            .generate
+            .iter()
+            .map(|body| parts(body).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count())
+            .collect();
+        images.sort_unstable();
+        // Ten frames in calls of two, and the merge call with none.
+        assert_eq!(images, [0, 2, 2, 2, 2, 2]);
+    });
 }
