@@ -299,7 +299,22 @@ fn a_failed_file_falls_back_to_frames() {
         p.inline_max_bytes = Some(50_000);
         run_with(backend(&p), &p, &video_job(&testsrc_10s())).await.result.unwrap();
         let state = fake.state();
-        assert!(parts(&state.generate[0]).iter().any(|p| p["inlineData"]["mimeType"] == "image/jpeg"));
+        let images = |body| parts(body).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count();
+        assert_eq!(images(&state.generate[0]), 32);
+    });
+}
+
+#[test]
+fn frames_sent_instead_of_a_failed_file_stay_within_the_models_image_limit() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::FailedAfter(1)).await;
+        let mut p = profile(&server, "failedlimit");
+        p.inline_max_bytes = Some(50_000);
+        p.models.get_mut("gemini-test").unwrap().max_images_per_request = Some(6);
+        run_with(backend(&p), &p, &video_job(&testsrc_10s())).await.result.unwrap();
+        let state = fake.state();
+        let images = parts(&state.generate[0]).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count();
+        assert_eq!(images, 6);
     });
 }
 

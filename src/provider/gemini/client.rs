@@ -436,12 +436,10 @@ impl Gemini {
             JobInput::Video { range, .. } => range.or(job.span),
             _ => None,
         };
-        let plan = SamplingPlan {
-            mode: SamplingMode::Count { count: FALLBACK_FRAMES },
-            range,
-            max_frames: FALLBACK_FRAMES,
-            width: self.frame_width,
-        };
+        // As many as the model takes in one request, up to FALLBACK_FRAMES.
+        let count = FALLBACK_FRAMES.min(self.model_profile.max_images_per_request.unwrap_or(FALLBACK_FRAMES).max(1));
+        let plan =
+            SamplingPlan { mode: SamplingMode::Count { count }, range, max_frames: count, width: self.frame_width };
         let extraction = Extraction::new(
             &info,
             &plan,
