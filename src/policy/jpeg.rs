@@ -132,7 +132,7 @@ mod tests {
         let jpeg = frame(0, 0, (4, 2), FrameData::Jpeg(vec![0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]));
         let rgb = frame(1, 1_000, (4, 2), FrameData::Rgb(pixels(4, 2)));
         // Alone, and beside an RGB frame that is converted.
-        assert_eq!(frames_of(&passed_on(&frames_job(vec![jpeg.clone()])).await), [jpeg.clone()]);
+        assert_eq!(frames_of(&passed_on(&frames_job(vec![jpeg.clone()])).await), std::slice::from_ref(&jpeg));
         let mixed = frames_of(&passed_on(&frames_job(vec![jpeg.clone(), rgb])).await);
         assert_eq!(mixed[0], jpeg);
         assert!(matches!(mixed[1].data, FrameData::Jpeg(_)), "{:?}", mixed[1]);

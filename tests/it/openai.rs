@@ -440,8 +440,7 @@ fn a_connection_reset_mid_body_is_retried() {
                 let mut buf = vec![0u8; 1 << 20];
                 let mut got = Vec::new();
                 // Read the head and the body the client announced.
-                loop {
-                    let Ok(k) = sock.read(&mut buf).await else { break };
+                while let Ok(k) = sock.read(&mut buf).await {
                     if k == 0 { break; }
                     got.extend_from_slice(&buf[..k]);
                     if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
