@@ -153,19 +153,9 @@ impl FallbackChain {
 mod tests {
     use super::*;
     use crate::provider::scripted::{ScriptedProvider, Step};
-    use crate::provider::JobInput;
-    use crate::schema::{Task, Usage};
+    use crate::schema::Usage;
 
-    fn job() -> Job {
-        Job {
-            task: Task::Describe,
-            input: JobInput::Text("x".into()),
-            prompt: "p".into(),
-            prompt_version: "t@1".into(),
-            max_output_tokens: 10,
-            span: None,
-        }
-    }
+    use crate::provider::scripted::text_job as job;
 
     fn fails(id: &str, n: usize) -> Arc<ScriptedProvider> {
         let steps: Vec<Step> =

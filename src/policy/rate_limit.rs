@@ -94,19 +94,8 @@ impl Provider for RateLimited {
 mod tests {
     use super::*;
     use crate::provider::scripted::ScriptedProvider;
-    use crate::provider::JobInput;
-    use crate::schema::Task;
 
-    fn job() -> Job {
-        Job {
-            task: Task::Describe,
-            input: JobInput::Text("x".into()),
-            prompt: "p".into(),
-            prompt_version: "t@1".into(),
-            max_output_tokens: 10,
-            span: None,
-        }
-    }
+    use crate::provider::scripted::text_job as job;
 
     #[tokio::test]
     async fn a_call_larger_than_the_token_allowance_is_refused_at_once() {

@@ -128,19 +128,8 @@ impl Provider for Retry {
 mod tests {
     use super::*;
     use crate::provider::scripted::{ScriptedProvider, Step};
-    use crate::provider::JobInput;
-    use crate::schema::Task;
 
-    fn job() -> Job {
-        Job {
-            task: Task::Describe,
-            input: JobInput::Text("x".into()),
-            prompt: "p".into(),
-            prompt_version: "t@1".into(),
-            max_output_tokens: 10,
-            span: None,
-        }
-    }
+    use crate::provider::scripted::text_job as job;
 
     fn fast() -> Backoff {
         Backoff { base: Duration::from_millis(1), max_backoff: Duration::from_millis(4), ..Backoff::default() }

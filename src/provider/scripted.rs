@@ -152,21 +152,22 @@ fn observe(provider: &str, job: &Job, text: &str) -> Vec<Observation> {
         .collect()
 }
 
+/// A small text job, for the policies' and the providers' unit tests.
+#[cfg(test)]
+pub(crate) fn text_job() -> Job {
+    Job {
+        task: crate::schema::Task::Describe,
+        input: JobInput::Text("observations".into()),
+        prompt: "merge".into(),
+        prompt_version: "story@1".into(),
+        max_output_tokens: 64,
+        span: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Task;
-
-    fn text_job() -> Job {
-        Job {
-            task: Task::Describe,
-            input: JobInput::Text("observations".into()),
-            prompt: "merge".into(),
-            prompt_version: "story@1".into(),
-            max_output_tokens: 64,
-            span: None,
-        }
-    }
 
     #[tokio::test]
     async fn plays_its_script_then_repeats_the_fallback() {
