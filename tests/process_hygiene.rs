@@ -12,23 +12,23 @@ use util::*;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn dropping_the_stream_kills_ffmpeg() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// RGB frames of a 120 s clip at `fps` and `width`, stopped after `limit`.
+fn long_clip_stream(fps: f64, width: u32, limit: std::time::Duration) -> media::FrameStream {
     let path = make_clip(
         "long.mp4",
         &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"],
     );
     let info = probe(&path);
-    let ex = Extraction::new(
-        &info,
-        &plan(SamplingMode::Fps { fps: 2.0 }, 320),
-        &Default::default(),
-        FrameFormat::Rgb,
-        std::time::Duration::from_secs(120),
-    )
-    .unwrap();
-    let mut stream = media::extract(ex).unwrap();
+    let ex =
+        Extraction::new(&info, &plan(SamplingMode::Fps { fps }, width), &Default::default(), FrameFormat::Rgb, limit)
+            .unwrap();
+    media::extract(ex).unwrap()
+}
+
+#[test]
+fn dropping_the_stream_kills_ffmpeg() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stream = long_clip_stream(2.0, 320, std::time::Duration::from_secs(120));
     let first = stream.blocking_next().unwrap().unwrap();
     assert_eq!(first.pts_ms, 0);
     drop(stream);
@@ -38,20 +38,7 @@ fn dropping_the_stream_kills_ffmpeg() {
 #[test]
 fn a_timeout_stops_ffmpeg_with_a_clear_error() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = make_clip(
-        "long.mp4",
-        &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"],
-    );
-    let info = probe(&path);
-    let ex = Extraction::new(
-        &info,
-        &plan(SamplingMode::Fps { fps: 30.0 }, 640),
-        &Default::default(),
-        FrameFormat::Rgb,
-        std::time::Duration::from_millis(300),
-    )
-    .unwrap();
-    let mut stream = media::extract(ex).unwrap();
+    let mut stream = long_clip_stream(30.0, 640, std::time::Duration::from_millis(300));
     let mut last = None;
     while let Some(item) = stream.blocking_next() {
         if let Err(e) = item {
