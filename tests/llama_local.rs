@@ -25,15 +25,6 @@ use vidgate::schema::{SamplingMode, Task};
 
 use util::*;
 
-fn require<T>(what: &str) -> Option<T> {
-    assert!(
-        std::env::var_os("VIDGATE_REQUIRE_LLAMA_SERVER").is_none(),
-        "{what} is missing (VIDGATE_REQUIRE_LLAMA_SERVER is set)"
-    );
-    eprintln!("skipping: {what} is missing");
-    None
-}
-
 fn generator() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny_vlm/generate.py")
 }
@@ -64,21 +55,6 @@ fn tiny() -> Option<&'static (PathBuf, PathBuf, PathBuf)> {
         })
         .as_ref()
         .or_else(|| require("the tiny vision model (fixtures/tiny_vlm/generate.py needs python3 with gguf and numpy)"))
-}
-
-fn gemma() -> Option<PathBuf> {
-    let dir = std::env::var_os("VIDGATE_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
-            .join("vidgate/fixtures")
-    });
-    let path = dir.join("gemma-3-270m-q4_k_m.gguf");
-    if path.is_file() {
-        Some(path)
-    } else {
-        require(&format!("{} (run fixtures/fetch.sh --model gemma3-270m)", path.display()))
-    }
 }
 
 fn profile(model: &Path, mmproj: Option<&Path>, context: Option<u32>) -> ProviderProfile {

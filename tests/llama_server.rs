@@ -26,22 +26,6 @@ use vidgate::schema::{SamplingMode, Task};
 
 use util::*;
 
-fn require<T>(what: &str) -> Option<T> {
-    assert!(
-        std::env::var_os("VIDGATE_REQUIRE_LLAMA_SERVER").is_none(),
-        "{what} is missing (VIDGATE_REQUIRE_LLAMA_SERVER is set)"
-    );
-    eprintln!("skipping: {what} is missing");
-    None
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
-        .join("vidgate")
-}
-
 fn server_binary() -> Option<PathBuf> {
     let bin = std::env::var_os("VIDGATE_TOOLS")
         .map(PathBuf::from)
@@ -51,18 +35,6 @@ fn server_binary() -> Option<PathBuf> {
         Some(bin)
     } else {
         require(&format!("{} (run scripts/build-llama-server.sh)", bin.display()))
-    }
-}
-
-fn gemma() -> Option<PathBuf> {
-    let path = std::env::var_os("VIDGATE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("fixtures"))
-        .join("gemma-3-270m-q4_k_m.gguf");
-    if path.is_file() {
-        Some(path)
-    } else {
-        require(&format!("{} (run fixtures/fetch.sh --model gemma3-270m)", path.display()))
     }
 }
 

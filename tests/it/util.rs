@@ -208,15 +208,43 @@ pub fn vidgate() -> Command {
     cmd
 }
 
+/// vidgate's cache: `$XDG_CACHE_HOME/vidgate`, else `~/.cache/vidgate`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
+        .join("vidgate")
+}
+
+/// Where fixtures/fetch.sh puts what it fetches (`VIDGATE_FIXTURES` moves it).
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("VIDGATE_FIXTURES").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("fixtures"))
+}
+
+/// A llama.cpp test's missing prerequisite: skipped with a note, or a failure
+/// when `VIDGATE_REQUIRE_LLAMA_SERVER` is set (as CI does).
+pub fn require<T>(what: &str) -> Option<T> {
+    assert!(
+        std::env::var_os("VIDGATE_REQUIRE_LLAMA_SERVER").is_none(),
+        "{what} is missing (VIDGATE_REQUIRE_LLAMA_SERVER is set)"
+    );
+    eprintln!("skipping: {what} is missing");
+    None
+}
+
+/// The real Gemma 3 270M GGUF (`fixtures/fetch.sh --model gemma3-270m`).
+pub fn gemma() -> Option<PathBuf> {
+    let path = fixtures_dir().join("gemma-3-270m-q4_k_m.gguf");
+    if path.is_file() {
+        Some(path)
+    } else {
+        require(&format!("{} (run fixtures/fetch.sh --model gemma3-270m)", path.display()))
+    }
+}
+
 /// The real clips fetched by fixtures/fetch.sh, or `None` (with a note) when absent.
 pub fn real_clip(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("VIDGATE_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        cache.join("vidgate/fixtures")
-    });
-    let path = dir.join(name);
+    let path = fixtures_dir().join(name);
     if path.is_file() {
         return Some(path);
     }
