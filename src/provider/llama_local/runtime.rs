@@ -17,7 +17,7 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 /// every worker and every test shares this one. The first call also routes
 /// llama.cpp, ggml and mtmd logs into `tracing` (otherwise the vision loader
 /// prints to stderr). Thread counts that behave under contention are chosen
-/// by [`default_threads`].
+/// by `default_threads` in this module.
 ///
 /// # Errors
 /// When something else in the process initialized llama.cpp first.
