@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
+use crate::policy::{BudgetError, SharedLedger};
 use crate::provider::{Job, JobInput};
 use crate::schema::{Observation, Usage, VideoRequest};
 
@@ -74,6 +75,12 @@ CREATE TABLE IF NOT EXISTS spend (
     usd REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spend_by_day ON spend(day);
+CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER PRIMARY KEY,
+    day INTEGER NOT NULL,
+    usd REAL NOT NULL,
+    expires_unix_s INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     request TEXT NOT NULL,
@@ -180,6 +187,17 @@ impl Journal {
         Ok(())
     }
 
+    /// Spent today plus what live reservations hold, on `c`.
+    fn committed_today(c: &Connection, now: i64) -> rusqlite::Result<f64> {
+        let day = now.div_euclid(86_400);
+        c.query_row(
+            "SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1)
+                  + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations WHERE day = ?1 AND expires_unix_s > ?2)",
+            params![day, now],
+            |row| row.get(0),
+        )
+    }
+
     /// Money recorded on the current UTC day.
     ///
     /// # Errors
@@ -234,6 +252,62 @@ impl Journal {
         Ok(row.and_then(|(id, text, started_unix_s)| {
             serde_json::from_str(&text).ok().map(|request| RunRecord { id, request, started_unix_s })
         }))
+    }
+}
+
+/// How long a reservation counts when its process never lets it go (it
+/// died mid-call): longer than any call is allowed to take.
+const RESERVATION_TTL_S: i64 = 3600;
+
+/// The journal as the daily cap's ledger shared by every process that uses
+/// the file: a reservation is checked and written in one `IMMEDIATE`
+/// transaction, so two processes cannot both take the last dollars.
+impl SharedLedger for Journal {
+    fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
+        let now = now_s();
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let held = (|| -> rusqlite::Result<Result<i64, BudgetError>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let left = cap - Self::committed_today(&tx, now)?;
+            if amount > left + 1e-12 {
+                return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
+            }
+            tx.execute(
+                "INSERT INTO reservations (day, usd, expires_unix_s) VALUES (?1, ?2, ?3)",
+                params![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Ok(id))
+        })();
+        held.unwrap_or_else(|e| {
+            tracing::warn!(journal = %self.path, error = %e, "cannot hold money in the journal: the call is refused");
+            Err(BudgetError { needed: amount, left: 0.0, cap })
+        })
+    }
+
+    fn let_go(&self, id: i64, unrecorded: f64) {
+        let now = now_s();
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let done = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if unrecorded > 0.0 {
+                tx.execute(
+                    "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, '(abandoned call)', ?3)",
+                    params![now.div_euclid(86_400), now, unrecorded],
+                )?;
+            }
+            tx.execute("DELETE FROM reservations WHERE id = ?1", params![id])?;
+            tx.commit()
+        })();
+        if let Err(e) = done {
+            tracing::warn!(journal = %self.path, error = %e, "cannot release a reservation: it counts until it expires");
+        }
+    }
+
+    fn left(&self, cap: f64) -> f64 {
+        let now = now_s();
+        self.with(|c| Self::committed_today(c, now)).map_or(0.0, |committed| (cap - committed).max(0.0))
     }
 }
 
@@ -295,8 +369,73 @@ pub fn unit_key(video: &str, provider: &str, model: &str, settings: &str, job: &
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::policy::Budget;
     use crate::schema::{Task, TimeRange};
+
+    /// Two handles on one file, as two processes would have.
+    fn two_handles() -> (tempfile::TempDir, Arc<Journal>, Arc<Journal>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite3");
+        let a = Arc::new(Journal::open(&path).unwrap());
+        let b = Arc::new(Journal::open(&path).unwrap());
+        (dir, a, b)
+    }
+
+    #[test]
+    fn processes_sharing_a_journal_share_the_daily_cap() {
+        let (_dir, ja, jb) = two_handles();
+        let (a, b) = (Budget::new(1.0).shared(ja.clone()), Budget::new(1.0).shared(jb.clone()));
+        let held = a.reserve(0.6).unwrap();
+        // The other process's own budget is untouched, the shared ledger is not.
+        let refused = b.reserve(0.6).unwrap_err();
+        assert!((refused.left - 0.4).abs() < 1e-9, "{refused}");
+        assert!((b.remaining() - 0.4).abs() < 1e-9);
+        // The call cost 0.3: recorded, then let go; 0.7 is left for both.
+        ja.record_spend("p", 0.3).unwrap();
+        held.reconcile(0.3);
+        let second = b.reserve(0.6).unwrap();
+        assert!((a.remaining() - 0.1).abs() < 1e-9, "{}", a.remaining());
+        second.release();
+        assert!((jb.left(1.0) - 0.7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_abandoned_call_counts_as_spent_in_the_shared_ledger() {
+        let (_dir, ja, jb) = two_handles();
+        let a = Budget::new(1.0).shared(ja.clone());
+        drop(a.reserve(0.25).unwrap());
+        assert!((jb.spent_today().unwrap() - 0.25).abs() < 1e-9);
+        assert!((jb.left(1.0) - 0.75).abs() < 1e-9, "the reservation is gone, the spend stays");
+    }
+
+    #[test]
+    fn a_reservation_left_by_a_dead_process_expires() {
+        let (_dir, ja, jb) = two_handles();
+        ja.hold(0.5, 1.0).unwrap();
+        assert!((jb.left(1.0) - 0.5).abs() < 1e-9);
+        ja.with(|c| c.execute("UPDATE reservations SET expires_unix_s = ?1", params![now_s() - 1])).unwrap();
+        assert!((jb.left(1.0) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn parallel_reservations_from_two_processes_never_pass_the_cap() {
+        let (_dir, ja, jb) = two_handles();
+        let held: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let journal = if i % 2 == 0 { ja.clone() } else { jb.clone() };
+                    s.spawn(move || Budget::new(1.0).shared(journal).reserve(0.25).ok())
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(held.len(), 4, "four of eight $0.25 calls fit a $1 day");
+        held.into_iter().for_each(|r| r.release());
+        assert!((ja.left(1.0) - 1.0).abs() < 1e-9);
+    }
 
     fn record(text: &str) -> UnitRecord {
         UnitRecord {

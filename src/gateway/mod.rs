@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::{Config, ConfigError, Protocol, ProviderProfile};
 use crate::journal::{self, Journal, JournalError};
 use crate::media::MediaError;
-use crate::policy::{self, Breaker, Budget};
+use crate::policy::{self, Breaker, Budget, SharedLedger};
 use crate::prompts::PromptError;
 use crate::provider::gemini::Gemini;
 use crate::provider::openai_compat::OpenAiCompat;
@@ -249,7 +249,9 @@ impl Gateway {
             let mut daily = self.daily.lock().unwrap_or_else(|e| e.into_inner());
             let fresh = !matches!(&*daily, Some((day, _)) if *day == today);
             if fresh {
-                *daily = Some((today, Budget::with_spent(day_cap, self.journal.spent_today()?)));
+                // Held in the journal too, so processes sharing it share the cap.
+                let ledger: Arc<dyn SharedLedger> = self.journal.clone();
+                *daily = Some((today, Budget::with_spent(day_cap, self.journal.spent_today()?).shared(ledger)));
             }
             budgets.extend(daily.as_ref().map(|(_, b)| b.clone()));
         }

@@ -3,6 +3,11 @@
 //! A call reserves its worst-case cost before it is made; the reservation is
 //! reconciled to the real cost after, or kept whole when the outcome is unknown
 //! (a timeout may still be billed). `spent + reserved` never passes the cap.
+//!
+//! A budget may also be [`shared`](Budget::shared) with other processes
+//! through a [`SharedLedger`] (the journal's SQLite file): each reservation is
+//! then also checked against, and held in, that ledger, so processes that
+//! share it cannot pass the cap together either.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,11 +25,32 @@ struct Ledger {
     reserved: f64,
 }
 
+/// Spending that several processes see: money spent and reservations held,
+/// each reservation checked against the cap under one lock.
+pub trait SharedLedger: Send + Sync + std::fmt::Debug {
+    /// Hold `amount` if the cap allows it, counting every process's spend and
+    /// live reservations; returns the reservation's id. A ledger that cannot
+    /// be read refuses.
+    ///
+    /// # Errors
+    /// [`BudgetError`] when the cap would be passed (or the ledger failed).
+    fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError>;
+
+    /// Let a reservation go. What the call cost is recorded as spend
+    /// separately, before this, except `unrecorded` (a call abandoned with
+    /// its outcome unknown), which this records as spent.
+    fn let_go(&self, id: i64, unrecorded: f64);
+
+    /// What is left of `cap` for every process.
+    fn left(&self, cap: f64) -> f64;
+}
+
 /// A shared cap in US dollars.
 #[derive(Debug, Clone)]
 pub struct Budget {
     cap: f64,
     ledger: Arc<Mutex<Ledger>>,
+    shared: Option<Arc<dyn SharedLedger>>,
 }
 
 /// Money set aside for one call. Dropping it unreconciled keeps it as spent:
@@ -34,6 +60,7 @@ pub struct Budget {
 pub struct Reservation {
     amount: f64,
     ledger: Arc<Mutex<Ledger>>,
+    shared: Option<(Arc<dyn SharedLedger>, i64)>,
     settled: bool,
 }
 
@@ -45,7 +72,15 @@ impl Budget {
     /// A cap of which `spent_usd` is already gone (e.g. earlier today).
     pub fn with_spent(cap_usd: f64, spent_usd: f64) -> Self {
         let ledger = Ledger { spent: spent_usd.max(0.0), reserved: 0.0 };
-        Self { cap: cap_usd.max(0.0), ledger: Arc::new(Mutex::new(ledger)) }
+        Self { cap: cap_usd.max(0.0), ledger: Arc::new(Mutex::new(ledger)), shared: None }
+    }
+
+    /// Also hold every reservation in `ledger`, which other processes share.
+    /// Spend must be recorded there (before a reservation settles) by the
+    /// caller: [`super::Budgeted`]'s spend hook does.
+    pub fn shared(mut self, ledger: Arc<dyn SharedLedger>) -> Self {
+        self.shared = Some(ledger);
+        self
     }
 
     /// Set aside `amount`, or refuse if spent and reserved money would pass the cap.
@@ -59,8 +94,12 @@ impl Budget {
         if amount > left + 1e-12 {
             return Err(BudgetError { needed: amount, left: left.max(0.0), cap: self.cap });
         }
+        let shared = match &self.shared {
+            Some(shared) => Some((shared.clone(), shared.hold(amount, self.cap)?)),
+            None => None,
+        };
         ledger.reserved += amount;
-        Ok(Reservation { amount, ledger: self.ledger.clone(), settled: false })
+        Ok(Reservation { amount, ledger: self.ledger.clone(), shared, settled: false })
     }
 
     pub fn spent(&self) -> f64 {
@@ -68,8 +107,11 @@ impl Budget {
     }
 
     pub fn remaining(&self) -> f64 {
-        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        (self.cap - ledger.spent - ledger.reserved).max(0.0)
+        let here = {
+            let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            (self.cap - ledger.spent - ledger.reserved).max(0.0)
+        };
+        self.shared.as_ref().map_or(here, |shared| here.min(shared.left(self.cap)))
     }
 
     pub fn cap(&self) -> f64 {
@@ -89,20 +131,31 @@ impl Reservation {
     }
 
     fn settle(&mut self, actual: f64) {
+        self.settle_with(actual, 0.0);
+    }
+
+    fn settle_with(&mut self, actual: f64, unrecorded: f64) {
         if self.settled {
             return;
         }
         self.settled = true;
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        ledger.reserved -= self.amount;
-        ledger.spent += actual;
+        {
+            let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            ledger.reserved -= self.amount;
+            ledger.spent += actual;
+        }
+        if let Some((shared, id)) = self.shared.take() {
+            shared.let_go(id, unrecorded);
+        }
     }
 }
 
 impl Drop for Reservation {
+    /// Dropped unsettled (its call was abandoned): it counts as spent, in the
+    /// shared ledger too, where nobody else will record it.
     fn drop(&mut self) {
         let amount = self.amount;
-        self.settle(amount);
+        self.settle_with(amount, amount);
     }
 }
 

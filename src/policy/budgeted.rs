@@ -68,8 +68,10 @@ impl Provider for Budgeted {
         let reservations = self.reserve(estimate.cost_usd)?;
         match self.inner.run(job).await {
             Ok(output) => {
-                reservations.into_iter().for_each(|r| r.reconcile(output.usage.cost_usd));
+                // Spend first, then let the reservations go, so a ledger shared
+                // with other processes always holds the money in one or the other.
                 self.charged(output.usage.cost_usd);
+                reservations.into_iter().for_each(|r| r.reconcile(output.usage.cost_usd));
                 Ok(output)
             }
             Err(err) => {
@@ -82,7 +84,7 @@ impl Provider for Budgeted {
                     match (&err.billed, err.maybe_billed) {
                         (Some(usage), _) => reservation.reconcile(usage.cost_usd.max(0.0)),
                         // Unknown outcome: the whole reservation counts as spent.
-                        (None, true) => drop(reservation),
+                        (None, true) => reservation.reconcile(estimate.cost_usd),
                         (None, false) => reservation.release(),
                     }
                 }

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use attempts::AttemptLog;
-pub use budget::{Budget, BudgetError, Reservation};
+pub use budget::{Budget, BudgetError, Reservation, SharedLedger};
 pub use budgeted::{Budgeted, SpendHook};
 pub use fallback::{Breaker, FallbackChain};
 pub use journaled::{Journaled, UnitHook};

@@ -146,11 +146,9 @@ fn the_same_video_asked_twice_makes_no_frame_calls() {
     assert!(again.usage.cost_usd.abs() < 1e-12);
 }
 
-#[test]
-fn parallel_runs_at_the_edge_of_the_daily_cap_never_pass_it() {
-    // Eight different clips, four calls each ($0.004), against $0.010 a day:
-    // every plan fits when it starts (nothing spent yet), so a check of
-    // `spent >= cap` at the start would let all eight through ($0.032).
+/// Eight runs on eight different clips, four calls each ($0.004), spread
+/// over `gateways`, all at once, against a $0.010 day; what each returned.
+fn runs_at_the_edge_of_the_day(gateways: &[Arc<Gateway>]) -> Vec<Result<VideoReport, GatewayError>> {
     let clips: Vec<_> = (0..8)
         .map(|i| {
             make_clip(
@@ -159,6 +157,21 @@ fn parallel_runs_at_the_edge_of_the_daily_cap_never_pass_it() {
             )
         })
         .collect();
+    block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, clip) in clips.into_iter().enumerate() {
+            let g = gateways[i % gateways.len()].clone();
+            let mut r = VideoRequest::new(clip, Task::Describe);
+            r.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 64 };
+            set.spawn(async move { g.run(r).await });
+        }
+        set.join_all().await
+    })
+}
+
+/// A provider that answers after 30 ms, so the runs overlap, and a config
+/// with a $0.010 day.
+fn edge_of_the_day() -> (Arc<ScriptedProvider>, Config) {
     let a = Arc::new(
         scripted("a")
             .with_fallback(Step::Delay(std::time::Duration::from_millis(30), Box::new(answer("{time}: colour")))),
@@ -166,27 +179,45 @@ fn parallel_runs_at_the_edge_of_the_daily_cap_never_pass_it() {
     let mut c = config(&["a"]);
     c.budget.max_usd_per_day = Some(0.010);
     c.providers.get_mut("a").unwrap().limits.max_concurrency = Some(8);
-    let g = Arc::new(gateway(c, &[("a", &a)]));
-    let results: Vec<Result<VideoReport, GatewayError>> = block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for clip in clips {
-            let g = g.clone();
-            let mut r = VideoRequest::new(clip, Task::Describe);
-            r.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 64 };
-            set.spawn(async move { g.run(r).await });
-        }
-        set.join_all().await
-    });
-    let spent = g.journal().spent_today().unwrap();
+    (a, c)
+}
+
+/// The day's spend stayed within the cap, the cap was used, and the runs
+/// stopped by it say so.
+fn assert_the_day_held(spent: f64, calls: usize, results: &[Result<VideoReport, GatewayError>]) {
     assert!(spent <= 0.010 + 1e-9, "spent ${spent} of a $0.010 day");
     assert!(spent >= 0.007 - 1e-9, "the cap was used, not refused early: ${spent}");
-    assert!(a.calls() <= 10, "{} calls", a.calls());
+    assert!(calls <= 10, "{calls} calls");
     let refused = results.iter().filter(|r| r.is_err()).count();
     assert!(refused >= 5, "{refused} runs stopped at the cap");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         let text = r.to_string();
         assert!(text.contains("budget") || text.contains("over budget"), "{text}");
     }
+}
+
+#[test]
+fn parallel_runs_at_the_edge_of_the_daily_cap_never_pass_it() {
+    // Every plan fits when it starts (nothing spent yet), so a check of
+    // `spent >= cap` at the start would let all eight through ($0.032).
+    let (a, c) = edge_of_the_day();
+    let g = Arc::new(gateway(c, &[("a", &a)]));
+    let results = runs_at_the_edge_of_the_day(std::slice::from_ref(&g));
+    assert_the_day_held(g.journal().spent_today().unwrap(), a.calls(), &results);
+}
+
+#[test]
+fn processes_sharing_a_journal_never_pass_the_daily_cap_together() {
+    // Two gateways on one journal file, as two processes would be: each has
+    // its own view of the day, and only the journal's ledger is shared.
+    // Each alone would allow $0.010, so $0.020 together without it.
+    let (a, c) = edge_of_the_day();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite3");
+    let open =
+        || Arc::new(Gateway::with_journal(c.clone(), Journal::open(&path).unwrap()).with_provider("a", a.clone()));
+    let results = runs_at_the_edge_of_the_day(&[open(), open()]);
+    assert_the_day_held(Journal::open(&path).unwrap().spent_today().unwrap(), a.calls(), &results);
 }
 
 #[test]
