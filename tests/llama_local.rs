@@ -102,6 +102,9 @@ fn several_frames_go_into_one_prompt_with_their_times() {
     assert_eq!((facts.image_tokens, facts.n_embd, facts.n_ctx), (Some(16), 64, 2048), "{facts:?}");
     let caps = provider.capabilities();
     assert!(caps.offline && !caps.native_video && caps.json_schema && caps.max_images_per_call > 10, "{caps:?}");
+    // The context as loaded (the model's training context, under the default),
+    // which merge calls are sized to.
+    assert_eq!(caps.context_tokens, Some(2048));
 
     let frames = rgb_frames(3);
     let out = run(&provider, &job(JobInput::Frames(frames.clone()), 8)).expect("frames are described");

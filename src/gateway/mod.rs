@@ -104,15 +104,16 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// The model's context in tokens, when the profile says: its own
-    /// `context_tokens` first (what a local model is loaded with), else the
-    /// model catalogue's.
+    /// The model's context in tokens: the profile's own `context_tokens`
+    /// first (what a local model is loaded with), else the model catalogue's,
+    /// else what the provider reports (a local model's default context).
     pub(crate) fn context_tokens(&self) -> Option<u64> {
         let model = self.profile.model.as_deref().unwrap_or_default();
         self.profile
             .context_tokens
             .map(u64::from)
             .or_else(|| self.profile.models.get(model).and_then(|m| m.context_tokens))
+            .or_else(|| self.shared.capabilities().context_tokens)
     }
 }
 
@@ -295,5 +296,17 @@ mod tests {
         let small = MergeLimits::for_members(&config, &[member(None), member(Some(2048))]);
         // 2048 tokens: 512 for the answer, 700 for the template, 836 × 3 characters of observations.
         assert_eq!((small.window_chars, small.max_output_tokens), (2_508, 512));
+        // A profile that names no context: the provider's own report counts
+        // (a local model loaded with its default context, say).
+        let reported = Member {
+            name: "local".into(),
+            profile: ProviderProfile::default(),
+            shared: Arc::new(ScriptedProvider::new("local").with_capabilities(crate::provider::Capabilities {
+                context_tokens: Some(2048),
+                ..crate::provider::Capabilities::default()
+            })),
+        };
+        let local = MergeLimits::for_members(&config, &[member(None), reported]);
+        assert_eq!((local.window_chars, local.max_output_tokens), (2_508, 512));
     }
 }

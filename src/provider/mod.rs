@@ -41,6 +41,10 @@ pub struct Capabilities {
     /// Takes frames as raw RGB (the local model), not JPEG.
     #[serde(default)]
     pub rgb_frames: bool,
+    /// The model's context in tokens, when the provider knows it (a local
+    /// model as loaded; a cloud model as its profile says).
+    #[serde(default)]
+    pub context_tokens: Option<u64>,
 }
 
 /// What a job shows the model.

@@ -599,6 +599,7 @@ impl Provider for Gemini {
             audio: self.model_profile.audio.unwrap_or(true),
             offline: false,
             rgb_frames: false,
+            context_tokens: self.model_profile.context_tokens,
         }
     }
 

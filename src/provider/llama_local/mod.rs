@@ -307,6 +307,7 @@ impl Provider for LlamaLocal {
             audio: false,
             offline: true,
             rgb_frames: true,
+            context_tokens: Some(u64::from(self.n_ctx())),
         }
     }
 

@@ -250,6 +250,7 @@ impl Provider for OpenAiCompat {
             audio: false,
             offline: false,
             rgb_frames: false,
+            context_tokens: self.model_profile.context_tokens,
         }
     }
 
