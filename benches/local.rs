@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! cargo bench --bench local [-- --threads 2,1] [--runs 5] [--only vision|text]
-//!     [--gpu-layers N] [--tools DIR] [--text-model GGUF]
+//!     [--gpu-layers N] [--tools DIR] [--text-model GGUF] [--frames N]
 //! ```
 //!
 //! `--gpu-layers N` offloads N layers (and the vision encoder) to the GPU on
 //! both sides; `--tools DIR` takes llama.cpp's tools from DIR instead of
-//! building them; `--text-model` replaces Gemma 3 270M. On a GPU machine,
+//! building them; `--text-model` replaces Gemma 3 270M; `--frames N` puts N
+//! frames in each vision job (llama-mtmd-cli's encode figure is then its last
+//! frame's, past the first-use costs of a fresh process). On a GPU machine,
 //! `scripts/bench-local-cuda.sh` builds llama.cpp with CUDA and runs this
 //! bench against it (docs/local-speed.md).
 //!
