@@ -12,12 +12,14 @@ use util::*;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// 120 s of testsrc2, 640x360 at 30 fps.
+fn long_clip() -> std::path::PathBuf {
+    x264_clip("long.mp4", "testsrc2=duration=120:size=640x360:rate=30", &[])
+}
+
 /// RGB frames of a 120 s clip at `fps` and `width`, stopped after `limit`.
 fn long_clip_stream(fps: f64, width: u32, limit: std::time::Duration) -> media::FrameStream {
-    let path = make_clip(
-        "long.mp4",
-        &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"],
-    );
+    let path = long_clip();
     let info = probe(&path);
     let ex =
         Extraction::new(&info, &plan(SamplingMode::Fps { fps }, width), &Default::default(), FrameFormat::Rgb, limit)
@@ -108,10 +110,7 @@ fn runs_leave_no_process_and_no_temporary_file() {
 
     // Slow answers and a deadline: the run is dropped while ffmpeg still streams.
     let (slow, _) = gateway(Step::Delay(Duration::from_secs(30), Box::new(answer)));
-    let long = make_clip(
-        "long.mp4",
-        &["-f", "lavfi", "-i", "testsrc2=duration=120:size=640x360:rate=30", "-c:v", "libx264", "-preset", "ultrafast"],
-    );
+    let long = long_clip();
     let mut request = VideoRequest::new("unused", Task::Describe);
     request.source = VideoSource::Bytes { data: std::fs::read(long).unwrap(), format: Some("mp4".into()) };
     request.sampling = plan(SamplingMode::Fps { fps: 2.0 }, 320);

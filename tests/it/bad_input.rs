@@ -96,10 +96,7 @@ fn limits_are_enforced_with_numbers() {
 
 #[test]
 fn a_large_resolution_is_refused_before_decoding() {
-    let path = make_clip(
-        "big.mp4",
-        &["-f", "lavfi", "-i", "color=size=4000x3000:rate=1:duration=1", "-c:v", "libx264", "-preset", "ultrafast"],
-    );
+    let path = x264_clip("big.mp4", "color=size=4000x3000:rate=1:duration=1", &[]);
     let limits = MediaLimits { max_pixels: 3840 * 2160, ..limits() };
     let msg = probe_err(&path, &limits);
     assert!(msg.contains("4000x3000") && msg.contains("big.mp4"), "{msg}");

@@ -206,26 +206,10 @@ fn assert_one_line_error(out: &Output, expected: &[&str]) -> String {
 
 /// A small H.264 clip of testsrc: `seconds` long, `size`, 10 fps, a keyframe each second.
 fn testsrc(name: &str, seconds: u32, size: &str) -> PathBuf {
-    make_clip(
+    x264_clip(
         name,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc=duration={seconds}:size={size}:rate=10"),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "10",
-            "-keyint_min",
-            "10",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ],
+        &format!("testsrc=duration={seconds}:size={size}:rate=10"),
+        &["-g", "10", "-keyint_min", "10", "-sc_threshold", "0", "-pix_fmt", "yuv420p"],
     )
 }
 
@@ -564,20 +548,10 @@ fn set_mp4_rotation(bytes: &mut [u8], degrees: u32) {
 
 /// 64x32 black with a red square in the top-left corner, turned by a display matrix.
 fn rotated(rotation: u32) -> PathBuf {
-    let plain = make_clip(
+    let plain = x264_clip(
         "bm-red-corner.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=black:size=64x32:rate=10:duration=1,drawbox=x=0:y=0:w=16:h=16:color=red:t=fill",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ],
+        "color=c=black:size=64x32:rate=10:duration=1,drawbox=x=0:y=0:w=16:h=16:color=red:t=fill",
+        &["-pix_fmt", "yuv420p"],
     );
     patched(&format!("bm-rotate-{rotation}.mp4"), &plain, |b| set_mp4_rotation(b, rotation))
 }

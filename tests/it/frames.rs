@@ -15,19 +15,7 @@ fn one_fps_gives_a_frame_on_each_second() {
 #[test]
 fn timestamps_are_presentation_times_at_odd_rates() {
     // 29.97 fps: frame k is at k * 1001 / 30 ms; 2 fps keeps the first frame of each half second.
-    let path = make_clip(
-        "ntsc.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=duration=3:size=160x120:rate=30000/1001",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-        ],
-    );
+    let path = x264_clip("ntsc.mp4", "testsrc=duration=3:size=160x120:rate=30000/1001", &[]);
     let got = pts(&frames(&path, &plan(SamplingMode::Fps { fps: 2.0 }, 160)));
     let expected: Vec<u64> = (0..6u64)
         .map(|j| {
@@ -127,10 +115,7 @@ fn scene_sampling_finds_cuts_fades_and_crossfades() {
 
 #[test]
 fn a_static_video_gives_one_scene_frame() {
-    let path = make_clip(
-        "static.mp4",
-        &["-f", "lavfi", "-i", "smptebars=size=320x180:rate=25:duration=6", "-c:v", "libx264", "-preset", "ultrafast"],
-    );
+    let path = x264_clip("static.mp4", "smptebars=size=320x180:rate=25:duration=6", &[]);
     let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 500 }, 160)));
     assert_eq!(got, [0]);
 }

@@ -26,10 +26,7 @@ fn audio_presence_is_reported() {
 #[test]
 fn rotation_is_read_and_frames_come_upright() {
     // A display rotation is written when the stream is copied, not re-encoded.
-    let plain = make_clip(
-        "unrotated.mp4",
-        &["-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=10", "-c:v", "libx264", "-preset", "ultrafast"],
-    );
+    let plain = x264_clip("unrotated.mp4", "testsrc=duration=2:size=320x240:rate=10", &[]);
     let path = make_clip("rotated.mp4", &["-i", plain.to_str().unwrap(), "-c", "copy", "-metadata:s:v:0", "rotate=90"]);
     let info = probe(&path);
     assert_eq!(info.video.rotation % 180, 90, "{}", info.video.rotation);

@@ -32,28 +32,22 @@ pub fn make_clip(name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
+/// A clip of the lavfi `source`, H.264 encoded at ultrafast, with `extra`
+/// output options.
+pub fn x264_clip(name: &str, source: &str, extra: &[&str]) -> PathBuf {
+    let args: Vec<&str> = ["-f", "lavfi", "-i", source, "-c:v", "libx264", "-preset", "ultrafast"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    make_clip(name, &args)
+}
+
 /// 10 s of testsrc, 320x240 at 25 fps, H.264 with a keyframe every 2 s.
 pub fn testsrc_10s() -> PathBuf {
-    make_clip(
+    x264_clip(
         "testsrc-10s.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=duration=10:size=320x240:rate=25",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ],
+        "testsrc=duration=10:size=320x240:rate=25",
+        &["-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p"],
     )
 }
 
