@@ -216,6 +216,11 @@ fn parts(body: &Value) -> Vec<Value> {
     body["contents"][0]["parts"].as_array().cloned().unwrap_or_default()
 }
 
+/// The JPEG frames in a generateContent body.
+fn jpeg_frames(body: &Value) -> usize {
+    parts(body).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count()
+}
+
 #[test]
 fn a_small_video_goes_inline_with_the_prompt_after_it() {
     runtime().block_on(async {
@@ -284,38 +289,35 @@ fn a_file_stuck_in_processing_falls_back_to_frames_and_is_deleted() {
         assert!(r.elapsed < Duration::from_secs(10));
         let state = fake.state();
         assert_eq!(state.deleted, ["files/abc123"], "the abandoned upload is cleaned up");
+        let images = jpeg_frames(&state.generate[0]);
         let parts = parts(&state.generate[0]);
-        let images = parts.iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count();
         assert!(images >= 10, "frames mode: {images} frames");
         assert!(parts[0]["text"].as_str().unwrap().contains("00:00"), "each frame after its time: {}", parts[0]);
     });
 }
 
-#[test]
-fn a_failed_file_falls_back_to_frames() {
+/// A large video whose upload fails: the frames sent in its place, with the
+/// model's image limit `image_limit`.
+fn frames_for_a_failed_file(test: &str, image_limit: Option<u32>) -> usize {
     runtime().block_on(async {
         let (server, fake) = fake(Processing::FailedAfter(1)).await;
-        let mut p = profile(&server, "failed");
+        let mut p = profile(&server, test);
         p.inline_max_bytes = Some(50_000);
+        p.models.get_mut("gemini-test").unwrap().max_images_per_request = image_limit;
         run_with(backend(&p), &p, &video_job(&testsrc_10s())).await.result.unwrap();
         let state = fake.state();
-        let images = |body| parts(body).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count();
-        assert_eq!(images(&state.generate[0]), 32);
-    });
+        jpeg_frames(&state.generate[0])
+    })
+}
+
+#[test]
+fn a_failed_file_falls_back_to_frames() {
+    assert_eq!(frames_for_a_failed_file("failed", None), 32);
 }
 
 #[test]
 fn frames_sent_instead_of_a_failed_file_stay_within_the_models_image_limit() {
-    runtime().block_on(async {
-        let (server, fake) = fake(Processing::FailedAfter(1)).await;
-        let mut p = profile(&server, "failedlimit");
-        p.inline_max_bytes = Some(50_000);
-        p.models.get_mut("gemini-test").unwrap().max_images_per_request = Some(6);
-        run_with(backend(&p), &p, &video_job(&testsrc_10s())).await.result.unwrap();
-        let state = fake.state();
-        let images = parts(&state.generate[0]).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count();
-        assert_eq!(images, 6);
-    });
+    assert_eq!(frames_for_a_failed_file("failedlimit", Some(6)), 6);
 }
 
 async fn answering(template: ResponseTemplate, times: u64, server: &MockServer) {
@@ -520,11 +522,7 @@ fn a_run_sends_frames_in_batches_of_frames_per_call() {
         let report = g.run(request).await.unwrap();
         assert!(!report.observations.is_empty());
         let state = fake.state();
-        let mut images: Vec<usize> = state
-            .generate
-            .iter()
-            .map(|body| parts(body).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg").count())
-            .collect();
+        let mut images: Vec<usize> = state.generate.iter().map(jpeg_frames).collect();
         images.sort_unstable();
         // Ten frames in calls of two, and the merge call with none.
         assert_eq!(images, [0, 2, 2, 2, 2, 2]);
