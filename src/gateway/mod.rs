@@ -72,7 +72,7 @@ pub enum GatewayError {
 
 /// Serves requests on the providers a config names. Cheap to share: one
 /// gateway serves many requests at once, with shared rate limits and a
-/// shared daily budget.
+/// daily budget held in its journal.
 pub struct Gateway {
     config: Config,
     journal: Arc<Journal>,
@@ -80,8 +80,6 @@ pub struct Gateway {
     injected: BTreeMap<String, Arc<dyn Provider>>,
     /// Each provider's shared layers (rate limits, timeout), by `name@model`.
     shared: Mutex<BTreeMap<String, Arc<dyn Provider>>>,
-    /// Today's spend cap: (UTC day, budget).
-    daily: Mutex<Option<(i64, Budget)>>,
     /// Each provider's circuit breaker, by profile name, shared by all runs.
     breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
 }
@@ -163,7 +161,6 @@ impl Gateway {
             journal: Arc::new(journal),
             injected: BTreeMap::new(),
             shared: Mutex::default(),
-            daily: Mutex::default(),
             breakers: Mutex::default(),
         }
     }
@@ -241,27 +238,18 @@ impl Gateway {
 
     /// The budget of one request: the smaller of the configured cap and the
     /// request's own, and today's cap when there is one.
-    pub(crate) fn budgets(&self, request_cap: Option<f64>) -> Result<Vec<Budget>, GatewayError> {
+    pub(crate) fn budgets(&self, request_cap: Option<f64>) -> Vec<Budget> {
         let cap = request_cap
             .map_or(self.config.budget.max_usd_per_request, |c| c.clamp(0.0, self.config.budget.max_usd_per_request));
         let mut budgets = vec![Budget::new(cap)];
         if let Some(day_cap) = self.config.budget.max_usd_per_day {
-            let today = unix_day();
-            let mut daily = self.daily.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh = !matches!(&*daily, Some((day, _)) if *day == today);
-            if fresh {
-                // Held in the journal too, so processes sharing it share the cap.
-                let ledger: Arc<dyn SharedLedger> = self.journal.clone();
-                *daily = Some((today, Budget::with_spent(day_cap, self.journal.spent_today()?).shared(ledger)));
-            }
-            budgets.extend(daily.as_ref().map(|(_, b)| b.clone()));
+            // The day's spend and reservations live in the journal, shared by
+            // every run and every process that uses it.
+            let ledger: Arc<dyn SharedLedger> = self.journal.clone();
+            budgets.push(Budget::new(day_cap).shared(ledger));
         }
-        Ok(budgets)
+        budgets
     }
-}
-
-fn unix_day() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) / 86_400
 }
 
 #[cfg(feature = "local")]

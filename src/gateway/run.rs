@@ -125,7 +125,7 @@ impl Gateway {
         if members.is_empty() {
             return Err(GatewayError::Setup(skipped.join("; ")));
         }
-        let budgets = self.budgets(request.constraints.max_cost_usd)?;
+        let budgets = self.budgets(request.constraints.max_cost_usd);
         let left = budgets.iter().map(Budget::remaining).fold(f64::MAX, f64::min);
         let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left)?;
         plan.skipped = skipped;

@@ -66,13 +66,7 @@ pub struct Reservation {
 
 impl Budget {
     pub fn new(cap_usd: f64) -> Self {
-        Self::with_spent(cap_usd, 0.0)
-    }
-
-    /// A cap of which `spent_usd` is already gone (e.g. earlier today).
-    pub fn with_spent(cap_usd: f64, spent_usd: f64) -> Self {
-        let ledger = Ledger { spent: spent_usd.max(0.0), reserved: 0.0 };
-        Self { cap: cap_usd.max(0.0), ledger: Arc::new(Mutex::new(ledger)), shared: None }
+        Self { cap: cap_usd.max(0.0), ledger: Arc::default(), shared: None }
     }
 
     /// Also hold every reservation in `ledger`, which other processes share.
