@@ -12,7 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipnet::IpNet;
 use reqwest::Url;
@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::FetchConfig;
 use crate::progress::{emit, Progress, ProgressSender};
+use crate::timecode;
 
 /// Why a URL was not fetched. Each names the URL and the limit or reason.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +152,7 @@ pub async fn fetch(
     progress: Option<&ProgressSender>,
 ) -> Result<Downloaded, FetchError> {
     let allowed = allow_list(config);
-    let deadline = Instant::now() + Duration::from_secs_f64(config.timeout_s);
+    let deadline = Instant::now() + timecode::seconds(config.timeout_s);
     let mut current =
         Url::parse(url).map_err(|e| FetchError::BadUrl { url: url.to_string(), reason: e.to_string() })?;
     for redirect in 0..=config.max_redirects {
@@ -161,7 +162,7 @@ pub async fn fetch(
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .resolve(&host, addr)
-            .connect_timeout(Duration::from_secs_f64(config.connect_timeout_s))
+            .connect_timeout(timecode::seconds(config.connect_timeout_s))
             .build()
             .map_err(|e| FetchError::Transfer { url: shown.clone(), reason: e.to_string() })?;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -250,7 +251,7 @@ async fn download(
         None => builder.tempfile()?,
     };
     let mut out = tokio::fs::File::from_std(file.reopen()?);
-    let stall = Duration::from_secs_f64(config.stall_timeout_s);
+    let stall = timecode::seconds(config.stall_timeout_s);
     let total = response.content_length();
     let mut bytes = 0u64;
     loop {

@@ -1,7 +1,31 @@
 //! Times as people and models write them: `75`, `75.5`, `1:15`, `01:15.500`,
-//! `1:01:15`. Parsed into integer milliseconds, never through floats.
+//! `1:01:15`. Parsed into integer milliseconds, never through floats. And
+//! the one way a number of seconds from outside (a header, a setting)
+//! becomes a [`Duration`].
+
+use std::time::Duration;
 
 use crate::schema::Millis;
+
+/// The longest wait or timeout vidgate takes from a number of seconds: a
+/// week. Settings beyond it are refused; a server's longer wait is cut to it.
+pub const MAX_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// `secs` seconds, cut to [`MAX_SECONDS`]; NaN and negatives are zero.
+///
+/// `Duration::from_secs_f64` panics on huge, infinite or negative values,
+/// and a deadline that far out would overflow an `Instant` anyway.
+pub fn seconds(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs.min(MAX_SECONDS)).unwrap_or(Duration::ZERO)
+}
+
+/// `wait` cut to [`MAX_SECONDS`], for waits that arrive already as durations.
+pub fn capped(wait: Duration) -> Duration {
+    wait.min(seconds(MAX_SECONDS))
+}
 
 /// Parse a time into milliseconds, or `None` when it is not one.
 pub fn parse(text: &str) -> Option<Millis> {
@@ -88,6 +112,27 @@ mod tests {
         {
             assert_eq!(parse(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn seconds_from_outside_never_panic() {
+        let cap = Duration::from_secs(7 * 86_400);
+        for (secs, want) in [
+            (1.5, Duration::from_millis(1500)),
+            (0.0, Duration::ZERO),
+            (-0.0, Duration::ZERO),
+            (-3.0, Duration::ZERO),
+            (f64::NAN, Duration::ZERO),
+            (1e30, cap),
+            (1e300, cap),
+            (f64::MAX, cap),
+            (f64::INFINITY, cap),
+            (f64::NEG_INFINITY, Duration::ZERO),
+        ] {
+            assert_eq!(seconds(secs), want, "{secs}");
+        }
+        assert_eq!(capped(Duration::MAX), cap);
+        assert_eq!(capped(Duration::from_secs(3)), Duration::from_secs(3));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -39,7 +38,7 @@ pub async fn run(args: FramesArgs, config: &Config) -> anyhow::Result<()> {
     let plan = args.sampling.plan(config)?;
     let info = media::probe(&args.video, &config.limits).await?;
     let format = FrameFormat::Jpeg { quality: config.sampling.jpeg_quality };
-    let timeout = Duration::from_secs_f64(config.limits.extract_timeout_s);
+    let timeout = vidgate::timecode::seconds(config.limits.extract_timeout_s);
     let extraction = Extraction::new(&info, &plan, &config.sampling, format, timeout)?;
     let range = extraction.range;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -414,13 +414,19 @@ impl Config {
             return Err(bad("budget.min_fps", "must be a finite number > 0".into()));
         }
         let f = &self.fetch;
+        let l = &self.limits;
+        // Every setting that becomes a wait: a finite, bounded number of seconds.
+        let max = crate::timecode::MAX_SECONDS;
         for (key, v) in [
             ("fetch.timeout_s", f.timeout_s),
             ("fetch.connect_timeout_s", f.connect_timeout_s),
             ("fetch.stall_timeout_s", f.stall_timeout_s),
+            ("limits.probe_timeout_s", l.probe_timeout_s),
+            ("limits.extract_timeout_s", l.extract_timeout_s),
+            ("retry.max_wait_s", self.retry.max_wait_s),
         ] {
-            if !(v > 0.0 && v.is_finite()) {
-                return Err(bad(key, format!("{v} must be a finite number > 0")));
+            if !(v > 0.0 && v <= max) {
+                return Err(bad(key, format!("{v} is outside (0, {max}] seconds")));
             }
         }
         if let Some(entry) =
@@ -431,22 +437,26 @@ impl Config {
         if self.merge.window_chars < 500 {
             return Err(bad("merge.window_chars", format!("{} is below 500", self.merge.window_chars)));
         }
-        if !(self.router.cooldown_s >= 0.0 && self.router.cooldown_s.is_finite()) {
-            return Err(bad("router.cooldown_s", "must be a finite number ≥ 0".into()));
+        let cooldown = self.router.cooldown_s;
+        if !(cooldown >= 0.0 && cooldown <= max) {
+            return Err(bad("router.cooldown_s", format!("{cooldown} is outside [0, {max}] seconds")));
         }
-        let l = &self.limits;
-        for (key, v) in [
-            ("limits.max_duration_s", l.max_duration_s),
-            ("limits.probe_timeout_s", l.probe_timeout_s),
-            ("limits.extract_timeout_s", l.extract_timeout_s),
-            ("retry.max_wait_s", self.retry.max_wait_s),
-        ] {
-            if !(v > 0.0 && v.is_finite()) {
-                return Err(bad(key, format!("{v} must be a finite number > 0")));
-            }
+        if !(l.max_duration_s > 0.0 && l.max_duration_s.is_finite()) {
+            return Err(bad("limits.max_duration_s", format!("{} must be a finite number > 0", l.max_duration_s)));
         }
         for (name, p) in &self.providers {
             p.check_sampling().map_err(|(key, message)| bad(&format!("providers.{name}.{key}"), message))?;
+            for (key, value) in [("timeout_s", p.timeout_s), ("file_timeout_s", p.file_timeout_s)] {
+                match value {
+                    Some(v) if !(v > 0.0 && v <= max) => {
+                        return Err(bad(
+                            &format!("providers.{name}.{key}"),
+                            format!("{v} is outside (0, {max}] seconds"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
             if let Some(url) = &p.base_url {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(bad(&format!("providers.{name}.base_url"), format!("`{url}` is not an http(s) URL")));

@@ -203,3 +203,44 @@ fn a_bad_sampling_value_names_the_profile_the_key_the_value_and_the_range() {
     let msg = Config::load(&bad).unwrap_err().to_string();
     assert!(msg.contains("command-line flag") && msg.contains("providers.local.top_p") && msg.contains("1.5"), "{msg}");
 }
+
+#[test]
+fn every_setting_that_becomes_a_wait_is_bounded() {
+    let mut cases = Vec::new();
+    for key in [
+        "limits.probe_timeout_s",
+        "limits.extract_timeout_s",
+        "retry.max_wait_s",
+        "fetch.timeout_s",
+        "fetch.connect_timeout_s",
+        "fetch.stall_timeout_s",
+        "router.cooldown_s",
+    ] {
+        let (section, name) = key.split_once('.').unwrap();
+        for (value, shown) in
+            [("1e300", "1000000000"), ("inf", "inf"), ("nan", "NaN"), ("-1.0", "-1"), ("604800.5", "604800.5")]
+        {
+            cases.push((format!("[{section}]\n{name} = {value}\n"), key.to_string(), shown));
+        }
+    }
+    for key in ["timeout_s", "file_timeout_s"] {
+        for (value, shown) in [("1e300", "1000000000"), ("inf", "inf"), ("0.0", "0"), ("-5.0", "-5")] {
+            cases.push((
+                format!("[providers.mine]\nprotocol = \"openai\"\n{key} = {value}\n"),
+                format!("providers.mine.{key}"),
+                shown,
+            ));
+        }
+    }
+    for (text, key, shown) in cases {
+        let (err, f) = load_file(&text);
+        let msg = err.expect_err(&text).to_string();
+        assert!(msg.contains(&format!("key `{key}`")), "{text}: {msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+        assert!(msg.contains("604800] seconds"), "the allowed range: {msg}");
+        assert!(msg.contains(&format!("`: {shown}")), "the value: {msg}");
+    }
+    // The bounds themselves are accepted.
+    let (cfg, _f) = load_file("[limits]\nextract_timeout_s = 604800\n[router]\ncooldown_s = 0\n");
+    assert_eq!(cfg.unwrap().limits.extract_timeout_s, 604800.0);
+}

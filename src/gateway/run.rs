@@ -228,7 +228,7 @@ impl Ctx<'_> {
             })
             .collect();
         let breakers = members.iter().map(|m| self.gateway.breaker(&m.name)).collect();
-        let chain = FallbackChain::with_breakers(wrapped, breakers, Duration::from_secs_f64(config.router.cooldown_s));
+        let chain = FallbackChain::with_breakers(wrapped, breakers, crate::timecode::seconds(config.router.cooldown_s));
         let progress = self.progress.clone();
         let budget = self.budgets[0].clone();
         Arc::new(Journaled::new(chain, journal, self.video_hash.clone()).on_unit(Arc::new(
@@ -309,7 +309,7 @@ impl Ctx<'_> {
             &plan.sampling,
             &config.sampling,
             format,
-            Duration::from_secs_f64(config.limits.extract_timeout_s),
+            crate::timecode::seconds(config.limits.extract_timeout_s),
         )?;
         let frames = media::extract(extraction)?;
         let per_call = members.iter().map(|m| m.shared.capabilities().max_images_per_call.max(1)).min().unwrap_or(1);

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +88,7 @@ fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error
 /// decoded when it returns.
 pub async fn probe(path: &Path, limits: &MediaLimits) -> Result<MediaInfo, MediaError> {
     let size_bytes = check_file(path, limits)?;
-    let timeout = Duration::from_secs_f64(limits.probe_timeout_s);
+    let timeout = crate::timecode::seconds(limits.probe_timeout_s);
     let mut cmd = tokio::process::Command::new(ffprobe_program());
     cmd.args(["-v", "error", "-of", "json", "-show_format", "-show_streams"])
         .args(ffmpeg_input_args())

@@ -76,7 +76,7 @@ pub fn standard_stack(
 
 /// The layers every request on one provider shares: its rate limits and its timeout.
 pub fn shared_layers(backend: Arc<dyn Provider>, profile: &ProviderProfile) -> Arc<dyn Provider> {
-    let timeout = Duration::from_secs_f64(profile.timeout_s.unwrap_or(120.0).max(0.001));
+    let timeout = crate::timecode::seconds(profile.timeout_s.unwrap_or(120.0)).max(Duration::from_millis(1));
     let timed: Arc<dyn Provider> = Arc::new(Timeout::new(backend, timeout));
     Arc::new(RateLimited::new(timed, &profile.limits))
 }
@@ -96,7 +96,7 @@ pub fn request_layers(
     }
     let backoff = Backoff {
         max_attempts: config.retry.max_attempts.max(1),
-        wait_cap: Duration::from_secs_f64(config.retry.max_wait_s),
+        wait_cap: crate::timecode::seconds(config.retry.max_wait_s),
         ..Backoff::default()
     };
     Arc::new(Retry::new(Arc::new(budgeted), backoff, log))

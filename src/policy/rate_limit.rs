@@ -4,7 +4,6 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -29,7 +28,7 @@ impl RateLimited {
             let burst = NonZeroU32::new(n.min(u32::MAX as u64) as u32)?;
             // A minute's allowance as the bucket, refilled a little slower than
             // the limit, so clock skew and jitter never tip a request over it.
-            let period = Duration::from_secs_f64(60.0 / (burst.get() as f64 * SAFETY));
+            let period = crate::timecode::seconds(60.0 / (burst.get() as f64 * SAFETY));
             Quota::with_period(period).map(|q| q.allow_burst(burst))
         };
         Self {
@@ -94,6 +93,7 @@ impl Provider for RateLimited {
 mod tests {
     use super::*;
     use crate::provider::scripted::ScriptedProvider;
+    use std::time::Duration;
 
     use crate::provider::scripted::text_job as job;
 

@@ -5,20 +5,22 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
 
+use crate::timecode;
+
 /// How long the server asked us to wait: `retry-after-ms`, else `Retry-After`
 /// in seconds or as an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(timecode::seconds(ms / 1000.0));
     }
     let value = text("retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0).then(|| timecode::seconds(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(timecode::capped(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)))
 }
 
 /// The server's own word on retrying (`x-should-retry: true|false`).
@@ -81,7 +83,7 @@ impl QuotaLeft {
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0).then(|| timecode::seconds(secs));
     }
     let mut total = 0f64;
     let mut rest = text;
@@ -105,7 +107,7 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    total.is_finite().then(|| Duration::from_secs_f64(total))
+    total.is_finite().then(|| timecode::seconds(total))
 }
 
 /// Why a body could not be read whole.
@@ -194,5 +196,27 @@ mod tests {
         assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_go_duration("x"), None);
         assert_eq!(should_retry(&headers(&[("x-should-retry", "false")])), Some(false));
+    }
+
+    /// Huge but finite numbers are cut to the cap, never turned into a panic.
+    #[test]
+    fn huge_waits_are_capped() {
+        let cap = timecode::seconds(timecode::MAX_SECONDS);
+        assert_eq!(retry_after(&headers(&[("retry-after", "1e30")])), Some(cap));
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", "1e300")])), Some(cap));
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", "inf")])), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")])), Some(cap));
+        for reset in ["1e30", "1e300", "99999999999999999999h", "9999999999999999999999999m0.5s"] {
+            let h = headers(&[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", reset)]);
+            let q = QuotaLeft::from_headers(&h);
+            assert_eq!(q.requests_reset, Some(cap), "{reset}");
+            assert_eq!(q.pause(), Some(cap), "{reset}");
+        }
+        let h = headers(&[
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "1e30"),
+            ("x-ratelimit-limit-tokens", "1"),
+        ]);
+        assert_eq!(QuotaLeft::from_headers(&h).pause(), Some(cap));
     }
 }

@@ -776,3 +776,64 @@ fn ask_find_timeline_and_plan_on_the_command_line() {
     assert!(!out.status.success() && err.contains("over budget") && err.contains("Nothing was spent"), "{err}");
     assert_eq!(rt.block_on(server.received_requests()).unwrap().len(), 13, "a refused plan sends nothing");
 }
+
+/// [`Checking`]'s answers, with these headers.
+struct CheckingWith(&'static [(&'static str, &'static str)]);
+
+impl Respond for CheckingWith {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.0.iter().fold(Checking.respond(request), |r, (name, value)| r.insert_header(*name, *value))
+    }
+}
+
+#[test]
+fn huge_waits_in_headers_never_crash_the_command() {
+    let rt = runtime();
+    let (ok, refusing) = rt.block_on(async {
+        let (ok, refusing) = (server().await, server().await);
+        let huge = &[
+            ("x-ratelimit-reset-requests", "1e30"),
+            ("x-ratelimit-reset-tokens", "1e300"),
+            ("x-ratelimit-remaining-tokens", "5"),
+            ("retry-after-ms", "1e300"),
+        ];
+        chat().respond_with(CheckingWith(huge)).mount(&ok).await;
+        let wait = ResponseTemplate::new(429).insert_header("retry-after", "1e30").set_body_json(
+            json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
+        );
+        chat().respond_with(wait).mount(&refusing).await;
+        (ok, refusing)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let describe = |server: &MockServer| {
+        let config = dir.path().join("vidgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[sampling]\nfps = 0.5\nwidth = 256\n[journal]\nenabled = false\n\n[providers.fake]\nprotocol = \"openai\"\n\
+                 base_url = \"{}/v1\"\napi_key_env = \"VIDGATE_HUGE_KEY\"\nmodel = \"fake-vision\"\nframes_per_call = 5\n\
+                 [providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+                server.uri()
+            ),
+        )
+        .unwrap();
+        let out = vidgate()
+            .args(["describe", "--provider", "fake", "--json", "--config"])
+            .arg(&config)
+            .arg(testsrc_10s())
+            .env("VIDGATE_HUGE_KEY", KEY)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), out.stdout)
+    };
+    // Read on every successful answer: capped, and the run goes on.
+    let (code, stderr, stdout) = describe(&ok);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(report["observations"].as_array().unwrap().len(), 1, "{report}");
+    // A wait of 10^30 s is a wait over the cap: a clear failure, not a crash.
+    let (code, stderr, _) = describe(&refusing);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("asked to wait 604800 s, over the 30 s cap"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

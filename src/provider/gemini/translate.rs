@@ -267,7 +267,7 @@ pub(super) fn parse_proto_duration(text: &str) -> Option<std::time::Duration> {
         return None;
     }
     let nanos = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
-    Some(std::time::Duration::new(whole.parse().ok()?, nanos))
+    Some(crate::timecode::capped(std::time::Duration::new(whole.parse().ok()?, nanos)))
 }
 
 /// Read a successful (2xx) answer.

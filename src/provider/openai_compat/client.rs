@@ -94,7 +94,7 @@ impl OpenAiCompat {
             model_profile,
             price,
             frames_per_call: profile.frames_per_call.unwrap_or(1).clamp(1, limit),
-            wait_cap: Duration::from_secs_f64(config.retry.max_wait_s),
+            wait_cap: crate::timecode::seconds(config.retry.max_wait_s),
             disabled: AtomicBool::new(false),
             pause_until: Mutex::new(None),
         })
