@@ -2,15 +2,16 @@
 //! the provider allows, sent concurrently, and every answer is kept with its
 //! time range. The router builds the fallback chain on top of this.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinSet};
 
 use crate::media::{Frame, FrameStream, MediaError};
 use crate::progress::{self, Progress, ProgressSender};
 use crate::prompts::{self, PromptError, Template};
-use crate::provider::{Job, JobInput, Provider, ProviderError};
+use crate::provider::{ErrorClass, Job, JobInput, Provider, ProviderError};
 use crate::schema::{Observation, Task, TimeRange};
 use crate::timecode;
 
@@ -64,7 +65,7 @@ pub async fn observe_frames(
     let wire_size = |f: &Frame| (f.data.bytes().len() as u64).div_ceil(3) * 4 + 64;
     let template = prompts::load(template_name(&settings.task, per_call), prompts_dir)?;
     let mut observed = Observed { prompt_versions: vec![template.id()], ..Observed::default() };
-    let mut running: JoinSet<(TimeRange, Result<Vec<Observation>, ProviderError>)> = JoinSet::new();
+    let mut running = Running { tasks: JoinSet::new(), spans: HashMap::new(), provider: provider.id().to_string() };
     let mut batch: Vec<Frame> = Vec::with_capacity(per_call);
     let mut done = false;
     while !done {
@@ -87,29 +88,57 @@ pub async fn observe_frames(
             let job = make_job(&template, settings, std::mem::take(&mut batch))?;
             let span = job.input.frames_span().unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
             let provider = provider.clone();
-            while running.len() >= settings.concurrency.max(1) {
-                collect(running.join_next().await, &mut observed);
+            while running.tasks.len() >= settings.concurrency.max(1) {
+                running.collect_next(&mut observed).await;
             }
-            running.spawn(async move { (span, provider.run(&job).await.map(|out| out.observations)) });
+            let task = running.tasks.spawn(async move { provider.run(&job).await.map(|out| out.observations) });
+            running.spans.insert(task.id(), span);
         }
         batch.extend(carry);
     }
-    while let Some(next) = running.join_next().await {
-        collect(Some(next), &mut observed);
-    }
+    while running.collect_next(&mut observed).await {}
     observed.observations.sort_by_key(|o| (o.range.start_ms, o.range.end_ms));
     observed.failures.sort_by_key(|(span, _)| span.start_ms);
     Ok(observed)
 }
 
-type Finished = Result<(TimeRange, Result<Vec<Observation>, ProviderError>), tokio::task::JoinError>;
+/// The calls in flight, and the span each covers.
+struct Running {
+    tasks: JoinSet<Result<Vec<Observation>, ProviderError>>,
+    spans: HashMap<Id, TimeRange>,
+    provider: String,
+}
 
-fn collect(next: Option<Finished>, observed: &mut Observed) {
-    match next {
-        Some(Ok((_, Ok(observations)))) => observed.observations.extend(observations),
-        Some(Ok((span, Err(e)))) => observed.failures.push((span, e)),
-        Some(Err(join)) => tracing::error!("a provider call task failed: {join}"),
-        None => {}
+impl Running {
+    /// Wait for the next call to end and file its result; `false` when none is left.
+    async fn collect_next(&mut self, observed: &mut Observed) -> bool {
+        let Some(next) = self.tasks.join_next_with_id().await else { return false };
+        let (id, result) = match next {
+            Ok((id, result)) => (id, result),
+            // A call that panicked answered nothing: its unit failed, like
+            // any other, so the run cannot pass with a hole in it.
+            Err(join) => {
+                let id = join.id();
+                let why = match join.try_into_panic() {
+                    Ok(payload) => {
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        format!("the call panicked: {message}")
+                    }
+                    Err(_) => "the call was cancelled".to_string(),
+                };
+                (id, Err(ProviderError::new(self.provider.clone(), ErrorClass::FallBack, why)))
+            }
+        };
+        let span = self.spans.remove(&id).unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
+        match result {
+            Ok(observations) => observed.observations.extend(observations),
+            Err(e) => observed.failures.push((span, e)),
+        }
+        true
     }
 }
 

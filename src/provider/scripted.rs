@@ -22,6 +22,8 @@ pub enum Step {
     Fail(ProviderError),
     /// Wait this long first, then take the next step.
     Delay(Duration, Box<Step>),
+    /// Panic with this message, as a backend with a bug would.
+    Panic(String),
 }
 
 /// A provider whose answers are a queue of [`Step`]s; when the queue is empty
@@ -119,6 +121,7 @@ impl Provider for ScriptedProvider {
                     step = *next;
                 }
                 Step::Fail(e) => return Err(e),
+                Step::Panic(message) => panic!("{message}"),
                 Step::Answer { text, usage } => {
                     return Ok(ProviderOutput {
                         observations: observe(&self.id, job, &text),

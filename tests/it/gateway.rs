@@ -430,3 +430,21 @@ fn one_rgb_extraction_feeds_a_member_that_takes_rgb_and_the_next_that_takes_jpeg
         assert!(sent.data.bytes() == encoded.as_slice(), "frame {}: not the RGB member's pixels", f.index);
     }
 }
+
+#[test]
+fn a_call_that_panics_fails_its_unit_and_the_run() {
+    let steps = (0..3).map(|_| answer("{time}: a test pattern")).chain([Step::Panic("a bug in the backend".into())]);
+    let a = Arc::new(scripted("a").with_steps(steps));
+    let g = gateway(config(&["a"]), &[("a", &a)]);
+    let err = run(&g, request(Task::Describe)).unwrap_err();
+    let GatewayError::Failed { summary, partial } = &err else { panic!("{err}") };
+    assert!(summary.starts_with("1 units got no answer from any provider (the first at 00:03.000: "), "{summary}");
+    assert!(summary.contains("a: the call panicked: a bug in the backend"), "{summary}");
+    let times: Vec<u64> = partial.observations.iter().map(|o| o.range.start_ms).collect();
+    assert_eq!(times, [0, 1000, 2000, 4000, 5000, 6000, 7000, 8000, 9000], "the other units were answered");
+    assert!(
+        partial.warnings.iter().any(|w| w.contains("00:03.000–00:03.001: no observation")),
+        "{:?}",
+        partial.warnings
+    );
+}
