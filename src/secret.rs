@@ -22,13 +22,51 @@ impl Secret {
         &self.0
     }
 
-    /// `text` with every occurrence of the secret replaced by `***`.
+    /// `text` with every occurrence of the secret replaced by `***`, also
+    /// where a server quoted it in JSON with escapes (`sk-proj\/abc`,
+    /// `\u0073k-...`): a body is redacted before and after it is decoded.
     pub fn redact(&self, text: &str) -> String {
         if self.0.len() < 4 {
             return text.to_string();
         }
-        text.replace(&self.0, "***")
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(c) = rest.chars().next() {
+            match spelled_at_start(rest, &self.0) {
+                Some(len) => {
+                    out.push_str("***");
+                    rest = &rest[len..];
+                }
+                None => {
+                    out.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+        }
+        out
     }
+}
+
+/// How many bytes at the start of `text` spell `key`, each character either
+/// as itself or as a JSON escape of it.
+fn spelled_at_start(text: &str, key: &str) -> Option<usize> {
+    let mut pos = 0;
+    for want in key.chars() {
+        let rest = text.get(pos..)?;
+        pos += match rest.strip_prefix('\\') {
+            // An escape first: `\\` is one backslash of the key, not two.
+            Some(escaped) if matches!(want, '/' | '\\' | '"') && escaped.starts_with(want) => 2,
+            Some(escaped) if unicode_escape(escaped) == Some(want) => 6,
+            _ if rest.starts_with(want) => want.len_utf8(),
+            _ => return None,
+        };
+    }
+    Some(pos)
+}
+
+/// The character an escape `\uXXXX` names, given what follows its backslash.
+fn unicode_escape(escaped: &str) -> Option<char> {
+    char::from_u32(u32::from_str_radix(escaped.strip_prefix('u')?.get(..4)?, 16).ok()?)
 }
 
 impl fmt::Debug for Secret {
@@ -53,5 +91,20 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
         assert_eq!(s.redact("bad key sk-test-1234567890 given"), "bad key *** given");
         assert_eq!(s.expose(), "sk-test-1234567890");
+    }
+
+    #[test]
+    fn a_key_quoted_with_json_escapes_is_redacted() {
+        let s = Secret::new("sk-proj/abc\"def\\1234");
+        for (text, want) in [
+            (r#"{"message":"invalid key Bearer sk-proj\/abc\"def\\1234"}"#, r#"{"message":"invalid key Bearer ***"}"#),
+            (r#"key \u0073k-proj\u002Fabc\u0022def\u005c1234!"#, "key ***!"),
+            ("decoded sk-proj/abc\"def\\1234 and again sk-proj/abc\"def\\1234", "decoded *** and again ***"),
+            ("not it: sk-proj\\/abc", "not it: sk-proj\\/abc"),
+            ("cut off: sk-proj\\u00", "cut off: sk-proj\\u00"),
+            ("é sk-proj/abc\"def\\1234é", "é ***é"),
+        ] {
+            assert_eq!(s.redact(text), want, "{text}");
+        }
     }
 }

@@ -87,6 +87,16 @@ impl ProviderError {
         err
     }
 
+    /// This error with `redact` applied to every text it carries. Backends
+    /// call it last, on the way out, after any body has been decoded into
+    /// the message: a key quoted back by the server goes no further.
+    #[must_use]
+    pub fn redacted(mut self, redact: impl Fn(&str) -> String) -> Self {
+        self.message = redact(&self.message);
+        self.body = self.body.map(|body| redact(&body));
+        self
+    }
+
     pub fn is_retryable(&self) -> bool {
         self.class == ErrorClass::Transient
     }

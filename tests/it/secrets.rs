@@ -150,3 +150,93 @@ fn keys_appear_nowhere_in_output_logs_reports_or_the_journal() {
     assert!(gemini_seen.iter().all(|r| !r.url.as_str().contains("VIDGATESECRET")));
     assert!(gemini_seen.iter().any(|r| r.headers.get("x-goog-api-key").is_some_and(|v| v == GEMINI_KEY)));
 }
+
+const PROJECT_KEY: &str = "sk-proj/VIDGATESECRET-9f8e7d";
+
+/// An OpenAI-compatible server that refuses every call and quotes the key it
+/// was sent, JSON-escaped as real servers write it: in a 200 (`\/`) and in a
+/// 400 (`\u002f`).
+struct Quoting {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Respond for Quoting {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let sent = request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let body = if self.calls.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+            let quoted = sent.replace('/', "\\/");
+            (200, format!(r#"{{"error":{{"message":"invalid key {quoted}","type":"invalid_request_error"}}}}"#))
+        } else {
+            let quoted = sent.replace('/', "\\u002f");
+            (400, format!(r#"{{"error":{{"message":"bad request from {quoted}","type":"invalid_request_error"}}}}"#))
+        };
+        ResponseTemplate::new(body.0).set_body_raw(body.1, "application/json")
+    }
+}
+
+#[test]
+fn a_key_quoted_back_with_json_escapes_is_redacted_in_logs_errors_and_the_report() {
+    let rt = runtime();
+    let (quoting, good) = rt.block_on(async {
+        let (q, g) = (MockServer::start().await, MockServer::start().await);
+        Mock::given(wiremock::matchers::any()).respond_with(Quoting { calls: Arc::default() }).mount(&q).await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(Echoing { calls: Arc::default(), failures: 0 })
+            .mount(&g)
+            .await;
+        (q, g)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vidgate.toml");
+    let profile = |name: &str, server: &MockServer| {
+        format!(
+            "[providers.{name}]\nprotocol = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"VIDGATE_SECRET_PROJECT\"\n\
+             model = \"fake-vision\"\n[providers.{name}.limits]\nmax_concurrency = 1\n\
+             [providers.{name}.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n\n",
+            server.uri()
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[router]\nchain = [\"quoting\", \"good\"]\n\n[retry]\nmax_attempts = 2\n\n[journal]\npath = {:?}\n\n[sampling]\nfps = 0.5\nwidth = 160\n\n{}{}",
+            dir.path().join("journal.sqlite3"),
+            profile("quoting", &quoting),
+            profile("good", &good)
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = vidgate()
+            .arg("-vv")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg(testsrc_10s())
+            .env("VIDGATE_SECRET_PROJECT", PROJECT_KEY)
+            .output()
+            .unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        for text in [&stdout, &stderr] {
+            assert!(!text.contains("VIDGATESECRET"), "{args:?} printed the key:\n{stdout}\n{stderr}");
+        }
+        (out.status.success(), stdout, stderr)
+    };
+
+    // Each unit is refused by the quoting server, then answered by the good one.
+    let (ok, stdout, stderr) = run(&["describe", "--json"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("WARN") && stderr.contains("invalid key Bearer ***"), "the WARN line, redacted: {stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let reasons: Vec<&str> =
+        report["attempts"].as_array().unwrap().iter().filter_map(|a| a["outcome"]["reason"].as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("invalid key Bearer ***")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("bad request from Bearer ***")), "{reasons:?}");
+
+    // Refused everywhere: the final error quotes the server, without the key.
+    let (ok, _, stderr) = run(&["timeline", "--provider", "quoting"]);
+    assert!(!ok, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("vidgate: error:") && last.contains("Bearer ***"), "{stderr}");
+}

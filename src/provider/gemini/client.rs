@@ -278,7 +278,7 @@ impl Gemini {
         let headers = response.headers().clone();
         let body = http::read_capped(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
         let body = self.redact(&String::from_utf8_lossy(&body));
-        let mut err = status::classify_error(&self.name, status, &body, self.wait_cap);
+        let mut err = status::classify_error(&self.name, status, &body, self.wait_cap).redacted(|t| self.redact(t));
         if err.retry_after.is_none() {
             err.retry_after = http::retry_after(&headers);
         }
@@ -313,7 +313,7 @@ impl Gemini {
             err.maybe_billed = true;
             err
         })?;
-        translate::parse_response(&body, job, &self.name)
+        translate::parse_response(&body, job, &self.name).map_err(|e| e.redacted(|text| self.redact(text)))
     }
 
     /// The video as a part: inline when small, else uploaded (or reused). `None`
@@ -357,7 +357,7 @@ impl Gemini {
             match file.state {
                 FileState::Active => return Ok(Some(file)),
                 FileState::Failed => {
-                    tracing::warn!(provider = %self.name, file = %file.name, error = ?file.error, "the upload FAILED processing: sending frames");
+                    tracing::warn!(provider = %self.name, file = %file.name, error = %self.redact(&format!("{:?}", file.error)), "the upload FAILED processing: sending frames");
                     self.delete(root, &file.name).await;
                     return Ok(None);
                 }
@@ -609,6 +609,12 @@ impl Provider for Gemini {
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        self.answer(job).await.map_err(|e| e.redacted(|text| self.redact(text)))
+    }
+}
+
+impl Gemini {
+    async fn answer(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         if self.disabled.load(Ordering::SeqCst) {
             return Err(self.error(ErrorClass::FallBack, "disabled for this run: its key was refused"));
         }
@@ -624,7 +630,7 @@ impl Provider for Gemini {
         {
             if let Some(trimmed) = self.trimmed(job, path, *range).await {
                 let (trim_job, _copy) = trimmed;
-                let mut output = Box::pin(self.run(&trim_job)).await?;
+                let mut output = Box::pin(self.answer(&trim_job)).await?;
                 for o in &mut output.observations {
                     o.range.start_ms += range.start_ms;
                     o.range.end_ms += range.start_ms;

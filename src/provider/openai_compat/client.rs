@@ -285,6 +285,12 @@ impl Provider for OpenAiCompat {
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        self.answer(job).await.map_err(|e| e.redacted(|text| self.redact(text)))
+    }
+}
+
+impl OpenAiCompat {
+    async fn answer(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         if self.disabled.load(Ordering::SeqCst) {
             return Err(self.error(ErrorClass::FallBack, "disabled for this run: it refused our credentials"));
         }
@@ -326,9 +332,7 @@ impl Provider for OpenAiCompat {
             }
         }
     }
-}
 
-impl OpenAiCompat {
     fn events(&self, events: Vec<crate::schema::Event>, model: &str) -> Vec<Observation> {
         events
             .into_iter()
