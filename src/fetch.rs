@@ -20,9 +20,12 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::FetchConfig;
 use crate::progress::{emit, Progress, ProgressSender};
+use crate::provider::http::error_chain;
+use crate::secret::redact_urls;
 use crate::timecode;
 
-/// Why a URL was not fetched. Each names the URL and the limit or reason.
+/// Why a URL was not fetched. Each names the URL (without its userinfo or
+/// query values: they may be credentials) and the limit or reason.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{url}: not a URL vidgate fetches: {reason}")]
@@ -131,7 +134,7 @@ fn allow_list(config: &FetchConfig) -> Vec<IpNet> {
 pub struct Downloaded {
     file: tempfile::NamedTempFile,
     pub bytes: u64,
-    /// The URL the bytes finally came from, after redirects.
+    /// The URL the bytes finally came from, after redirects, without credentials.
     pub final_url: String,
 }
 
@@ -154,9 +157,9 @@ pub async fn fetch(
     let allowed = allow_list(config);
     let deadline = Instant::now() + timecode::seconds(config.timeout_s);
     let mut current =
-        Url::parse(url).map_err(|e| FetchError::BadUrl { url: url.to_string(), reason: e.to_string() })?;
+        Url::parse(url).map_err(|e| FetchError::BadUrl { url: redact_urls(url), reason: e.to_string() })?;
     for redirect in 0..=config.max_redirects {
-        let shown = current.to_string();
+        let shown = redact_urls(current.as_str());
         let (host, addr) = checked_address(&current, &allowed).await?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -164,12 +167,12 @@ pub async fn fetch(
             .resolve(&host, addr)
             .connect_timeout(timecode::seconds(config.connect_timeout_s))
             .build()
-            .map_err(|e| FetchError::Transfer { url: shown.clone(), reason: e.to_string() })?;
+            .map_err(|e| FetchError::Transfer { url: shown.clone(), reason: redact_urls(&e.to_string()) })?;
         let left = deadline.saturating_duration_since(Instant::now());
         let response = tokio::time::timeout(left, client.get(current.clone()).send())
             .await
             .map_err(|_| timeout(&shown, "no answer", config.timeout_s))?
-            .map_err(|e| FetchError::Transfer { url: shown.clone(), reason: crate::provider::http::error_chain(&e) })?;
+            .map_err(|e| FetchError::Transfer { url: shown.clone(), reason: redact_urls(&error_chain(&e)) })?;
         let status = response.status();
         if status.is_redirection() {
             let Some(location) = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()) else {
@@ -177,8 +180,8 @@ pub async fn fetch(
             };
             current = current
                 .join(location)
-                .map_err(|e| FetchError::BadUrl { url: location.to_string(), reason: e.to_string() })?;
-            tracing::debug!(from = %shown, to = %current, redirect, "following a redirect");
+                .map_err(|e| FetchError::BadUrl { url: redact_urls(location), reason: e.to_string() })?;
+            tracing::debug!(from = %shown, to = %redact_urls(current.as_str()), redirect, "following a redirect");
             continue;
         }
         if !status.is_success() {
@@ -186,7 +189,7 @@ pub async fn fetch(
         }
         return download(response, shown, config, deadline, progress).await;
     }
-    Err(FetchError::TooManyRedirects { url: url.to_string(), limit: config.max_redirects })
+    Err(FetchError::TooManyRedirects { url: redact_urls(url), limit: config.max_redirects })
 }
 
 fn timeout(url: &str, what: &str, seconds: f64) -> FetchError {
@@ -195,7 +198,7 @@ fn timeout(url: &str, what: &str, seconds: f64) -> FetchError {
 
 /// Resolve the URL's host and pick an address that may be fetched from.
 async fn checked_address(url: &Url, allowed: &[IpNet]) -> Result<(String, SocketAddr), FetchError> {
-    let shown = url.to_string();
+    let shown = redact_urls(url.as_str());
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FetchError::BadUrl {
             url: shown,
@@ -261,7 +264,7 @@ async fn download(
                 return Err(timeout(&url, "the download did not finish", config.timeout_s))
             }
             Err(_) => return Err(timeout(&url, "no data arrived", config.stall_timeout_s)),
-            Ok(Err(e)) => return Err(FetchError::Transfer { url, reason: crate::provider::http::error_chain(&e) }),
+            Ok(Err(e)) => return Err(FetchError::Transfer { url, reason: redact_urls(&error_chain(&e)) }),
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => chunk,
         };

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::policy::{BudgetError, SharedLedger};
 use crate::provider::{Job, JobInput};
-use crate::schema::{Observation, Usage, VideoRequest};
+use crate::schema::{Observation, Usage, VideoRequest, VideoSource};
 
 /// A journal that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -214,8 +214,15 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn start_run(&self, request: &VideoRequest) -> Result<i64, JournalError> {
-        let text = serde_json::to_string(request)
-            .map_err(|e| JournalError { path: self.path.clone(), message: e.to_string() })?;
+        // A URL's userinfo and query values may be credentials: never stored.
+        let text = match &request.source {
+            VideoSource::Url { url } => serde_json::to_string(&VideoRequest {
+                source: VideoSource::Url { url: crate::secret::redact_urls(url) },
+                ..request.clone()
+            }),
+            _ => serde_json::to_string(request),
+        }
+        .map_err(|e| JournalError { path: self.path.clone(), message: e.to_string() })?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO runs (request, started_unix_s, status) VALUES (?1, ?2, 'running')",
@@ -506,5 +513,16 @@ mod tests {
         let second = j.start_run(&req).unwrap();
         let found = j.last_unfinished_run().unwrap().unwrap();
         assert_eq!((found.id, found.request), (second, req));
+    }
+
+    #[test]
+    fn a_url_is_stored_without_its_credentials() {
+        let j = Journal::in_memory().unwrap();
+        let mut req = VideoRequest::new("x", Task::Describe);
+        req.source = VideoSource::Url { url: "https://user:pw@host/v.mp4?X-Amz-Signature=abc&sig=def".into() };
+        j.start_run(&req).unwrap();
+        let stored: String = j.with(|c| c.query_row("SELECT request FROM runs", [], |row| row.get(0))).unwrap();
+        assert!(stored.contains("https://***@host/v.mp4?X-Amz-Signature=***&sig=***"), "{stored}");
+        assert!(!stored.contains("pw") && !stored.contains("abc") && !stored.contains("def"), "{stored}");
     }
 }

@@ -1,5 +1,6 @@
 //! Keys, held so they cannot leak by accident: Debug and Display print `***`,
-//! and text that came back from a provider can be scrubbed of them.
+//! and text that came back from a provider can be scrubbed of them. URLs
+//! are scrubbed of the credentials they carry before they are shown or kept.
 
 use std::fmt;
 
@@ -69,6 +70,58 @@ fn unicode_escape(escaped: &str) -> Option<char> {
     char::from_u32(u32::from_str_radix(escaped.strip_prefix('u')?.get(..4)?, 16).ok()?)
 }
 
+/// `text` with the credentials of every URL in it replaced by `***`: the
+/// userinfo of `scheme://user:password@host`, and each query value (where
+/// presigned URLs carry their signature). Names of query keys stay, to tell
+/// what was there.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        out.push_str(&rest[..at + 3]);
+        rest = &rest[at + 3..];
+        let mut end =
+            rest.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`')).unwrap_or(rest.len());
+        // Punctuation closing the sentence or a parenthesis is not part of the URL.
+        while end > 0 && rest[..end].ends_with([')', ']', ',', '.', ';']) {
+            end -= 1;
+        }
+        out.push_str(&redact_url_rest(&rest[..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A URL after its `scheme://`, with its userinfo and query values hidden.
+fn redact_url_rest(url: &str) -> String {
+    let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+    let (authority, tail) = url.split_at(authority_end);
+    let mut out = match authority.rfind('@') {
+        Some(at) => format!("***{}", &authority[at..]),
+        None => authority.to_string(),
+    };
+    let Some(q) = tail.find('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    out.push_str(&tail[..=q]);
+    let query = &tail[q + 1..];
+    let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !value.is_empty() => format!("{key}=***"),
+            Some(_) => pair.to_string(),
+            None if pair.is_empty() => String::new(),
+            None => "***".to_string(),
+        })
+        .collect();
+    out.push_str(&pairs.join("&"));
+    out.push_str(fragment);
+    out
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -105,6 +158,28 @@ mod tests {
             ("é sk-proj/abc\"def\\1234é", "é ***é"),
         ] {
             assert_eq!(s.redact(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn urls_lose_their_userinfo_and_query_values() {
+        for (text, want) in [
+            ("http://user:pw@host/v.mp4", "http://***@host/v.mp4"),
+            ("https://u:p@ss@host:8080?x=1", "https://***@host:8080?x=***"),
+            (
+                "https://b.s3.amazonaws.com/v.mp4?X-Amz-Signature=abc123&X-Amz-Credential=AK%2F1&sig=zz&flag&e=#t=5",
+                "https://b.s3.amazonaws.com/v.mp4?X-Amz-Signature=***&X-Amz-Credential=***&sig=***&***&e=#t=5",
+            ),
+            (
+                "error sending request for url (http://a:b@h/x?token=t0k), then \"https://h/y?k=v\".",
+                "error sending request for url (http://***@h/x?token=***), then \"https://h/y?k=***\".",
+            ),
+            ("no url here, just a:b@c?d=e", "no url here, just a:b@c?d=e"),
+            ("http://host/path/only", "http://host/path/only"),
+            ("trailing ://", "trailing ://"),
+            ("http://é:ü@hôst/?q=ç", "http://***@hôst/?q=***"),
+        ] {
+            assert_eq!(redact_urls(text), want, "{text}");
         }
     }
 }

@@ -49,6 +49,7 @@ async fn answer(sock: &mut tokio::net::TcpStream, path: &str, clip: &Path) -> st
             sock.write_all(&body).await
         }
         "/hop" => sock.write_all(redirect("/clip.mp4").as_bytes()).await,
+        p if p.starts_with("/signed?") => sock.write_all(redirect("/gone.mp4?X-Amz-Signature=SIGTWO").as_bytes()).await,
         "/metadata" => sock.write_all(redirect("http://169.254.169.254/latest/meta-data/").as_bytes()).await,
         "/private" => sock.write_all(redirect("http://10.0.0.7:8080/video.mp4").as_bytes()).await,
         "/loop" => sock.write_all(redirect("/loop").as_bytes()).await,
@@ -176,4 +177,39 @@ fn the_cli_takes_a_url_and_refuses_a_forbidden_one_in_one_line() {
     assert!(!out.status.success());
     assert!(err.contains("refused: 169.254.169.254 resolves to 169.254.169.254, a cloud metadata address"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn credentials_in_a_url_are_never_printed_logged_or_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = block_on(server(testsrc_10s()));
+    let journal = dir.path().join("journal.sqlite3");
+    let config = dir.path().join("vidgate.toml");
+    std::fs::write(&config, format!("[fetch]\nallow = [\"127.0.0.1\"]\n\n[journal]\npath = {journal:?}\n")).unwrap();
+    let url = format!("http://user:PWSECRET@{addr}/signed?sig=SIGONE&X-Amz-Credential=CREDONE");
+    let out = vidgate()
+        .args(["-vv", "describe", "--provider", "openai", "--config"])
+        .arg(&config)
+        .arg(&url)
+        .env("OPENAI_API_KEY", "sk-not-used")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("following a redirect") && err.contains("X-Amz-Signature=***"),
+        "the -vv redirect line: {err}"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains(&format!("http://***@{addr}/gone.mp4?X-Amz-Signature=***: HTTP 404")), "{err}");
+    let stored = String::from_utf8_lossy(&std::fs::read(&journal).unwrap()).into_owned();
+    assert!(stored.contains(&format!("http://***@{addr}/signed?sig=***&X-Amz-Credential=***")), "runs.request");
+    for secret in ["PWSECRET", "SIGONE", "CREDONE", "SIGTWO"] {
+        assert!(!err.contains(secret), "{secret} in stderr: {err}");
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let path = file.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains(secret), "{secret} in {}", path.display());
+        }
+    }
 }
