@@ -531,7 +531,7 @@ impl Ctx<'_> {
 
     /// A failure, with everything done so far.
     fn failed(&mut self, reason: String) -> GatewayError {
-        let summary = attempt_summary(&self.log.snapshot());
+        let summary = attempt_summary(&self.log.snapshot(), &reason);
         let report = self.snapshot();
         GatewayError::Failed {
             summary: if summary.is_empty() { reason } else { format!("{reason} (attempts: {summary})") },
@@ -594,7 +594,7 @@ fn output_provider(output: &ProviderOutput, default: &str) -> String {
 }
 
 /// Per provider: attempts and how they ended, e.g. `openai: 3 failed (HTTP 503)`.
-fn attempt_summary(attempts: &[crate::schema::Attempt]) -> String {
+fn attempt_summary(attempts: &[crate::schema::Attempt], said: &str) -> String {
     use crate::schema::Outcome;
     let mut per: Vec<(String, u32, u32, String)> = Vec::new();
     for a in attempts {
@@ -617,6 +617,9 @@ fn attempt_summary(attempts: &[crate::schema::Attempt]) -> String {
         .map(|(p, ok, failed, last)| {
             if *failed == 0 {
                 format!("{p}: {ok} ok")
+            } else if said.contains(last.as_str()) {
+                // The error (and its body) once per line is enough.
+                format!("{p}: {ok} ok, {failed} failed, the last as above")
             } else {
                 format!("{p}: {ok} ok, {failed} failed, the last: {last}")
             }

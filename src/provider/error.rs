@@ -45,6 +45,8 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub const BODY_LIMIT: usize = 2048;
+    /// How much of the body an error's one line shows.
+    pub const BODY_SHOWN: usize = 300;
 
     pub fn new(provider: impl Into<String>, class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
@@ -113,8 +115,12 @@ impl ProviderError {
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.provider, self.message)?;
-        if let Some(body) = self.body.as_deref().filter(|b| !b.is_empty()) {
-            write!(f, ": {}", body.lines().next().unwrap_or_default())?;
+        // The body's start is enough to tell the cause; all of it (2 KiB) would
+        // drown the line it ends.
+        if let Some(body) = self.body.as_deref().filter(|b| !b.trim().is_empty()) {
+            let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            let shown = truncate(&line, Self::BODY_SHOWN);
+            write!(f, ": {shown}{}", if shown.len() < line.len() { "…" } else { "" })?;
         }
         Ok(())
     }
@@ -191,6 +197,11 @@ mod tests {
         assert_eq!(e.to_string(), "openai: HTTP 401: {\"error\":\"bad key\"}");
         let long = "é".repeat(5000);
         let e = ProviderError::from_status("x", 500, &long, None, cap);
+        let line = e.to_string();
+        assert!(line.len() <= 20 + ProviderError::BODY_SHOWN && line.ends_with("é…"), "{line}");
         assert!(e.body.unwrap().len() <= ProviderError::BODY_LIMIT);
+        let pretty = "{\n  \"error\": {\n    \"message\": \"no\"\n  }\n}\n";
+        let e = ProviderError::from_status("x", 500, pretty, None, cap);
+        assert_eq!(e.to_string(), r#"x: HTTP 500: { "error": { "message": "no" } }"#, "a pretty body on one line");
     }
 }

@@ -837,3 +837,40 @@ fn huge_waits_in_headers_never_crash_the_command() {
     assert!(stderr.contains("asked to wait 604800 s, over the 30 s cap"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn the_final_error_line_shows_the_body_once_and_short() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let server = server().await;
+        let filler = "x".repeat(1900);
+        let body = json!({"error": {"message": "BODY-START the request is malformed", "param": filler}});
+        chat().respond_with(ResponseTemplate::new(400).set_body_json(body)).mount(&server).await;
+        server
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vidgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sampling]\nfps = 0.5\nwidth = 256\n[journal]\nenabled = false\n\n[providers.fake]\nprotocol = \"openai\"\n\
+             base_url = \"{}/v1\"\napi_key_env = \"VIDGATE_BODY_KEY\"\nmodel = \"fake-vision\"\n\
+             [providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let out = vidgate()
+        .args(["describe", "--provider", "fake", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_BODY_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(!out.status.success() && last.starts_with("vidgate: error: "), "{stderr}");
+    assert_eq!(last.matches("BODY-START").count(), 2, "the decoded message once, the body's start once: {last}");
+    assert!(last.contains("xxx…"), "the body is cut, and says so: {last}");
+    assert!(last.chars().count() < 900, "{} characters: {last}", last.chars().count());
+}
