@@ -874,3 +874,23 @@ fn the_final_error_line_shows_the_body_once_and_short() {
     assert!(last.contains("xxx…"), "the body is cut, and says so: {last}");
     assert!(last.chars().count() < 900, "{} characters: {last}", last.chars().count());
 }
+
+#[test]
+fn credentials_in_the_base_url_stay_out_of_errors() {
+    runtime().block_on(async {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let server = server().await;
+        let mut p = profile(&server, "userinfo");
+        p.base_url = Some(format!("http://proxyuser:PROXYSECRET@127.0.0.1:{port}/v1"));
+        p.api_version = Some("2024-10-21&token=TOKENSECRET".into());
+        let r = run(p, job(Task::Describe, jpeg_frames(1))).await;
+        let err = r.result.unwrap_err();
+        let reasons: Vec<String> = r.log.snapshot().iter().map(|a| format!("{:?}", a.outcome)).collect();
+        for text in std::iter::once(err.to_string()).chain(reasons) {
+            assert!(text.contains("cannot connect") || text.contains("request failed"), "{text}");
+            assert!(!text.contains("PROXYSECRET") && !text.contains("TOKENSECRET"), "{text}");
+        }
+    });
+}

@@ -289,7 +289,7 @@ impl Gemini {
     }
 
     pub(super) fn send_error(&self, e: &reqwest::Error, maybe_billed: bool) -> ProviderError {
-        let detail = self.redact(&http::error_chain(e));
+        let detail = self.redact(&crate::secret::redact_urls(&http::error_chain(e)));
         let mut err = self.error(ErrorClass::Transient, format!("the request failed: {detail}"));
         err.maybe_billed = maybe_billed && !e.is_connect();
         err.unreachable = e.is_connect();

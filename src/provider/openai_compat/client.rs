@@ -170,7 +170,7 @@ impl OpenAiCompat {
     }
 
     fn send_error(&self, e: &reqwest::Error) -> ProviderError {
-        let detail = self.redact(&http::error_chain(e));
+        let detail = self.redact(&crate::secret::redact_urls(&http::error_chain(e)));
         let mut err = if e.is_timeout() {
             let mut err = self.error(ErrorClass::Transient, format!("timed out: {detail}"));
             err.maybe_billed = true;
