@@ -777,6 +777,31 @@ fn ask_find_timeline_and_plan_on_the_command_line() {
     assert_eq!(rt.block_on(server.received_requests()).unwrap().len(), 13, "a refused plan sends nothing");
 }
 
+/// `vidgate describe` of testsrc_10s on the fake provider at `server`, five
+/// frames a call, with no journal (so nothing is reused), and these flags.
+fn describe_without_journal(server: &MockServer, flags: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vidgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sampling]\nfps = 0.5\nwidth = 256\n[journal]\nenabled = false\n\n[providers.fake]\nprotocol = \"openai\"\n\
+             base_url = \"{}/v1\"\napi_key_env = \"VIDGATE_NO_JOURNAL_KEY\"\nmodel = \"fake-vision\"\nframes_per_call = 5\n\
+             [providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    vidgate()
+        .args(["describe", "--provider", "fake", "--config"])
+        .arg(&config)
+        .args(flags)
+        .arg(testsrc_10s())
+        .env("VIDGATE_NO_JOURNAL_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
 /// [`Checking`]'s answers, with these headers.
 struct CheckingWith(&'static [(&'static str, &'static str)]);
 
@@ -804,26 +829,8 @@ fn huge_waits_in_headers_never_crash_the_command() {
         chat().respond_with(wait).mount(&refusing).await;
         (ok, refusing)
     });
-    let dir = tempfile::tempdir().unwrap();
     let describe = |server: &MockServer| {
-        let config = dir.path().join("vidgate.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[sampling]\nfps = 0.5\nwidth = 256\n[journal]\nenabled = false\n\n[providers.fake]\nprotocol = \"openai\"\n\
-                 base_url = \"{}/v1\"\napi_key_env = \"VIDGATE_HUGE_KEY\"\nmodel = \"fake-vision\"\nframes_per_call = 5\n\
-                 [providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
-                server.uri()
-            ),
-        )
-        .unwrap();
-        let out = vidgate()
-            .args(["describe", "--provider", "fake", "--json", "--config"])
-            .arg(&config)
-            .arg(testsrc_10s())
-            .env("VIDGATE_HUGE_KEY", KEY)
-            .output()
-            .unwrap();
+        let out = describe_without_journal(server, &["--json"]);
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), out.stdout)
     };
     // Read on every successful answer: capped, and the run goes on.
@@ -848,25 +855,7 @@ fn the_final_error_line_shows_the_body_once_and_short() {
         chat().respond_with(ResponseTemplate::new(400).set_body_json(body)).mount(&server).await;
         server
     });
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("vidgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sampling]\nfps = 0.5\nwidth = 256\n[journal]\nenabled = false\n\n[providers.fake]\nprotocol = \"openai\"\n\
-             base_url = \"{}/v1\"\napi_key_env = \"VIDGATE_BODY_KEY\"\nmodel = \"fake-vision\"\n\
-             [providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
-            server.uri()
-        ),
-    )
-    .unwrap();
-    let out = vidgate()
-        .args(["describe", "--provider", "fake", "--config"])
-        .arg(&config)
-        .arg(testsrc_10s())
-        .env("VIDGATE_BODY_KEY", KEY)
-        .output()
-        .unwrap();
+    let out = describe_without_journal(&server, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(!out.status.success() && last.starts_with("vidgate: error: "), "{stderr}");
