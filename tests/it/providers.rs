@@ -81,3 +81,53 @@ fn an_unknown_model_without_a_price_is_still_refused_naming_the_key() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no price for model `gemini-0-unknown`") && err.contains("[providers.mygem.price]"), "{err}");
 }
+
+#[test]
+fn providers_lists_readiness_and_prices_and_never_a_key() {
+    let secret = "sk-listing-secret-4f1c9e";
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), MYGEM);
+    let run = |json: bool| -> Output {
+        let mut cmd = without_keys(vidgate());
+        cmd.arg("providers").args(json.then_some("--json")).arg("--config").arg(&config);
+        cmd.env("GEMINI_API_KEY", secret).env("VIDGATE__MODELS__CACHE_DIR", dir.path().join("models"));
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!all.contains(secret) && !all.contains("4f1c9e"), "a key is never shown: {all}");
+        out
+    };
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&run(true).stdout).unwrap();
+    let find = |name: &str| listed.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name}: {listed:?}"));
+
+    let gemini = find("gemini");
+    assert_eq!((gemini["ready"].as_bool(), gemini["key_present"].as_bool()), (Some(true), Some(true)), "{gemini}");
+    assert_eq!(gemini["key_env"], "GEMINI_API_KEY");
+    assert_eq!(gemini["price"]["input_per_mtok"], 0.30);
+    let openai = find("openai");
+    assert_eq!((openai["ready"].as_bool(), openai["key_present"].as_bool()), (Some(false), Some(false)), "{openai}");
+    assert_eq!(openai["status"], "set OPENAI_API_KEY to your key");
+    // The custom profile, with the shipped price of the model it names, and no key yet.
+    let mygem = find("mygem");
+    assert_eq!(mygem["price"]["output_per_mtok"], 2.50, "{mygem}");
+    assert_eq!(mygem["ready"], false);
+    assert!(find("ollama")["ready"].as_bool().unwrap(), "a local server needs no key");
+
+    let local = find("local");
+    assert_eq!(local["chain_position"], 1, "{local}");
+    if cfg!(feature = "local") {
+        let catalogue = vidgate::models::catalogue();
+        let bytes: u64 = catalogue["smolvlm2-256m-video-instruct"].files.iter().filter_map(|f| f.size).sum();
+        assert_eq!((local["ready"].as_bool(), local["download_bytes"].as_u64()), (Some(false), Some(bytes)));
+    }
+
+    let text = String::from_utf8(run(false).stdout).unwrap();
+    let line =
+        |name: &str| text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
+    assert!(line("gemini").contains(" yes ") && line("gemini").ends_with("key in GEMINI_API_KEY"), "{text}");
+    assert!(line("gemini").contains("0.3 / 2.5"), "{text}");
+    assert!(line("openai").contains(" no ") && line("openai").contains("set OPENAI_API_KEY"), "{text}");
+    if cfg!(feature = "local") {
+        assert!(line("local (1)").contains("needs a download of 0.28 GB"), "{text}");
+    }
+}
