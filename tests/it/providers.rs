@@ -131,3 +131,36 @@ fn providers_lists_readiness_and_prices_and_never_a_key() {
         assert!(line("local (1)").contains("needs a download of 0.28 GB"), "{text}");
     }
 }
+
+#[cfg(feature = "local")]
+#[test]
+fn plan_shows_a_local_model_not_downloaded_as_a_candidate_with_its_download() {
+    let cache = tempfile::tempdir().unwrap();
+    let plan = |json: bool| -> Output {
+        let out = without_keys(vidgate())
+            .arg("plan")
+            .args(json.then_some("--json"))
+            .arg(testsrc_10s())
+            .env("VIDGATE__MODELS__CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let json: serde_json::Value = serde_json::from_slice(&plan(true).stdout).unwrap();
+    let c = &json["candidates"][0];
+    let catalogue = vidgate::models::catalogue();
+    let bytes: u64 = catalogue["smolvlm2-256m-video-instruct"].files.iter().filter_map(|f| f.size).sum();
+    assert_eq!((c["provider"].as_str(), c["model"].as_str()), (Some("local"), Some("smolvlm2-256m-video-instruct")));
+    assert_eq!(c["download_bytes"].as_u64(), Some(bytes), "{json}");
+    assert_eq!((c["shape"].as_str(), c["frames"].as_u64()), (Some("frames"), Some(10)), "{json}");
+    assert_eq!(c["estimated_usd"], 0.0);
+    assert!(c.get("error").is_none() && json["fits"] == true, "{json}");
+
+    let text = String::from_utf8(plan(false).stdout).unwrap();
+    assert!(
+        text.contains("needs a download of 0.28 GB first: `vidgate models pull smolvlm2-256m-video-instruct`"),
+        "{text}"
+    );
+    assert!(std::fs::read_dir(cache.path()).unwrap().next().is_none(), "a plan downloads nothing");
+}
