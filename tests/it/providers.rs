@@ -164,3 +164,24 @@ fn plan_shows_a_local_model_not_downloaded_as_a_candidate_with_its_download() {
     );
     assert!(std::fs::read_dir(cache.path()).unwrap().next().is_none(), "a plan downloads nothing");
 }
+
+#[cfg(feature = "local")]
+#[test]
+fn first_use_with_an_unreachable_hub_ends_in_one_line_naming_the_other_ways() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = without_keys(vidgate())
+        .args(["describe", "--yes"])
+        .arg(testsrc_10s())
+        .env("VIDGATE__MODELS__CACHE_DIR", cache.path())
+        .env("VIDGATE__MODELS__BASE_URL", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line, no progress: {err:?}");
+    assert!(err.starts_with("vidgate: error: cannot download the local model smolvlm2-256m-video-instruct"), "{err}");
+    assert!(err.contains("the model hub http://127.0.0.1:1 cannot be reached"), "{err}");
+    assert!(err.contains("set models.base_url to a mirror"), "{err}");
+    assert!(err.contains("set GEMINI_API_KEY to your key and add `--provider gemini`"), "{err}");
+    assert!(out.stdout.is_empty());
+}
