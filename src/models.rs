@@ -63,6 +63,9 @@ pub fn default_model() -> Option<String> {
 pub enum ModelError {
     #[error("no model called `{name}` in the catalogue; known: {known}")]
     Unknown { name: String, known: String },
+    /// No answer at all: the server (the hub or its mirror) cannot be reached.
+    #[error("{url}: cannot be reached: {message}")]
+    Unreachable { url: String, message: String },
     #[error("{url}: {message}")]
     Download { url: String, message: String },
     #[error("{path}: {message}")]
@@ -86,21 +89,32 @@ pub fn default_cache() -> PathBuf {
 /// The installed files of a model as (model, mmproj), when all are present and intact.
 pub fn installed(cache: &Path, name: &str, model: &CatalogueModel) -> Option<(PathBuf, Option<PathBuf>)> {
     let dir = model_dir(cache, name);
-    let mut main = None;
-    let mut mmproj = None;
-    for file in &model.files {
-        let path = dir.join(file.file_name());
-        let recorded = std::fs::read_to_string(sidecar(&path)).ok()?;
-        let len = std::fs::metadata(&path).ok()?.len();
-        if !recorded.starts_with(&format!("{len} ")) {
-            return None;
-        }
-        match file.role.as_str() {
-            "mmproj" => mmproj = Some(path),
-            _ => main = Some(path),
-        }
+    if !model.files.iter().all(|f| complete(&dir.join(f.file_name()))) {
+        return None;
     }
+    let (main, mmproj) = paths(cache, name, model);
     main.map(|m| (m, mmproj))
+}
+
+/// Where the files of a model are (or will be, once downloaded) as (model, mmproj).
+fn paths(cache: &Path, name: &str, model: &CatalogueModel) -> (Option<PathBuf>, Option<PathBuf>) {
+    let dir = model_dir(cache, name);
+    let of =
+        |mmproj: bool| model.files.iter().find(|f| (f.role == "mmproj") == mmproj).map(|f| dir.join(f.file_name()));
+    (of(false), of(true))
+}
+
+/// The bytes still to download for `model`: the pinned sizes of the files
+/// that are not complete yet (a file without a pinned size counts 0).
+pub fn bytes_to_fetch(cache: &Path, name: &str, model: &CatalogueModel) -> u64 {
+    let dir = model_dir(cache, name);
+    model.files.iter().filter(|f| !complete(&dir.join(f.file_name()))).filter_map(|f| f.size).sum()
+}
+
+/// A file is complete once its sidecar records its length (and sha256).
+fn complete(path: &Path) -> bool {
+    let Ok(recorded) = std::fs::read_to_string(sidecar(path)) else { return false };
+    std::fs::metadata(path).is_ok_and(|m| recorded.starts_with(&format!("{} ", m.len())))
 }
 
 /// `FILE.verified`: "SIZE SHA256" of a complete, checked download.
@@ -108,6 +122,60 @@ fn sidecar(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".verified");
     PathBuf::from(name)
+}
+
+/// Where downloaded models are kept: `models.cache_dir`, else the platform's cache.
+pub fn cache_dir(config: &crate::config::Config) -> PathBuf {
+    config.models.cache_dir.clone().unwrap_or_else(default_cache)
+}
+
+/// The catalogue model a local profile names, as (name, entry); `None` when
+/// the profile names its own files (`model_path`).
+///
+/// # Errors
+/// No model is configured, or the one named is not in the catalogue.
+pub fn catalogue_model_of(
+    name: &str,
+    profile: &crate::config::ProviderProfile,
+) -> Result<Option<(String, CatalogueModel)>, String> {
+    if profile.model_path.is_some() {
+        return Ok(None);
+    }
+    let model = profile.model.clone().or_else(default_model).ok_or("no local model is configured")?;
+    match catalogue().remove(&model) {
+        Some(entry) => Ok(Some((model, entry))),
+        None => Err(format!(
+            "providers.{name}.model `{model}` is not in the catalogue (`vidgate models list`); or set providers.{name}.model_path"
+        )),
+    }
+}
+
+/// A catalogue model a local profile names that is not downloaded yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingDownload {
+    pub model: String,
+    /// What is left to fetch.
+    pub bytes: u64,
+    /// The profile as it will be once the files are in: `model_path` and
+    /// `mmproj_path` name where they will be.
+    pub profile: crate::config::ProviderProfile,
+}
+
+/// What a local profile still needs to download; `None` when it names its
+/// own files, its model is installed, or it names no catalogue model.
+pub fn pending_download(
+    name: &str,
+    profile: &crate::config::ProviderProfile,
+    config: &crate::config::Config,
+) -> Option<PendingDownload> {
+    let (model, entry) = catalogue_model_of(name, profile).ok()??;
+    let cache = cache_dir(config);
+    if installed(&cache, &model, &entry).is_some() {
+        return None;
+    }
+    let mut profile = profile.clone();
+    (profile.model_path, profile.mmproj_path) = paths(&cache, &model, &entry);
+    Some(PendingDownload { bytes: bytes_to_fetch(&cache, &model, &entry), model, profile })
 }
 
 /// The local profile `name` with `model_path` and `mmproj_path` filled in
@@ -121,24 +189,15 @@ pub fn with_installed_files(
     profile: &crate::config::ProviderProfile,
     config: &crate::config::Config,
 ) -> Result<crate::config::ProviderProfile, String> {
-    let mut profile = profile.clone();
-    if profile.model_path.is_some() {
-        return Ok(profile);
-    }
-    let model = profile.model.clone().or_else(default_model).ok_or("no local model is configured")?;
-    let catalogue = catalogue();
-    let Some(entry) = catalogue.get(&model) else {
-        return Err(format!(
-            "providers.{name}.model `{model}` is not in the catalogue (`vidgate models list`); or set providers.{name}.model_path"
-        ));
-    };
-    let cache = config.models.cache_dir.clone().unwrap_or_else(default_cache);
-    let Some((model_path, mmproj_path)) = installed(&cache, &model, entry) else {
+    let Some((model, entry)) = catalogue_model_of(name, profile)? else { return Ok(profile.clone()) };
+    let cache = cache_dir(config);
+    let Some((model_path, mmproj_path)) = installed(&cache, &model, &entry) else {
         return Err(format!(
             "the local model {model} is not downloaded: `vidgate models pull {model}` fetches it (into {})",
             cache.display()
         ));
     };
+    let mut profile = profile.clone();
     profile.model_path = Some(model_path);
     profile.mmproj_path = mmproj_path;
     Ok(profile)
@@ -174,11 +233,8 @@ pub async fn pull(
 }
 
 async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile) -> Result<(), ModelError> {
-    if let Ok(recorded) = std::fs::read_to_string(sidecar(path)) {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
-        if recorded.starts_with(&format!("{len} ")) {
-            return Ok(());
-        }
+    if complete(path) {
+        return Ok(());
     }
     let part = path.with_extension("part");
     let have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
@@ -187,7 +243,14 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
     if have > 0 {
         request = request.header("range", format!("bytes={have}-"));
     }
-    let mut response = request.send().await.map_err(|e| dl(crate::provider::http::error_chain(&e)))?;
+    let mut response = request.send().await.map_err(|e| {
+        // The innermost cause says why ("Connection refused"); the outer ones repeat the URL.
+        let mut cause: &(dyn std::error::Error + 'static) = &e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        ModelError::Unreachable { url: url.to_string(), message: cause.to_string() }
+    })?;
     let status = response.status().as_u16();
     let resumed = status == 206 && have > 0;
     if !(status == 200 || resumed) {

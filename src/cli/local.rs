@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context};
 
-use vidgate::config::{Config, ProviderProfile};
+use vidgate::config::{Config, Protocol, ProviderProfile};
 use vidgate::models;
 
 /// The profile with `model_path` and `mmproj_path` filled in from the catalogue.
@@ -15,17 +15,11 @@ pub(super) async fn with_model_files(
     config: &Config,
     yes: bool,
 ) -> anyhow::Result<ProviderProfile> {
-    let mut profile = profile.clone();
-    if profile.model_path.is_some() {
-        return Ok(profile);
-    }
-    let model = profile.model.clone().or_else(models::default_model).context("no local model is configured")?;
-    let catalogue = models::catalogue();
-    let Some(entry) = catalogue.get(&model) else {
-        bail!("providers.{name}.model `{model}` is not in the catalogue (`vidgate models list`); or set providers.{name}.model_path");
+    let Some((model, entry)) = models::catalogue_model_of(name, profile).map_err(anyhow::Error::msg)? else {
+        return Ok(profile.clone());
     };
-    let cache = config.models.cache_dir.clone().unwrap_or_else(models::default_cache);
-    if models::installed(&cache, &model, entry).is_none() {
+    let cache = models::cache_dir(config);
+    if models::installed(&cache, &model, &entry).is_none() {
         if !(yes
             || ask(&format!(
                 "The local model {model} is not downloaded yet. Download it into {} now?",
@@ -34,13 +28,53 @@ pub(super) async fn with_model_files(
         {
             bail!("no local model yet: `vidgate models pull {model}` fetches it (or run again with --yes)");
         }
-        models::pull(&model, entry, &config.models.base_url, &cache).await?;
+        models::pull(&model, &entry, &config.models.base_url, &cache)
+            .await
+            .map_err(|e| anyhow::anyhow!(without_download(&model, e, config)))?;
     }
     let (model_path, mmproj_path) =
-        models::installed(&cache, &model, entry).context("the download did not complete")?;
+        models::installed(&cache, &model, &entry).context("the download did not complete")?;
+    let mut profile = profile.clone();
     profile.model_path = Some(model_path);
     profile.mmproj_path = mmproj_path;
     Ok(profile)
+}
+
+/// A failed download, and where it is the hub's (or mirror's) fault, the two
+/// ways to go on without it, in one line.
+fn without_download(model: &str, e: models::ModelError, config: &Config) -> String {
+    let base = &config.models.base_url;
+    let what = match &e {
+        models::ModelError::Unreachable { message, .. } => {
+            format!("the model hub {base} cannot be reached ({message})")
+        }
+        models::ModelError::Download { .. } => format!("the model hub {base} did not serve it ({e})"),
+        _ => return format!("cannot download the local model {model}: {e}"),
+    };
+    format!(
+        "cannot download the local model {model}: {what}. Two other ways: set models.base_url to a mirror that holds \
+         the catalogue's files, or use a cloud profile: {}",
+        cloud_suggestion(config)
+    )
+}
+
+/// A cloud profile to name, with its key variable: one whose key is set if
+/// any, else the Gemini profile, else the first that takes a key.
+fn cloud_suggestion(config: &Config) -> String {
+    let mut keyed: Vec<(&String, &String)> = config
+        .providers
+        .iter()
+        .filter(|(_, p)| p.protocol.is_some_and(|p| p != Protocol::LlamaLocal))
+        .filter_map(|(name, p)| Some((name, p.api_key_env.as_ref()?)))
+        .collect();
+    let is_set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    keyed.sort_by_key(|(name, var)| (!is_set(var), name.as_str() != "gemini"));
+    match keyed.first() {
+        Some((name, var)) => {
+            format!("set {var} to your key and add `--provider {name}` (`vidgate providers` lists the profiles)")
+        }
+        None => "add one to your config with its key variable (`vidgate providers` lists the profiles)".into(),
+    }
 }
 
 /// Ask on the terminal; `false` when there is none to ask on.

@@ -3,6 +3,7 @@
 mod frames;
 mod local;
 mod models;
+mod providers;
 mod sampling;
 mod task;
 
@@ -55,6 +56,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = task::Format::Text)]
         format: task::Format,
     },
+    /// The provider profiles: whether each is ready here (key set, model
+    /// downloaded), its model and price. Keys are never shown.
+    Providers(providers::ProvidersArgs),
     /// Local models: list the catalogue, pull one into the cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -95,6 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let config = load_config(args.config, overrides)?;
             frames::run(frames, &config).await
         }
+        Command::Providers(a) => providers::run(a, &load_config(args.config, Vec::new())?),
         Command::Models(command) => {
             let config = load_config(args.config, Vec::new())?;
             models::run(command, &config).await
@@ -176,6 +181,11 @@ pub fn fail(e: &anyhow::Error) -> ExitCode {
     }
     let _ = writeln!(std::io::stderr(), "vidgate: error: {}", line.replace('\n', " "));
     ExitCode::from(1)
+}
+
+/// A size in gigabytes (10^9 bytes), as downloads are announced.
+fn gigabytes(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
 }
 
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -20,7 +20,7 @@ pub enum ModelsCommand {
 }
 
 pub async fn run(command: ModelsCommand, config: &Config) -> anyhow::Result<()> {
-    let cache = config.models.cache_dir.clone().unwrap_or_else(models::default_cache);
+    let cache = models::cache_dir(config);
     let catalogue = models::catalogue();
     let mut out = std::io::stdout().lock();
     match command {
@@ -33,7 +33,7 @@ pub async fn run(command: ModelsCommand, config: &Config) -> anyhow::Result<()> 
                     .iter()
                     .map(|f| f.size)
                     .sum::<Option<u64>>()
-                    .map_or_else(|| "?".to_string(), |bytes| format!("{:.2} GB", bytes as f64 / 1e9));
+                    .map_or_else(|| "?".to_string(), super::gigabytes);
                 writeln!(out, "{name:32} {state:10} {size:>8}  {}{default}", model.description)?;
             }
             writeln!(out, "\ncache: {}", cache.display())?;

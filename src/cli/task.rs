@@ -328,6 +328,15 @@ fn print_plan(out: &mut impl Write, plan: &Plan) -> anyhow::Result<()> {
         if let Some(e) = &c.error {
             writeln!(out, "{:<14} cannot serve this: {e}", "")?;
         }
+        if let Some(bytes) = c.download_bytes {
+            writeln!(
+                out,
+                "{:<14} needs a download of {} first: `vidgate models pull {}`, or run with --yes",
+                "",
+                super::gigabytes(bytes),
+                c.model
+            )?;
+        }
     }
     for s in &plan.skipped {
         writeln!(out, "skipped: {s}")?;

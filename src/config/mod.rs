@@ -366,13 +366,47 @@ impl Config {
         }
 
         let merged = builder.build().map_err(|e| ConfigError::Merge(e.to_string()))?;
-        let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Key {
+        let mut config: Config = serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Key {
             origin: "(merged)".into(),
             key: e.path().to_string(),
             message: e.into_inner().to_string(),
         })?;
+        config.fill_known_models();
         config.check_references()?;
         Ok(config)
+    }
+
+    /// Complete what each profile says of the models it names (its `model`
+    /// and its `models` entries) from a shipped profile of the same protocol
+    /// that lists the model: its price, limits and token rules. The profile's
+    /// own values win, and a model no shipped profile lists is left as it is.
+    ///
+    /// Where several shipped profiles list a model, the one on the same
+    /// `base_url` is taken, then the one named after the protocol (`gemini`,
+    /// `openai`, `local`), then the first by name. Profile-wide prices (the
+    /// free local servers') are never lent: only a model's own entry is.
+    pub fn fill_known_models(&mut self) {
+        let shipped: Vec<(String, ProviderProfile)> = SHIPPED_PROFILES
+            .iter()
+            .filter_map(|(name, _)| Some((name.to_string(), self.providers.get(*name)?.clone())))
+            .collect();
+        for (name, profile) in &mut self.providers {
+            let Some(protocol) = profile.protocol else { continue };
+            let mut sources: Vec<&(String, ProviderProfile)> =
+                shipped.iter().filter(|(n, p)| n != name && p.protocol == Some(protocol)).collect();
+            let namesake = match protocol {
+                Protocol::Gemini => "gemini",
+                Protocol::Openai => "openai",
+                Protocol::LlamaLocal => "local",
+            };
+            sources.sort_by_key(|(n, p)| (p.base_url.is_none() || p.base_url != profile.base_url, n != namesake));
+            let named = profile.model.iter().chain(profile.models.keys()).cloned().collect::<Vec<_>>();
+            for model in named {
+                if let Some(known) = sources.iter().find_map(|(_, p)| p.models.get(&model)) {
+                    profile.models.entry(model).or_default().fill_from(known);
+                }
+            }
+        }
     }
 
     /// The profile called `name`.

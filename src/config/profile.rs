@@ -122,6 +122,38 @@ pub struct ModelProfile {
     pub price: Option<Price>,
 }
 
+impl ModelProfile {
+    /// Take every value this profile leaves unset from `known`: its own values win.
+    pub fn fill_from(&mut self, known: &ModelProfile) {
+        let ModelProfile {
+            context_tokens,
+            max_output_tokens,
+            max_images_per_request,
+            max_request_bytes,
+            vision,
+            json_schema,
+            native_video,
+            audio,
+            image_tokens,
+            video_tokens_per_second,
+            audio_tokens_per_second,
+            price,
+        } = known;
+        self.context_tokens = self.context_tokens.or(*context_tokens);
+        self.max_output_tokens = self.max_output_tokens.or(*max_output_tokens);
+        self.max_images_per_request = self.max_images_per_request.or(*max_images_per_request);
+        self.max_request_bytes = self.max_request_bytes.or(*max_request_bytes);
+        self.vision = self.vision.or(*vision);
+        self.json_schema = self.json_schema.or(*json_schema);
+        self.native_video = self.native_video.or(*native_video);
+        self.audio = self.audio.or(*audio);
+        self.image_tokens = self.image_tokens.or(*image_tokens);
+        self.video_tokens_per_second = self.video_tokens_per_second.or(*video_tokens_per_second);
+        self.audio_tokens_per_second = self.audio_tokens_per_second.or(*audio_tokens_per_second);
+        self.price = self.price.or(*price);
+    }
+}
+
 /// A service's rate limits, as the profile states them for a default tier.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -244,3 +244,62 @@ fn every_setting_that_becomes_a_wait_is_bounded() {
     let (cfg, _f) = load_file("[limits]\nextract_timeout_s = 604800\n[router]\ncooldown_s = 0\n");
     assert_eq!(cfg.unwrap().limits.extract_timeout_s, 604800.0);
 }
+
+#[test]
+fn a_custom_profile_finds_a_known_models_data_by_its_name() {
+    let shipped = Config::builtin().unwrap();
+    let known = shipped.provider("gemini").unwrap().model_profile("gemini-2.5-flash").unwrap().clone();
+    let (cfg, _f) = load_file(
+        "[providers.mygem]\nprotocol = \"gemini\"\nbase_url = \"https://gemini.example\"\n\
+         api_key_env = \"MYGEM_KEY\"\nmodel = \"gemini-2.5-flash\"\n",
+    );
+    let cfg = cfg.unwrap();
+    let p = cfg.provider("mygem").unwrap();
+    assert_eq!(p.price_for("gemini-2.5-flash"), known.price, "the shipped price");
+    assert_eq!(p.model_profile("gemini-2.5-flash"), Some(&known), "limits and token rules too");
+    assert_eq!(p.models.len(), 1, "only the model it names, not the whole catalogue");
+
+    // On the same base URL as a shipped profile, that profile's entry is taken.
+    let (cfg, _f) = load_file(
+        "[providers.myvertex]\nprotocol = \"gemini\"\nbase_url = \"https://aiplatform.googleapis.com\"\n\
+         model = \"gemini-2.5-flash\"\n",
+    );
+    let p = cfg.unwrap().providers.remove("myvertex").unwrap();
+    assert_eq!(p.model_profile("gemini-2.5-flash").unwrap().max_images_per_request, Some(3000));
+    assert_eq!(known.max_images_per_request, Some(3600));
+}
+
+#[test]
+fn a_custom_profiles_own_values_win_over_the_known_models() {
+    let (cfg, _f) = load_file(
+        "[providers.mygem]\nprotocol = \"gemini\"\nmodel = \"gemini-2.5-flash\"\n\
+         [providers.mygem.models.\"gemini-2.5-flash\"]\nmax_images_per_request = 7\n\
+         [providers.mygem.models.\"gemini-2.5-flash\".price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n\
+         [providers.cheap]\nprotocol = \"openai\"\nmodel = \"gpt-4o\"\n\
+         [providers.cheap.price]\ninput_per_mtok = 0.5\noutput_per_mtok = 0.75\n",
+    );
+    let cfg = cfg.unwrap();
+    let m = cfg.provider("mygem").unwrap().model_profile("gemini-2.5-flash").unwrap();
+    assert_eq!(m.max_images_per_request, Some(7));
+    assert_eq!(m.price.map(|p| (p.input_per_mtok, p.output_per_mtok)), Some((1.0, 2.0)));
+    assert_eq!(m.video_tokens_per_second, Some(263.0), "what it leaves unset comes from the shipped profile");
+    let cheap = cfg.provider("cheap").unwrap();
+    assert_eq!(cheap.price_for("gpt-4o").map(|p| p.output_per_mtok), Some(0.75));
+    assert_eq!(cheap.model_profile("gpt-4o").unwrap().max_images_per_request, Some(500));
+}
+
+#[test]
+fn an_unknown_model_gets_no_price_and_a_free_servers_price_is_not_lent() {
+    let (cfg, _f) = load_file(
+        "[providers.mine]\nprotocol = \"openai\"\nmodel = \"no-such-model\"\n\
+         [providers.hosted]\nprotocol = \"openai\"\nmodel = \"Qwen/Qwen2.5-VL-7B-Instruct\"\n\
+         [providers.other]\nprotocol = \"openai\"\nmodel = \"gemini-2.5-flash\"\n",
+    );
+    let cfg = cfg.unwrap();
+    assert_eq!(cfg.provider("mine").unwrap().price_for("no-such-model"), None);
+    assert!(cfg.provider("mine").unwrap().models.is_empty());
+    // vLLM's profile lists this model but prices the whole (local) server at 0.
+    assert_eq!(cfg.provider("hosted").unwrap().price_for("Qwen/Qwen2.5-VL-7B-Instruct"), None);
+    // Another protocol's model is not this protocol's.
+    assert_eq!(cfg.provider("other").unwrap().price_for("gemini-2.5-flash"), None);
+}

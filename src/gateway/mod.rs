@@ -183,15 +183,40 @@ impl Gateway {
     /// Build (or reuse) the providers named in `names`; a provider that
     /// cannot be built is left out with its reason.
     pub(crate) fn members(&self, names: &[String]) -> (Vec<Member>, Vec<String>) {
+        let (members, skipped, _) = self.gather(names, false);
+        (members, skipped)
+    }
+
+    /// As [`Self::members`]; and for a plan (`planning`), a local model that
+    /// is not downloaded yet is a member all the same, as it will be once
+    /// downloaded, with the bytes to fetch by provider name.
+    pub(crate) fn gather(&self, names: &[String], planning: bool) -> (Vec<Member>, Vec<String>, BTreeMap<String, u64>) {
         let mut members = Vec::new();
         let mut skipped = Vec::new();
+        let mut downloads = BTreeMap::new();
         for name in names {
             match self.member(name, None) {
                 Ok(m) => members.push(m),
-                Err(reason) => skipped.push(reason),
+                Err(reason) => match self.pending_local(name).filter(|_| planning) {
+                    Some((m, bytes)) => {
+                        downloads.insert(name.clone(), bytes);
+                        members.push(m);
+                    }
+                    None => skipped.push(reason),
+                },
             }
         }
-        (members, skipped)
+        (members, skipped, downloads)
+    }
+
+    /// The local provider `name` as it will be once its catalogue model is
+    /// downloaded, and the bytes that takes; never cached, never run.
+    fn pending_local(&self, name: &str) -> Option<(Member, u64)> {
+        let profile = self.config.provider(name).filter(|p| p.protocol == Some(Protocol::LlamaLocal))?;
+        let pending = crate::models::pending_download(name, profile, &self.config)?;
+        let backend = planned_local(name, &pending.profile, &self.config)?;
+        let shared = policy::shared_layers(backend, profile);
+        Some((Member { name: name.to_string(), profile: profile.clone(), shared }, pending.bytes))
     }
 
     /// The provider `name`, with its model replaced by `model` when given.
@@ -256,6 +281,16 @@ impl Gateway {
 fn local_backend(name: &str, profile: &ProviderProfile, config: &Config) -> Result<Arc<dyn Provider>, String> {
     let profile = crate::models::with_installed_files(name, profile, config)?;
     Ok(Arc::new(crate::provider::llama_local::LlamaLocal::from_profile(name, &profile, config).map_err(|e| e.message)?))
+}
+
+#[cfg(feature = "local")]
+fn planned_local(name: &str, profile: &ProviderProfile, config: &Config) -> Option<Arc<dyn Provider>> {
+    Some(Arc::new(crate::provider::llama_local::LlamaLocal::planned(name, profile, config).ok()?))
+}
+
+#[cfg(not(feature = "local"))]
+fn planned_local(_: &str, _: &ProviderProfile, _: &Config) -> Option<Arc<dyn Provider>> {
+    None
 }
 
 #[cfg(not(feature = "local"))]

@@ -42,6 +42,9 @@ pub struct Candidate {
     /// Why this provider cannot serve the request as planned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The bytes of a local model to download before it can serve (plans only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_bytes: Option<u64>,
 }
 
 /// A request's plan: a candidate per provider of the chain, the first of which
@@ -104,6 +107,7 @@ impl Gateway {
             output_tokens: 0,
             estimated_usd: 0.0,
             error: None,
+            download_bytes: None,
         };
         let merge = &self.config.merge;
         let limits = super::MergeLimits::for_members(merge, std::slice::from_ref(member));

@@ -107,7 +107,7 @@ impl Gateway {
     /// # Errors
     /// Bad input, or no provider of the chain can be built.
     pub async fn plan(&self, request: &VideoRequest) -> Result<Plan, GatewayError> {
-        Ok(self.prepare(request, None).await?.plan)
+        Ok(self.prepare(request, None, true).await?.plan)
     }
 
     /// What a run and a plan share: the video as a file, probed; the chain,
@@ -116,12 +116,13 @@ impl Gateway {
         &self,
         request: &VideoRequest,
         progress: Option<&ProgressSender>,
+        planning: bool,
     ) -> Result<Prepared, GatewayError> {
         let source = self.source(&request.source, progress).await?;
         let info = media::probe(&source.path, &self.config.limits).await?;
         emit(progress, Progress::Probed { duration_ms: info.duration_ms });
         let names = router::chain(&self.config, request.task.name(), &request.constraints)?;
-        let (mut members, skipped) = self.members(&names);
+        let (mut members, skipped, downloads) = self.gather(&names, planning);
         if members.is_empty() {
             return Err(GatewayError::Setup(skipped.join("; ")));
         }
@@ -129,6 +130,9 @@ impl Gateway {
         let left = budgets.iter().map(Budget::remaining).fold(f64::MAX, f64::min);
         let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left)?;
         plan.skipped = skipped;
+        for c in &mut plan.candidates {
+            c.download_bytes = downloads.get(&c.provider).copied();
+        }
         Ok(Prepared { source, info, names, members, budgets, plan })
     }
 
@@ -137,7 +141,8 @@ impl Gateway {
         request: &VideoRequest,
         progress: Option<ProgressSender>,
     ) -> Result<VideoReport, GatewayError> {
-        let Prepared { source, info, names, members, budgets, plan } = self.prepare(request, progress.as_ref()).await?;
+        let Prepared { source, info, names, members, budgets, plan } =
+            self.prepare(request, progress.as_ref(), false).await?;
         if !plan.fits {
             return Err(GatewayError::OverBudget(over_budget_message(&plan)));
         }

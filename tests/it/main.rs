@@ -10,6 +10,7 @@
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
 //! - `models`: model downloads: resume, size and checksum
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
+//! - `providers`: profiles on the command line: known models, readiness, plans and first use
 //! - `secrets`: keys never leak into output, logs, reports or the journal
 //! - `url_source`: URL sources: SSRF refusals, redirects, byte and time limits
 //! - `cli`: the `vidgate` command itself
@@ -24,6 +25,7 @@ mod gemini;
 mod models;
 mod openai;
 mod probe;
+mod providers;
 mod secrets;
 mod url_source;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary

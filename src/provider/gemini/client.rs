@@ -105,7 +105,9 @@ impl Gemini {
         let model = profile.model.clone().ok_or_else(|| fail(format!("providers.{name}.model is not set")))?;
         let price = profile
             .price_for(&model)
-            .ok_or_else(|| fail(format!("no price for model `{model}` in providers.{name}")))?;
+            .ok_or_else(|| {
+                fail(format!("no price for model `{model}`: set [providers.{name}.price] or [providers.{name}.models.\"{model}\".price]"))
+            })?;
         let auth = profile.auth_scheme();
         let vertex = auth == AuthScheme::Bearer || profile.project.is_some();
         let api = if vertex {

@@ -146,7 +146,24 @@ impl LlamaLocal {
     ///
     /// # Errors
     /// No `model_path`, or a model or projector file that is missing or not GGUF.
-    pub fn from_profile(name: &str, profile: &ProviderProfile, _config: &Config) -> Result<Self, SetupError> {
+    pub fn from_profile(name: &str, profile: &ProviderProfile, config: &Config) -> Result<Self, SetupError> {
+        let provider = Self::planned(name, profile, config)?;
+        let fail = |message: String| SetupError { provider: name.to_string(), message };
+        let model_path = &provider.settings.model_path;
+        runtime::check_gguf(model_path).map_err(|p| fail(format!("model {} {p}", model_path.display())))?;
+        if let Some(mmproj) = &profile.mmproj_path {
+            runtime::check_gguf(mmproj).map_err(|p| fail(format!("vision projector {} {p}", mmproj.display())))?;
+        }
+        Ok(provider)
+    }
+
+    /// Build the provider as [`Self::from_profile`] does, without looking at
+    /// the files: for the plan of a model that is not downloaded yet. Its
+    /// estimates hold; a job would fail to load the model.
+    ///
+    /// # Errors
+    /// No `model_path`, or a setting out of range.
+    pub fn planned(name: &str, profile: &ProviderProfile, _config: &Config) -> Result<Self, SetupError> {
         let fail = |message: String| SetupError { provider: name.to_string(), message };
         if profile.protocol != Some(Protocol::LlamaLocal) {
             return Err(fail(format!("providers.{name}.protocol is not \"llama_local\"")));
@@ -158,10 +175,6 @@ impl LlamaLocal {
                 "providers.{name}.model_path is not set{named}: name the GGUF file of the model"
             )));
         };
-        runtime::check_gguf(&model_path).map_err(|p| fail(format!("model {} {p}", model_path.display())))?;
-        if let Some(mmproj) = &profile.mmproj_path {
-            runtime::check_gguf(mmproj).map_err(|p| fail(format!("vision projector {} {p}", mmproj.display())))?;
-        }
         if profile.context_tokens == Some(0) {
             return Err(fail(format!("providers.{name}.context_tokens is 0")));
         }
