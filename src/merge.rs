@@ -26,17 +26,17 @@ impl ObservationSink for TimelineBuilder {
 
 impl TimelineBuilder {
     /// Events in time order; an observation repeating the one before it
-    /// (ignoring case, spacing and punctuation) extends that event.
+    /// (ignoring case, spacing and punctuation) and touching it extends that
+    /// event.
     pub fn events(&self) -> Vec<Event> {
         let mut sorted: Vec<&Observation> = self.observations.iter().collect();
         sorted.sort_by_key(|o| (o.range.start_ms, o.range.end_ms));
         let mut events: Vec<Event> = Vec::new();
         for o in sorted {
             match events.last_mut() {
-                Some(last)
-                    if normalized(&last.text) == normalized(&o.text)
-                        && o.range.start_ms <= last.end_ms.max(o.range.start_ms) =>
-                {
+                // Only when they touch or overlap: the same words after a
+                // gap are the same thing seen again, not one long event.
+                Some(last) if o.range.start_ms <= last.end_ms && normalized(&last.text) == normalized(&o.text) => {
                     last.end_ms = last.end_ms.max(o.range.end_ms);
                 }
                 _ => events.push(Event {
@@ -225,5 +225,17 @@ mod tests {
         let events = t.events();
         let spans: Vec<_> = events.iter().map(|e| (e.start_ms, e.end_ms, e.text.as_str())).collect();
         assert_eq!(spans, [(0, 2000, "A red car."), (2000, 3000, "A dog runs."), (3000, 4000, "A red car.")]);
+    }
+
+    #[test]
+    fn the_same_caption_after_a_gap_is_a_new_event() {
+        let mut t = TimelineBuilder::default();
+        // Five minutes apart, with nothing seen in between.
+        t.observe(obs(0, 10_000, "A red car."));
+        t.observe(obs(310_000, 320_000, "A red car."));
+        // Overlapping repeats still fold.
+        t.observe(obs(315_000, 330_000, "a red car"));
+        let spans: Vec<_> = t.events().iter().map(|e| (e.start_ms, e.end_ms)).collect();
+        assert_eq!(spans, [(0, 10_000), (310_000, 330_000)]);
     }
 }
