@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{Gateway, GatewayError, Member};
 use crate::config::Downgrade;
 use crate::media::{Extraction, Frame, FrameData, FrameFormat, MediaInfo};
+use crate::prompts;
 use crate::provider::{Estimate, Job, JobInput};
 use crate::schema::{SamplingMode, SamplingPlan, Task, TimeRange};
 
@@ -115,22 +116,11 @@ impl Gateway {
         // Observations, and how much text they make for the merge.
         let observation_chars: u64;
         if caps.native_video {
-            let job = Job {
-                task: Task::Timeline,
-                input: JobInput::Video {
-                    path: info.path.clone(),
-                    range: sampling.range,
-                    duration_ms: info.duration_ms,
-                    size_bytes: info.size_bytes,
-                },
-                prompt: Arc::from(""),
-                prompt_version: Arc::from("timeline"),
-                max_output_tokens: run::NATIVE_OUTPUT_TOKENS,
-                span: None,
-            };
-            match member.shared.estimate(&job) {
+            let job = prompts::load("timeline", self.config.prompts_dir.as_deref())
+                .and_then(|template| run::video_job(info, sampling, &template));
+            match job.map_err(|e| e.to_string()).and_then(|job| member.shared.estimate(&job).map_err(|e| e.message)) {
                 Ok(e) => add(e, 1),
-                Err(e) => c.error = Some(e.message),
+                Err(e) => c.error = Some(e),
             }
             c.observe_calls = 1;
             observation_chars = u64::from(run::NATIVE_OUTPUT_TOKENS) * 4;
@@ -273,6 +263,15 @@ impl Gateway {
 }
 
 use super::run;
+
+/// The fps a provider that samples the video itself is asked for: the
+/// plan's, when it samples by rate; else the provider's own setting.
+pub(crate) fn native_fps(sampling: &SamplingPlan) -> Option<f64> {
+    match sampling.mode {
+        SamplingMode::Fps { fps } => Some(fps),
+        _ => None,
+    }
+}
 
 fn lower_fps(sampling: &mut SamplingPlan, min_fps: f64) -> Option<String> {
     match &mut sampling.mode {
