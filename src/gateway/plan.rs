@@ -214,6 +214,8 @@ impl Gateway {
         let min_width = self.config.budget.min_width.max(16);
         let steps = self.config.budget.downgrade.clone();
         let mut step = 0;
+        // Where the current step began: its sampling, its downgrades and the cost then.
+        let mut step_start: Option<(SamplingPlan, usize, f64)> = None;
         loop {
             let candidates = self.candidates(info, task, members, &sampling);
             let first_cost = candidates.iter().find(|c| c.error.is_none()).map(|c| c.estimated_usd);
@@ -230,6 +232,9 @@ impl Gateway {
                     fits,
                 });
             }
+            let cost = first_cost.unwrap_or(f64::INFINITY);
+            let (start_sampling, start_len, start_cost) =
+                step_start.get_or_insert_with(|| (sampling.clone(), downgrades.len(), cost)).clone();
             let lowered = match steps[step] {
                 Downgrade::Fps => lower_fps(&mut sampling, min_fps),
                 Downgrade::Width => lower_width(&mut sampling, min_width),
@@ -237,7 +242,17 @@ impl Gateway {
             };
             match lowered {
                 Some(what) => downgrades.push(what),
-                None => step += 1,
+                None => {
+                    // A step that saved nothing (a narrower frame for a video
+                    // sent whole, say) is undone: the plan names only what
+                    // lowers the cost.
+                    if cost >= start_cost {
+                        sampling = start_sampling;
+                        downgrades.truncate(start_len);
+                    }
+                    step += 1;
+                    step_start = None;
+                }
             }
         }
     }

@@ -584,3 +584,23 @@ fn a_budget_that_lowers_the_fps_lowers_what_gemini_is_asked_and_charged() {
         assert_eq!(parts(&state.generate[1])[0]["videoMetadata"]["fps"], 1.0);
     });
 }
+
+/// Nothing fits: the refusal names the fps it lowered, and not the frame
+/// width, which changes nothing for a video sent whole.
+#[test]
+fn a_plan_for_a_whole_video_claims_only_the_downgrades_that_save() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let g = gemini_gateway(&profile(&server, "no_saving"));
+        let mut request = VideoRequest::new(testsrc_10s(), Task::Timeline);
+        request.constraints.max_cost_usd = Some(0.000_001);
+        let plan = g.plan(&request).await.unwrap();
+        assert!(!plan.fits);
+        let fps = ["fps 1 → 0.5", "fps 0.5 → 0.25", "fps 0.25 → 0.125", "fps 0.125 → 0.0625"];
+        assert_eq!(plan.downgrades, fps, "down to budget.min_fps 0.05, and no width");
+        assert_eq!(plan.sampling.width, 512);
+        let err = g.run(request).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("even after lowering {}. Nothing was spent", fps.join(", "))), "{err}");
+        assert!(fake.state().generate.is_empty());
+    });
+}
