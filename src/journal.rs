@@ -366,8 +366,12 @@ pub fn unit_key(video: &str, provider: &str, model: &str, settings: &str, job: &
             let times: Vec<String> = frames.iter().map(|f| format!("{}@{}x{}", f.pts_ms, f.width, f.height)).collect();
             field("frames", times.join(",").as_bytes());
         }
-        JobInput::Video { range, duration_ms, size_bytes, .. } => {
+        JobInput::Video { range, duration_ms, size_bytes, fps, .. } => {
             field("video_input", format!("{range:?}/{duration_ms}/{size_bytes}").as_bytes());
+            // The sampling asked of the provider changes what it sees.
+            if let Some(fps) = fps {
+                field("video_fps", &fps.to_le_bytes());
+            }
         }
         JobInput::Text(text) => field("text", text.as_bytes()),
     }

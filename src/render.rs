@@ -11,10 +11,39 @@ fn clock(ms: u64, separator: char) -> String {
     format!("{h:02}:{m:02}:{s:02}{separator}{milli:03}")
 }
 
-/// Cue text may not contain a blank line (it would end the cue), nor `-->`.
-/// A lone CR ends a line too, as both formats read it.
+/// Characters that end a line somewhere: a player, a parser or a text
+/// editor may break a cue there, so they become line breaks of our own.
+fn breaks_line(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{1C}'..='\u{1E}' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// The lines of `text` with no control character left: those that end a
+/// line split it (CR LF is one break), a tab is a space, the rest (NUL,
+/// ESC ...) are dropped, since players stop reading at a NUL and escapes
+/// drive terminals.
+fn clean_lines(text: &str) -> Vec<String> {
+    text.replace("\r\n", "\n")
+        .split(breaks_line)
+        .map(|line| {
+            line.chars().filter_map(|c| if c == '\t' { Some(' ') } else { (!c.is_control()).then_some(c) }).collect()
+        })
+        .collect()
+}
+
+/// One line of plain text: controls removed, runs of whitespace one space.
+fn flat(text: &str) -> String {
+    clean_lines(text).join(" ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text of many lines, controls removed, its lines kept.
+fn paragraphs(text: &str) -> String {
+    clean_lines(text).join("\n").trim().to_string()
+}
+
+/// Cue text may not contain a blank line (it would end the cue), nor `-->`,
+/// nor control characters.
 fn cue_text(text: &str) -> String {
-    let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<String> = clean_lines(text).iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     let mut text = lines.join("\n");
     // Once is not enough: `--->` becomes `-->`.
     while text.contains("-->") {
@@ -57,15 +86,15 @@ pub fn vtt(events: &[Event]) -> String {
 pub fn markdown(report: &VideoReport) -> String {
     let mut out = String::new();
     if let Some(story) = &report.story {
-        let _ = write!(out, "## Story\n\n{}\n\n", story.trim());
+        let _ = write!(out, "## Story\n\n{}\n\n", paragraphs(story));
     }
     if let Some(answer) = &report.answer {
-        let _ = write!(out, "## Answer\n\n{}\n\n", answer.trim());
+        let _ = write!(out, "## Answer\n\n{}\n\n", paragraphs(answer));
     }
     if !report.events.is_empty() {
         out.push_str("## Timeline\n\n");
         for e in &report.events {
-            let text = e.text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let text = flat(&e.text);
             let _ = writeln!(
                 out,
                 "- **{}–{}** {}",
@@ -79,7 +108,7 @@ pub fn markdown(report: &VideoReport) -> String {
     if !report.warnings.is_empty() {
         out.push_str("## Warnings\n\n");
         for w in &report.warnings {
-            let _ = writeln!(out, "- {w}");
+            let _ = writeln!(out, "- {}", flat(w));
         }
     }
     out
@@ -87,16 +116,7 @@ pub fn markdown(report: &VideoReport) -> String {
 
 /// Plain text: one line per event, time first.
 pub fn text(events: &[Event]) -> String {
-    events
-        .iter()
-        .map(|e| {
-            format!(
-                "{}  {}\n",
-                crate::timecode::format(e.start_ms),
-                e.text.split_whitespace().collect::<Vec<_>>().join(" ")
-            )
-        })
-        .collect()
+    events.iter().map(|e| format!("{}  {}\n", crate::timecode::format(e.start_ms), flat(&e.text))).collect()
 }
 
 #[cfg(test)]
@@ -187,6 +207,95 @@ mod tests {
             ),
             "{v}"
         );
+    }
+
+    /// Every control character the formats or their readers trip on, and
+    /// the Unicode line and paragraph separators.
+    const CONTROLS: [char; 11] =
+        ['\0', '\u{0B}', '\u{0C}', '\u{1B}', '\u{1C}', '\u{1D}', '\u{1E}', '\u{7F}', '\u{85}', '\u{2028}', '\u{2029}'];
+
+    fn events_with_controls() -> Vec<Event> {
+        let mut events: Vec<Event> = CONTROLS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let start = i as u64 * 1000;
+                Event { start_ms: start, end_ms: start + 500, text: format!("Sign {i}:{c}OPEN\tnow") }
+            })
+            .collect();
+        events.push(Event { start_ms: 60_000, end_ms: 61_000, text: "The last cue.".into() });
+        events
+    }
+
+    /// What ffmpeg reads out of a subtitle file, written back out in `format`.
+    fn ffmpeg_reads(text: &str, suffix: &str, format: &str) -> String {
+        let file = tempfile::Builder::new().suffix(suffix).tempfile().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let out = std::process::Command::new(ffmpeg_sidecar::paths::ffmpeg_path())
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(file.path())
+            .args(["-f", format, "-"])
+            .output()
+            .expect("ffmpeg runs");
+        assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_subtitle_file() {
+        let events = events_with_controls();
+        for (name, rendered) in [("srt", srt(&events)), ("vtt", vtt(&events))] {
+            let bad: Vec<char> = rendered.chars().filter(|c| CONTROLS.contains(c) || *c == '\t').collect();
+            assert!(bad.is_empty(), "{name} has {bad:?}:\n{rendered:?}");
+        }
+        let cues = parse_srt(&srt(&events));
+        assert_eq!(cues.len(), events.len());
+        assert_eq!(cues[0].2, "Sign 0:OPEN now", "NUL is dropped, a tab is a space");
+        assert_eq!(cues[1].2, "Sign 1:\nOPEN now", "VT ends a line");
+        assert_eq!(cues[9].2, "Sign 9:\nOPEN now", "so does LINE SEPARATOR");
+        assert_eq!(parse_vtt(&vtt(&events)).len(), events.len());
+    }
+
+    #[test]
+    fn ffmpeg_reads_every_cue_back() {
+        let events = events_with_controls();
+        // ffmpeg stops at a NUL: every cue after it would be lost.
+        let srt_back = parse_srt(&ffmpeg_reads(&srt(&events), ".srt", "srt"));
+        assert_eq!(srt_back.len(), events.len());
+        assert_eq!(srt_back.last().map(|c| (c.0, c.2.as_str())), Some((60_000, "The last cue.")));
+        let vtt_back = parse_vtt(&ffmpeg_reads(&vtt(&events), ".vtt", "webvtt"));
+        assert_eq!(vtt_back.len(), events.len());
+        assert_eq!(vtt_back.last().map(|c| (c.0, c.2.as_str())), Some((60_000, "The last cue.")));
+    }
+
+    #[test]
+    fn blank_lines_and_arrows_stay_inside_their_cue() {
+        // A line of spaces and separators is blank too, and would end the cue.
+        let events = vec![
+            Event { start_ms: 0, end_ms: 1000, text: "one\r\n \u{2028}\t\n--->two".into() },
+            Event { start_ms: 1000, end_ms: 2000, text: "three".into() },
+        ];
+        let cues = parse_srt(&srt(&events));
+        assert_eq!(cues.iter().map(|c| c.2.as_str()).collect::<Vec<_>>(), ["one\n->two", "three"]);
+        let cues = parse_vtt(&vtt(&events));
+        assert_eq!(cues.iter().map(|c| c.2.as_str()).collect::<Vec<_>>(), ["one\n-&gt;two", "three"]);
+        assert_eq!(parse_srt(&ffmpeg_reads(&srt(&events), ".srt", "srt")).len(), 2);
+    }
+
+    #[test]
+    fn text_and_markdown_carry_no_control_characters() {
+        let events = events_with_controls();
+        let report = VideoReport {
+            story: Some("A\u{1B}[2J story\r\nin two lines\0".into()),
+            events: events.clone(),
+            warnings: vec!["a\u{7}warning".into()],
+            ..VideoReport::default()
+        };
+        for rendered in [text(&events), markdown(&report)] {
+            assert!(!rendered.chars().any(|c| c.is_control() && c != '\n'), "{rendered:?}");
+        }
+        assert!(markdown(&report).starts_with("## Story\n\nA[2J story\nin two lines\n\n"));
+        assert_eq!(text(&events).lines().nth(1), Some("00:01.000  Sign 1: OPEN now"));
     }
 
     #[test]

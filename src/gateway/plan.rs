@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{Gateway, GatewayError, Member};
 use crate::config::Downgrade;
 use crate::media::{Extraction, Frame, FrameData, FrameFormat, MediaInfo};
+use crate::prompts;
 use crate::provider::{Estimate, Job, JobInput};
 use crate::schema::{SamplingMode, SamplingPlan, Task, TimeRange};
 
@@ -119,22 +120,11 @@ impl Gateway {
         // Observations, and how much text they make for the merge.
         let observation_chars: u64;
         if caps.native_video {
-            let job = Job {
-                task: Task::Timeline,
-                input: JobInput::Video {
-                    path: info.path.clone(),
-                    range: sampling.range,
-                    duration_ms: info.duration_ms,
-                    size_bytes: info.size_bytes,
-                },
-                prompt: Arc::from(""),
-                prompt_version: Arc::from("timeline"),
-                max_output_tokens: run::NATIVE_OUTPUT_TOKENS,
-                span: None,
-            };
-            match member.shared.estimate(&job) {
+            let job = prompts::load("timeline", self.config.prompts_dir.as_deref())
+                .and_then(|template| run::video_job(info, sampling, &template));
+            match job.map_err(|e| e.to_string()).and_then(|job| member.shared.estimate(&job).map_err(|e| e.message)) {
                 Ok(e) => add(e, 1),
-                Err(e) => c.error = Some(e.message),
+                Err(e) => c.error = Some(e),
             }
             c.observe_calls = 1;
             observation_chars = u64::from(run::NATIVE_OUTPUT_TOKENS) * 4;
@@ -228,6 +218,8 @@ impl Gateway {
         let min_width = self.config.budget.min_width.max(16);
         let steps = self.config.budget.downgrade.clone();
         let mut step = 0;
+        // Where the current step began: its sampling, its downgrades and the cost then.
+        let mut step_start: Option<(SamplingPlan, usize, f64)> = None;
         loop {
             let candidates = self.candidates(info, task, members, &sampling);
             let first_cost = candidates.iter().find(|c| c.error.is_none()).map(|c| c.estimated_usd);
@@ -244,6 +236,9 @@ impl Gateway {
                     fits,
                 });
             }
+            let cost = first_cost.unwrap_or(f64::INFINITY);
+            let (start_sampling, start_len, start_cost) =
+                step_start.get_or_insert_with(|| (sampling.clone(), downgrades.len(), cost)).clone();
             let lowered = match steps[step] {
                 Downgrade::Fps => lower_fps(&mut sampling, min_fps),
                 Downgrade::Width => lower_width(&mut sampling, min_width),
@@ -251,7 +246,17 @@ impl Gateway {
             };
             match lowered {
                 Some(what) => downgrades.push(what),
-                None => step += 1,
+                None => {
+                    // A step that saved nothing (a narrower frame for a video
+                    // sent whole, say) is undone: the plan names only what
+                    // lowers the cost.
+                    if cost >= start_cost {
+                        sampling = start_sampling;
+                        downgrades.truncate(start_len);
+                    }
+                    step += 1;
+                    step_start = None;
+                }
             }
         }
     }
@@ -277,6 +282,15 @@ impl Gateway {
 }
 
 use super::run;
+
+/// The fps a provider that samples the video itself is asked for: the
+/// plan's, when it samples by rate; else the provider's own setting.
+pub(crate) fn native_fps(sampling: &SamplingPlan) -> Option<f64> {
+    match sampling.mode {
+        SamplingMode::Fps { fps } => Some(fps),
+        _ => None,
+    }
+}
 
 fn lower_fps(sampling: &mut SamplingPlan, min_fps: f64) -> Option<String> {
     match &mut sampling.mode {

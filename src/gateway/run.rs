@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::over_budget_message;
+use super::plan::{native_fps, over_budget_message};
 use super::{Gateway, GatewayError, Member, MergeLimits, Plan};
 use crate::journal::Journal;
 use crate::media::{self, Extraction, FrameFormat, MediaInfo};
@@ -12,9 +12,9 @@ use crate::merge::{self, ObservationSink, TimelineBuilder};
 use crate::observe::{observe_frames, ObserveSettings, Observed};
 use crate::policy::{self, AttemptLog, Budget, FallbackChain, Journaled, JpegFrames, SpendHook};
 use crate::progress::{emit, Progress, ProgressSender};
-use crate::prompts::{self, Template};
+use crate::prompts::{self, PromptError, Template};
 use crate::provider::{Job, JobInput, Provider, ProviderError, ProviderOutput};
-use crate::schema::{Event, Observation, Task, TimeRange, Usage, VideoReport, VideoRequest, VideoSource};
+use crate::schema::{Event, Observation, SamplingPlan, Task, TimeRange, Usage, VideoReport, VideoRequest, VideoSource};
 use crate::{router, timecode, timeline};
 
 /// Output cap of the one call that sends a whole video.
@@ -167,7 +167,7 @@ impl Gateway {
         let mut ctx =
             Ctx { gateway: self, info, video_hash, budgets, log: AttemptLog::default(), progress, report, merge };
 
-        let native_events = ctx.observe(&members, request, &plan).await?;
+        let native_events = ctx.observe(&members, &plan).await?;
         let text_names = if self.config.router.text_chain.is_empty() {
             names.clone()
         } else {
@@ -249,11 +249,11 @@ impl Ctx<'_> {
     /// Gather observations: the video to the native-video providers at the
     /// head of the chain, else (or when they all fail) frames to the rest.
     /// Returns whether the observations are already timeline events.
-    async fn observe(&mut self, members: &[Member], request: &VideoRequest, plan: &Plan) -> Result<bool, GatewayError> {
+    async fn observe(&mut self, members: &[Member], plan: &Plan) -> Result<bool, GatewayError> {
         let native: Vec<Member> =
             members.iter().take_while(|m| m.shared.capabilities().native_video).cloned().collect();
         if !native.is_empty() {
-            match self.observe_video(&native, request).await {
+            match self.observe_video(&native, &plan.sampling).await {
                 Ok(()) => return Ok(true),
                 Err(e) if e.class == crate::provider::ErrorClass::Fatal => return Err(self.failed(e.to_string())),
                 Err(e) => self.report.warnings.push(format!("the video could not be sent whole: {e}")),
@@ -268,24 +268,11 @@ impl Ctx<'_> {
         Ok(false)
     }
 
-    async fn observe_video(&mut self, members: &[Member], request: &VideoRequest) -> Result<(), ProviderError> {
+    async fn observe_video(&mut self, members: &[Member], sampling: &SamplingPlan) -> Result<(), ProviderError> {
         let template =
             prompts::load("timeline", self.gateway.config.prompts_dir.as_deref()).map_err(|e| fatal(e.to_string()))?;
-        let duration = timecode::format(self.info.duration_ms);
-        let span = TimeRange { start_ms: 0, end_ms: self.info.duration_ms.max(1) };
-        let job = Job {
-            task: Task::Timeline,
-            input: JobInput::Video {
-                path: self.info.path.clone(),
-                range: request.sampling.range,
-                duration_ms: self.info.duration_ms,
-                size_bytes: self.info.size_bytes,
-            },
-            prompt: template.render(&[("duration", &duration)]).map_err(|e| fatal(e.to_string()))?.into(),
-            prompt_version: template.id().into(),
-            max_output_tokens: NATIVE_OUTPUT_TOKENS,
-            span: Some(span),
-        };
+        let job = video_job(&self.info, sampling, &template).map_err(|e| fatal(e.to_string()))?;
+        let span = job.covered();
         self.note_template(&template);
         let chain = self.chain(members, false);
         emit(
@@ -573,6 +560,27 @@ impl Ctx<'_> {
 
 fn fatal(message: String) -> ProviderError {
     ProviderError::new("vidgate", crate::provider::ErrorClass::Fatal, message)
+}
+
+/// The call that sends the video whole, as the plan prices it and the run
+/// makes it: the plan's range and fps (lowered to fit the budget where it
+/// had to be) and the timeline prompt.
+pub(crate) fn video_job(info: &MediaInfo, sampling: &SamplingPlan, template: &Template) -> Result<Job, PromptError> {
+    let duration = timecode::format(info.duration_ms);
+    Ok(Job {
+        task: Task::Timeline,
+        input: JobInput::Video {
+            path: info.path.clone(),
+            range: sampling.range,
+            duration_ms: info.duration_ms,
+            size_bytes: info.size_bytes,
+            fps: native_fps(sampling),
+        },
+        prompt: template.render(&[("duration", &duration)])?.into(),
+        prompt_version: template.id().into(),
+        max_output_tokens: NATIVE_OUTPUT_TOKENS,
+        span: Some(TimeRange { start_ms: 0, end_ms: info.duration_ms.max(1) }),
+    })
 }
 
 /// Events from a timeline-shaped answer: the provider's parsed events, or a

@@ -141,8 +141,13 @@ mod tests {
     #[tokio::test]
     async fn text_and_video_jobs_pass_through_unchanged() {
         let text = job(JobInput::Text("<observations>\n[00:01.000] a dog\n</observations>".into()));
-        let video =
-            job(JobInput::Video { path: "clip.mp4".into(), range: None, duration_ms: 10_000, size_bytes: 1_234 });
+        let video = job(JobInput::Video {
+            path: "clip.mp4".into(),
+            range: None,
+            duration_ms: 10_000,
+            size_bytes: 1_234,
+            fps: None,
+        });
         for sent in [text, video] {
             assert_eq!(format!("{:?}", passed_on(&sent).await), format!("{sent:?}"));
         }

@@ -53,7 +53,9 @@ pub enum JobInput {
     /// Frames with their presentation times, in order.
     Frames(Arc<[Frame]>),
     /// The video file itself (or a trimmed copy), for native-video backends.
-    Video { path: PathBuf, range: Option<TimeRange>, duration_ms: u64, size_bytes: u64 },
+    /// `fps` is the sampling the plan chose, for a backend that samples the
+    /// video itself (Gemini's `videoMetadata.fps`); its own setting when absent.
+    Video { path: PathBuf, range: Option<TimeRange>, duration_ms: u64, size_bytes: u64, fps: Option<f64> },
     /// Text only: merging observations into a story.
     Text(String),
 }
@@ -187,7 +189,8 @@ mod tests {
         };
         let frames = || JobInput::Frames(Vec::new().into());
         let text = || JobInput::Text("t".into());
-        let video = || JobInput::Video { path: "v.mp4".into(), range: None, duration_ms: 1000, size_bytes: 1 };
+        let video =
+            || JobInput::Video { path: "v.mp4".into(), range: None, duration_ms: 1000, size_bytes: 1, fps: None };
         let find = || Task::Find { what: "a dog".into() };
         for input in [frames(), text()] {
             assert!(job(Task::Timeline, input.clone()).structured());

@@ -177,6 +177,7 @@ fn video_job(path: &std::path::Path) -> Job {
             range: None,
             duration_ms: info.duration_ms,
             size_bytes: info.size_bytes,
+            fps: None,
         },
         prompt: "Describe the video.".into(),
         prompt_version: "chunk@1".into(),
@@ -503,6 +504,15 @@ fn frames_per_call_defaults_to_the_models_image_limit() {
     assert_eq!(images_per_call(None, None), 3000, "Gemini's limit when the model names none");
 }
 
+/// A gateway whose chain is the Gemini profile `p` alone, at up to $1 a request.
+fn gemini_gateway(p: &ProviderProfile) -> Gateway {
+    let mut config = Config::builtin().unwrap();
+    config.providers.insert("gemini".into(), p.clone());
+    config.router.chain = vec!["gemini".into()];
+    config.budget.max_usd_per_request = 1.0;
+    Gateway::with_journal(config, Journal::in_memory().unwrap()).with_provider("gemini", backend(p))
+}
+
 #[test]
 fn a_run_sends_frames_in_batches_of_frames_per_call() {
     runtime().block_on(async {
@@ -511,11 +521,7 @@ fn a_run_sends_frames_in_batches_of_frames_per_call() {
         p.frames_per_call = Some(2);
         // Frames, not the video: the gateway batches them.
         p.models.get_mut("gemini-test").unwrap().native_video = Some(false);
-        let mut config = Config::builtin().unwrap();
-        config.providers.insert("gemini".into(), p.clone());
-        config.router.chain = vec!["gemini".into()];
-        config.budget.max_usd_per_request = 1.0;
-        let g = Gateway::with_journal(config, Journal::in_memory().unwrap()).with_provider("gemini", backend(&p));
+        let g = gemini_gateway(&p);
         let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
         request.sampling =
             SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 64, width: 160 };
@@ -526,5 +532,75 @@ fn a_run_sends_frames_in_batches_of_frames_per_call() {
         images.sort_unstable();
         // Ten frames in calls of two, and the merge call with none.
         assert_eq!(images, [0, 2, 2, 2, 2, 2]);
+    });
+}
+
+/// A budget too small for the video at the profile's fps: the plan lowers
+/// the fps, and the request, its estimate and the journal key follow it.
+#[test]
+fn a_budget_that_lowers_the_fps_lowers_what_gemini_is_asked_and_charged() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let g = gemini_gateway(&profile(&server, "lowered"));
+        let clip = testsrc_10s();
+        let seconds = probe(&clip).duration_ms as f64 / 1000.0;
+        let request = |cap: Option<f64>| {
+            let mut r = VideoRequest::new(&clip, Task::Timeline);
+            r.constraints.max_cost_usd = cap;
+            r
+        };
+        // Gemini 2.5's counts: 258 tokens a frame and 5 more a second, at $0.30 a million.
+        let video_tokens = |fps: f64| (seconds * (258.0 * fps + 5.0)).ceil() as u64;
+        let full = g.plan(&request(None)).await.unwrap();
+        assert!(full.downgrades.is_empty());
+        let full = full.first().unwrap().clone();
+        // Room for the video at a quarter of the frames, not at half.
+        let cap = full.estimated_usd - (video_tokens(1.0) - video_tokens(0.3)) as f64 * 0.30 / 1e6;
+        let plan = g.plan(&request(Some(cap))).await.unwrap();
+        assert!(plan.fits, "{plan:?}");
+        // A narrower frame saves nothing on a video sent whole, so it is not claimed.
+        assert_eq!(plan.downgrades, ["fps 1 → 0.5", "fps 0.5 → 0.25"]);
+        let lowered = plan.first().unwrap();
+        assert_eq!(full.input_tokens - lowered.input_tokens, video_tokens(1.0) - video_tokens(0.25));
+        assert!(lowered.estimated_usd <= cap);
+
+        let report = g.run(request(Some(cap))).await.unwrap();
+        {
+            let state = fake.state();
+            assert_eq!(state.generate.len(), 1);
+            assert_eq!(parts(&state.generate[0])[0]["videoMetadata"]["fps"], 0.25, "the plan's fps is sent");
+        }
+        let attempt = &report.attempts[0];
+        assert_eq!(attempt.estimated_input_tokens, lowered.input_tokens, "the call is estimated as planned");
+        assert!((attempt.estimated_cost_usd - lowered.estimated_usd).abs() < 1e-12, "{attempt:?}");
+        assert!(report.usage.cost_usd <= cap);
+
+        // At the full rate the same video is a new question, not the lowered answer read back.
+        let report = g.run(request(None)).await.unwrap();
+        assert_eq!(report.reused_units, 0);
+        assert_eq!(report.attempts[0].estimated_input_tokens, full.input_tokens);
+        let state = fake.state();
+        assert_eq!(state.generate.len(), 2);
+        assert_eq!(parts(&state.generate[1])[0]["videoMetadata"]["fps"], 1.0);
+    });
+}
+
+/// Nothing fits: the refusal names the fps it lowered, and not the frame
+/// width, which changes nothing for a video sent whole.
+#[test]
+fn a_plan_for_a_whole_video_claims_only_the_downgrades_that_save() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let g = gemini_gateway(&profile(&server, "no_saving"));
+        let mut request = VideoRequest::new(testsrc_10s(), Task::Timeline);
+        request.constraints.max_cost_usd = Some(0.000_001);
+        let plan = g.plan(&request).await.unwrap();
+        assert!(!plan.fits);
+        let fps = ["fps 1 → 0.5", "fps 0.5 → 0.25", "fps 0.25 → 0.125", "fps 0.125 → 0.0625"];
+        assert_eq!(plan.downgrades, fps, "down to budget.min_fps 0.05, and no width");
+        assert_eq!(plan.sampling.width, 512);
+        let err = g.run(request).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("even after lowering {}. Nothing was spent", fps.join(", "))), "{err}");
+        assert!(fake.state().generate.is_empty());
     });
 }

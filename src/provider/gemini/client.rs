@@ -178,6 +178,19 @@ impl Gemini {
         })
     }
 
+    /// The profile's options, with the sampling the job's plan chose: the
+    /// request and its estimate follow a budget's lowered fps. The API takes
+    /// at most 24 a second.
+    fn options_for(&self, job: &Job) -> RequestOptions {
+        let mut options = self.options.clone();
+        if let JobInput::Video { fps: Some(fps), .. } = job.input {
+            if fps.is_finite() && fps > 0.0 {
+                options.fps = Some(fps.min(translate::MAX_FPS));
+            }
+        }
+        options
+    }
+
     pub(super) fn id_str(&self) -> &str {
         &self.name
     }
@@ -300,7 +313,7 @@ impl Gemini {
 
     /// One `generateContent` call.
     async fn generate(&self, job: &Job, video: Option<VideoPart<'_>>) -> Result<ParsedAnswer, ProviderError> {
-        let request = translate::build_request(job, video, &self.options, &self.name)?;
+        let request = translate::build_request(job, video, &self.options_for(job), &self.name)?;
         let builder = self.authorise(self.http.post(self.generate_url()).json(&request)).await?;
         let response = builder.send().await.map_err(|e| self.send_error(&e, true))?;
         if !response.status().is_success() {
@@ -425,7 +438,11 @@ impl Gemini {
         }
         let mut trim_job = job.clone();
         let duration_ms = range.duration_ms();
-        trim_job.input = JobInput::Video { path: copy.to_path_buf(), range: None, duration_ms, size_bytes: size };
+        let fps = match job.input {
+            JobInput::Video { fps, .. } => fps,
+            _ => None,
+        };
+        trim_job.input = JobInput::Video { path: copy.to_path_buf(), range: None, duration_ms, size_bytes: size, fps };
         trim_job.span = Some(TimeRange { start_ms: 0, end_ms: duration_ms.max(1) });
         Some((trim_job, copy))
     }
@@ -607,7 +624,7 @@ impl Provider for Gemini {
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
         // For a video job this is the video's cost: the frames it may fall back to cost less.
-        Ok(cost::estimate(job, &self.model_profile, &self.price, &self.options, true))
+        Ok(cost::estimate(job, &self.model_profile, &self.price, &self.options_for(job), true))
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {

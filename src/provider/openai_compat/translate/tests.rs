@@ -83,7 +83,7 @@ fn text_jobs_are_one_string_and_bad_jobs_are_refused() {
     assert_eq!(req["messages"][0]["content"], "Describe what happens.\n\nobs 1\nobs 2");
 
     let o = RequestOptions::default();
-    let video = job(JobInput::Video { path: "a.mp4".into(), range: None, duration_ms: 1, size_bytes: 1 });
+    let video = job(JobInput::Video { path: "a.mp4".into(), range: None, duration_ms: 1, size_bytes: 1, fps: None });
     assert_eq!(build_request(&video, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
     let rgb = job(JobInput::Frames(Arc::from(vec![Frame { data: FrameData::Rgb(vec![0; 3]), ..frame(0, 0, &[]) }])));
     assert_eq!(build_request(&rgb, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
