@@ -150,7 +150,7 @@ fn job(frame: &Frame, pts_ms: u64, max_output_tokens: u32) -> Job {
 /// A flat grey 512x288 JPEG frame, where the pixels do not matter.
 fn grey_frame() -> Frame {
     let jpeg = encode_jpeg(&vec![128u8; 512 * 288 * 3], 512, 288, 85);
-    Frame { index: 0, pts_ms: 0, width: 512, height: 288, data: FrameData::Jpeg(jpeg) }
+    Frame { index: 0, pts_ms: 0, width: 512, height: 288, data: FrameData::Jpeg(jpeg.into()) }
 }
 
 /// RGB frames 512 px wide, extracted by vidgate itself from a generated
@@ -373,7 +373,7 @@ async fn overhead(quick: bool) {
     encode.sort();
     build.sort();
     let jpeg = jpegs.swap_remove(0);
-    let frame = Frame { data: FrameData::Jpeg(jpeg), ..rgb[0].clone() };
+    let frame = Frame { data: FrameData::Jpeg(jpeg.into()), ..rgb[0].clone() };
 
     // The fake keeps the first body it gets: what vidgate sends, for the direct arm to replay.
     let captured: Arc<Mutex<Option<Bytes>>> = Arc::default();
