@@ -140,27 +140,31 @@ pub fn pts(frames: &[Frame]) -> Vec<u64> {
     frames.iter().map(|f| f.pts_ms).collect()
 }
 
-/// Child processes of this test process named `ffmpeg` or `ffprobe`, after a short grace.
+/// Child processes of this test process named `ffmpeg` or `ffprobe`: none
+/// as soon as they are gone, else those still there after 10 s. A dropped
+/// reader's ffmpeg may be killed and reaped on another thread a moment later.
 pub fn ffmpeg_children() -> Vec<String> {
     let me = std::process::id().to_string();
-    for _ in 0..50 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
             // pid (comm) state ppid ...
             let Some((head, tail)) = stat.rsplit_once(')') else { continue };
             let comm = head.split_once('(').map(|x| x.1).unwrap_or_default();
-            let ppid = tail.split_whitespace().nth(1).unwrap_or_default();
-            if ppid == me && (comm == "ffmpeg" || comm == "ffprobe") {
+            let mut fields = tail.split_whitespace();
+            let (state, ppid) = (fields.next().unwrap_or_default(), fields.next().unwrap_or_default());
+            // A zombie (Z) has ended; the runtime reaps killed children when it next gets to it.
+            if ppid == me && state != "Z" && (comm == "ffmpeg" || comm == "ffprobe") {
                 found.push(format!("{comm} {}", entry.file_name().to_string_lossy()));
             }
         }
-        if found.is_empty() {
+        if found.is_empty() || std::time::Instant::now() > deadline {
             return found;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    vec!["ffmpeg still running".into()]
 }
 
 /// The size a JPEG declares in its SOF marker.
