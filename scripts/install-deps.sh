@@ -2,13 +2,15 @@
 # What vidgate needs to build and test: ffmpeg (ffmpeg + ffprobe, used at run
 # time; vidgate never downloads one), cmake + clang for the llama.cpp build of
 # the local backend, and, for the tests only, Python's gguf and numpy (the tiny
-# vision model generator). Installs only what is missing.
+# vision model generator) and GNU time (the peak-memory checks). Installs only
+# what is missing.
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v clang >/dev/null || missing+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+[ -x /usr/bin/time ] || missing+=(time)
 if ! python3 -c 'import gguf, numpy' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy==2.4.6" >&2
 fi

@@ -5,6 +5,8 @@
 //! wrapped in [`policy`] decorators along the chain the [`router`] chooses, and
 //! the observations are merged by [`merge`] into a [`schema::VideoReport`].
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod fetch;
 #[doc(hidden)]

@@ -1,5 +1,7 @@
 //! The `vidgate` command: parse, settle the config, call the library, exit.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

@@ -3,9 +3,8 @@
 //! is asserted) and on the real Gemma 3 270M for text.
 //!
 //! Needs Python with `gguf` and `numpy` (fixtures/tiny_vlm/generate.py) and
-//! `fixtures/fetch.sh --model gemma3-270m`. Each test skips with a message
-//! when one is missing, unless `VIDGATE_REQUIRE_LLAMA_SERVER` is set, where it
-//! fails.
+//! `fixtures/fetch.sh --model gemma3-270m`. Each test fails when one is
+//! missing, unless `VIDGATE_ALLOW_SKIP=1`, where it skips with a message.
 #![cfg(feature = "local")]
 
 #[allow(dead_code)]

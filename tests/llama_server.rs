@@ -4,8 +4,8 @@
 //!
 //! Needs `scripts/build-llama-server.sh` (the server binary), `fixtures/fetch.sh
 //! --model gemma3-270m` and Python with `gguf` and `numpy` (the generator).
-//! Each test skips with a message when one is missing, unless
-//! `VIDGATE_REQUIRE_LLAMA_SERVER` is set (as CI does), where it fails.
+//! Each test fails when one is missing, unless `VIDGATE_ALLOW_SKIP=1`, where
+//! it skips with a message.
 
 #[allow(dead_code)]
 #[path = "it/util.rs"]

@@ -153,7 +153,11 @@ impl Gateway {
                         pts_ms: extraction.range.start_ms + u64::from(i) * 1000,
                         width: sampling.width,
                         height,
-                        data: if caps.rgb_frames { FrameData::Rgb(Vec::new()) } else { FrameData::Jpeg(Vec::new()) },
+                        data: if caps.rgb_frames {
+                            FrameData::Rgb(Vec::new())
+                        } else {
+                            FrameData::Jpeg(Vec::new().into())
+                        },
                     })
                     .collect();
                 Job {

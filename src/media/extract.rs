@@ -161,7 +161,7 @@ impl Sink {
         let data = match self.format {
             FrameFormat::Rgb => FrameData::Rgb(rgb),
             FrameFormat::Jpeg { quality } => match encode_jpeg(&rgb, width, height, quality) {
-                Ok(jpeg) => FrameData::Jpeg(jpeg),
+                Ok(jpeg) => FrameData::Jpeg(jpeg.into()),
                 Err(e) => {
                     let _ = self.tx.blocking_send(Err(MediaError::BadPlan(format!("JPEG encoding failed: {e}"))));
                     return false;

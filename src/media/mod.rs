@@ -13,7 +13,11 @@ mod scene;
 
 use std::ffi::OsString;
 use std::fmt;
+use std::ops::Deref;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine;
 
 pub use error::MediaError;
 pub use extract::{encode_jpeg, extract, FrameStream};
@@ -39,14 +43,63 @@ pub enum FrameFormat {
 #[derive(Clone, PartialEq, Eq)]
 pub enum FrameData {
     Rgb(Vec<u8>),
-    Jpeg(Vec<u8>),
+    Jpeg(Jpeg),
 }
 
 impl FrameData {
     pub fn bytes(&self) -> &[u8] {
         match self {
-            FrameData::Rgb(b) | FrameData::Jpeg(b) => b,
+            FrameData::Rgb(b) => b,
+            FrameData::Jpeg(b) => b,
         }
+    }
+}
+
+/// A JPEG image, and its base64 once something asked for it. The bytes never
+/// change, so every request that sends the frame (each retry, each fallback,
+/// each clone of the frame) shares one encoding instead of making its own.
+#[derive(Clone)]
+pub struct Jpeg(Arc<JpegInner>);
+
+struct JpegInner {
+    bytes: Vec<u8>,
+    base64: OnceLock<Arc<str>>,
+}
+
+impl Jpeg {
+    /// The bytes in standard base64 (`A-Z a-z 0-9 + / =`), encoded on the
+    /// first call and shared after.
+    pub fn base64(&self) -> Arc<str> {
+        let inner = &*self.0;
+        inner.base64.get_or_init(|| base64::engine::general_purpose::STANDARD.encode(&inner.bytes).into()).clone()
+    }
+}
+
+impl From<Vec<u8>> for Jpeg {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Arc::new(JpegInner { bytes, base64: OnceLock::new() }))
+    }
+}
+
+impl Deref for Jpeg {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+impl PartialEq for Jpeg {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.bytes == other.0.bytes
+    }
+}
+
+impl Eq for Jpeg {}
+
+impl fmt::Debug for Jpeg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Jpeg({} bytes)", self.0.bytes.len())
     }
 }
 

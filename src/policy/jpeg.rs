@@ -28,7 +28,7 @@ impl JpegFrames {
             .map(|f| match &f.data {
                 FrameData::Jpeg(_) => Ok(f.clone()),
                 FrameData::Rgb(rgb) => encode_jpeg(rgb, f.width, f.height, self.quality)
-                    .map(|jpeg| Frame { data: FrameData::Jpeg(jpeg), ..f.clone() })
+                    .map(|jpeg| Frame { data: FrameData::Jpeg(jpeg.into()), ..f.clone() })
                     .map_err(|e| {
                         ProviderError::new(self.inner.id(), ErrorClass::Fatal, format!("frame {}: JPEG: {e}", f.index))
                     }),
@@ -123,13 +123,13 @@ mod tests {
             let FrameData::Jpeg(jpeg) = &f.data else { panic!("frame {index} is still RGB") };
             assert!(jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]), "frame {index}: not a JPEG");
             let at_quality = encode_jpeg(rgb, width, height, QUALITY).unwrap();
-            assert!(*jpeg == at_quality, "frame {index}: not these pixels at this size and quality");
+            assert!(jpeg[..] == at_quality[..], "frame {index}: not these pixels at this size and quality");
         }
     }
 
     #[tokio::test]
     async fn jpeg_frames_pass_through_byte_identical() {
-        let jpeg = frame(0, 0, (4, 2), FrameData::Jpeg(vec![0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]));
+        let jpeg = frame(0, 0, (4, 2), FrameData::Jpeg(vec![0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9].into()));
         let rgb = frame(1, 1_000, (4, 2), FrameData::Rgb(pixels(4, 2)));
         // Alone, and beside an RGB frame that is converted.
         assert_eq!(frames_of(&passed_on(&frames_job(vec![jpeg.clone()])).await), std::slice::from_ref(&jpeg));

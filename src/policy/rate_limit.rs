@@ -124,7 +124,8 @@ mod tests {
         assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2), "{elapsed:?}");
     }
 
-    #[tokio::test]
+    /// On the runtime's paused clock, so the rounds are counted exactly.
+    #[tokio::test(start_paused = true)]
     async fn the_concurrency_cap_holds() {
         use crate::provider::scripted::Step;
         use crate::schema::Usage;
@@ -134,7 +135,7 @@ mod tests {
         let p = Arc::new(ScriptedProvider::new("s").with_steps(steps));
         let limits = RateLimits { max_concurrency: Some(2), ..RateLimits::default() };
         let limited = Arc::new(RateLimited::new(p, &limits));
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let tasks: Vec<_> = (0..6)
             .map(|_| {
                 let l = limited.clone();
@@ -144,6 +145,6 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert!(started.elapsed() >= Duration::from_millis(150), "six 50 ms calls two at a time take three rounds");
+        assert_eq!(started.elapsed(), Duration::from_millis(150), "six 50 ms calls two at a time take three rounds");
     }
 }

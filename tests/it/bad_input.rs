@@ -126,3 +126,14 @@ fn a_range_past_the_end_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("outside the video's 10000 ms"), "{err}");
 }
+
+/// The library and the CLI are safe Rust throughout: no input can reach
+/// undefined behaviour through code of ours.
+#[test]
+fn the_crate_forbids_unsafe_code() {
+    for (file, text) in
+        [("src/lib.rs", include_str!("../../src/lib.rs")), ("src/main.rs", include_str!("../../src/main.rs"))]
+    {
+        assert!(text.lines().any(|l| l.trim() == "#![forbid(unsafe_code)]"), "{file} does not forbid unsafe code");
+    }
+}

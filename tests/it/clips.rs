@@ -45,6 +45,21 @@ fn every_clip_probes() {
     insta::assert_snapshot!(report);
 }
 
+/// A missing clip fails the test that needs it, so a green run means every
+/// test ran; only `VIDGATE_ALLOW_SKIP=1` makes it a skip.
+#[test]
+fn a_missing_clip_fails_unless_skipping_is_allowed() {
+    let allowed = std::env::var_os("VIDGATE_ALLOW_SKIP").is_some_and(|v| v == "1");
+    match std::panic::catch_unwind(|| real_clip("no-such-clip.mp4")) {
+        Ok(path) => assert!(allowed && path.is_none(), "skipped without VIDGATE_ALLOW_SKIP=1: {path:?}"),
+        Err(panic) => {
+            let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(!allowed, "failed although VIDGATE_ALLOW_SKIP=1: {message}");
+            assert!(message.contains("no-such-clip.mp4") && message.contains("VIDGATE_ALLOW_SKIP=1"), "{message}");
+        }
+    }
+}
+
 #[test]
 fn one_fps_on_real_clips_is_exact() {
     let Some(path) = real_clip("bikes.mp4") else { return };

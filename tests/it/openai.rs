@@ -623,12 +623,21 @@ fn batches_stay_within_the_payload_cap() {
     });
 }
 
-/// [`Checking`], a little slowly, so a run can be killed between two calls.
-struct Slow(Duration);
+/// [`Checking`], a little slowly, so a run can be killed between two calls,
+/// with a signal when the `n`th request has arrived.
+struct Slow {
+    delay: Duration,
+    n: usize,
+    seen: AtomicUsize,
+    arrived: std::sync::mpsc::Sender<()>,
+}
 
 impl Respond for Slow {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        Checking.respond(request).set_delay(self.0)
+        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
+            self.arrived.send(()).ok();
+        }
+        Checking.respond(request).set_delay(self.delay)
     }
 }
 
@@ -654,9 +663,11 @@ fn report_of(out: &std::process::Output) -> Value {
 #[test]
 fn a_run_killed_midway_resumes_without_paying_twice() {
     let rt = runtime();
+    let (arrived, fourth) = std::sync::mpsc::channel();
     let server = rt.block_on(async {
         let server = server().await;
-        chat().respond_with(Slow(Duration::from_millis(250))).mount(&server).await;
+        let slow = Slow { delay: Duration::from_millis(250), n: 4, seen: AtomicUsize::new(0), arrived };
+        chat().respond_with(slow).mount(&server).await;
         server
     });
     let dir = tempfile::tempdir().unwrap();
@@ -670,11 +681,7 @@ fn a_run_killed_midway_resumes_without_paying_twice() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while rt.block_on(server.received_requests()).unwrap().len() < 4 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the run never got going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    fourth.recv_timeout(Duration::from_secs(60)).expect("the run never got going");
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let before = rt.block_on(server.received_requests()).unwrap().len();

@@ -269,7 +269,7 @@ mod tests {
                 pts_ms: u64::from(i) * 1000,
                 width: 512,
                 height: 288,
-                data: FrameData::Jpeg(vec![0xFF]),
+                data: FrameData::Jpeg(vec![0xFF].into()),
             })
             .collect();
         let mut job = video_job(None, 1);
@@ -314,7 +314,8 @@ mod tests {
         // 300,000 video at $0.30, 100,000 audio at $1.00, 600,000 cached at $0.03.
         let want = 0.3 * 0.30 + 0.1 * 1.00 + 0.6 * 0.03;
         assert!((actual_cost(&usage, &price) - want).abs() < 1e-12);
+        // More cached than prompt tokens: the 10 prompt tokens, all at the cached price.
         let odd = TokenUsage { prompt: 10, cached: 99, ..TokenUsage::default() };
-        assert!(actual_cost(&odd, &price) >= 0.0);
+        assert!((actual_cost(&odd, &price) - 10.0 * 0.03e-6).abs() < 1e-15, "{}", actual_cost(&odd, &price));
     }
 }

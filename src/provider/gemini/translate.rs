@@ -150,7 +150,7 @@ pub(super) fn build_request(
             let data = match video {
                 VideoPart::Inline { mime_type, bytes } => PartData::InlineData(Blob {
                     mime_type: mime_type.to_string(),
-                    data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                    data: base64::engine::general_purpose::STANDARD.encode(bytes).into(),
                 }),
                 VideoPart::File { mime_type, uri } => {
                     PartData::FileData(FileData { mime_type: mime_type.to_string(), file_uri: uri.to_string() })
@@ -177,10 +177,7 @@ pub(super) fn build_request(
                 };
                 parts.push(text_part(frame_label(frame.pts_ms)));
                 parts.push(Part {
-                    data: PartData::InlineData(Blob {
-                        mime_type: "image/jpeg".into(),
-                        data: base64::engine::general_purpose::STANDARD.encode(jpeg),
-                    }),
+                    data: PartData::InlineData(Blob { mime_type: "image/jpeg".into(), data: jpeg.base64() }),
                     video_metadata: None,
                 });
             }

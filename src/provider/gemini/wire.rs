@@ -5,6 +5,8 @@
 //! `state`) are read as strings, so a value added to the API later is
 //! reported instead of failing the whole answer.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1beta/models/{model}:generateContent`.
@@ -51,7 +53,13 @@ pub(super) enum PartData {
 #[serde(rename_all = "camelCase")]
 pub(super) struct Blob {
     pub mime_type: String,
-    pub data: String,
+    /// A frame's shared base64 (made once for all its requests), or a video's.
+    #[serde(serialize_with = "str_of")]
+    pub data: Arc<str>,
+}
+
+fn str_of<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
 }
 
 /// A file by URI: a Files API upload or a URL the API fetches itself.

@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn only_rgb_of_the_stated_size_is_a_bitmap() {
         assert!(rgb_of(&frame(2, 2, FrameData::Rgb(vec![0; 12]))).is_ok());
-        let jpeg = rgb_of(&frame(2, 2, FrameData::Jpeg(vec![0xff, 0xd8]))).unwrap_err();
+        let jpeg = rgb_of(&frame(2, 2, FrameData::Jpeg(vec![0xff, 0xd8].into()))).unwrap_err();
         assert!(jpeg.contains("is JPEG"), "{jpeg}");
         let short = rgb_of(&frame(2, 2, FrameData::Rgb(vec![0; 11]))).unwrap_err();
         assert_eq!(short, "has 11 bytes, not 2x2 RGB (12 bytes)");

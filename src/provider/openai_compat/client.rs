@@ -117,7 +117,10 @@ impl OpenAiCompat {
             tokio::time::sleep_until(until).await;
         }
         let request = translate::build_request(job, &self.model, &self.options(job), &self.name)?;
-        let mut builder = self.http.post(&self.endpoint).json(&request);
+        let body =
+            request.to_json().map_err(|e| self.error(ErrorClass::Fatal, format!("cannot write the request: {e}")))?;
+        let mut builder =
+            self.http.post(&self.endpoint).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         builder = match (&self.key, self.auth) {
             (Some(key), AuthScheme::ApiKeyHeader) => builder.header("api-key", key.expose()),
             (Some(key), AuthScheme::GoogApiKey) => builder.header("x-goog-api-key", key.expose()),

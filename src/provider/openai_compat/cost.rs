@@ -180,7 +180,7 @@ mod tests {
                 pts_ms: i as u64 * 1000,
                 width: 1024,
                 height: 1024,
-                data: FrameData::Jpeg(vec![0xFF, 0xD8, 0xFF, 0xD9]),
+                data: FrameData::Jpeg(vec![0xFF, 0xD8, 0xFF, 0xD9].into()),
             })
             .collect();
         Job {
@@ -229,8 +229,11 @@ mod tests {
         assert!((actual_cost(&usage, &price) - (0.6 * 2.0 + 0.4 * 0.5 + 0.1 * 8.0)).abs() < 1e-12);
         price.cached_input_per_mtok = None;
         assert!((actual_cost(&usage, &price) - (2.0 + 0.8)).abs() < 1e-12);
-        // A server reporting more cached than prompt tokens is not billed below zero.
+        // A server reporting more cached than prompt tokens is billed for its
+        // 10 prompt tokens, all as cached, never below zero.
         let odd = TokenUsage { input_tokens: 10, output_tokens: 0, cached_input_tokens: 99 };
-        assert!(actual_cost(&odd, &price) >= 0.0);
+        assert!((actual_cost(&odd, &price) - 10.0 * 2.0e-6).abs() < 1e-15, "{}", actual_cost(&odd, &price));
+        price.cached_input_per_mtok = Some(0.5);
+        assert!((actual_cost(&odd, &price) - 10.0 * 0.5e-6).abs() < 1e-15, "{}", actual_cost(&odd, &price));
     }
 }

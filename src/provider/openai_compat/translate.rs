@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-
 use super::wire::{
-    AnswerContent, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, ImageUrl, JsonSchema, Message, Part,
-    ResponseFormat, Role,
+    AnswerContent, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, ImageUrl, JpegDataUrl, JsonSchema,
+    Message, Part, ResponseFormat, Role,
 };
 use crate::config::ImageDetail;
 use crate::media::FrameData;
@@ -141,7 +139,8 @@ pub(super) fn build_request(
                     ));
                 };
                 parts.push(Part::Text { text: frame_label(frame.pts_ms) });
-                parts.push(Part::ImageUrl { image_url: ImageUrl { url: data_url(jpeg), detail: options.detail } });
+                let url = JpegDataUrl::of(jpeg);
+                parts.push(Part::ImageUrl { image_url: ImageUrl { url, detail: options.detail } });
             }
             Content::Parts(parts)
         }
@@ -160,14 +159,6 @@ pub(super) fn build_request(
             json_schema: JsonSchema { name: s.name.clone(), schema: s.schema.clone(), strict: true },
         }),
     })
-}
-
-fn data_url(jpeg: &[u8]) -> String {
-    const PREFIX: &str = "data:image/jpeg;base64,";
-    let mut url = String::with_capacity(PREFIX.len() + jpeg.len().div_ceil(3) * 4);
-    url.push_str(PREFIX);
-    base64::engine::general_purpose::STANDARD.encode_string(jpeg, &mut url);
-    url
 }
 
 /// Read a successful (2xx) answer.

@@ -37,14 +37,14 @@ fn frames_job(task: Task) -> Job {
             pts_ms: 0,
             width: 512,
             height: 288,
-            data: FrameData::Jpeg(vec![0xFF, 0xD8, 0xFB, 0xFF, 0xD9]),
+            data: FrameData::Jpeg(vec![0xFF, 0xD8, 0xFB, 0xFF, 0xD9].into()),
         },
         Frame {
             index: 1,
             pts_ms: 61_500,
             width: 512,
             height: 288,
-            data: FrameData::Jpeg(vec![0xFF, 0xD8, 0xFF, 0xD9]),
+            data: FrameData::Jpeg(vec![0xFF, 0xD8, 0xFF, 0xD9].into()),
         },
     ];
     job(task, JobInput::Frames(Arc::from(frames)))
@@ -336,4 +336,25 @@ fn profile_resolutions_parse() {
     assert_eq!(media_resolution(" HIGH "), Some(MediaResolution::High));
     assert_eq!(media_resolution("low"), Some(MediaResolution::Low));
     assert_eq!(media_resolution("ultra"), None);
+}
+
+/// A frame's base64 is made once: a retry (the same job again) sends the
+/// frame's own encoding, not a new one.
+#[test]
+fn a_frame_is_encoded_once_for_all_its_requests() {
+    let inline = |job: &Job| -> Vec<Arc<str>> {
+        let request = build_request(job, None, &RequestOptions::default(), "gemini").expect("builds");
+        let parts = request.contents[0].parts.iter();
+        parts
+            .filter_map(|p| if let PartData::InlineData(blob) = &p.data { Some(blob.data.clone()) } else { None })
+            .collect()
+    };
+    let job = frames_job(Task::Describe);
+    let (first, again) = (inline(&job), inline(&job));
+    let JobInput::Frames(frames) = &job.input else { unreachable!() };
+    assert_eq!(first.len(), frames.len());
+    for (i, frame) in frames.iter().enumerate() {
+        let FrameData::Jpeg(jpeg) = &frame.data else { panic!("JPEG") };
+        assert!(Arc::ptr_eq(&first[i], &jpeg.base64()) && Arc::ptr_eq(&first[i], &again[i]), "frame {i} encoded again");
+    }
 }

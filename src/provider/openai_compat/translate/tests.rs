@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
 use serde_json::{json, Value};
 
 use super::*;
@@ -11,7 +12,7 @@ use crate::schema::Task;
 const RECORDED: &str = include_str!("../../../../fixtures/recorded/openai/chat_completions_image.json");
 
 fn frame(index: u32, pts_ms: u64, bytes: &[u8]) -> Frame {
-    Frame { index, pts_ms, width: 512, height: 288, data: FrameData::Jpeg(bytes.to_vec()) }
+    Frame { index, pts_ms, width: 512, height: 288, data: FrameData::Jpeg(bytes.to_vec().into()) }
 }
 
 fn job(input: JobInput) -> Job {
@@ -75,6 +76,61 @@ fn options_choose_the_cap_field_and_the_schema() {
         json!({"type": "json_schema", "json_schema": {"name": "observation", "schema": schema, "strict": true}})
     );
     assert_eq!(req["messages"][0]["content"][2]["image_url"]["detail"], "high");
+}
+
+/// The body sent is byte for byte what serde writes for the request, images,
+/// text that needs escaping, both cap fields and a schema included.
+#[test]
+fn the_body_is_the_request_as_serde_writes_it() {
+    let schema = json!({"type": "object", "properties": {"q\"uote": {"type": "string"}}});
+    let with_schema = RequestOptions {
+        detail: ImageDetail::High,
+        token_limit: TokenLimitField::MaxTokens,
+        response_schema: Some(ResponseSchema { name: "timeline".into(), schema }),
+    };
+    let odd = Job { prompt: Arc::from("Say \"what\" \\ here\n\u{1}\u{2028}é 🎬 </script>"), ..frames_job() };
+    // Many frames, a larger image: base64 with `+` and `/` in it.
+    let pixels: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 256) as u8).collect();
+    let big = job(JobInput::Frames((0..20).map(|i| frame(i, u64::from(i) * 500, &pixels)).collect()));
+    let text = job(JobInput::Text("obs \"1\"\tobs 2".into()));
+    for (job, options) in [
+        (&frames_job(), &RequestOptions::default()),
+        (&odd, &with_schema),
+        (&big, &RequestOptions { detail: ImageDetail::Low, ..RequestOptions::default() }),
+        (&text, &with_schema),
+    ] {
+        let request = build_request(job, "gpt-4o", options, "openai").expect("builds");
+        let body = request.to_json().expect("writes");
+        let reference = serde_json::to_vec(&request).expect("serializes");
+        assert_eq!(String::from_utf8(body).expect("UTF-8"), String::from_utf8(reference).expect("UTF-8"));
+    }
+}
+
+/// A frame's base64 is made once: a retry (the same job again) and a
+/// fallback or batch (a copy of the frames) send the same encoding.
+#[test]
+fn a_frame_is_encoded_once_for_all_its_requests() {
+    let urls = |job: &Job| -> Vec<Arc<str>> {
+        let request = build_request(job, "gpt-4o", &RequestOptions::default(), "openai").expect("builds");
+        let Content::Parts(parts) = &request.messages[0].content else { panic!("parts") };
+        let urls = parts.iter().filter_map(|p| match p {
+            Part::ImageUrl { image_url } => Some(image_url.url.base64().clone()),
+            Part::Text { .. } => None,
+        });
+        urls.collect()
+    };
+    let job = frames_job();
+    let JobInput::Frames(frames) = &job.input else { unreachable!() };
+    let first = urls(&job);
+    let again = urls(&job);
+    let copied = urls(&Job { input: JobInput::Frames(frames.to_vec().into()), ..job.clone() });
+    assert_eq!(first.len(), 2);
+    for (i, frame) in frames.iter().enumerate() {
+        let FrameData::Jpeg(jpeg) = &frame.data else { panic!("JPEG") };
+        for (what, other) in [("the frame's own", &jpeg.base64()), ("a retry's", &again[i]), ("a copy's", &copied[i])] {
+            assert!(Arc::ptr_eq(&first[i], other), "frame {i}: {what} base64 was encoded again");
+        }
+    }
 }
 
 #[test]
