@@ -203,3 +203,13 @@ fn a_bad_sampling_value_names_the_profile_the_key_the_value_and_the_range() {
     let msg = Config::load(&bad).unwrap_err().to_string();
     assert!(msg.contains("command-line flag") && msg.contains("providers.local.top_p") && msg.contains("1.5"), "{msg}");
 }
+
+#[test]
+fn an_empty_journal_path_is_refused_with_its_key() {
+    let (err, f) = load_file("[journal]\npath = \"\"\n");
+    let msg = err.unwrap_err().to_string();
+    assert!(msg.contains("journal.path") && msg.contains("empty"), "{msg}");
+    assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    let (ok, _f) = load_file("[journal]\npath = \"j.sqlite3\"\n");
+    assert_eq!(ok.unwrap().journal.path, Some(PathBuf::from("j.sqlite3")));
+}
