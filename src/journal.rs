@@ -2,18 +2,25 @@
 //!
 //! Every finished unit (a batch of frames, a native-video call, a merge call)
 //! is written here, keyed by what determines its answer: the video's content
-//! hash, the provider and model, the prompt and its version, the output cap and
-//! the frames' times and size. The write is committed before the run moves on,
-//! so a retry, a fallback, a rerun or a resumed run reads it back instead of
-//! paying again. Money spent is recorded per call as it settles, which is what
-//! the per-day cap reads across runs. Several processes may share one file
-//! (SQLite's locking, a busy timeout).
+//! hash, the provider and model with the settings that shape its requests,
+//! the prompt and its version, the output cap and the frames' times and size.
+//! The write is committed before the run moves on, so a retry, a fallback, a
+//! rerun or a resumed run reads it back instead of paying again. Money spent
+//! is recorded per call as it settles, which is what the per-day cap reads
+//! across runs. Several processes may share one file (SQLite's locking, a
+//! busy timeout); a run holds a lease that its process renews, so a run that
+//! is still alive is never resumed by another.
+//!
+//! SQLite work (fsync, waits for another process's lock) runs on the
+//! journal's own thread, never on the async runtime's: async callers await
+//! the answer, and settling a reservation does not wait at all.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
 use crate::policy::{BudgetError, SharedLedger};
@@ -37,16 +44,38 @@ pub struct UnitRecord {
     pub usage: Usage,
 }
 
-/// A run as the journal remembers it, for `--resume`.
+/// A run as the journal remembers it, for `resume`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
     pub id: i64,
     pub request: VideoRequest,
     pub started_unix_s: i64,
+    /// The content hash of the video, once the run had read it.
+    pub video_hash: Option<String>,
+    /// The run's process holds it until then, and renews it while it lives.
+    pub lease_until_unix_s: i64,
 }
 
+/// The unfinished runs of a journal, for `resume`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unfinished {
+    None,
+    /// The newest run whose process stopped renewing its lease: it died.
+    Abandoned(RunRecord),
+    /// Only runs that are still alive (their lease is held).
+    Live(RunRecord),
+}
+
+/// How long a run's lease lasts, and how often its process renews it: a
+/// process must miss several renewals in a row before its run is taken over.
+pub const RUN_LEASE_S: i64 = 60;
+pub const RUN_LEASE_RENEW: Duration = Duration::from_secs(10);
+
+type Op = Box<dyn FnOnce(&mut Connection) + Send>;
+
 pub struct Journal {
-    conn: Mutex<Connection>,
+    ops: Option<mpsc::Sender<Op>>,
+    worker: Option<std::thread::JoinHandle<()>>,
     path: String,
 }
 
@@ -55,6 +84,10 @@ impl std::fmt::Debug for Journal {
         f.debug_struct("Journal").field("path", &self.path).finish_non_exhaustive()
     }
 }
+
+/// Bumped with each change below; a journal of an older version is brought
+/// up to date when opened.
+const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS units (
@@ -90,48 +123,116 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
+/// Columns of `runs` added in version 1: the video's content hash and the lease.
+const RUN_COLUMNS: [(&str, &str); 2] = [("video_hash", "TEXT"), ("lease_until_unix_s", "INTEGER NOT NULL DEFAULT 0")];
+
+const EMPTY_FILE: &str = "the file is empty (0 bytes): it was truncated or replaced, and the spend and \
+finished work it held are gone. vidgate does not start a new journal over it, which would forget \
+today's spend: move it away (or restore it), or name another journal.path";
+
 impl Journal {
-    /// Open (or create) the journal at `path`, creating its directory.
+    /// Open the journal at `path`, or create it (and its directory) when
+    /// there is no file there yet.
     ///
     /// # Errors
-    /// When the file cannot be created or is not a vidgate journal.
+    /// An empty path (SQLite would open a throw-away database); an empty
+    /// file (a journal truncated to nothing); a file that cannot be created
+    /// or is not a vidgate journal.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
         let shown = path.display().to_string();
         let fail = |message: String| JournalError { path: shown.clone(), message };
+        if path.as_os_str().is_empty() {
+            return Err(fail("no file named: an empty path would open a throw-away database".into()));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        Self::init(conn, shown)
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() && m.len() == 0 => return Err(fail(EMPTY_FILE.into())),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path).map_err(fail)?,
+            Err(e) => return Err(fail(format!("cannot read it: {e}"))),
+        }
+        // Never create here: a file that vanished since is an error, not a new journal.
+        let flags = OpenFlags::default().difference(OpenFlags::SQLITE_OPEN_CREATE);
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(e.to_string()))?;
+        Self::start(conn, shown)
     }
 
-    /// A journal that lives only as long as this value (tests, `--no-journal` runs).
+    /// A journal that lives only as long as this value (tests, `journal.enabled = false`).
     ///
     /// # Errors
     /// Only when SQLite itself cannot start.
     pub fn in_memory() -> Result<Self, JournalError> {
         let conn = Connection::open_in_memory()
             .map_err(|e| JournalError { path: ":memory:".into(), message: e.to_string() })?;
-        Self::init(conn, ":memory:".into())
+        Self::start(conn, ":memory:".into())
     }
 
-    fn init(conn: Connection, path: String) -> Result<Self, JournalError> {
-        let fail = |e: rusqlite::Error| JournalError { path: path.clone(), message: e.to_string() };
-        conn.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
-        // WAL with FULL sync: a committed unit survives a crash or a power cut.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(fail)?;
-        conn.execute_batch(SCHEMA).map_err(fail)?;
-        Ok(Self { conn: Mutex::new(conn), path })
+    fn start(mut conn: Connection, path: String) -> Result<Self, JournalError> {
+        let fail = |message: String| JournalError { path: path.clone(), message };
+        prepare(&mut conn).map_err(|e| fail(e.to_string()))?;
+        let (ops, queue) = mpsc::channel::<Op>();
+        let worker = std::thread::Builder::new()
+            .name("vidgate-journal".into())
+            .spawn(move || {
+                for op in queue {
+                    op(&mut conn);
+                }
+            })
+            .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
+        Ok(Self { ops: Some(ops), worker: Some(worker), path })
     }
 
     pub fn path(&self) -> &str {
         &self.path
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, JournalError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn).map_err(|e| JournalError { path: self.path.clone(), message: e.to_string() })
+    /// Whether what is written here outlives the process.
+    pub fn is_durable(&self) -> bool {
+        self.path != ":memory:"
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> JournalError {
+        JournalError { path: self.path.clone(), message: message.to_string() }
+    }
+
+    /// Queue `op` on the journal's thread, in order after everything queued before.
+    fn post(&self, op: impl FnOnce(&mut Connection) + Send + 'static) {
+        if let Some(ops) = &self.ops {
+            // Fails only when the thread has stopped; `with` then reports it.
+            let _ = ops.send(Box::new(op));
+        }
+    }
+
+    /// Run `f` on the journal's thread and wait for it, blocking this one.
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.post(move |c| {
+            let _ = tx.send(f(c));
+        });
+        match rx.recv() {
+            Ok(result) => result.map_err(|e| self.error(e)),
+            Err(_) => Err(self.error("its thread has stopped")),
+        }
+    }
+
+    /// Run `f` on the journal's thread; the caller's thread stays free meanwhile.
+    async fn with_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.post(move |c| {
+            let _ = tx.send(f(c));
+        });
+        match rx.await {
+            Ok(result) => result.map_err(|e| self.error(e)),
+            Err(_) => Err(self.error("its thread has stopped")),
+        }
     }
 
     /// The unit recorded under `key`, if any.
@@ -139,7 +240,8 @@ impl Journal {
     /// # Errors
     /// A read failure; a record that no longer parses counts as absent.
     pub fn get(&self, key: &str) -> Result<Option<UnitRecord>, JournalError> {
-        let text: Option<String> = self.with(|c| {
+        let key = key.to_string();
+        let text: Option<String> = self.with(move |c| {
             c.query_row("SELECT record FROM units WHERE key = ?1", params![key], |row| row.get(0)).optional()
         })?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
@@ -150,13 +252,15 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn put(&self, key: &str, video: &str, prompt_version: &str, record: &UnitRecord) -> Result<(), JournalError> {
-        let text = serde_json::to_string(record)
-            .map_err(|e| JournalError { path: self.path.clone(), message: e.to_string() })?;
-        self.with(|c| {
+        let text = serde_json::to_string(record).map_err(|e| self.error(e))?;
+        let row = (key.to_string(), video.to_string(), record.provider.clone(), record.model.clone());
+        let prompt_version = prompt_version.to_string();
+        self.with(move |c| {
+            let (key, video, provider, model) = row;
             c.execute(
                 "INSERT OR REPLACE INTO units (key, video, provider, model, prompt_version, record, created_unix_s)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key, video, record.provider, record.model, prompt_version, text, now_s()],
+                params![key, video, provider, model, prompt_version, text, now_s()],
             )
         })?;
         Ok(())
@@ -167,8 +271,10 @@ impl Journal {
     /// # Errors
     /// A read failure.
     pub fn units_for_video(&self, video: &str) -> Result<u64, JournalError> {
-        let n: i64 = self
-            .with(|c| c.query_row("SELECT COUNT(*) FROM units WHERE video = ?1", params![video], |row| row.get(0)))?;
+        let video = video.to_string();
+        let n: i64 = self.with(move |c| {
+            c.query_row("SELECT COUNT(*) FROM units WHERE video = ?1", params![video], |row| row.get(0))
+        })?;
         Ok(n.max(0) as u64)
     }
 
@@ -177,14 +283,19 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn record_spend(&self, provider: &str, usd: f64) -> Result<(), JournalError> {
-        let now = now_s();
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, ?3, ?4)",
-                params![now.div_euclid(86_400), now, provider, usd],
-            )
-        })?;
-        Ok(())
+        let provider = provider.to_string();
+        self.with(move |c| insert_spend(c, &provider, usd))
+    }
+
+    /// [`Journal::record_spend`] without waiting: queued ahead of anything
+    /// queued later (the reservation's release, say); a failure is logged.
+    pub fn queue_spend(&self, provider: &str, usd: f64) {
+        let (provider, path) = (provider.to_string(), self.path.clone());
+        self.post(move |c| {
+            if let Err(e) = insert_spend(c, &provider, usd) {
+                tracing::warn!(journal = %path, error = %e, usd, "cannot record spend: today's total in the journal is short by this much");
+            }
+        });
     }
 
     /// Spent today plus what live reservations hold, on `c`.
@@ -204,12 +315,13 @@ impl Journal {
     /// A read failure.
     pub fn spent_today(&self) -> Result<f64, JournalError> {
         let day = today();
-        self.with(|c| {
+        self.with(move |c| {
             c.query_row("SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1", params![day], |row| row.get(0))
         })
     }
 
-    /// Remember that a run started; returns its id.
+    /// Remember that a run started, leased to this process; returns its id.
+    /// Keep the lease with [`Journal::renew_lease`] while the run lives.
     ///
     /// # Errors
     /// A write failure.
@@ -222,13 +334,37 @@ impl Journal {
             }),
             _ => serde_json::to_string(request),
         }
-        .map_err(|e| JournalError { path: self.path.clone(), message: e.to_string() })?;
-        self.with(|c| {
+        .map_err(|e| self.error(e))?;
+        self.with(move |c| {
+            let now = now_s();
             c.execute(
-                "INSERT INTO runs (request, started_unix_s, status) VALUES (?1, ?2, 'running')",
-                params![text, now_s()],
+                "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s) VALUES (?1, ?2, 'running', ?3)",
+                params![text, now, now + RUN_LEASE_S],
             )?;
             Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Note the content hash of the run's video, which a resume checks.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn set_run_video(&self, id: i64, video_hash: &str) -> Result<(), JournalError> {
+        let hash = video_hash.to_string();
+        self.with(move |c| c.execute("UPDATE runs SET video_hash = ?1 WHERE id = ?2", params![hash, id]).map(drop))
+    }
+
+    /// Extend the run's lease: its process is alive.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn renew_lease(&self, id: i64) -> Result<(), JournalError> {
+        self.with(move |c| {
+            c.execute(
+                "UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2 AND status = 'running'",
+                params![now_s() + RUN_LEASE_S, id],
+            )
+            .map(drop)
         })
     }
 
@@ -237,29 +373,149 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn finish_run(&self, id: i64, status: &str) -> Result<(), JournalError> {
-        self.with(|c| {
+        let status = status.to_string();
+        self.with(move |c| {
             c.execute("UPDATE runs SET status = ?1, finished_unix_s = ?2 WHERE id = ?3", params![status, now_s(), id])
-        })?;
-        Ok(())
+                .map(drop)
+        })
     }
 
-    /// The most recent run that never finished (the process died or was killed).
+    /// The most recent run that never finished, whether its process lives or not.
     ///
     /// # Errors
     /// A read failure.
     pub fn last_unfinished_run(&self) -> Result<Option<RunRecord>, JournalError> {
-        let row: Option<(i64, String, i64)> = self.with(|c| {
-            c.query_row(
-                "SELECT id, request, started_unix_s FROM runs WHERE status = 'running' ORDER BY id DESC LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()
-        })?;
-        Ok(row.and_then(|(id, text, started_unix_s)| {
-            serde_json::from_str(&text).ok().map(|request| RunRecord { id, request, started_unix_s })
-        }))
+        self.with(|c| newest_run(c, "status = 'running' AND lease_until_unix_s <= ?1", i64::MAX))
     }
+
+    /// The newest run that never finished and whose process died (its lease
+    /// ran out), else the newest run still alive.
+    ///
+    /// # Errors
+    /// A read failure.
+    pub fn unfinished(&self) -> Result<Unfinished, JournalError> {
+        self.with(|c| {
+            let now = now_s();
+            if let Some(run) = newest_run(c, "status = 'running' AND lease_until_unix_s <= ?1", now)? {
+                return Ok(Unfinished::Abandoned(run));
+            }
+            Ok(newest_run(c, "status = 'running' AND lease_until_unix_s > ?1", now)?
+                .map_or(Unfinished::None, Unfinished::Live))
+        })
+    }
+
+    /// Take over an abandoned run: mark it `resumed`, if its lease is still
+    /// out and no other process took it first. Returns whether this one did.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn take_over(&self, id: i64) -> Result<bool, JournalError> {
+        self.with(move |c| {
+            let changed = c.execute(
+                "UPDATE runs SET status = 'resumed', finished_unix_s = ?1
+                 WHERE id = ?2 AND status = 'running' AND lease_until_unix_s <= ?1",
+                params![now_s(), id],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+}
+
+fn insert_spend(c: &Connection, provider: &str, usd: f64) -> rusqlite::Result<()> {
+    let now = now_s();
+    c.execute(
+        "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, ?3, ?4)",
+        params![now.div_euclid(86_400), now, provider, usd],
+    )
+    .map(drop)
+}
+
+/// The newest run matching `filter` (with `?1` bound to `now`); a request
+/// that no longer parses is skipped.
+fn newest_run(c: &Connection, filter: &str, now: i64) -> rusqlite::Result<Option<RunRecord>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT id, request, started_unix_s, video_hash, lease_until_unix_s FROM runs WHERE {filter} ORDER BY id DESC"
+    ))?;
+    let mut rows = stmt.query(params![now])?;
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(1)?;
+        if let Ok(request) = serde_json::from_str(&text) {
+            return Ok(Some(RunRecord {
+                id: row.get(0)?,
+                request,
+                started_unix_s: row.get(2)?,
+                video_hash: row.get(3)?,
+                lease_until_unix_s: row.get(4)?,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+impl Drop for Journal {
+    /// Everything queued is written before the journal goes.
+    fn drop(&mut self) {
+        self.ops = None;
+        if let Some(worker) = self.worker.take() {
+            if worker.thread().id() != std::thread::current().id() {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+/// A new journal is made whole under a temporary name and then moved into
+/// place, never over a file that appeared meanwhile: a file at `path` is
+/// always a complete journal, so an empty one can only be a damaged one,
+/// and processes starting together on a fresh path never race to create
+/// its tables.
+fn create(path: &Path) -> Result<(), String> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".vidgate-journal-")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
+    {
+        let mut conn = Connection::open(temp.path()).map_err(|e| e.to_string())?;
+        prepare(&mut conn).map_err(|e| e.to_string())?;
+    }
+    match temp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("cannot create it: {}", e.error)),
+    }
+}
+
+/// Settings of each connection, and the tables, made or brought up to date.
+fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // WAL with FULL sync: a committed unit survives a crash or a power cut.
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let version = |c: &Connection| c.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0));
+    if version(conn)? >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    // The write lock is taken first, with the busy timeout: a read that
+    // turns into a write midway fails at once when another process wrote.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if version(&tx)? < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA)?;
+        let columns: Vec<String> = tx
+            .prepare("SELECT name FROM pragma_table_info('runs')")?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (name, kind) in RUN_COLUMNS {
+            if !columns.iter().any(|c| c == name) {
+                tx.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {name} {kind};"))?;
+            }
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()
 }
 
 /// How long a reservation counts when its process never lets it go (it
@@ -269,52 +525,61 @@ const RESERVATION_TTL_S: i64 = 3600;
 /// The journal as the daily cap's ledger shared by every process that uses
 /// the file: a reservation is checked and written in one `IMMEDIATE`
 /// transaction, so two processes cannot both take the last dollars.
+#[async_trait]
 impl SharedLedger for Journal {
-    fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
-        let now = now_s();
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let held = (|| -> rusqlite::Result<Result<i64, BudgetError>> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let left = cap - Self::committed_today(&tx, now)?;
-            if amount > left + 1e-12 {
-                return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
-            }
-            tx.execute(
-                "INSERT INTO reservations (day, usd, expires_unix_s) VALUES (?1, ?2, ?3)",
-                params![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S],
-            )?;
-            let id = tx.last_insert_rowid();
-            tx.commit()?;
-            Ok(Ok(id))
-        })();
+    async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
+        let held = self
+            .with_async(move |conn| {
+                let now = now_s();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let left = cap - Journal::committed_today(&tx, now)?;
+                if amount > left + 1e-12 {
+                    return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
+                }
+                tx.execute(
+                    "INSERT INTO reservations (day, usd, expires_unix_s) VALUES (?1, ?2, ?3)",
+                    params![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.commit()?;
+                Ok(Ok(id))
+            })
+            .await;
         held.unwrap_or_else(|e| {
-            tracing::warn!(journal = %self.path, error = %e, "cannot hold money in the journal: the call is refused");
+            tracing::warn!(error = %e, "cannot hold money in the journal: the call is refused");
             Err(BudgetError { needed: amount, left: 0.0, cap })
         })
     }
 
+    /// Queued, not waited for, on an async runtime; elsewhere (a plain
+    /// thread) it waits, so the release shows in the ledger at once.
     fn let_go(&self, id: i64, unrecorded: f64) {
-        let now = now_s();
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let done = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if unrecorded > 0.0 {
-                tx.execute(
-                    "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, '(abandoned call)', ?3)",
-                    params![now.div_euclid(86_400), now, unrecorded],
-                )?;
+        let path = self.path.clone();
+        self.post(move |conn| {
+            let now = now_s();
+            let done = (|| -> rusqlite::Result<()> {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if unrecorded > 0.0 {
+                    tx.execute(
+                        "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, '(abandoned call)', ?3)",
+                        params![now.div_euclid(86_400), now, unrecorded],
+                    )?;
+                }
+                tx.execute("DELETE FROM reservations WHERE id = ?1", params![id])?;
+                tx.commit()
+            })();
+            if let Err(e) = done {
+                tracing::warn!(journal = %path, error = %e, "cannot release a reservation: it counts until it expires");
             }
-            tx.execute("DELETE FROM reservations WHERE id = ?1", params![id])?;
-            tx.commit()
-        })();
-        if let Err(e) = done {
-            tracing::warn!(journal = %self.path, error = %e, "cannot release a reservation: it counts until it expires");
+        });
+        if tokio::runtime::Handle::try_current().is_err() {
+            let _ = self.with(|_| Ok(()));
         }
     }
 
-    fn left(&self, cap: f64) -> f64 {
-        let now = now_s();
-        self.with(|c| Self::committed_today(c, now)).map_or(0.0, |committed| (cap - committed).max(0.0))
+    async fn left(&self, cap: f64) -> f64 {
+        let committed = self.with_async(|c| Self::committed_today(c, now_s())).await;
+        committed.map_or(0.0, |committed| (cap - committed).max(0.0))
     }
 }
 
@@ -395,40 +660,46 @@ mod tests {
         (dir, a, b)
     }
 
+    /// One awaited call from plain (not async) test code.
+    fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
     #[test]
     fn processes_sharing_a_journal_share_the_daily_cap() {
         let (_dir, ja, jb) = two_handles();
         let (a, b) = (Budget::new(1.0).shared(ja.clone()), Budget::new(1.0).shared(jb.clone()));
-        let held = a.reserve(0.6).unwrap();
+        let held = wait(a.reserve(0.6)).unwrap();
         // The other process's own budget is untouched, the shared ledger is not.
-        let refused = b.reserve(0.6).unwrap_err();
+        let refused = wait(b.reserve(0.6)).unwrap_err();
         assert!((refused.left - 0.4).abs() < 1e-9, "{refused}");
-        assert!((b.remaining() - 0.4).abs() < 1e-9);
+        assert!((wait(b.remaining()) - 0.4).abs() < 1e-9);
         // The call cost 0.3: recorded, then let go; 0.7 is left for both.
         ja.record_spend("p", 0.3).unwrap();
         held.reconcile(0.3);
-        let second = b.reserve(0.6).unwrap();
-        assert!((a.remaining() - 0.1).abs() < 1e-9, "{}", a.remaining());
+        let second = wait(b.reserve(0.6)).unwrap();
+        let left = wait(a.remaining());
+        assert!((left - 0.1).abs() < 1e-9, "{left}");
         second.release();
-        assert!((jb.left(1.0) - 0.7).abs() < 1e-9);
+        assert!((wait(jb.left(1.0)) - 0.7).abs() < 1e-9);
     }
 
     #[test]
     fn an_abandoned_call_counts_as_spent_in_the_shared_ledger() {
         let (_dir, ja, jb) = two_handles();
         let a = Budget::new(1.0).shared(ja.clone());
-        drop(a.reserve(0.25).unwrap());
+        drop(wait(a.reserve(0.25)).unwrap());
         assert!((jb.spent_today().unwrap() - 0.25).abs() < 1e-9);
-        assert!((jb.left(1.0) - 0.75).abs() < 1e-9, "the reservation is gone, the spend stays");
+        assert!((wait(jb.left(1.0)) - 0.75).abs() < 1e-9, "the reservation is gone, the spend stays");
     }
 
     #[test]
     fn a_reservation_left_by_a_dead_process_expires() {
         let (_dir, ja, jb) = two_handles();
-        ja.hold(0.5, 1.0).unwrap();
-        assert!((jb.left(1.0) - 0.5).abs() < 1e-9);
+        wait(ja.hold(0.5, 1.0)).unwrap();
+        assert!((wait(jb.left(1.0)) - 0.5).abs() < 1e-9);
         ja.with(|c| c.execute("UPDATE reservations SET expires_unix_s = ?1", params![now_s() - 1])).unwrap();
-        assert!((jb.left(1.0) - 1.0).abs() < 1e-9);
+        assert!((wait(jb.left(1.0)) - 1.0).abs() < 1e-9);
     }
 
     #[test]
@@ -438,14 +709,104 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
                     let journal = if i % 2 == 0 { ja.clone() } else { jb.clone() };
-                    s.spawn(move || Budget::new(1.0).shared(journal).reserve(0.25).ok())
+                    s.spawn(move || wait(Budget::new(1.0).shared(journal).reserve(0.25)).ok())
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(held.len(), 4, "four of eight $0.25 calls fit a $1 day");
         held.into_iter().for_each(|r| r.release());
-        assert!((ja.left(1.0) - 1.0).abs() < 1e-9);
+        assert!((wait(ja.left(1.0)) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_empty_path_or_an_empty_file_is_refused_and_a_new_path_is_created() {
+        let err = Journal::open(Path::new("")).unwrap_err().to_string();
+        assert!(err.contains("empty path"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite3");
+        {
+            let j = Journal::open(&path).unwrap();
+            j.record_spend("p", 0.25).unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() > 0, "a new journal is a whole database file");
+        // Truncated to nothing, today's $0.25 would be forgotten: refused.
+        std::fs::File::create(&path).unwrap();
+        let err = Journal::open(&path).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()) && err.contains("empty (0 bytes)"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, [std::ffi::OsString::from("j.sqlite3")], "no temporary files stay behind");
+    }
+
+    #[test]
+    fn a_journal_of_the_first_version_gains_the_lease_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA).unwrap();
+            old.execute(
+                "INSERT INTO runs (request, started_unix_s, status) VALUES (?1, 1, 'running')",
+                params![serde_json::to_string(&VideoRequest::new("/v/old.mp4", Task::Describe)).unwrap()],
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let Unfinished::Abandoned(run) = j.unfinished().unwrap() else { panic!("the old run is resumable") };
+        assert_eq!((run.video_hash, run.lease_until_unix_s), (None, 0));
+    }
+
+    #[test]
+    fn a_run_is_leased_while_renewed_and_taken_over_once_when_its_lease_ran_out() {
+        let (_dir, ja, jb) = two_handles();
+        let req = VideoRequest::new("/v/clip.mp4", Task::Describe);
+        let id = ja.start_run(&req).unwrap();
+        ja.set_run_video(id, "abc").unwrap();
+        let Unfinished::Live(live) = jb.unfinished().unwrap() else { panic!("a fresh run is alive") };
+        assert_eq!((live.id, live.video_hash.as_deref()), (id, Some("abc")));
+        assert!(!jb.take_over(id).unwrap(), "a live run is not taken over");
+        // Its process stops renewing the lease (it died): the lease runs out.
+        ja.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2", params![now_s() - 1, id]))
+            .unwrap();
+        let Unfinished::Abandoned(dead) = jb.unfinished().unwrap() else { panic!("the run was abandoned") };
+        assert_eq!(dead.request, req);
+        assert!(jb.take_over(id).unwrap());
+        assert!(!ja.take_over(id).unwrap(), "only once");
+        assert_eq!(jb.unfinished().unwrap(), Unfinished::None);
+        // A renewal pushes the lease forward.
+        let next = ja.start_run(&req).unwrap();
+        ja.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![next])).unwrap();
+        ja.renew_lease(next).unwrap();
+        let Unfinished::Live(renewed) = jb.unfinished().unwrap() else { panic!("renewed") };
+        assert!(renewed.lease_until_unix_s >= now_s() + RUN_LEASE_S - 5);
+    }
+
+    #[test]
+    fn a_call_waiting_for_another_process_lock_leaves_the_runtime_free() {
+        use crate::policy::Budgeted;
+        use crate::provider::scripted::{text_job, ScriptedProvider};
+        use crate::provider::Provider;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite3");
+        let journal = Arc::new(Journal::open(&path).unwrap());
+        let budgeted = Budgeted::new(Arc::new(ScriptedProvider::new("p")), Budget::new(1.0).shared(journal));
+        // Another process holds the journal's write lock.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let call = tokio::spawn(async move { budgeted.run(&text_job()).await });
+            // A timer on the runtime's one thread fires while the call waits
+            // for the lock; were the wait on this thread, the timer would
+            // fire only once SQLite gave up, and the call would have failed.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!call.is_finished(), "the call waits for the lock, off this thread");
+            other.execute_batch("COMMIT").unwrap();
+            let output = call.await.unwrap().unwrap();
+            assert_eq!(output.observations[0].text, "scripted");
+        });
     }
 
     fn record(text: &str) -> UnitRecord {

@@ -281,6 +281,14 @@ pub struct VideoReport {
     /// Units read back from the journal instead of being paid for again.
     #[serde(default)]
     pub reused_units: u32,
+    /// Units answered (and paid for) that the journal could not keep: a
+    /// rerun pays for them again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unsaved_units: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 mod base64_bytes {

@@ -103,13 +103,13 @@ pub async fn run(task: Task, args: TaskArgs, mut config: Config) -> anyhow::Resu
     let gateway = Gateway::from_config(config)?;
     let format = if args.json { Format::Json } else { args.format };
     let report = with_progress(|tx| gateway.run_with_progress(request, tx)).await;
-    print_result(report, format)
+    print_result(report, format, &gateway)
 }
 
 pub async fn resume(format: Format, config: Config) -> anyhow::Result<()> {
     let gateway = Gateway::from_config(config)?;
     let report = with_progress(|tx| gateway.resume(tx)).await;
-    print_result(report, format)
+    print_result(report, format, &gateway)
 }
 
 /// `http://` and `https://` arguments are URL sources; anything else is a file.
@@ -191,14 +191,15 @@ where
     result
 }
 
-fn print_result(result: Result<VideoReport, GatewayError>, format: Format) -> anyhow::Result<()> {
+fn print_result(result: Result<VideoReport, GatewayError>, format: Format, gateway: &Gateway) -> anyhow::Result<()> {
     let report = match result {
         Ok(report) => report,
         Err(GatewayError::Failed { summary, partial }) => {
             if !partial.observations.is_empty() {
                 eprintln!(
-                    "vidgate: {} observations were made before the failure; they are kept in the journal and a rerun reuses them",
-                    partial.observations.len()
+                    "vidgate: {} observations were made before the failure; {}",
+                    partial.observations.len(),
+                    gateway.kept_note(partial.unsaved_units)
                 );
             }
             anyhow::bail!(summary);

@@ -417,6 +417,14 @@ impl Config {
     fn check_values(&self, origin: &str) -> Result<(), ConfigError> {
         let bad =
             |key: &str, message: String| ConfigError::Key { origin: origin.to_string(), key: key.to_string(), message };
+        // An empty file name would open a throw-away database: no daily cap
+        // across runs, nothing to resume.
+        if self.journal.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(bad(
+                "journal.path",
+                "is empty: name the journal file, or leave the key out for the default".into(),
+            ));
+        }
         let s = &self.sampling;
         if !(s.fps > 0.0 && s.fps <= 60.0) {
             return Err(bad("sampling.fps", format!("{} is outside (0, 60]", s.fps)));

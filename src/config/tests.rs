@@ -303,3 +303,13 @@ fn an_unknown_model_gets_no_price_and_a_free_servers_price_is_not_lent() {
     // Another protocol's model is not this protocol's.
     assert_eq!(cfg.provider("other").unwrap().price_for("gemini-2.5-flash"), None);
 }
+
+#[test]
+fn an_empty_journal_path_is_refused_with_its_key() {
+    let (err, f) = load_file("[journal]\npath = \"\"\n");
+    let msg = err.unwrap_err().to_string();
+    assert!(msg.contains("journal.path") && msg.contains("empty"), "{msg}");
+    assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    let (ok, _f) = load_file("[journal]\npath = \"j.sqlite3\"\n");
+    assert_eq!(ok.unwrap().journal.path, Some(PathBuf::from("j.sqlite3")));
+}

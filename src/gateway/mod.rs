@@ -63,8 +63,9 @@ pub enum GatewayError {
     /// Nothing was spent.
     #[error("{0}")]
     OverBudget(String),
-    #[error("the request's deadline of {ms} ms passed; finished units are kept in the journal")]
-    Deadline { ms: u64 },
+    /// `kept` says what the journal holds of the work done.
+    #[error("the request's deadline of {ms} ms passed; {kept}")]
+    Deadline { ms: u64, kept: String },
     /// Every provider failed. What was done is in `partial` (and the journal).
     #[error("{summary}")]
     Failed { summary: String, partial: Box<VideoReport> },
@@ -178,6 +179,34 @@ impl Gateway {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// What the journal keeps of a run that stopped early, when `unsaved`
+    /// of its finished units could not be written there.
+    pub fn kept_note(&self, unsaved: u32) -> String {
+        let path = self.journal.path();
+        if !self.journal.is_durable() {
+            "the journal is off (journal.enabled = false): nothing done is kept, and a rerun pays for it again".into()
+        } else if unsaved == 0 {
+            format!("finished units are kept in the journal {path}, and a rerun reuses them")
+        } else {
+            format!(
+                "{unsaved} finished units could not be written to the journal {path}, and a rerun pays for them again; the others are kept there"
+            )
+        }
+    }
+
+    /// `f` on the journal, off the async runtime's threads: SQLite may
+    /// fsync, or wait for another process's lock.
+    pub(crate) async fn on_journal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let journal = self.journal.clone();
+        let path = journal.path().to_string();
+        tokio::task::spawn_blocking(move || f(&journal))
+            .await
+            .unwrap_or_else(|e| Err(JournalError { path, message: e.to_string() }))
     }
 
     /// Build (or reuse) the providers named in `names`; a provider that

@@ -1,12 +1,13 @@
 //! A run: probe, plan, observe, merge, report.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{native_fps, over_budget_message};
 use super::{Gateway, GatewayError, Member, MergeLimits, Plan};
-use crate::journal::Journal;
+use crate::journal::{Journal, Unfinished, RUN_LEASE_RENEW};
 use crate::media::{self, Extraction, FrameFormat, MediaInfo};
 use crate::merge::{self, ObservationSink, TimelineBuilder};
 use crate::observe::{observe_frames, ObserveSettings, Observed};
@@ -51,6 +52,18 @@ struct Ctx<'a> {
     progress: Option<ProgressSender>,
     report: VideoReport,
     merge: MergeLimits,
+    /// Finished units the journal could not keep, over every chain of the run.
+    unsaved: Arc<AtomicU32>,
+}
+
+/// A run's lease in the journal, renewed while this value lives (the run's
+/// future is polled or not, the process is alive); dropped, renewal stops.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Gateway {
@@ -70,36 +83,98 @@ impl Gateway {
     /// deadline passes first.
     pub async fn run_with_progress(
         &self,
-        request: VideoRequest,
+        mut request: VideoRequest,
         progress: Option<ProgressSender>,
     ) -> Result<VideoReport, GatewayError> {
-        let run_id = self.journal.start_run(&request)?;
-        let work = self.run_inner(&request, progress);
+        self.run_expecting(&mut request, None, progress).await
+    }
+
+    /// A run whose video must have the content hash `expected` (a resumed run's).
+    async fn run_expecting(
+        &self,
+        request: &mut VideoRequest,
+        expected: Option<String>,
+        progress: Option<ProgressSender>,
+    ) -> Result<VideoReport, GatewayError> {
+        // The journal keeps the file's absolute path: a resume from another
+        // directory reads the same file.
+        if let VideoSource::Path { path } = &mut request.source {
+            *path = std::path::absolute(&*path)
+                .map_err(|e| GatewayError::Input(format!("{}: cannot resolve the path: {e}", path.display())))?;
+        }
+        let stored = request.clone();
+        let run_id = self.on_journal(move |j| j.start_run(&stored)).await?;
+        let lease = self.lease(run_id);
+        let unsaved = Arc::new(AtomicU32::new(0));
+        let work = self.run_inner(request, run_id, expected, progress, unsaved.clone());
         let result = match request.constraints.deadline_ms {
-            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), work)
-                .await
-                .unwrap_or(Err(GatewayError::Deadline { ms })),
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), work).await {
+                Ok(result) => result,
+                Err(_) => Err(GatewayError::Deadline { ms, kept: self.kept_note(unsaved.load(Ordering::SeqCst)) }),
+            },
             None => work.await,
         };
+        drop(lease);
         let status = if result.is_ok() { "done" } else { "failed" };
-        if let Err(e) = self.journal.finish_run(run_id, status) {
+        if let Err(e) = self.on_journal(move |j| j.finish_run(run_id, status)).await {
             tracing::warn!(error = %e, "cannot mark the run finished in the journal");
         }
         result
     }
 
-    /// Resume the last run that never finished (the process died): its
-    /// finished units are read back from the journal, the rest is done now.
+    /// Renew the run's lease in the journal every [`RUN_LEASE_RENEW`].
+    fn lease(&self, run_id: i64) -> Lease {
+        let journal = self.journal.clone();
+        Lease(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RUN_LEASE_RENEW).await;
+                let j = journal.clone();
+                match tokio::task::spawn_blocking(move || j.renew_lease(run_id)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the run's lease in the journal"),
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the run's lease in the journal"),
+                }
+            }
+        }))
+    }
+
+    /// Resume the last run whose process died: its finished units are read
+    /// back from the journal, the rest is done now. A run whose process is
+    /// alive (it renews its lease) is never taken over, and a video that
+    /// changed since is refused.
     ///
     /// # Errors
-    /// [`GatewayError::Input`] when there is no such run, else as [`Gateway::run`].
+    /// [`GatewayError::Input`] when there is no such run, it is alive, or its
+    /// video changed; else as [`Gateway::run`].
     pub async fn resume(&self, progress: Option<ProgressSender>) -> Result<VideoReport, GatewayError> {
-        let Some(run) = self.journal.last_unfinished_run()? else {
-            return Err(GatewayError::Input(format!("no unfinished run in the journal {}", self.journal.path())));
+        let journal = self.journal.path().to_string();
+        let run = match self.on_journal(|j| j.unfinished()).await? {
+            Unfinished::None => return Err(GatewayError::Input(format!("no unfinished run in the journal {journal}"))),
+            Unfinished::Live(run) => {
+                return Err(GatewayError::Input(format!(
+                    "run {} ({}) is still running in another process, which holds its lease in the journal {journal}: \
+                     it is not resumed while that process lives (a lease runs out {} s after the last renewal)",
+                    run.id,
+                    source_name(&run.request.source),
+                    crate::journal::RUN_LEASE_S
+                )))
+            }
+            Unfinished::Abandoned(run) => run,
         };
-        // The interrupted run stays "running" in the journal no longer.
-        self.journal.finish_run(run.id, "resumed")?;
-        self.run_with_progress(run.request, progress).await
+        if let (VideoSource::Path { path }, Some(expected)) = (&run.request.source, &run.video_hash) {
+            let now = crate::models::hash_file(path).await.map_err(|e| {
+                GatewayError::Input(format!("cannot resume run {}: {}: cannot read it: {e}", run.id, path.display()))
+            })?;
+            if &now != expected {
+                return Err(changed(run.id, path.display(), expected, &now));
+            }
+        }
+        let id = run.id;
+        if !self.on_journal(move |j| j.take_over(id)).await? {
+            return Err(GatewayError::Input(format!("run {id} was resumed by another process first")));
+        }
+        let mut request = run.request;
+        self.run_expecting(&mut request, run.video_hash, progress).await
     }
 
     /// The plan for a request, without spending anything.
@@ -127,7 +202,10 @@ impl Gateway {
             return Err(GatewayError::Setup(skipped.join("; ")));
         }
         let budgets = self.budgets(request.constraints.max_cost_usd);
-        let left = budgets.iter().map(Budget::remaining).fold(f64::MAX, f64::min);
+        let mut left = f64::MAX;
+        for budget in &budgets {
+            left = left.min(budget.remaining().await);
+        }
         let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left)?;
         plan.skipped = skipped;
         for c in &mut plan.candidates {
@@ -139,7 +217,10 @@ impl Gateway {
     async fn run_inner(
         &self,
         request: &VideoRequest,
+        run_id: i64,
+        expected: Option<String>,
         progress: Option<ProgressSender>,
+        unsaved: Arc<AtomicU32>,
     ) -> Result<VideoReport, GatewayError> {
         let Prepared { source, info, names, members, budgets, plan } =
             self.prepare(request, progress.as_ref(), false).await?;
@@ -160,12 +241,28 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::Input(format!("{}: cannot read it: {e}", source.path.display())))?
             .into();
+        if let Some(expected) = expected.filter(|e| **e != *video_hash) {
+            return Err(changed(run_id, source_name(&request.source), &expected, &video_hash));
+        }
+        let hash = video_hash.to_string();
+        if let Err(e) = self.on_journal(move |j| j.set_run_video(run_id, &hash)).await {
+            tracing::warn!(error = %e, "cannot note the run's video in the journal: a resume will not check it");
+        }
         let mut report = VideoReport::default();
         report.warnings.extend(plan.skipped.iter().map(|s| format!("provider skipped: {s}")));
         report.warnings.extend(plan.downgrades.iter().map(|d| format!("lowered to fit the budget: {d}")));
         let merge = MergeLimits::for_members(&self.config.merge, &[]);
-        let mut ctx =
-            Ctx { gateway: self, info, video_hash, budgets, log: AttemptLog::default(), progress, report, merge };
+        let mut ctx = Ctx {
+            gateway: self,
+            info,
+            video_hash,
+            budgets,
+            log: AttemptLog::default(),
+            progress,
+            report,
+            merge,
+            unsaved,
+        };
 
         let native_events = ctx.observe(&members, &plan).await?;
         let text_names = if self.config.router.text_chain.is_empty() {
@@ -209,11 +306,8 @@ impl Ctx<'_> {
     fn chain(&self, members: &[Member], rgb: bool) -> Arc<Journaled> {
         let journal: Arc<Journal> = self.gateway.journal.clone();
         let ledger = journal.clone();
-        let on_spend: SpendHook = Arc::new(move |provider: &str, usd: f64| {
-            if let Err(e) = ledger.record_spend(provider, usd) {
-                tracing::warn!(error = %e, "cannot record spend in the journal");
-            }
-        });
+        // Queued on the journal's thread, ahead of the reservation's release.
+        let on_spend: SpendHook = Arc::new(move |provider: &str, usd: f64| ledger.queue_spend(provider, usd));
         let config = &self.gateway.config;
         let wrapped: Vec<Arc<dyn Provider>> = members
             .iter()
@@ -236,14 +330,16 @@ impl Ctx<'_> {
         let chain = FallbackChain::with_breakers(wrapped, breakers, crate::timecode::seconds(config.router.cooldown_s));
         let progress = self.progress.clone();
         let budget = self.budgets[0].clone();
-        Arc::new(Journaled::new(chain, journal, self.video_hash.clone()).on_unit(Arc::new(
-            move |provider: &str, reused: bool| {
-                emit(
-                    progress.as_ref(),
-                    Progress::Unit { provider: provider.to_string(), reused, spent_usd: budget.spent() },
-                );
-            },
-        )))
+        Arc::new(
+            Journaled::new(chain, journal, self.video_hash.clone()).counting_unsaved(self.unsaved.clone()).on_unit(
+                Arc::new(move |provider: &str, reused: bool| {
+                    emit(
+                        progress.as_ref(),
+                        Progress::Unit { provider: provider.to_string(), reused, spent_usd: budget.spent() },
+                    );
+                }),
+            ),
+        )
     }
 
     /// Gather observations: the video to the native-video providers at the
@@ -548,6 +644,10 @@ impl Ctx<'_> {
             usage.cost_usd = spent;
         }
         report.usage = usage;
+        report.unsaved_units = self.unsaved.load(Ordering::SeqCst);
+        if report.unsaved_units > 0 {
+            report.warnings.push(self.gateway.kept_note(report.unsaved_units));
+        }
         report
     }
 
@@ -556,6 +656,24 @@ impl Ctx<'_> {
         emit(self.progress.as_ref(), Progress::Done { spent_usd: report.usage.cost_usd });
         report
     }
+}
+
+/// The request's video, as a person would name it (never a URL's query).
+fn source_name(source: &VideoSource) -> String {
+    match source {
+        VideoSource::Path { path } => path.display().to_string(),
+        VideoSource::Url { .. } => "a URL".into(),
+        VideoSource::Bytes { data, .. } => format!("{} bytes given", data.len()),
+    }
+}
+
+fn changed(run: i64, video: impl std::fmt::Display, expected: &str, now: &str) -> GatewayError {
+    GatewayError::Input(format!(
+        "cannot resume run {run}: {video} changed since the run began (content sha256 {} then, {} now): \
+         start a new run on it instead",
+        &expected[..expected.len().min(12)],
+        &now[..now.len().min(12)]
+    ))
 }
 
 fn fatal(message: String) -> ProviderError {

@@ -7,9 +7,13 @@
 //! A budget may also be [`shared`](Budget::shared) with other processes
 //! through a [`SharedLedger`] (the journal's SQLite file): each reservation is
 //! then also checked against, and held in, that ledger, so processes that
-//! share it cannot pass the cap together either.
+//! share it cannot pass the cap together either. The ledger's I/O is awaited
+//! (it may wait on another process's lock), never done under this budget's
+//! own lock or on the caller's thread.
 
 use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("budget: this call may cost ${needed:.4}, but only ${left:.4} of ${cap:.4} is left")]
@@ -27,6 +31,7 @@ struct Ledger {
 
 /// Spending that several processes see: money spent and reservations held,
 /// each reservation checked against the cap under one lock.
+#[async_trait]
 pub trait SharedLedger: Send + Sync + std::fmt::Debug {
     /// Hold `amount` if the cap allows it, counting every process's spend and
     /// live reservations; returns the reservation's id. A ledger that cannot
@@ -34,15 +39,16 @@ pub trait SharedLedger: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// [`BudgetError`] when the cap would be passed (or the ledger failed).
-    fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError>;
+    async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError>;
 
     /// Let a reservation go. What the call cost is recorded as spend
     /// separately, before this, except `unrecorded` (a call abandoned with
-    /// its outcome unknown), which this records as spent.
+    /// its outcome unknown), which this records as spent. Called from
+    /// `Drop`, so it must not block an async runtime's thread.
     fn let_go(&self, id: i64, unrecorded: f64);
 
     /// What is left of `cap` for every process.
-    fn left(&self, cap: f64) -> f64;
+    async fn left(&self, cap: f64) -> f64;
 }
 
 /// A shared cap in US dollars.
@@ -81,31 +87,44 @@ impl Budget {
     ///
     /// # Errors
     /// [`BudgetError`] with the numbers when the cap would be passed.
-    pub fn reserve(&self, amount: f64) -> Result<Reservation, BudgetError> {
+    pub async fn reserve(&self, amount: f64) -> Result<Reservation, BudgetError> {
         let amount = if amount.is_finite() { amount.max(0.0) } else { f64::INFINITY };
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let left = self.cap - ledger.spent - ledger.reserved;
-        if amount > left + 1e-12 {
-            return Err(BudgetError { needed: amount, left: left.max(0.0), cap: self.cap });
+        {
+            let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            let left = self.cap - ledger.spent - ledger.reserved;
+            if amount > left + 1e-12 {
+                return Err(BudgetError { needed: amount, left: left.max(0.0), cap: self.cap });
+            }
+            ledger.reserved += amount;
         }
-        let shared = match &self.shared {
-            Some(shared) => Some((shared.clone(), shared.hold(amount, self.cap)?)),
-            None => None,
-        };
-        ledger.reserved += amount;
-        Ok(Reservation { amount, ledger: self.ledger.clone(), shared, settled: false })
+        let mut reservation = Reservation { amount, ledger: self.ledger.clone(), shared: None, settled: false };
+        if let Some(shared) = &self.shared {
+            // Held here already; the shared ledger is asked without this lock.
+            match shared.hold(amount, self.cap).await {
+                Ok(id) => reservation.shared = Some((shared.clone(), id)),
+                Err(e) => {
+                    reservation.release();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(reservation)
     }
 
     pub fn spent(&self) -> f64 {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner()).spent
     }
 
-    pub fn remaining(&self) -> f64 {
+    /// What is left, of this budget and of the shared ledger's.
+    pub async fn remaining(&self) -> f64 {
         let here = {
             let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
             (self.cap - ledger.spent - ledger.reserved).max(0.0)
         };
-        self.shared.as_ref().map_or(here, |shared| here.min(shared.left(self.cap)))
+        match &self.shared {
+            Some(shared) => here.min(shared.left(self.cap).await),
+            None => here,
+        }
     }
 
     pub fn cap(&self) -> f64 {
@@ -157,13 +176,17 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
 
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
     #[test]
     fn parallel_reservations_never_pass_the_cap() {
         let budget = Budget::new(1.0);
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let b = budget.clone();
-                std::thread::spawn(move || b.reserve(0.3).map(|r| r.reconcile(0.3)).is_ok())
+                std::thread::spawn(move || block_on(b.reserve(0.3)).map(|r| r.reconcile(0.3)).is_ok())
             })
             .collect();
         let ok = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
@@ -172,17 +195,17 @@ mod tests {
         assert!((budget.spent() - 0.9).abs() < 1e-9, "three calls fit");
     }
 
-    #[test]
-    fn reconcile_release_and_unknown_outcomes() {
+    #[tokio::test]
+    async fn reconcile_release_and_unknown_outcomes() {
         let budget = Budget::new(1.0);
-        budget.reserve(0.5).unwrap().reconcile(0.1);
+        budget.reserve(0.5).await.unwrap().reconcile(0.1);
         assert!((budget.spent() - 0.1).abs() < 1e-12);
-        budget.reserve(0.5).unwrap().release();
-        assert!((budget.remaining() - 0.9).abs() < 1e-12);
-        drop(budget.reserve(0.4).unwrap());
+        budget.reserve(0.5).await.unwrap().release();
+        assert!((budget.remaining().await - 0.9).abs() < 1e-12);
+        drop(budget.reserve(0.4).await.unwrap());
         assert!((budget.spent() - 0.5).abs() < 1e-12, "an unreconciled call counts as billed");
-        let err = budget.reserve(0.6).unwrap_err();
+        let err = budget.reserve(0.6).await.unwrap_err();
         assert!(err.to_string().contains("$0.6000") && err.to_string().contains("$0.5000"), "{err}");
-        assert!(budget.reserve(f64::NAN).is_err());
+        assert!(budget.reserve(f64::NAN).await.is_err());
     }
 }

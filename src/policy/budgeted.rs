@@ -39,10 +39,10 @@ impl Budgeted {
         }
     }
 
-    fn reserve(&self, usd: f64) -> Result<Vec<Reservation>, ProviderError> {
+    async fn reserve(&self, usd: f64) -> Result<Vec<Reservation>, ProviderError> {
         let mut held = Vec::with_capacity(self.budgets.len());
         for budget in &self.budgets {
-            match budget.reserve(usd) {
+            match budget.reserve(usd).await {
                 Ok(r) => held.push(r),
                 Err(e) => {
                     held.into_iter().for_each(Reservation::release);
@@ -65,7 +65,7 @@ impl Provider for Budgeted {
             e.not_sent = true;
             e
         })?;
-        let reservations = self.reserve(estimate.cost_usd)?;
+        let reservations = self.reserve(estimate.cost_usd).await?;
         match self.inner.run(job).await {
             Ok(output) => {
                 // Spend first, then let the reservations go, so a ledger shared

@@ -18,6 +18,8 @@ pub struct Journaled {
     /// The content hash of the video the units belong to.
     video: Arc<str>,
     reused: Arc<AtomicU32>,
+    /// Units answered (and paid for) that the journal could not keep.
+    unsaved: Arc<AtomicU32>,
     on_unit: Option<UnitHook>,
 }
 
@@ -27,7 +29,14 @@ pub type UnitHook = Arc<dyn Fn(&str, bool) + Send + Sync>;
 
 impl Journaled {
     pub fn new(chain: FallbackChain, journal: Arc<Journal>, video: impl Into<Arc<str>>) -> Self {
-        Self { chain, journal, video: video.into(), reused: Arc::default(), on_unit: None }
+        Self { chain, journal, video: video.into(), reused: Arc::default(), unsaved: Arc::default(), on_unit: None }
+    }
+
+    /// Count the units that could not be written to the journal in `counter`
+    /// (shared by the chains of one run), so the run can say what was kept.
+    pub fn counting_unsaved(mut self, counter: Arc<AtomicU32>) -> Self {
+        self.unsaved = counter;
+        self
     }
 
     pub fn on_unit(mut self, hook: UnitHook) -> Self {
@@ -113,10 +122,14 @@ impl Provider for Journaled {
         };
         let (journal, video, version) = (self.journal.clone(), self.video.clone(), job.prompt_version.clone());
         let written = tokio::task::spawn_blocking(move || journal.put(&key, &video, &version, &record)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the journal; a rerun would pay for this unit again"),
-            Err(e) => tracing::warn!(error = %e, "cannot write the journal"),
+        let failure = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failure {
+            self.unsaved.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(error = %e, "cannot write the journal; a rerun would pay for this unit again");
         }
         self.unit_done(member.id(), false);
         Ok(output)

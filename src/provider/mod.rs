@@ -173,6 +173,24 @@ pub trait Provider: Send + Sync {
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError>;
 }
 
+/// A keyless profile of `protocol` for `model`, priced, on an address that
+/// nothing answers: for unit tests that build a backend without calling it.
+#[cfg(test)]
+pub(crate) fn test_profile(protocol: crate::config::Protocol, model: &str) -> crate::config::ProviderProfile {
+    crate::config::ProviderProfile {
+        protocol: Some(protocol),
+        base_url: Some("http://127.0.0.1:9/v1".into()),
+        model: Some(model.into()),
+        price: Some(crate::config::Price {
+            input_per_mtok: 0.3,
+            output_per_mtok: 2.5,
+            cached_input_per_mtok: None,
+            audio_input_per_mtok: None,
+        }),
+        ..crate::config::ProviderProfile::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -604,3 +604,44 @@ fn a_plan_for_a_whole_video_claims_only_the_downgrades_that_save() {
         assert!(fake.state().generate.is_empty());
     });
 }
+
+#[test]
+fn a_rerun_at_another_fps_is_sent_again_not_read_from_the_journal() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let p = profile(&server, "fps_key");
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.sqlite3");
+        let run_at = |fps: f64| {
+            let mut config = Config::builtin().unwrap();
+            config.providers.insert("gemini".into(), p.clone());
+            config.router.chain = vec!["gemini".into()];
+            config.budget.max_usd_per_request = 1.0;
+            config.sampling.fps = fps;
+            let cache = clip_dir().join(format!("uploads-{}.json", rand_suffix()));
+            let backend = Gemini::from_profile("gemini", &p, &config).unwrap().with_upload_cache(cache);
+            let g = Gateway::with_journal(config, Journal::open(&journal).unwrap())
+                .with_provider("gemini", Arc::new(backend));
+            async move { g.run(VideoRequest::new(testsrc_10s(), Task::Describe)).await.unwrap() }
+        };
+        // The fps each video call asked for, in order.
+        let video_fps = || -> Vec<Value> {
+            let state = fake.state();
+            let video = |b: &&Value| !b["contents"][0]["parts"][0]["inlineData"].is_null();
+            state
+                .generate
+                .iter()
+                .filter(video)
+                .map(|b| b["contents"][0]["parts"][0]["videoMetadata"]["fps"].clone())
+                .collect()
+        };
+        let first = run_at(1.0).await;
+        assert_eq!((first.reused_units, video_fps()), (0, vec![json!(1.0)]));
+        let again = run_at(1.0).await;
+        assert_eq!((again.reused_units, video_fps().len()), (2, 1), "the same settings: read back, for $0");
+        let faster = run_at(5.0).await;
+        assert_eq!(faster.reused_units, 0, "fps 5 asks another question than fps 1");
+        assert_eq!(video_fps(), [json!(1.0), json!(5.0)], "the video was sent again, at 5 fps");
+        assert!(faster.usage.cost_usd > 0.0, "and paid for");
+    });
+}

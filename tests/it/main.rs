@@ -8,6 +8,7 @@
 //! - `clips`: the real clips of fixtures/fetch.sh
 //! - `gateway`: the one call with scripted providers: fallback, reuse, budgets
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
+//! - `journal`: resume across processes and directories, leases, a fresh journal shared at once, failed writes
 //! - `models`: model downloads: resume, size and checksum
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
 //! - `providers`: profiles on the command line: known models, readiness, plans and first use
@@ -22,6 +23,7 @@ mod clips;
 mod frames;
 mod gateway;
 mod gemini;
+mod journal;
 mod models;
 mod openai;
 mod probe;

@@ -685,6 +685,8 @@ fn a_run_killed_midway_resumes_without_paying_twice() {
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let before = rt.block_on(server.received_requests()).unwrap().len();
+    // The dead process's lease runs out (a minute on; here, at once).
+    expire_run_leases(&dir.path().join("killed.sqlite3"));
 
     let resumed = vidgate()
         .args(["resume", "--format", "json", "--config"])

@@ -609,6 +609,19 @@ impl Provider for Gemini {
         &self.model
     }
 
+    /// Everything besides the job that changes what is sent: the video's
+    /// sampling rate and resolution, the schema, and the JPEG quality and
+    /// width of the frames sent when the video cannot go whole.
+    fn settings_key(&self) -> String {
+        let o = &self.options;
+        let fps = o.fps.map_or_else(|| "api".to_string(), |f| f.to_string());
+        let resolution = o.media_resolution.map_or_else(|| "api".to_string(), |r| format!("{r:?}"));
+        format!(
+            "fps={fps};media_resolution={resolution};json_schema={};jpeg_quality={};width={}",
+            o.json_schema, self.jpeg_quality, self.frame_width
+        )
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             native_video: self.model_profile.native_video.unwrap_or(true),
@@ -683,5 +696,31 @@ impl Gemini {
             }
             result => self.output(job, result?, &estimate),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(edit: impl FnOnce(&mut ProviderProfile, &mut Config)) -> String {
+        let mut profile = crate::provider::test_profile(Protocol::Gemini, "gemini-test");
+        let mut config = Config::default();
+        edit(&mut profile, &mut config);
+        Gemini::from_profile("gemini", &profile, &config).unwrap().settings_key()
+    }
+
+    #[test]
+    fn every_setting_that_changes_the_request_changes_the_journal_key() {
+        let base = key(|_, _| {});
+        assert_eq!(base, key(|_, _| {}));
+        assert_ne!(base, key(|_, c| c.sampling.fps = 5.0), "fps");
+        assert_ne!(base, key(|p, _| p.media_resolution = Some("low".into())), "media_resolution");
+        assert_ne!(
+            key(|p, _| p.media_resolution = Some("low".into())),
+            key(|p, _| p.media_resolution = Some("high".into()))
+        );
+        assert_ne!(base, key(|_, c| c.sampling.jpeg_quality = 50), "JPEG quality");
+        assert_ne!(base, key(|_, c| c.sampling.width = 640), "frame width");
     }
 }

@@ -33,6 +33,9 @@ pub struct OpenAiCompat {
     key: Option<Secret>,
     http: reqwest::Client,
     detail: ImageDetail,
+    /// The quality frames were encoded at (the extraction's, or the RGB
+    /// conversion's): part of what is sent.
+    jpeg_quality: u8,
     token_limit: TokenLimitField,
     model_profile: ModelProfile,
     price: Price,
@@ -87,6 +90,7 @@ impl OpenAiCompat {
             key,
             http,
             detail: profile.detail.unwrap_or(ImageDetail::Auto),
+            jpeg_quality: config.sampling.jpeg_quality,
             token_limit: match profile.output_cap_field {
                 Some(OutputCapField::MaxCompletionTokens) => TokenLimitField::MaxCompletionTokens,
                 _ => TokenLimitField::MaxTokens,
@@ -244,6 +248,17 @@ impl Provider for OpenAiCompat {
         &self.model
     }
 
+    /// Everything besides the job that changes what is sent: the images'
+    /// detail and JPEG quality, and whether answers are held to a schema.
+    fn settings_key(&self) -> String {
+        format!(
+            "detail={:?};jpeg_quality={};json_schema={}",
+            self.detail,
+            self.jpeg_quality,
+            self.model_profile.json_schema.unwrap_or(false)
+        )
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             native_video: false,
@@ -346,5 +361,26 @@ impl OpenAiCompat {
                 model: Some(model.to_string()),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(edit: impl FnOnce(&mut ProviderProfile, &mut Config)) -> String {
+        let mut profile = crate::provider::test_profile(Protocol::Openai, "vision-test");
+        let mut config = Config::default();
+        edit(&mut profile, &mut config);
+        OpenAiCompat::from_profile("openai", &profile, &config).unwrap().settings_key()
+    }
+
+    #[test]
+    fn every_setting_that_changes_the_request_changes_the_journal_key() {
+        let base = key(|_, _| {});
+        assert_eq!(base, key(|_, _| {}));
+        assert_ne!(base, key(|p, _| p.detail = Some(ImageDetail::Low)), "detail");
+        assert_ne!(key(|p, _| p.detail = Some(ImageDetail::Low)), key(|p, _| p.detail = Some(ImageDetail::High)));
+        assert_ne!(base, key(|_, c| c.sampling.jpeg_quality = 50), "JPEG quality");
     }
 }
