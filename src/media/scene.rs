@@ -1,25 +1,47 @@
-//! One frame per distinct shot, for hard cuts and gradual transitions alike.
+//! One frame per shot: after a hard cut, a fade or a dissolve, the picture the
+//! new shot settles on.
 //!
-//! Each analysed frame is compared with the last frame *kept*, not only with
-//! its neighbour: a fade or a crossfade changes little from frame to frame but
-//! a lot from the shot it left. A frame that differs from the last kept one by
-//! `threshold` becomes a candidate; while the picture keeps moving away from
-//! the candidate (the middle of a transition) the candidate is replaced, and
-//! once the picture has held on it for [`HOLD_MS`] it is kept. A shot that
-//! never holds still is kept after [`SETTLE_MS`] anyway. Near-uniform frames (black or white
-//! between shots) are never kept. `min_gap_ms` keeps a flickering or busy shot
-//! from flooding the output.
+//! Each analysed frame is compared with the one before. A jump in content far
+//! above the shot's recent motion is a cut; a steady slide of brightness is a
+//! fade; a blank frame lies between shots; a palette that moved far within the
+//! last second is a dissolve. Any of them opens a transition, which closes on
+//! the first frame the picture holds on for [`HOLD_MS`] (a cut's own first frame
+//! when the picture is still right after it). That frame is kept when it differs
+//! from the picture before the transition: a flash or a fade back into the same
+//! shot gives nothing. A shot that never holds still gives its stillest frame
+//! after [`SETTLE_MS`], or when the next cut comes first. Motion inside a shot,
+//! however long a handheld camera wanders, opens no transition. `min_gap_ms`
+//! keeps a flickering or busy video from flooding the output.
+
+mod signature;
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-/// A new shot is kept once the picture has held on it this long.
+use signature::Signature;
+
+/// A transition closes once the picture has held still this long.
 pub const HOLD_MS: u64 = 500;
-/// Keep a changed frame after this long even if the picture never settles.
+/// A transition that never holds still closes after this long.
 pub const SETTLE_MS: u64 = 2000;
+/// A cut is a content change of at least `threshold × CUT_SCALE × SPIKE`
+/// (17 of 255 at the default threshold 0.35) ...
+const CUT_SCALE: f32 = 80.0;
+const SPIKE: f32 = 0.6;
+/// ... and `CUT_RATIO` times the median change of the frames before it, so a
+/// fast-moving shot does not cut itself up.
+const CUT_RATIO: f32 = 3.0;
+/// Frames the median change and the dissolve check look back over.
+const WINDOW: usize = 8;
+/// A change of mean luma this large in 125 ms is part of a fade.
+const FADE_STEP: f32 = 4.0;
+/// The analysis step that `FADE_STEP` is for.
+const STEP_MS: u64 = 125;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SceneSettings {
-    /// How different a frame must be from the last one kept, in (0, 1).
+    /// How different a new shot must be, in (0, 1).
     pub threshold: f64,
     /// The least time between two kept frames.
     pub min_gap_ms: u64,
@@ -36,97 +58,57 @@ pub struct KeptFrame {
     pub rgb: Vec<u8>,
 }
 
-/// A compact summary of a frame: a coarse colour histogram and a luma grid.
-#[derive(Debug, Clone)]
-struct Signature {
-    histogram: [f32; 64],
-    grid: [f32; GRID_W * GRID_H],
-    luma_spread: f32,
-}
-
-const GRID_W: usize = 16;
-const GRID_H: usize = 9;
-
-impl Signature {
-    fn of(width: u32, height: u32, rgb: &[u8]) -> Option<Self> {
-        let (w, h) = (width as usize, height as usize);
-        if w == 0 || h == 0 || rgb.len() < w * h * 3 {
-            return None;
-        }
-        let mut histogram = [0f32; 64];
-        let mut grid = [0f32; GRID_W * GRID_H];
-        let mut counts = [0u32; GRID_W * GRID_H];
-        let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0f64);
-        // Every second pixel of every second row is plenty for a summary.
-        for y in (0..h).step_by(2) {
-            let gy = y * GRID_H / h;
-            for x in (0..w).step_by(2) {
-                let i = (y * w + x) * 3;
-                let (r, g, b) = (rgb[i], rgb[i + 1], rgb[i + 2]);
-                histogram[((r >> 6) as usize) << 4 | ((g >> 6) as usize) << 2 | (b >> 6) as usize] += 1.0;
-                let luma = 0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32;
-                let cell = gy * GRID_W + x * GRID_W / w;
-                grid[cell] += luma;
-                counts[cell] += 1;
-                sum += luma as f64;
-                sum_sq += (luma as f64) * (luma as f64);
-                n += 1.0;
-            }
-        }
-        for v in &mut histogram {
-            *v /= n as f32;
-        }
-        for (v, c) in grid.iter_mut().zip(counts) {
-            *v /= c.max(1) as f32 * 255.0;
-        }
-        let mean = sum / n;
-        let spread = ((sum_sq / n - mean * mean).max(0.0)).sqrt() as f32;
-        Some(Self { histogram, grid, luma_spread: spread })
-    }
-
-    /// Near-uniform: a black, white or flat frame between shots.
-    fn is_blank(&self) -> bool {
-        self.luma_spread < 6.0
-    }
-
-    /// How different two frames look, in 0..1: colour distribution and layout.
-    fn distance(&self, other: &Signature) -> f64 {
-        let hist: f32 = self.histogram.iter().zip(&other.histogram).map(|(a, b)| (a - b).abs()).sum::<f32>() / 2.0;
-        let grid: f32 =
-            self.grid.iter().zip(&other.grid).map(|(a, b)| (a - b).abs()).sum::<f32>() / self.grid.len() as f32;
-        // A mean luma change of 0.25 across the grid counts as a full change.
-        (0.5 * hist as f64 + 0.5 * (grid as f64 * 4.0).min(1.0)).min(1.0)
-    }
-}
-
 /// Pushes analysed frames in, gets kept frames out.
 pub struct SceneDetector {
     settings: SceneSettings,
-    reference: Option<Signature>,
+    /// The frame analysed last.
+    previous: Option<(u64, Signature)>,
+    /// Content changes of the last frames, for the median.
+    recent: VecDeque<f32>,
+    /// Frames since the picture last settled, for dissolves.
+    settled: VecDeque<Signature>,
+    transition: Option<Transition>,
     last_kept_ms: Option<u64>,
-    /// When the picture first moved away from the last kept frame.
-    changed_since_ms: Option<u64>,
-    candidate: Option<Candidate>,
     kept: u32,
     first_blank: Option<KeptFrame>,
 }
 
-/// A frame that may start a new shot, kept once the picture holds on it.
-struct Candidate {
+/// Between one settled picture and the next.
+struct Transition {
+    since_ms: u64,
+    /// The picture before it; none at the start of the video.
+    before: Option<Signature>,
+    /// Opened by a cut: a smaller difference from `before` is a new shot.
+    cut: bool,
+    /// The frame the picture may settle on.
+    candidate: Option<Pick>,
+    /// The frame that changed least from its predecessor, and that change.
+    stillest: Option<(Pick, f32)>,
+}
+
+#[derive(Clone)]
+struct Pick {
     frame: KeptFrame,
     signature: Signature,
-    /// Its distance from the last kept frame.
-    away: f64,
+}
+
+/// How one frame differs from the one before it.
+struct Step {
+    blank: bool,
+    cut: bool,
+    fade: bool,
+    change: f32,
 }
 
 impl SceneDetector {
     pub fn new(settings: SceneSettings) -> Self {
         Self {
             settings,
-            reference: None,
+            previous: None,
+            recent: VecDeque::with_capacity(WINDOW + 1),
+            settled: VecDeque::with_capacity(WINDOW + 1),
+            transition: None,
             last_kept_ms: None,
-            changed_since_ms: None,
-            candidate: None,
             kept: 0,
             first_blank: None,
         }
@@ -139,58 +121,83 @@ impl SceneDetector {
         }
         let sig = Signature::of(width, height, &rgb)?;
         let frame = KeptFrame { pts_ms, width, height, rgb };
-        if sig.is_blank() {
-            if self.reference.is_none() && self.first_blank.is_none() {
-                self.first_blank = Some(frame);
+        let step = self.step(pts_ms, &sig);
+        let before = self.previous.replace((pts_ms, sig.clone())).map(|(_, s)| s);
+        if before.is_none() {
+            // The video's first picture may be fading in, like any other.
+            self.open(pts_ms, None, false);
+        }
+        if step.blank && self.kept == 0 && self.first_blank.is_none() {
+            self.first_blank = Some(frame.clone());
+        }
+        let moving = step.blank || step.cut || step.fade;
+        let threshold = self.settings.threshold as f32;
+        let dissolve = !step.blank && self.settled.front().is_some_and(|s| s.palette_change(&sig) >= threshold);
+        let mut out = None;
+        match &self.transition {
+            None if moving || dissolve => {
+                // A dissolve is measured from where it began.
+                let start = if moving { self.settled.back() } else { self.settled.front() };
+                self.open(pts_ms, start.cloned(), step.cut);
             }
-            // Between shots: whatever comes next starts afresh.
-            self.candidate = None;
-            self.changed_since_ms = None;
-            return None;
+            None => {
+                self.remember_settled(sig);
+                return None;
+            }
+            Some(t) if step.cut && t.stillest.is_some() => {
+                // A new shot began before the last one held still.
+                let (pick, _) = self.transition.as_mut()?.stillest.take()?;
+                out = self.close(pick, before.clone());
+                self.open(pts_ms, before, true);
+            }
+            Some(_) => {}
         }
-        let Some(reference) = &self.reference else {
-            return self.keep(frame, sig);
-        };
-        let threshold = self.settings.threshold;
-        let away = reference.distance(&sig);
-        if away < threshold {
-            // Back to (or still in) the shot last kept.
-            self.candidate = None;
-            self.changed_since_ms = None;
-            return None;
-        }
-        let since = *self.changed_since_ms.get_or_insert(pts_ms);
-        // Still in transition: clearly further from the old shot than the
-        // candidate is, or another shot altogether. Motion inside the new
-        // shot is neither, so it does not delay the candidate.
-        let moving = self
-            .candidate
-            .as_ref()
-            .is_none_or(|c| away >= c.away + threshold / 8.0 || c.signature.distance(&sig) >= threshold);
+        let gap_ok = self.gap_ok(pts_ms);
+        let cut_level = self.cut_level();
+        let t = self.transition.as_mut()?;
         if moving {
-            self.candidate = Some(Candidate { frame, signature: sig, away });
+            // A cut's first frame is the new shot's, unless the picture moves on at once.
+            t.candidate = (step.cut && !step.blank && gap_ok).then(|| Pick { frame, signature: sig });
+            return out;
         }
-        let held_from = self.candidate.as_ref().map_or(pts_ms, |c| c.frame.pts_ms);
-        let held = pts_ms.saturating_sub(held_from) >= HOLD_MS;
-        let forced = pts_ms.saturating_sub(since) >= SETTLE_MS;
-        let gap_ok = self.last_kept_ms.is_none_or(|t| held_from.saturating_sub(t) >= self.settings.min_gap_ms);
-        if (held || forced) && gap_ok {
-            let c = self.candidate.take()?;
-            return self.keep(c.frame, c.signature);
+        if !gap_ok {
+            return out;
         }
-        None
+        let drifted = t.candidate.as_ref().is_some_and(|c| {
+            c.signature.content_change(&sig) >= cut_level || c.signature.palette_change(&sig) >= threshold / 2.0
+        });
+        if drifted {
+            t.candidate = None;
+        }
+        let pick = Pick { frame, signature: sig.clone() };
+        if t.stillest.as_ref().is_none_or(|(_, c)| step.change <= *c) {
+            t.stillest = Some((pick.clone(), step.change));
+        }
+        let candidate = t.candidate.get_or_insert(pick);
+        if pts_ms.saturating_sub(candidate.frame.pts_ms) >= HOLD_MS {
+            let pick = t.candidate.take()?;
+            return self.close(pick, Some(sig));
+        }
+        if pts_ms.saturating_sub(t.since_ms) >= SETTLE_MS {
+            let (pick, _) = t.stillest.take()?;
+            return self.close(pick, Some(sig));
+        }
+        out
     }
 
     /// At the end: a new shot too short to settle, or one frame for a video
     /// that never showed anything but blank frames.
     pub fn finish(&mut self) -> Option<KeptFrame> {
-        if self.kept == 0 {
-            return self.first_blank.take();
+        if let Some(mut t) = self.transition.take() {
+            let pick = t.candidate.take().or(t.stillest.take().map(|(p, _)| p));
+            self.transition = Some(t);
+            if let Some(kept) = pick.and_then(|p| self.close(p, None)) {
+                return Some(kept);
+            }
         }
-        let c = self.candidate.take()?;
-        let gap_ok = self.last_kept_ms.is_none_or(|t| c.frame.pts_ms.saturating_sub(t) >= self.settings.min_gap_ms);
-        if gap_ok && !self.is_full() {
-            return self.keep(c.frame, c.signature);
+        if self.kept == 0 {
+            self.kept = self.first_blank.is_some() as u32;
+            return self.first_blank.take();
         }
         None
     }
@@ -199,13 +206,67 @@ impl SceneDetector {
         self.kept >= self.settings.max_frames
     }
 
-    fn keep(&mut self, frame: KeptFrame, sig: Signature) -> Option<KeptFrame> {
-        self.reference = Some(sig);
-        self.last_kept_ms = Some(frame.pts_ms);
-        self.changed_since_ms = None;
-        self.candidate = None;
+    fn cut_level(&self) -> f32 {
+        self.settings.threshold as f32 * CUT_SCALE
+    }
+
+    fn gap_ok(&self, pts_ms: u64) -> bool {
+        self.last_kept_ms.is_none_or(|t| pts_ms.saturating_sub(t) >= self.settings.min_gap_ms)
+    }
+
+    /// How `sig` differs from the frame analysed before it.
+    fn step(&mut self, pts_ms: u64, sig: &Signature) -> Step {
+        let blank = sig.is_blank();
+        let Some((prev_ms, prev)) = &self.previous else {
+            return Step { blank, cut: false, fade: false, change: 0.0 };
+        };
+        let both = !blank && !prev.is_blank();
+        // Into or out of a blank frame is as far as pictures get.
+        let change = if both { prev.content_change(sig) } else { 255.0 };
+        let mut sorted: Vec<f32> = self.recent.iter().copied().collect();
+        sorted.sort_by(f32::total_cmp);
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+        let cut = change >= self.cut_level() * SPIKE && change >= CUT_RATIO * median;
+        // Frames further apart may differ more without being a fade.
+        let apart = pts_ms.saturating_sub(*prev_ms).max(STEP_MS) as f32 / STEP_MS as f32;
+        let fade = (sig.mean - prev.mean).abs() >= FADE_STEP * apart;
+        if both {
+            self.recent.push_back(change);
+            if self.recent.len() > WINDOW {
+                self.recent.pop_front();
+            }
+        }
+        Step { blank, cut, fade, change }
+    }
+
+    fn remember_settled(&mut self, sig: Signature) {
+        self.settled.push_back(sig);
+        if self.settled.len() > WINDOW {
+            self.settled.pop_front();
+        }
+    }
+
+    fn open(&mut self, since_ms: u64, before: Option<Signature>, cut: bool) {
+        self.transition = Some(Transition { since_ms, before, cut, candidate: None, stillest: None });
+    }
+
+    /// End the transition on `pick`; it is kept if it differs from the picture
+    /// before. `now` is the picture at this moment, where the next one is measured from.
+    fn close(&mut self, pick: Pick, now: Option<Signature>) -> Option<KeptFrame> {
+        let t = self.transition.take()?;
+        self.settled.clear();
+        self.settled.extend(now);
+        let bar = self.cut_level() * if t.cut { SPIKE } else { 1.0 };
+        let new = t.before.as_ref().is_none_or(|b| {
+            b.content_change(&pick.signature) >= bar
+                || b.palette_change(&pick.signature) >= self.settings.threshold as f32
+        });
+        if !new || !self.gap_ok(pick.frame.pts_ms) || self.is_full() {
+            return None;
+        }
+        self.last_kept_ms = Some(pick.frame.pts_ms);
         self.kept += 1;
-        Some(frame)
+        Some(pick.frame)
     }
 }
 
@@ -306,6 +367,49 @@ mod tests {
         let kept = run(&frames);
         assert!(kept.len() <= 5, "{kept:?}");
         assert!(kept.windows(2).all(|w| w[1] - w[0] >= 1000), "{kept:?}");
+    }
+
+    #[test]
+    fn a_fade_in_at_the_start_gives_the_settled_picture() {
+        let a = shot([200, 30, 30], [30, 30, 200]);
+        let black = solid(0, 0, 0);
+        let frames: Vec<_> = (0..40u64)
+            .map(|i| (i * 125, if i < 10 { blend(&black, &a, i as f32 / 10.0) } else { a.clone() }))
+            .collect();
+        let kept = run(&frames);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0] >= 10 * 125, "kept a dark frame of the fade: {kept:?}");
+    }
+
+    #[test]
+    fn a_cut_between_dark_shots_of_one_palette_is_found() {
+        // Dark red and near black, the stripes swapped: nothing but the layout changes.
+        let a = shot([60, 20, 20], [5, 5, 5]);
+        let b = shot([5, 5, 5], [60, 20, 20]);
+        let frames: Vec<_> = (0..40).map(|i| (i * 125, if i < 20 { a.clone() } else { b.clone() })).collect();
+        assert_eq!(run(&frames), [0, 2500]);
+    }
+
+    #[test]
+    fn a_camera_panning_over_one_scene_gives_one_frame() {
+        // A band of hues scrolling sideways one pixel per frame: by the end
+        // every place shows another colour, but the scene is the same.
+        let pan = |offset: u32| -> Vec<u8> {
+            let mut out = Vec::new();
+            for y in 0..H {
+                for x in 0..W {
+                    let hue = ((x + offset) % W) as f32 / W as f32 * 6.0;
+                    let level = |c: f32| {
+                        ((1.0 - (hue - c).rem_euclid(6.0).min((c - hue).rem_euclid(6.0)) / 2.0).max(0.0) * 200.0 + 30.0
+                            - (y % 2) as f32 * 20.0) as u8
+                    };
+                    out.extend_from_slice(&[level(0.0), level(2.0), level(4.0)]);
+                }
+            }
+            out
+        };
+        let frames: Vec<_> = (0..64u64).map(|i| (i * 125, pan(i as u32))).collect();
+        assert_eq!(run(&frames), [0]);
     }
 
     #[test]

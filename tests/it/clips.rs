@@ -82,6 +82,45 @@ fn scene_sampling_on_the_trailer_stays_bounded() {
     insta::assert_debug_snapshot!(got);
 }
 
+/// The trailer's shots, as detect-content finds them (start ms), with the
+/// dissolve into the sepia close-up at 47.25 s that it merges into the shot before.
+const TRAILER_SHOTS: [u64; 12] =
+    [0, 10_000, 14_083, 24_708, 32_000, 36_000, 37_500, 41_167, 43_708, 47_250, 51_833, 55_200];
+/// Where the trailer's mean luma ramps between a shot's level and black
+/// (ffmpeg's signalstats YAVG, frame by frame).
+const TRAILER_FADES: [(u64, u64); 6] =
+    [(0, 1_042), (9_000, 11_000), (13_000, 15_000), (31_000, 33_000), (45_750, 48_750), (50_167, 52_000)];
+
+#[test]
+fn scene_sampling_gives_each_trailer_shot_its_settled_picture() {
+    let Some(path) = real_clip("trailer_bbb.mp4") else { return };
+    let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 1000 }, 256)));
+    let in_fades: Vec<_> = got.iter().filter(|t| TRAILER_FADES.iter().any(|(a, b)| (a..b).contains(t))).collect();
+    assert!(in_fades.is_empty(), "frames in the middle of a fade: {in_fades:?} of {got:?}");
+    for shot in TRAILER_SHOTS.windows(2) {
+        let n = got.iter().filter(|t| (shot[0]..shot[1]).contains(t)).count();
+        assert_eq!(n, 1, "{n} frames in the shot at {} ms: {got:?}", shot[0]);
+    }
+}
+
+#[test]
+fn scene_sampling_finds_the_cuts_between_dark_shots_of_megamind() {
+    let Some(path) = real_clip("Megamind.avi") else { return };
+    let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 1000 }, 320)));
+    // The cuts detect-content and ffmpeg's scdet find, all between dim shots.
+    for cut in [4_129, 6_465, 8_383] {
+        assert!(got.iter().any(|t| (cut..cut + 500).contains(t)), "no frame just after the cut at {cut} ms: {got:?}");
+    }
+    assert_eq!(got.len(), 4, "one frame per shot: {got:?}");
+}
+
+#[test]
+fn scene_sampling_gives_a_handheld_shot_one_frame() {
+    let Some(path) = real_clip("cup.mp4") else { return };
+    let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 1000 }, 320)));
+    assert_eq!(got.len(), 1, "one continuous shot: {got:?}");
+}
+
 #[test]
 fn broken_slices_and_truncated_audio_do_not_stop_extraction() {
     for (name, expected) in [("box.mp4", 15), ("Megamind.avi", 11)] {

@@ -114,6 +114,22 @@ fn scene_sampling_finds_cuts_fades_and_crossfades() {
 }
 
 #[test]
+fn scene_sampling_finds_a_cut_between_similar_dark_shots() {
+    // 3 s of dark testsrc2, then the same picture mirrored and upside down:
+    // one palette, one brightness; only the layout changes at the cut.
+    let path = x264_clip(
+        "dark-cut.mp4",
+        "testsrc2=size=320x180:rate=25:duration=6,lutrgb=r=val/5:g=val/5:b=val/5,split[a][b];\
+         [a]trim=duration=3[a1];[b]trim=start=3,setpts=PTS-STARTPTS,hflip,vflip[b1];\
+         [a1][b1]concat=n=2:v=1,format=yuv420p",
+        &[],
+    );
+    let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 1000 }, 160)));
+    assert_eq!(got.len(), 2, "one frame per shot: {got:?}");
+    assert!((3_000..=3_200).contains(&got[1]), "just after the cut at 3 s: {got:?}");
+}
+
+#[test]
 fn a_static_video_gives_one_scene_frame() {
     let path = x264_clip("static.mp4", "smptebars=size=320x180:rate=25:duration=6", &[]);
     let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 500 }, 160)));
