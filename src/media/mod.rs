@@ -16,8 +16,8 @@ use std::fmt;
 use std::path::Path;
 
 pub use error::MediaError;
-pub use extract::{encode_jpeg, extract, FrameStream};
-pub use plan::{Extraction, Strategy};
+pub use extract::{encode_jpeg, extract, ExtractionWarnings, FrameStream};
+pub use plan::{Extraction, Strategy, JPEG_MAX_SIDE};
 pub use probe::{probe, AudioInfo, MediaInfo, StreamInfo, VideoInfo};
 pub use scene::{SceneDetector, SceneSettings};
 
