@@ -1024,6 +1024,38 @@ fn frames_taller_than_a_jpeg_can_be_are_refused_before_decoding() {
     });
 }
 
+/// `frames --out` creates each file new: a link named like a frame is not
+/// followed, and an input named like a frame in the output directory is not
+/// written over; either stops the command with the path named.
+#[test]
+fn frames_out_never_writes_through_a_link_or_over_a_file() {
+    let source = testsrc("bm-out-clash.mp4", 2, "160x120");
+    let dir = tempfile::Builder::new().prefix("vidgate-bm-out-").tempdir().unwrap();
+    let frames_into = |out: &Path, input: &Path| {
+        vidgate().args(["frames", "--count", "2", "--out"]).arg(out).arg(input).output().unwrap()
+    };
+    bounded("frames --out clashes", 30, &[&source], || {
+        let precious = dir.path().join("precious.txt");
+        std::fs::write(&precious, "keep me").unwrap();
+        let linked = dir.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        let link = linked.join("frame-00000.jpg");
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        let out = frames_into(&linked, &source);
+        assert_one_line_error(&out, &[&format!("{} already exists", link.display()), "--out"]);
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        assert_eq!(listing(&linked), ["frame-00000.jpg"]);
+
+        let own = dir.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        let input = own.join("frame-00001.jpg");
+        std::fs::copy(&source, &input).unwrap();
+        let out = frames_into(&own, &input);
+        assert_one_line_error(&out, &[&format!("{} already exists", input.display())]);
+        assert!(std::fs::read(&input).unwrap() == std::fs::read(&source).unwrap(), "the input is intact");
+    });
+}
+
 // ---------------------------------------------------------------- memory
 
 /// Peak resident memory, in KiB, of a command and of the processes it waited
