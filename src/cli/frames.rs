@@ -1,7 +1,8 @@
 //! `vidgate frames`: sampled frames to JPEG files.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -17,7 +18,8 @@ use super::sampling::SamplingArgs;
 #[derive(Debug, Args)]
 pub struct FramesArgs {
     pub video: PathBuf,
-    /// Directory to write the JPEGs into (created if missing).
+    /// Directory to write the JPEGs into (created if missing); a file already
+    /// there under a frame's name is never overwritten: the command stops.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     #[command(flatten)]
@@ -50,7 +52,7 @@ pub async fn run(args: FramesArgs, config: &Config) -> anyhow::Result<()> {
     while let Some(frame) = stream.next().await {
         let frame = frame?;
         let path = args.out.join(format!("frame-{:05}.jpg", frame.index));
-        std::fs::write(&path, frame.data.bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        write_new(&path, frame.data.bytes())?;
         match stream.expected_frames() {
             Some(_) => bar.inc(1),
             None => bar.set_position(frame.pts_ms.saturating_sub(range.start_ms)),
@@ -70,6 +72,20 @@ pub async fn run(args: FramesArgs, config: &Config) -> anyhow::Result<()> {
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// Write a file that did not exist. Never through a link, never over a file
+/// (it may be the input itself, or a link planted to redirect the write).
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => anyhow::bail!(
+            "{} already exists; frames are never written over a file or through a link: use an empty --out directory",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+    };
+    file.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Frames counted when their number is known, else video time in ms. Drawn only on a terminal.

@@ -412,7 +412,8 @@ impl Ctx<'_> {
             duration_ms: self.info.duration_ms,
             progress: self.progress.clone(),
         };
-        let warnings = frames.warnings();
+        // Read once the frames are consumed: some are only known at the end.
+        let warnings = frames.warnings_handle();
         let observed: Observed = observe_frames(chain.clone(), frames, &settings, config.prompts_dir.as_deref())
             .await
             .map_err(|e| match e {
@@ -420,7 +421,7 @@ impl Ctx<'_> {
                 crate::observe::ObserveError::Prompt(p) => GatewayError::Prompt(p),
             })?;
         self.report.reused_units += chain.reused();
-        self.report.warnings.extend(warnings);
+        self.report.warnings.extend(warnings.list());
         self.report.prompt_versions.extend(observed.prompt_versions.iter().cloned());
         for (span, e) in &observed.failures {
             self.report.warnings.push(format!(

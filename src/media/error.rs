@@ -22,6 +22,11 @@ pub enum MediaError {
     TooLong { path: PathBuf, duration_s: f64, limit_s: f64 },
     #[error("{path}: {width}x{height} = {pixels} pixels per frame is over the limit of {limit} (limits.max_pixels)")]
     TooManyPixels { path: PathBuf, width: u64, height: u64, pixels: u64, limit: u64 },
+    #[error(
+        "{path}: frames of {}x{} would be {width}x{height}; a frame side is at most {limit} pixels (JPEG's limit)",
+        shown.0, shown.1
+    )]
+    FrameTooTall { path: PathBuf, width: u64, height: u64, shown: (u32, u32), limit: u32 },
     #[error("{path}: {count} streams is over the limit of {limit} (limits.max_streams)")]
     TooManyStreams { path: PathBuf, count: u32, limit: u32 },
     #[error("{path}: the time range {start_ms}..{end_ms} ms is outside the video's {duration_ms} ms")]

@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use ffmpeg_sidecar::child::FfmpegChild;
-use ffmpeg_sidecar::command::FfmpegCommand;
-use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+
 use tokio::sync::mpsc;
 
 use super::{
     ffmpeg_input_args, input_url, Extraction, Frame, FrameData, FrameFormat, MediaError, SceneDetector, Strategy,
+    JPEG_MAX_SIDE,
 };
 
 /// Frames buffered between the reader thread and the consumer.
@@ -47,7 +49,23 @@ impl FrameStream {
 
     /// What the extraction changed or skipped, so far.
     pub fn warnings(&self) -> Vec<String> {
-        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+        self.warnings_handle().list()
+    }
+
+    /// The extraction's warnings, to read once the stream has been consumed
+    /// (some are only known at its end).
+    pub fn warnings_handle(&self) -> ExtractionWarnings {
+        ExtractionWarnings(self.warnings.clone())
+    }
+}
+
+/// What an extraction changed or skipped; outlives its [`FrameStream`].
+#[derive(Clone)]
+pub struct ExtractionWarnings(Arc<Mutex<Vec<String>>>);
+
+impl ExtractionWarnings {
+    pub fn list(&self) -> Vec<String> {
+        lock(&self.0).clone()
     }
 }
 
@@ -111,14 +129,14 @@ pub fn extract(extraction: Extraction) -> Result<FrameStream, MediaError> {
 /// The ffmpeg child now running, reachable from every thread.
 #[derive(Default)]
 struct Control {
-    child: Mutex<Option<FfmpegChild>>,
+    child: Mutex<Option<Child>>,
     cancelled: AtomicBool,
     timed_out: AtomicBool,
 }
 
 impl Control {
     /// Hold `child`; if the stream was already cancelled, kill it instead.
-    fn install(&self, mut child: FfmpegChild) -> bool {
+    fn install(&self, mut child: Child) -> bool {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         if self.cancelled.load(Ordering::SeqCst) {
             let _ = child.kill();
@@ -135,8 +153,14 @@ impl Control {
         child.and_then(|mut c| c.wait().ok())
     }
 
+    /// Cancel the extraction: kill the child now running and start no other.
     fn kill(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    /// Kill the child now running, when its output is no longer wanted.
+    fn stop(&self) {
         let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(child) = slot.as_mut() {
             let _ = child.kill();
@@ -175,7 +199,11 @@ impl Sink {
 }
 
 pub fn encode_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
-    let (w, h) = (u16::try_from(width).map_err(|e| e.to_string())?, u16::try_from(height).map_err(|e| e.to_string())?);
+    let side = |v: u32| {
+        u16::try_from(v)
+            .map_err(|_| format!("a {width}x{height} frame is over JPEG's limit of {JPEG_MAX_SIDE} pixels a side"))
+    };
+    let (w, h) = (side(width)?, side(height)?);
     let mut out = Vec::with_capacity(rgb.len() / 8);
     jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100))
         .encode(rgb, w, h, jpeg_encoder::ColorType::Rgb)
@@ -189,7 +217,10 @@ fn read_all(
     sink: &mut Sink,
     warnings: &Mutex<Vec<String>>,
 ) -> Result<(), MediaError> {
-    let scale = format!("scale=w='trunc(min(iw,{})/2)*2':h=-2", ex.width);
+    // An exact size: every frame is the same number of bytes, even when the
+    // source changes size mid-stream.
+    let scale = format!("scale={}:{}", ex.width, ex.height);
+    let (width, height) = (ex.width, ex.height);
     match &ex.strategy {
         Strategy::Stream { interval_ms, keyframes_only } => {
             let mut filters = Vec::new();
@@ -202,39 +233,12 @@ fn read_all(
                 start_ms: ex.range.start_ms,
                 span_ms: Some(ex.range.duration_ms()),
                 keyframes_only: *keyframes_only,
+                accurate_seek: true,
                 limit: Some(ex.max_frames),
             };
-            run.execute(&filters.join(","), control, |pts, w, h, rgb| sink.send(pts, w, h, rgb))?;
+            run.execute(&filters.join(","), control, |pts, rgb| sink.send(pts, width, height, rgb))?;
         }
-        Strategy::Seek { times_ms } => {
-            for (k, &t) in times_ms.iter().enumerate() {
-                if control.is_cancelled() {
-                    break;
-                }
-                let run = Run { ex, start_ms: t, span_ms: None, keyframes_only: false, limit: Some(1) };
-                let mut got = false;
-                let mut open = true;
-                run.execute(&scale, control, |pts, w, h, rgb| {
-                    got = true;
-                    open = sink.send(pts, w, h, rgb);
-                    open
-                })?;
-                if !open {
-                    break;
-                }
-                if !got {
-                    // No frame at or after `t`: the later times are past the last
-                    // frame too (a header that claims hours more than the file
-                    // holds would otherwise cost one ffmpeg run per time).
-                    let later = times_ms.len() - k - 1;
-                    lock(warnings).push(match later {
-                        0 => format!("no frame at {t} ms (past the last frame)"),
-                        n => format!("no frame at {t} ms or later (past the last frame); {n} later times skipped"),
-                    });
-                    break;
-                }
-            }
-        }
+        Strategy::Seek { times_ms } => seek_each(ex, times_ms, &scale, control, sink, warnings)?,
         Strategy::Scenes { analysis_interval_ms, settings } => {
             let filters = format!("{},{scale}", bucket_select(*analysis_interval_ms));
             let mut detector = SceneDetector::new(*settings);
@@ -243,11 +247,12 @@ fn read_all(
                 start_ms: ex.range.start_ms,
                 span_ms: Some(ex.range.duration_ms()),
                 keyframes_only: false,
+                accurate_seek: true,
                 limit: None,
             };
             let mut open = true;
-            run.execute(&filters, control, |pts, w, h, rgb| {
-                if let Some(kept) = detector.push(pts, w, h, rgb) {
+            run.execute(&filters, control, |pts, rgb| {
+                if let Some(kept) = detector.push(pts, width, height, rgb) {
                     open = sink.send(kept.pts_ms, kept.width, kept.height, kept.rgb);
                 }
                 open && !detector.is_full()
@@ -264,6 +269,109 @@ fn read_all(
         }
     }
     Ok(())
+}
+
+/// What is on screen at one time.
+enum OnScreen {
+    /// The last frame at or before the time (or, where the file has none
+    /// there, the first after it), and the time it gives way to the next
+    /// frame, when that was seen.
+    Frame { pts_ms: u64, rgb: Vec<u8>, until_ms: Option<u64> },
+    /// The video ended before the time.
+    PastEnd,
+}
+
+/// The picture on screen at each of `times_ms`, each distinct frame once: on
+/// a still or sparse stretch several times fall on one frame, which is sent
+/// (and paid for) once.
+fn seek_each(
+    ex: &Extraction,
+    times_ms: &[u64],
+    scale: &str,
+    control: &Control,
+    sink: &mut Sink,
+    warnings: &Mutex<Vec<String>>,
+) -> Result<(), MediaError> {
+    // The frame last sent and when the next frame replaces it.
+    let mut shown: Option<(u64, Option<u64>)> = None;
+    let mut repeats = 0usize;
+    for (k, &t) in times_ms.iter().enumerate() {
+        if control.is_cancelled() {
+            break;
+        }
+        if let Some((pts, Some(until))) = shown {
+            if (pts..until).contains(&t) {
+                repeats += 1;
+                continue;
+            }
+        }
+        match on_screen_at(ex, t, scale, control)? {
+            None => break,
+            Some(OnScreen::PastEnd) => {
+                // The later times are past the last frame too (a header that
+                // claims hours more than the file holds would otherwise cost
+                // one ffmpeg run per time).
+                let later = times_ms.len() - k - 1;
+                lock(warnings).push(match later {
+                    0 => format!("no frame at {t} ms (past the last frame)"),
+                    n => format!("no frame at {t} ms or later (past the last frame); {n} later times skipped"),
+                });
+                break;
+            }
+            Some(OnScreen::Frame { pts_ms, rgb, until_ms }) => {
+                if shown.is_some_and(|(sent, _)| pts_ms <= sent) {
+                    repeats += 1;
+                } else if !sink.send(pts_ms, ex.width, ex.height, rgb) {
+                    break;
+                }
+                shown = Some((pts_ms, until_ms));
+            }
+        }
+    }
+    if repeats > 0 {
+        lock(warnings).push(format!(
+            "{repeats} of {} sampled times fell on a frame already taken (a still or sparse stretch); \
+             each frame was taken once",
+            times_ms.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Decode from the keyframe at or before `t` up to the first frame after it.
+/// `None` when the extraction was cancelled.
+fn on_screen_at(ex: &Extraction, t: u64, scale: &str, control: &Control) -> Result<Option<OnScreen>, MediaError> {
+    // Not an accurate seek: that would drop the frames before `t`, among them
+    // the one on screen at `t`. Frames before `t` come with negative times.
+    let run = Run { ex, start_ms: t, span_ms: None, keyframes_only: false, accurate_seek: false, limit: None };
+    let mut last: Option<(u64, Vec<u8>)> = None;
+    let mut gap_ms: Option<u64> = None;
+    let mut after: Option<(u64, Vec<u8>)> = None;
+    run.execute(scale, control, |pts, rgb| {
+        if pts > t {
+            after = Some((pts, rgb));
+            return false;
+        }
+        if let Some((prev, _)) = &last {
+            gap_ms = Some(pts.saturating_sub(*prev));
+        }
+        last = Some((pts, rgb));
+        true
+    })?;
+    if control.is_cancelled() && after.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(match (last, after) {
+        (Some((pts_ms, rgb)), Some((next, _))) => OnScreen::Frame { pts_ms, rgb, until_ms: Some(next) },
+        // The last frame of the file: on screen for about as long as the one
+        // before it was; past that the video has ended.
+        (Some((pts_ms, _)), None) if gap_ms.is_some_and(|g| t >= pts_ms + g.max(1)) => OnScreen::PastEnd,
+        (Some((pts_ms, rgb)), None) => OnScreen::Frame { pts_ms, rgb, until_ms: None },
+        // Nothing at or before `t` (it precedes the first frame, or the
+        // seek overshot): the first frame after it.
+        (None, Some((pts_ms, rgb))) => OnScreen::Frame { pts_ms, rgb, until_ms: None },
+        (None, None) => OnScreen::PastEnd,
+    }))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -287,26 +395,35 @@ struct Run<'a> {
     start_ms: u64,
     span_ms: Option<u64>,
     keyframes_only: bool,
+    /// Drop the frames before `start_ms` (ffmpeg's default), or keep them,
+    /// with negative times, from the keyframe the seek lands on.
+    accurate_seek: bool,
     limit: Option<u32>,
 }
 
 impl Run<'_> {
-    /// Run ffmpeg, calling `on_frame(pts_ms, width, height, rgb)` for each frame
-    /// until it returns `false`.
+    /// Run ffmpeg, calling `on_frame(pts_ms, rgb)` for each frame until it
+    /// returns `false`. Frames are cut from ffmpeg's raw output by their known
+    /// size; their times come from the `showinfo` filter's log, which ffmpeg
+    /// writes before the frame itself. Nothing waits on the rest of ffmpeg's
+    /// log, whatever it says about the streams.
     fn execute(
         &self,
         filters: &str,
         control: &Control,
-        mut on_frame: impl FnMut(u64, u32, u32, Vec<u8>) -> bool,
+        mut on_frame: impl FnMut(u64, Vec<u8>) -> bool,
     ) -> Result<(), MediaError> {
         let path = &self.ex.path;
-        let mut cmd = FfmpegCommand::new();
-        cmd.hide_banner().args(["-nostats", "-nostdin"]);
+        let mut cmd = Command::new(ffmpeg_sidecar::paths::ffmpeg_path());
+        cmd.args(["-hide_banner", "-nostats", "-nostdin", "-loglevel", "level+info"]);
         if self.keyframes_only {
             cmd.args(["-skip_frame", "nokey"]);
         }
         if self.start_ms > 0 {
             cmd.args(["-ss", &ms_arg(self.start_ms)]);
+            if !self.accurate_seek {
+                cmd.arg("-noaccurate_seek");
+            }
         }
         if let Some(span) = self.span_ms {
             cmd.args(["-t", &ms_arg(span)]);
@@ -319,81 +436,140 @@ impl Run<'_> {
             cmd.args(["-frames:v", &limit.to_string()]);
         }
         cmd.args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
 
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => MediaError::ToolMissing { program: "ffmpeg" },
             _ => MediaError::io(path, e),
         })?;
-        let events = child.iter();
+        let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(MediaError::io(path, std::io::Error::other("ffmpeg's output is not piped")));
+        };
         if !control.install(child) {
             return Ok(());
         }
-        let mut errors: Vec<String> = Vec::new();
-        let mut timing = ShowInfo::default();
-        let mut pending: std::collections::VecDeque<(u32, u32, Vec<u8>)> = Default::default();
-        let mut frames_seen = 0u64;
+        let (times_tx, times_rx) = std_mpsc::channel::<(u64, i64)>();
+        let log = std::thread::Builder::new()
+            .name("vidgate-ffmpeg-log".into())
+            .spawn(move || read_log(stderr, &times_tx))
+            .map_err(|e| {
+                control.stop();
+                control.finish();
+                MediaError::io(path, e)
+            })?;
+
+        let frame_bytes = self.ex.rgb_frame_bytes();
+        let mut times: HashMap<u64, i64> = HashMap::new();
+        let mut n = 0u64;
         let mut open = true;
-        if let Ok(events) = events {
-            for event in events {
-                match event {
-                    FfmpegEvent::Log(level, line) => {
-                        timing.parse(&line);
-                        if matches!(level, LogLevel::Error | LogLevel::Fatal) {
-                            errors.push(line);
-                        }
-                    }
-                    FfmpegEvent::Error(line) => errors.push(line),
-                    FfmpegEvent::OutputFrame(f) => pending.push_back((f.width, f.height, f.data)),
-                    _ => {}
-                }
-                while open && !pending.is_empty() && timing.known(frames_seen) {
-                    let (w, h, rgb) = pending.pop_front().expect("checked non-empty");
-                    let pts = timing.pts_ms(frames_seen).unwrap_or_default();
-                    frames_seen += 1;
-                    open = on_frame(self.start_ms + pts, w, h, rgb);
-                }
-                if !open {
+        let mut broken: Option<String> = None;
+        while open {
+            let mut rgb = vec![0u8; frame_bytes];
+            match read_frame(&mut stdout, &mut rgb) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    broken = Some(e);
                     break;
                 }
             }
+            // Its showinfo line was written before the frame: wait for it to be read.
+            let rel_ms = loop {
+                if let Some(ms) = times.remove(&n) {
+                    break Some(ms);
+                }
+                match times_rx.recv() {
+                    Ok((k, ms)) => {
+                        times.insert(k, ms);
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let Some(rel_ms) = rel_ms else {
+                broken = Some(format!("frame {n} came without a timestamp"));
+                break;
+            };
+            n += 1;
+            open = on_frame(self.start_ms.saturating_add_signed(rel_ms), rgb);
         }
-        if !open {
-            control.kill();
+        if !open || broken.is_some() {
+            control.stop();
         }
+        drop(stdout);
         let status = control.finish();
+        let errors = log.join().unwrap_or_default();
         if open && !control.is_cancelled() {
             if let Some(status) = status.filter(|s| !s.success()) {
-                let reason =
-                    errors.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_else(|| status.to_string());
-                return Err(MediaError::ToolFailed {
-                    path: path.clone(),
-                    program: "ffmpeg",
-                    reason: reason.trim().to_string(),
-                });
+                let reason = errors.last().cloned().unwrap_or_else(|| status.to_string());
+                return Err(MediaError::ToolFailed { path: path.clone(), program: "ffmpeg", reason });
             }
-            if !pending.is_empty() {
-                return Err(MediaError::ToolFailed {
-                    path: path.clone(),
-                    program: "ffmpeg",
-                    reason: format!("{} frames came without a timestamp", pending.len()),
-                });
+            if let Some(reason) = broken {
+                return Err(MediaError::ToolFailed { path: path.clone(), program: "ffmpeg", reason });
             }
         }
         Ok(())
     }
 }
 
+/// Fill `buf` with one frame: `false` at the end of the output, an error
+/// when it ends inside a frame.
+fn read_frame(out: &mut impl Read, buf: &mut [u8]) -> Result<bool, String> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match out.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading its output: {e}")),
+        }
+    }
+    match filled {
+        0 => Ok(false),
+        k if k == buf.len() => Ok(true),
+        k => Err(format!("its output ended inside a frame ({k} of {} bytes)", buf.len())),
+    }
+}
+
+/// Read ffmpeg's log to its end: each frame's time goes to `times` as it is
+/// read; the error lines are returned.
+fn read_log(stderr: impl Read, times: &std_mpsc::Sender<(u64, i64)>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut timing = ShowInfo::default();
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        for part in text.split('\r').map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(frame) = timing.parse(part) {
+                // The reader may have stopped; the rest of the log is still read.
+                let _ = times.send(frame);
+            } else if part.contains("[error]") || part.contains("[fatal]") {
+                errors.push(part.to_string());
+            }
+        }
+    }
+    errors
+}
+
 /// Frame times from the `showinfo` filter's log: integer pts in its time base.
 #[derive(Default)]
 struct ShowInfo {
     time_base: Option<(u64, u64)>,
-    pts: std::collections::HashMap<u64, i64>,
 }
 
 impl ShowInfo {
-    fn parse(&mut self, line: &str) {
+    /// A frame's number and time in ms (negative before a seek point), from
+    /// one line of the log.
+    fn parse(&mut self, line: &str) -> Option<(u64, i64)> {
         if !line.contains("Parsed_showinfo") {
-            return;
+            return None;
         }
         if let Some(rest) = line.split("config in time_base:").nth(1) {
             let tb = rest.split(',').next().unwrap_or_default().trim();
@@ -404,27 +580,19 @@ impl ShowInfo {
                     }
                 }
             }
-            return;
+            return None;
         }
         let field = |name: &str| -> Option<i64> {
             let after = line.split(name).nth(1)?;
             after.split_whitespace().next()?.parse().ok()
         };
-        if let (Some(n), Some(pts)) = (field(" n:"), field(" pts:")) {
-            if n >= 0 {
-                self.pts.insert(n as u64, pts);
-            }
-        }
-    }
-
-    fn known(&self, n: u64) -> bool {
-        self.time_base.is_some() && self.pts.contains_key(&n)
-    }
-
-    fn pts_ms(&mut self, n: u64) -> Option<u64> {
+        let (n, pts) = (field(" n:")?, field(" pts:")?);
         let (num, den) = self.time_base?;
-        let pts = self.pts.remove(&n)?.max(0) as u128;
-        Some(((pts * num as u128 * 1000 + den as u128 / 2) / den as u128) as u64)
+        // Rounded to the nearest ms, halves away from zero.
+        let scaled = i128::from(pts) * i128::from(num) * 1000;
+        let den = i128::from(den);
+        let ms = (scaled + scaled.signum() * (den / 2)) / den;
+        Some((u64::try_from(n).ok()?, i64::try_from(ms).ok()?))
     }
 }
 
@@ -439,13 +607,24 @@ mod tests {
     #[test]
     fn showinfo_lines_give_exact_milliseconds() {
         let mut s = ShowInfo::default();
+        let frame = "[Parsed_showinfo_2 @ 0x55] [info] n:   0 pts:      0 pts_time:0       pos: -1 fmt:rgb24";
+        assert_eq!(s.parse(frame), None, "no time base yet");
         s.parse("[Parsed_showinfo_2 @ 0x55] [info] config in time_base: 1/12800, frame_rate: 25/1");
-        s.parse("[Parsed_showinfo_2 @ 0x55] [info] n:   0 pts:      0 pts_time:0       pos: -1 fmt:rgb24");
-        s.parse("frame= 1 fps=0.0 [Parsed_showinfo_2 @ 0x55] [info] n:   1 pts:  46080000 pts_time:3600 pos: 1");
-        s.parse("[Parsed_showinfo_2 @ 0x55] [info] color_range:pc color_space:gbr");
-        assert!(s.known(0) && s.known(1) && !s.known(2));
-        assert_eq!(s.pts_ms(0), Some(0));
-        assert_eq!(s.pts_ms(1), Some(3_600_000));
+        assert_eq!(s.parse(frame), Some((0, 0)));
+        let late = "frame= 1 fps=0.0 [Parsed_showinfo_2 @ 0x55] [info] n:   1 pts:  46080000 pts_time:3600 pos: 1";
+        assert_eq!(s.parse(late), Some((1, 3_600_000)));
+        assert_eq!(s.parse("[Parsed_showinfo_2 @ 0x55] [info] color_range:pc color_space:gbr"), None);
+        // Before a seek point, and rounded to the nearest ms either side of 0.
+        let before = "[Parsed_showinfo_1 @ 0x5] [info] n:10000 pts:-3276800 pts_time:-256 pos: 48";
+        assert_eq!(s.parse(before), Some((10_000, -256_000)));
+        assert_eq!(s.parse("[Parsed_showinfo_1 @ 0x5] [info] n: 2 pts:-19 pos: 4"), Some((2, -1)));
+        assert_eq!(s.parse("[Parsed_showinfo_1 @ 0x5] [info] n: 3 pts:19 pos: 4"), Some((3, 1)));
+    }
+
+    #[test]
+    fn a_frame_jpeg_cannot_hold_is_refused_by_its_size() {
+        let err = encode_jpeg(&[0; 12], 1, 65_536, 80).unwrap_err();
+        assert_eq!(err, "a 1x65536 frame is over JPEG's limit of 65535 pixels a side");
     }
 
     #[test]

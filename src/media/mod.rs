@@ -20,8 +20,8 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 
 pub use error::MediaError;
-pub use extract::{encode_jpeg, extract, FrameStream};
-pub use plan::{Extraction, Strategy};
+pub use extract::{encode_jpeg, extract, ExtractionWarnings, FrameStream};
+pub use plan::{Extraction, Strategy, JPEG_MAX_SIDE};
 pub use probe::{probe, AudioInfo, MediaInfo, StreamInfo, VideoInfo};
 pub use scene::{SceneDetector, SceneSettings};
 

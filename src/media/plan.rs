@@ -30,8 +30,11 @@ pub struct Extraction {
     pub strategy: Strategy,
     /// Never more frames than this.
     pub max_frames: u32,
-    /// Output width; no upscaling past the source.
+    /// Output size, in display orientation: at most the plan's width, never
+    /// upscaled, the aspect ratio kept, both even. Every frame has this size,
+    /// so ffmpeg's raw output is cut into frames by size alone.
     pub width: u32,
+    pub height: u32,
     pub format: FrameFormat,
     pub timeout: Duration,
     /// What was changed from the request to fit the limits.
@@ -40,6 +43,19 @@ pub struct Extraction {
 
 /// Scene analysis never looks at more than this many frames per second.
 const SCENE_ANALYSIS_INTERVAL_MS: u64 = 125;
+
+/// The longest side a JPEG can have (its header holds 16-bit sizes).
+pub const JPEG_MAX_SIDE: u32 = 65_535;
+
+/// The frame size for a picture displayed `dw`x`dh` at most `max_width` wide:
+/// even sides (what the encoders want), the height rounded as ffmpeg's
+/// `scale=w:-2` would.
+fn output_size(dw: u32, dh: u32, max_width: u32) -> (u64, u64) {
+    let (dw, dh) = (u64::from(dw.max(1)), u64::from(dh.max(1)));
+    let w = (dw.min(u64::from(max_width)) & !1).max(2);
+    let h = ((w * dh + dw) / (2 * dw) * 2).max(2);
+    (w, h)
+}
 
 impl Extraction {
     /// Settle `plan` against the probed file.
@@ -71,6 +87,19 @@ impl Extraction {
         }
         if !(16..=8192).contains(&plan.width) {
             return Err(MediaError::BadPlan(format!("width {} is outside 16..=8192", plan.width)));
+        }
+        let (dw, dh) = info.video.display_size();
+        let (width, height) = output_size(dw, dh, plan.width);
+        // Refused here, before anything is decoded: a frame this tall could
+        // never be sent (frames become JPEG for the wire).
+        if height > u64::from(JPEG_MAX_SIDE) {
+            return Err(MediaError::FrameTooTall {
+                path: info.path.clone(),
+                width,
+                height,
+                shown: (dw, dh),
+                limit: JPEG_MAX_SIDE,
+            });
         }
         let span = range.duration_ms();
         let seek_min_ms = (sampling.seek_min_interval_s * 1000.0) as u64;
@@ -127,11 +156,17 @@ impl Extraction {
             range,
             strategy,
             max_frames: plan.max_frames,
-            width: plan.width,
+            width: width as u32,
+            height: height as u32,
             format,
             timeout,
             warnings,
         })
+    }
+
+    /// The bytes of one frame of packed RGB at the output size.
+    pub(crate) fn rgb_frame_bytes(&self) -> usize {
+        self.width as usize * self.height as usize * 3
     }
 
     /// How many frames this will give, when that is known in advance.
@@ -143,5 +178,22 @@ impl Extraction {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_sizes_are_even_never_upscaled_and_keep_the_aspect() {
+        assert_eq!(output_size(320, 240, 160), (160, 120));
+        assert_eq!(output_size(320, 240, 200), (200, 150));
+        assert_eq!(output_size(320, 240, 1024), (320, 240), "never upscaled");
+        assert_eq!(output_size(32, 64, 512), (32, 64));
+        assert_eq!(output_size(1920, 1080, 513), (512, 288), "even");
+        assert_eq!(output_size(1, 1, 512), (2, 2), "never empty");
+        assert_eq!(output_size(100_000, 4, 768), (768, 2));
+        assert_eq!(output_size(4, 100_000, 768), (4, 100_000));
     }
 }

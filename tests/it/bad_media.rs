@@ -647,8 +647,8 @@ fn vfr_clip() -> PathBuf {
 }
 
 /// 10 fps for a second, then 30 fps for a second: every sampling mode gives
-/// each frame its own presentation time, non-decreasing, the first at or after
-/// each requested time.
+/// each frame its own presentation time, increasing: the first at or after
+/// each requested time when streaming, the one on screen at it when seeking.
 #[test]
 fn variable_frame_rate_keeps_true_times() {
     let path = vfr_clip();
@@ -664,16 +664,19 @@ fn variable_frame_rate_keeps_true_times() {
         let want: Vec<f64> = (0..40).map(vfr_time_ms).collect();
         assert!(close(&all, &want), "got {all:?}");
 
-        // 4 fps: the first frame at or after each quarter second, streamed or seeked.
-        let want: Vec<f64> =
-            (0..8u64).map(|k| (0..40).map(vfr_time_ms).find(|t| *t >= k as f64 * 250.0 - 0.5).unwrap()).collect();
+        // 4 fps, streamed: the first frame of each quarter second.
+        let quarters = || (0..8u64).map(|k| k as f64 * 250.0);
+        let want: Vec<f64> = quarters().map(|q| (0..40).map(vfr_time_ms).find(|t| *t >= q - 0.5).unwrap()).collect();
         let streamed = pts(&sample(&info, &plan(SamplingMode::Fps { fps: 4.0 }, 160)).frames);
+        // Seeked: the frame on screen at each quarter second.
+        let on_screen: Vec<f64> =
+            quarters().map(|q| (0..40).map(vfr_time_ms).filter(|t| *t <= q + 0.5).last().unwrap()).collect();
         let seeked = pts(&sample_with(&info, &plan(SamplingMode::Fps { fps: 4.0 }, 160), &seeking(), FrameFormat::Rgb)
             .unwrap()
             .frames);
-        for got in [&streamed, &seeked] {
-            assert!(close(got, &want), "got {got:?}, want {want:?}");
-            assert!(got.windows(2).all(|w| w[0] <= w[1]), "{got:?}");
+        for (got, want) in [(&streamed, &want), (&seeked, &on_screen)] {
+            assert!(close(got, want), "got {got:?}, want {want:?}");
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
         }
     });
 }
@@ -939,6 +942,118 @@ fn odd_names_and_symlinks_through_the_command_line() {
         .collect();
     assert_eq!(after, before);
     assert!(!dir.path().join("dash-out").exists() && !dir.path().join("dangling-out").exists());
+}
+
+// ---------------------------------------------------------------- 11. extreme rates and shapes
+
+/// 2 s of testsrc at a rate ffmpeg writes as `1k fps` or `10k fps` in its log.
+fn high_rate(fps: u32) -> PathBuf {
+    x264_clip(
+        &format!("bm-{fps}fps.mp4"),
+        &format!("testsrc=size=64x48:rate={fps}"),
+        &["-frames:v", &(2 * fps).to_string(), "-pix_fmt", "yuv420p"],
+    )
+}
+
+/// A declared 1000 or 10000 fps: every mode returns, with exact times.
+#[test]
+fn a_thousand_and_ten_thousand_fps_give_frames_at_their_times() {
+    for fps in [1000u32, 10_000] {
+        let path = high_rate(fps);
+        bounded(&format!("{fps} fps"), 60, &[&path], || {
+            let info = probe(&path);
+            assert_eq!(info.duration_ms, 2000);
+            let got = sample(&info, &plan(SamplingMode::Fps { fps: 10.0 }, 64));
+            assert_eq!(pts(&got.frames), (0..20).map(|k| k * 100).collect::<Vec<_>>());
+            assert!(got.frames.iter().all(|f| (f.width, f.height, f.data.bytes().len()) == (64, 48, 64 * 48 * 3)));
+            let got =
+                sample_with(&info, &plan(SamplingMode::Count { count: 4 }, 32), &seeking(), FrameFormat::Rgb).unwrap();
+            assert_eq!(pts(&got.frames), [250, 750, 1250, 1750]);
+        });
+    }
+    // The command line, on the clip as first reported: two frames at 1000 fps.
+    let path =
+        x264_clip("bm-1000fps-2.mp4", "testsrc=size=320x240:rate=1000", &["-frames:v", "2", "-pix_fmt", "yuv420p"]);
+    let dir = tempfile::tempdir().unwrap();
+    bounded("1000 fps, CLI", 30, &[&path], || {
+        let out = vidgate()
+            .env("VIDGATE__LIMITS__EXTRACT_TIMEOUT_S", "20")
+            .args(["frames", "--json", "--out"])
+            .arg(dir.path())
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0]["pts_ms"], 0);
+    });
+}
+
+/// 4x100000: frames that tall can never be a JPEG (a side is at most 65535
+/// pixels). Refused when the extraction is planned, naming the file and the
+/// limit; nothing is decoded or written.
+#[test]
+fn frames_taller_than_a_jpeg_can_be_are_refused_before_decoding() {
+    let path = make_clip(
+        "bm-4x100000.mkv",
+        &["-f", "lavfi", "-i", "color=c=red:size=4x100000:rate=5:duration=0.4", "-c:v", "ffv1"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    bounded("4x100000", 30, &[&path], || {
+        let info = probe(&path);
+        assert_eq!((info.video.width, info.video.height), (4, 100_000));
+        let p = plan(SamplingMode::Fps { fps: 5.0 }, 768);
+        for format in [FrameFormat::Rgb, FrameFormat::Jpeg { quality: 80 }] {
+            let err = Extraction::new(&info, &p, &SamplingConfig::default(), format, Duration::from_secs(60))
+                .err()
+                .expect("refused")
+                .to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{}: frames of 4x100000 would be 4x100000; a frame side is at most 65535 pixels (JPEG's limit)",
+                    path.display()
+                )
+            );
+        }
+        let out = vidgate().args(["frames", "--out"]).arg(&out_dir).arg(&path).output().unwrap();
+        assert_one_line_error(&out, &["bm-4x100000.mkv", "4x100000", "65535"]);
+        assert!(std::fs::read_dir(&out_dir).map_or(true, |d| d.count() == 0), "nothing written");
+    });
+}
+
+/// `frames --out` creates each file new: a link named like a frame is not
+/// followed, and an input named like a frame in the output directory is not
+/// written over; either stops the command with the path named.
+#[test]
+fn frames_out_never_writes_through_a_link_or_over_a_file() {
+    let source = testsrc("bm-out-clash.mp4", 2, "160x120");
+    let dir = tempfile::Builder::new().prefix("vidgate-bm-out-").tempdir().unwrap();
+    let frames_into = |out: &Path, input: &Path| {
+        vidgate().args(["frames", "--count", "2", "--out"]).arg(out).arg(input).output().unwrap()
+    };
+    bounded("frames --out clashes", 30, &[&source], || {
+        let precious = dir.path().join("precious.txt");
+        std::fs::write(&precious, "keep me").unwrap();
+        let linked = dir.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        let link = linked.join("frame-00000.jpg");
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        let out = frames_into(&linked, &source);
+        assert_one_line_error(&out, &[&format!("{} already exists", link.display()), "--out"]);
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        assert_eq!(listing(&linked), ["frame-00000.jpg"]);
+
+        let own = dir.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        let input = own.join("frame-00001.jpg");
+        std::fs::copy(&source, &input).unwrap();
+        let out = frames_into(&own, &input);
+        assert_one_line_error(&out, &[&format!("{} already exists", input.display())]);
+        assert!(std::fs::read(&input).unwrap() == std::fs::read(&source).unwrap(), "the input is intact");
+    });
 }
 
 // ---------------------------------------------------------------- memory

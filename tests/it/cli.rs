@@ -36,15 +36,18 @@ fn frames_writes_jpegs_and_lists_them() {
 #[test]
 fn frames_modes_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    for (args, count) in
+    for (i, (args, count)) in
         [(vec!["--keyframes"], 5), (vec!["--count", "3"], 3), (vec!["--scenes", "--threshold", "0.4"], 1)]
+            .into_iter()
+            .enumerate()
     {
+        // A directory each: frames are never written over earlier ones.
         let out = vidgate()
             .arg("frames")
             .args(&args)
             .arg("--json")
             .arg("--out")
-            .arg(dir.path())
+            .arg(dir.path().join(i.to_string()))
             .arg(testsrc_10s())
             .output()
             .unwrap();

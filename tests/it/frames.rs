@@ -1,5 +1,8 @@
-use vidgate::media::{self, Extraction, FrameData, FrameFormat};
-use vidgate::schema::SamplingMode;
+use std::time::Duration;
+
+use vidgate::config::SamplingConfig;
+use vidgate::media::{self, Extraction, FrameData, FrameFormat, Strategy};
+use vidgate::schema::{SamplingMode, SamplingPlan};
 
 use crate::util::*;
 
@@ -49,9 +52,10 @@ fn sparse_sampling_seeks_and_keeps_exact_times() {
     assert!(matches!(ex.strategy, media::Strategy::Seek { .. }), "{:?}", ex.strategy);
     assert_eq!(pts(&frames(&testsrc_30s_audio(), &p)), [0, 10_000, 20_000]);
 
-    // Two frames spread evenly over 10 s: the middles of the halves.
+    // Two frames spread evenly over 10 s: the middles of the halves, 2.5 s
+    // and 7.5 s, fall between frames (25 fps): the frame on screen then.
     let got = pts(&frames(&testsrc_10s(), &plan(SamplingMode::Count { count: 2 }, 160)));
-    assert_eq!(got, [2520, 7520], "first frames at or after 2.5 s and 7.5 s");
+    assert_eq!(got, [2480, 7480], "the last frames at or before 2.5 s and 7.5 s");
 }
 
 #[test]
@@ -134,4 +138,48 @@ fn a_static_video_gives_one_scene_frame() {
     let path = x264_clip("static.mp4", "smptebars=size=320x180:rate=25:duration=6", &[]);
     let got = pts(&frames(&path, &plan(SamplingMode::Scenes { threshold: 0.35, min_gap_ms: 500 }, 160)));
     assert_eq!(got, [0]);
+}
+
+/// 1 fps over the 601 s slideshow is thinned to 64 times 9.391 s apart, by
+/// seeking. Each picture is taken once, at its own time, as it is on screen:
+/// 0:00 to 9:00 (no time falls in the last picture's one second), with a
+/// warning for the 54 times that repeat one.
+#[test]
+fn a_slideshow_gives_each_picture_once_as_it_is_on_screen() {
+    let path = slideshow();
+    let info = probe(&path);
+    assert_eq!(info.duration_ms, 601_000);
+    let p = SamplingPlan { max_frames: 64, ..plan(SamplingMode::Fps { fps: 1.0 }, 160) };
+    let ex =
+        Extraction::new(&info, &p, &SamplingConfig::default(), FrameFormat::Rgb, Duration::from_secs(120)).unwrap();
+    let Strategy::Seek { times_ms } = &ex.strategy else { panic!("{:?}", ex.strategy) };
+    assert_eq!((times_ms.len(), times_ms[1], times_ms[63]), (64, 9391, 591_633));
+    let (seeked, warnings) = blocking(|| {
+        let mut stream = media::extract(ex).unwrap();
+        let mut frames = Vec::new();
+        while let Some(f) = stream.blocking_next() {
+            frames.push(f.unwrap());
+        }
+        (frames, stream.warnings())
+    });
+    assert_eq!(pts(&seeked), (0..10).map(|k| k * 60_000).collect::<Vec<_>>());
+    assert!(seeked.iter().enumerate().all(|(i, f)| f.index == i as u32));
+    assert_eq!(
+        warnings[1..],
+        ["54 of 64 sampled times fell on a frame already taken (a still or sparse stretch); each frame was taken once"],
+        "after the thinning to 64 times: {warnings:?}"
+    );
+
+    // The same pictures as decoding every frame gives.
+    let decoding = SamplingConfig { seek_min_interval_s: 0.0, ..Default::default() };
+    let every = blocking(|| {
+        let ex = Extraction::new(&info, &p, &decoding, FrameFormat::Rgb, Duration::from_secs(120)).unwrap();
+        assert!(matches!(ex.strategy, Strategy::Stream { .. }), "{:?}", ex.strategy);
+        let mut stream = media::extract(ex).unwrap();
+        std::iter::from_fn(|| stream.blocking_next()).map(Result::unwrap).collect::<Vec<_>>()
+    });
+    assert_eq!(pts(&every), (0..11).map(|k| k * 60_000).collect::<Vec<_>>());
+    for (s, e) in seeked.iter().zip(&every) {
+        assert!(s.data == e.data, "the picture at {} ms", s.pts_ms);
+    }
 }

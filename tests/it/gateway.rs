@@ -448,3 +448,20 @@ fn a_call_that_panics_fails_its_unit_and_the_run() {
         partial.warnings
     );
 }
+
+/// The slideshow at 1 fps: 64 sampled times fall on 10 pictures. Each is sent
+/// and paid once, and the report says why there are fewer frames than times
+/// (a warning known only once the frames have been read).
+#[test]
+fn a_slideshow_is_paid_once_per_picture_and_the_report_says_so() {
+    let a = Arc::new(scripted("a"));
+    let g = gateway(config(&["a"]), &[("a", &a)]);
+    let mut r = VideoRequest::new(slideshow(), Task::Describe);
+    r.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 64, width: 160 };
+    let report = run(&g, r).unwrap();
+    assert_eq!(frame_calls(&a), 10);
+    let starts: Vec<u64> = report.observations.iter().map(|o| o.range.start_ms).collect();
+    assert_eq!(starts, (0..10).map(|k| k * 60_000).collect::<Vec<_>>());
+    let repeats = "54 of 64 sampled times fell on a frame already taken";
+    assert!(report.warnings.iter().any(|w| w.starts_with(repeats)), "{:?}", report.warnings);
+}

@@ -79,6 +79,16 @@ pub fn testsrc_30s_audio() -> PathBuf {
     )
 }
 
+/// A slideshow: 11 pictures of testsrc (160x120) a minute apart, the last
+/// at 10:00 and shown for a second, so 601 s in all.
+pub fn slideshow() -> PathBuf {
+    x264_clip(
+        "slideshow-11.mp4",
+        "testsrc=size=160x120:rate=1:duration=11",
+        &["-vf", "setpts=N*60/TB", "-fps_mode", "vfr", "-pix_fmt", "yuv420p"],
+    )
+}
+
 pub fn limits() -> MediaLimits {
     MediaLimits::default()
 }
