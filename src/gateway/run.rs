@@ -210,15 +210,18 @@ impl Ctx<'_> {
             }
         });
         let config = &self.gateway.config;
+        let breakers: Vec<_> = members.iter().map(|m| self.gateway.breaker(&m.name)).collect();
         let wrapped: Vec<Arc<dyn Provider>> = members
             .iter()
-            .map(|m| {
+            .zip(&breakers)
+            .map(|(m, breaker)| {
                 let stack = policy::request_layers(
                     m.shared.clone(),
                     config,
                     self.budgets.clone(),
                     self.log.clone(),
                     Some(on_spend.clone()),
+                    breaker.clone(),
                 );
                 if rgb && !m.shared.capabilities().rgb_frames {
                     Arc::new(JpegFrames::new(stack, config.sampling.jpeg_quality)) as Arc<dyn Provider>
@@ -227,8 +230,7 @@ impl Ctx<'_> {
                 }
             })
             .collect();
-        let breakers = members.iter().map(|m| self.gateway.breaker(&m.name)).collect();
-        let chain = FallbackChain::with_breakers(wrapped, breakers, Duration::from_secs_f64(config.router.cooldown_s));
+        let chain = FallbackChain::with_breakers(wrapped, breakers);
         let progress = self.progress.clone();
         let budget = self.budgets[0].clone();
         Arc::new(Journaled::new(chain, journal, self.video_hash.clone()).on_unit(Arc::new(
@@ -545,6 +547,11 @@ impl Ctx<'_> {
         let mut usage = Usage::default();
         for a in &report.attempts {
             usage.add(&a.usage);
+            for w in &a.warnings {
+                if !report.warnings.contains(w) {
+                    report.warnings.push(w.clone());
+                }
+            }
         }
         // What may have been billed without an answer counts too.
         let spent = self.budgets[0].spent();
