@@ -307,7 +307,8 @@ fn a_401_disables_the_provider_and_never_shows_the_key() {
         let first = stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap_err();
         let second = stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap_err();
         assert!(first.disables_provider && first.should_fall_back());
-        assert!(second.to_string().contains("disabled for this run"), "{second}");
+        // The refused key benches the provider at once: the second call is not made.
+        assert!(second.to_string().contains("benched for"), "{second}");
         assert_eq!(server.received_requests().await.unwrap().len(), 1, "no call after the 401");
         let everything = format!("{first} {first:?} {second:?} {backend:?} {:?}", log.snapshot());
         assert!(!everything.contains(KEY), "the key leaked: {everything}");
@@ -775,4 +776,40 @@ fn ask_find_timeline_and_plan_on_the_command_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("over budget") && err.contains("Nothing was spent"), "{err}");
     assert_eq!(rt.block_on(server.received_requests()).unwrap().len(), 13, "a refused plan sends nothing");
+}
+
+#[test]
+fn an_unusable_usage_or_a_cut_answer_is_kept_billed_and_warned() {
+    runtime().block_on(async {
+        let server = server().await;
+        // The spec types counts as integers, so a negative one is possible.
+        let mut odd = completion("A test pattern.");
+        odd["usage"]["prompt_tokens"] = json!(-5);
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(odd)).up_to_n_times(1).mount(&server).await;
+        let r = run(profile(&server, "oddusage"), job(Task::Describe, jpeg_frames(1))).await;
+        let out = r.result.unwrap();
+        assert_eq!(out.observations[0].text, "A test pattern.");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1, "one paid call, not four");
+        let attempts = r.log.snapshot();
+        let estimate = attempts[0].estimated_cost_usd;
+        assert!(estimate > 0.0);
+        assert!((r.budget.spent() - estimate).abs() < 1e-12, "billed at the estimate: {}", r.budget.spent());
+        assert!((out.usage.cost_usd - estimate).abs() < 1e-12);
+        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings[0].starts_with("fake: the answer's usage is unusable (prompt_tokens = -5)"), "{out:?}");
+        assert_eq!(attempts[0].warnings, out.warnings, "the report carries it");
+
+        let server = self::server().await;
+        let mut cut = completion("A test pattern, and then");
+        cut["choices"][0]["finish_reason"] = json!("length");
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(cut)).mount(&server).await;
+        let r = run(profile(&server, "cutanswer"), job(Task::Describe, jpeg_frames(1))).await;
+        let out = r.result.unwrap();
+        assert_eq!(out.observations[0].text, "A test pattern, and then");
+        assert_eq!(
+            out.warnings,
+            ["fake: the answer stopped at the output cap of 100 tokens and may be cut short (finish_reason \"length\")"]
+        );
+        assert!((out.usage.cost_usd - 0.0011).abs() < 1e-12, "its own usage stands");
+    });
 }

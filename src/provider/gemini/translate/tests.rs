@@ -337,3 +337,13 @@ fn profile_resolutions_parse() {
     assert_eq!(media_resolution("low"), Some(MediaResolution::Low));
     assert_eq!(media_resolution("ultra"), None);
 }
+
+#[test]
+fn a_negative_count_costs_the_usage_not_the_answer() {
+    let mut body: Value = serde_json::from_str(&answer(json!([{"text": "A door opens."}]), "STOP")).unwrap();
+    body["usageMetadata"]["candidatesTokenCount"] = json!(-5);
+    let parsed = parse_response(body.to_string().as_bytes(), &frames_job(Task::Describe), "g").expect("kept");
+    assert_eq!(parsed.text, "A door opens.");
+    assert_eq!(parsed.usage, None, "the estimate stands");
+    assert_eq!(parsed.unusable_usage.as_deref(), Some("candidatesTokenCount = -5"));
+}
