@@ -813,3 +813,36 @@ fn an_unusable_usage_or_a_cut_answer_is_kept_billed_and_warned() {
         assert!((out.usage.cost_usd - 0.0011).abs() < 1e-12, "its own usage stands");
     });
 }
+
+#[test]
+fn a_dead_provider_gets_a_handful_of_calls_and_the_next_one_serves_the_run() {
+    use vidgate::config::RateLimits;
+    use vidgate::gateway::Gateway;
+    use vidgate::journal::Journal;
+    use vidgate::schema::{SamplingPlan, VideoRequest};
+    let rt = runtime();
+    let (dead, good) = rt.block_on(async {
+        let (dead, good) = (server().await, server().await);
+        chat().respond_with(ResponseTemplate::new(503)).mount(&dead).await;
+        chat().respond_with(Checking).mount(&good).await;
+        (dead, good)
+    });
+    let mut config = Config::builtin().unwrap();
+    for (name, server) in [("dead", &dead), ("good", &good)] {
+        let mut p = profile(server, &format!("chain{name}"));
+        p.limits = RateLimits { max_concurrency: Some(4), ..RateLimits::default() };
+        config.providers.insert(name.to_string(), p);
+    }
+    config.router.chain = vec!["dead".into(), "good".into()];
+    config.budget.max_usd_per_request = 1.0;
+    let gateway = Gateway::with_journal(config, Journal::in_memory().unwrap());
+    let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
+    let report = rt.block_on(gateway.run(request)).unwrap();
+    assert_eq!(report.observations.len(), 8);
+    assert!(report.observations.iter().all(|o| o.provider == "good"));
+    assert!(report.story.is_some(), "the merge went to the next provider too");
+    // Four units at once, four attempts each, would have made 16 calls, and the merge a 17th.
+    let calls = rt.block_on(dead.received_requests()).unwrap().len();
+    assert!(calls <= 4, "{calls} calls to a provider that answers 503 to everything");
+}
