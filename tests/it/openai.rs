@@ -846,3 +846,60 @@ fn a_dead_provider_gets_a_handful_of_calls_and_the_next_one_serves_the_run() {
     let calls = rt.block_on(dead.received_requests()).unwrap().len();
     assert!(calls <= 4, "{calls} calls to a provider that answers 503 to everything");
 }
+
+/// Records when each request arrived; the first is told to wait a second,
+/// the others are answered after a while (so they are in flight when it is).
+struct WaitOnce(std::sync::Mutex<Vec<Instant>>);
+
+impl Respond for WaitOnce {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut arrived = self.0.lock().unwrap();
+        arrived.push(Instant::now());
+        if arrived.len() == 1 {
+            return ResponseTemplate::new(429).insert_header("retry-after", "1");
+        }
+        Checking.respond(request).set_delay(Duration::from_millis(500))
+    }
+}
+
+#[test]
+fn a_429_with_retry_after_holds_every_unit_not_only_the_one_told() {
+    use vidgate::config::RateLimits;
+    use vidgate::gateway::Gateway;
+    use vidgate::journal::Journal;
+    use vidgate::schema::{SamplingPlan, VideoRequest};
+    let rt = runtime();
+    let arrivals = Arc::new(WaitOnce(std::sync::Mutex::default()));
+    let server = rt.block_on(async {
+        let server = server().await;
+        chat().respond_with(ArcRespond(arrivals.clone())).mount(&server).await;
+        server
+    });
+    let mut config = Config::builtin().unwrap();
+    let mut p = profile(&server, "waitonce");
+    p.limits = RateLimits { max_concurrency: Some(4), ..RateLimits::default() };
+    config.providers.insert("fake".into(), p);
+    config.router.chain = vec!["fake".into()];
+    config.budget.max_usd_per_request = 1.0;
+    let gateway = Gateway::with_journal(config, Journal::in_memory().unwrap());
+    let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
+    let report = rt.block_on(gateway.run(request)).unwrap();
+    assert_eq!(report.observations.len(), 8);
+    let arrived = arrivals.0.lock().unwrap().clone();
+    assert_eq!(arrived.len(), 8 + 1 + 1, "eight frames, the one retry, the merge");
+    // The first four went out together; everything after them waited out the second.
+    let told = arrived[0];
+    for (i, t) in arrived.iter().enumerate().skip(4) {
+        let after = t.duration_since(told);
+        assert!(after >= Duration::from_secs(1), "request {i} arrived {after:?} after the 429");
+    }
+}
+
+struct ArcRespond<R>(Arc<R>);
+
+impl<R: Respond> Respond for ArcRespond<R> {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.0.respond(request)
+    }
+}
