@@ -250,6 +250,10 @@ pub struct Attempt {
     /// What the provider reported, when it answered.
     pub usage: Usage,
     pub outcome: Outcome,
+    /// What is doubtful about an answer that was kept (cut at the output
+    /// cap, usage billed at the estimate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The answer to a request.

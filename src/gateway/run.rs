@@ -309,15 +309,18 @@ impl Ctx<'_> {
         // Queued on the journal's thread, ahead of the reservation's release.
         let on_spend: SpendHook = Arc::new(move |provider: &str, usd: f64| ledger.queue_spend(provider, usd));
         let config = &self.gateway.config;
+        let breakers: Vec<_> = members.iter().map(|m| self.gateway.breaker(&m.name)).collect();
         let wrapped: Vec<Arc<dyn Provider>> = members
             .iter()
-            .map(|m| {
+            .zip(&breakers)
+            .map(|(m, breaker)| {
                 let stack = policy::request_layers(
                     m.shared.clone(),
                     config,
                     self.budgets.clone(),
                     self.log.clone(),
                     Some(on_spend.clone()),
+                    breaker.clone(),
                 );
                 if rgb && !m.shared.capabilities().rgb_frames {
                     Arc::new(JpegFrames::new(stack, config.sampling.jpeg_quality)) as Arc<dyn Provider>
@@ -326,8 +329,7 @@ impl Ctx<'_> {
                 }
             })
             .collect();
-        let breakers = members.iter().map(|m| self.gateway.breaker(&m.name)).collect();
-        let chain = FallbackChain::with_breakers(wrapped, breakers, crate::timecode::seconds(config.router.cooldown_s));
+        let chain = FallbackChain::with_breakers(wrapped, breakers);
         let progress = self.progress.clone();
         let budget = self.budgets[0].clone();
         Arc::new(
@@ -634,6 +636,11 @@ impl Ctx<'_> {
         let mut usage = Usage::default();
         for a in &report.attempts {
             usage.add(&a.usage);
+            for w in &a.warnings {
+                if !report.warnings.contains(w) {
+                    report.warnings.push(w.clone());
+                }
+            }
         }
         // What may have been billed without an answer counts too.
         let spent = self.budgets[0].spent();

@@ -15,6 +15,21 @@ pub struct Budgeted {
     on_spend: Option<SpendHook>,
 }
 
+/// A reported cost this many times the worst-case estimate is more likely a
+/// wrong price or a wrong count than a real bill: it is charged, and said.
+const FAR_ABOVE: f64 = 100.0;
+
+/// The warning for a reported cost far above the estimate made before the call.
+fn far_above(provider: &str, reported: f64, estimate: f64) -> Option<String> {
+    (estimate > 0.0 && reported > estimate * FAR_ABOVE).then(|| {
+        format!(
+            "{provider}: the reported cost ${reported:.6} is {:.0} times the estimate of ${estimate:.6}; \
+             check the profile's price and the provider's bill",
+            reported / estimate
+        )
+    })
+}
+
 /// Told of what each call cost (or may have cost), with the provider's name:
 /// the journal's spend ledger listens here.
 pub type SpendHook = Arc<dyn Fn(&str, f64) + Send + Sync>;
@@ -67,7 +82,11 @@ impl Provider for Budgeted {
         })?;
         let reservations = self.reserve(estimate.cost_usd).await?;
         match self.inner.run(job).await {
-            Ok(output) => {
+            Ok(mut output) => {
+                if let Some(warning) = far_above(self.inner.id(), output.usage.cost_usd, estimate.cost_usd) {
+                    tracing::warn!("{warning}");
+                    output.warnings.push(warning);
+                }
                 // Spend first, then let the reservations go, so a ledger shared
                 // with other processes always holds the money in one or the other.
                 self.charged(output.usage.cost_usd);

@@ -1,51 +1,36 @@
 //! The outermost policy: try providers in order, hand a unit to the next one
-//! when a provider says "fall back", and bench a provider that keeps failing
-//! for a cooldown (a circuit breaker) instead of paying for its failures.
+//! when a provider says "fall back", and skip a provider its breaker has
+//! benched instead of paying for its failures. The breakers count each call
+//! (in [`super::Retry`]); the chain only reads them.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::time::Instant;
 
+use super::Breaker;
 use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
-
-/// Failures in a row that bench a provider.
-const TRIP_AFTER: u32 = 3;
-
-#[derive(Debug, Default)]
-struct BreakerState {
-    failures: u32,
-    open_until: Option<Instant>,
-}
-
-/// One provider's failures in a row, and until when it is benched. Shared by
-/// every chain the provider is in, so a provider benched in one request is
-/// benched in the next.
-#[derive(Debug, Default)]
-pub struct Breaker(Mutex<BreakerState>);
 
 pub struct FallbackChain {
     providers: Vec<Arc<dyn Provider>>,
     breakers: Vec<Arc<Breaker>>,
-    cooldown: Duration,
 }
 
 impl FallbackChain {
-    pub fn new(providers: Vec<Arc<dyn Provider>>, cooldown: Duration) -> Self {
+    /// A chain whose providers are never skipped.
+    pub fn new(providers: Vec<Arc<dyn Provider>>) -> Self {
         let breakers = providers.iter().map(|_| Arc::default()).collect();
-        Self { providers, breakers, cooldown }
+        Self { providers, breakers }
     }
 
-    /// A chain whose providers use these breakers (one per provider, in order).
-    pub fn with_breakers(providers: Vec<Arc<dyn Provider>>, breakers: Vec<Arc<Breaker>>, cooldown: Duration) -> Self {
+    /// A chain that skips a provider while its breaker (one per provider, in
+    /// order, the one its retry loop counts in) has it benched.
+    pub fn with_breakers(providers: Vec<Arc<dyn Provider>>, breakers: Vec<Arc<Breaker>>) -> Self {
         assert_eq!(providers.len(), breakers.len(), "one breaker per provider");
-        Self { providers, breakers, cooldown }
+        Self { providers, breakers }
     }
 
     fn benched(&self, i: usize) -> bool {
-        let breaker = self.breakers[i].0.lock().unwrap_or_else(|e| e.into_inner());
-        breaker.open_until.is_some_and(|until| Instant::now() < until)
+        self.breakers[i].is_benched()
     }
 
     /// The providers, in the order they are tried.
@@ -56,27 +41,6 @@ impl FallbackChain {
     /// Whether provider `i` is sitting out a cooldown now.
     pub fn is_benched(&self, i: usize) -> bool {
         self.benched(i)
-    }
-
-    fn record(&self, i: usize, failure: Option<&ProviderError>) {
-        let mut breaker = self.breakers[i].0.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(err) = failure else {
-            *breaker = BreakerState::default();
-            return;
-        };
-        if err.not_sent {
-            return;
-        }
-        breaker.failures += 1;
-        // Unreachable or refusing our key: the next unit would fail the same way.
-        if err.unreachable || err.disables_provider {
-            breaker.failures = TRIP_AFTER;
-        }
-        if breaker.failures >= TRIP_AFTER {
-            breaker.open_until = Some(Instant::now() + self.cooldown);
-            // Half-open after the cooldown: one more failure benches it again.
-            breaker.failures = TRIP_AFTER - 1;
-        }
     }
 }
 
@@ -123,13 +87,9 @@ impl FallbackChain {
                 continue;
             }
             match provider.run(job).await {
-                Ok(output) => {
-                    self.record(i, None);
-                    return Ok((i, output));
-                }
+                Ok(output) => return Ok((i, output)),
                 Err(e) if e.class == ErrorClass::Fatal => return Err(e),
                 Err(e) => {
-                    self.record(i, Some(&e));
                     all_unreachable &= e.unreachable;
                     tracing::warn!(provider = provider.id(), error = %e, "falling back to the next provider");
                     reasons.push(e.to_string());
@@ -151,11 +111,16 @@ impl FallbackChain {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::policy::{AttemptLog, Backoff, Retry};
     use crate::provider::scripted::{ScriptedProvider, Step};
     use crate::schema::Usage;
 
     use crate::provider::scripted::text_job as job;
+
+    const COOLDOWN: Duration = Duration::from_secs(60);
 
     fn fails(id: &str, n: usize) -> Arc<ScriptedProvider> {
         let steps: Vec<Step> =
@@ -170,10 +135,38 @@ mod tests {
         )
     }
 
+    /// `p` behind a retry loop that counts each attempt in `breaker`, as a request builds it.
+    fn guarded(p: Arc<ScriptedProvider>, breaker: &Arc<Breaker>) -> Arc<dyn Provider> {
+        let backoff = Backoff { base: Duration::from_millis(100), ..Backoff::default() };
+        Arc::new(Retry::new(p, backoff, AttemptLog::default()).with_breaker(breaker.clone(), COOLDOWN))
+    }
+
+    /// A chain of `a` (behind its breaker) then `b`.
+    fn chain_of(a: &Arc<ScriptedProvider>, b: &Arc<ScriptedProvider>) -> (Arc<FallbackChain>, Arc<Breaker>) {
+        let breaker = Arc::new(Breaker::default());
+        let providers = vec![guarded(a.clone(), &breaker), b.clone()];
+        (Arc::new(FallbackChain::with_breakers(providers, vec![breaker.clone(), Arc::default()])), breaker)
+    }
+
+    /// `n` units at once; who answered each.
+    async fn units_at_once(chain: &Arc<FallbackChain>, n: usize) -> Vec<String> {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let chain = chain.clone();
+            set.spawn(async move { chain.run(&job()).await.map(|o| o.observations[0].provider.clone()) });
+        }
+        let mut by = Vec::new();
+        while let Some(done) = set.join_next().await {
+            by.push(done.unwrap().unwrap());
+        }
+        by.sort();
+        by
+    }
+
     #[tokio::test]
     async fn a_failing_provider_hands_over_to_the_next() {
         let (a, b) = (fails("a", 1), answers("b"));
-        let chain = FallbackChain::new(vec![a.clone(), b.clone()], Duration::from_secs(60));
+        let chain = FallbackChain::new(vec![a.clone(), b.clone()]);
         let out = chain.run(&job()).await.unwrap();
         assert_eq!(out.observations[0].text, "from b");
         assert_eq!((a.calls(), b.calls()), (1, 1));
@@ -187,7 +180,7 @@ mod tests {
             "bad input",
         ))]));
         let b = answers("b");
-        let chain = FallbackChain::new(vec![a, b.clone()], Duration::from_secs(60));
+        let chain = FallbackChain::new(vec![a, b.clone()]);
         assert_eq!(chain.run(&job()).await.unwrap_err().message, "bad input");
         assert_eq!(b.calls(), 0);
     }
@@ -196,7 +189,7 @@ mod tests {
     async fn a_provider_that_keeps_failing_is_benched_for_the_cooldown() {
         let a = fails("a", 10);
         let b = Arc::new(ScriptedProvider::new("b"));
-        let chain = FallbackChain::new(vec![a.clone(), b.clone()], Duration::from_secs(60));
+        let (chain, _) = chain_of(&a, &b);
         for _ in 0..5 {
             chain.run(&job()).await.unwrap();
         }
@@ -205,12 +198,52 @@ mod tests {
         chain.run(&job()).await.unwrap();
         assert_eq!(a.calls(), 4, "tried again after the cooldown");
         chain.run(&job()).await.unwrap();
-        assert_eq!(a.calls(), 4, "one more failure benches it again");
+        assert_eq!(a.calls(), 4, "the failed probe benches it again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_provider_gets_a_handful_of_calls_whatever_the_concurrency() {
+        for units in [4, 16] {
+            // Each 503 takes a moment, so all units are out before the first comes back.
+            let slow_503 = Step::Delay(Duration::from_millis(50), Box::new(ScriptedProvider::new("a").transient(None)));
+            let a = Arc::new(ScriptedProvider::new("a").with_fallback(slow_503));
+            let b = Arc::new(ScriptedProvider::new("b"));
+            let (chain, breaker) = chain_of(&a, &b);
+            let by = units_at_once(&chain, units).await;
+            assert_eq!(by, vec!["b".to_string(); units], "every unit fell back to b");
+            // Each unit alone would have tried four times.
+            assert!(a.calls() <= 4, "{units} units: {} calls to a dead provider", a.calls());
+            assert!(breaker.is_benched());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_cooldown_one_probe_goes_out_and_the_rest_fall_back() {
+        let a = fails("a", 3);
+        let b = Arc::new(ScriptedProvider::new("b"));
+        let (chain, breaker) = chain_of(&a, &b);
+        for _ in 0..3 {
+            chain.run(&job()).await.unwrap();
+        }
+        assert!(breaker.is_benched());
+        tokio::time::advance(COOLDOWN).await;
+        // The probe takes a while to answer; four units come meanwhile.
+        let answer = Step::Answer { text: "from a".into(), usage: Usage::default() };
+        let a =
+            Arc::new(ScriptedProvider::new("a").with_steps([Step::Delay(Duration::from_secs(5), Box::new(answer))]));
+        let (b2, fresh) = (Arc::new(ScriptedProvider::new("b")), breaker.clone());
+        let providers = vec![guarded(a.clone(), &fresh), b2.clone()];
+        let chain = Arc::new(FallbackChain::with_breakers(providers, vec![fresh, Arc::default()]));
+        let by = units_at_once(&chain, 5).await;
+        assert_eq!(a.calls(), 1, "one probe");
+        assert_eq!(by, ["a", "b", "b", "b", "b"]);
+        assert!(!breaker.is_benched(), "the probe was answered");
+        assert_eq!(units_at_once(&chain, 3).await, ["a", "a", "a"]);
     }
 
     #[tokio::test]
     async fn when_all_fail_the_error_lists_each() {
-        let chain = FallbackChain::new(vec![fails("a", 1), fails("b", 1)], Duration::from_secs(60));
+        let chain = FallbackChain::new(vec![fails("a", 1), fails("b", 1)]);
         let err = chain.run(&job()).await.unwrap_err();
         assert_eq!(err.message, "every provider failed: a: down; b: down");
     }

@@ -109,6 +109,7 @@ impl Provider for Journaled {
                 observations: record.observations,
                 usage: Usage::default(),
                 model: record.model,
+                warnings: Vec::new(),
             });
         }
         let (i, output) = self.chain.run_unit(job).await?;

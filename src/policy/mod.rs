@@ -3,6 +3,9 @@
 //!
 //! `FallbackChain > Retry > Budgeted > RateLimited > Timeout > backend`
 //!
+//! `Retry` asks the provider's [`Breaker`] before each attempt, and
+//! `RateLimited` holds every call to a provider that asked for a pause.
+//!
 //! `Budgeted` sits inside `Retry` so that every attempt, a retry after a call
 //! that may have been billed included, reserves its own worst case: spend can
 //! never pass the cap, however many attempts a unit takes. `Retry` is the only
@@ -38,6 +41,7 @@ macro_rules! forward_to_inner {
 }
 
 mod attempts;
+mod breaker;
 mod budget;
 mod budgeted;
 mod fallback;
@@ -51,9 +55,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use attempts::AttemptLog;
+pub use breaker::{Breaker, TRIP_AFTER, UNPROVEN_CALLS};
 pub use budget::{Budget, BudgetError, Reservation, SharedLedger};
 pub use budgeted::{Budgeted, SpendHook};
-pub use fallback::{Breaker, FallbackChain};
+pub use fallback::FallbackChain;
 pub use journaled::{Journaled, UnitHook};
 pub use jpeg::JpegFrames;
 pub use rate_limit::RateLimited;
@@ -71,7 +76,7 @@ pub fn standard_stack(
     budget: Budget,
     log: AttemptLog,
 ) -> Arc<dyn Provider> {
-    request_layers(shared_layers(backend, profile), config, vec![budget], log, None)
+    request_layers(shared_layers(backend, profile), config, vec![budget], log, None, Arc::default())
 }
 
 /// The layers every request on one provider shares: its rate limits and its timeout.
@@ -82,13 +87,15 @@ pub fn shared_layers(backend: Arc<dyn Provider>, profile: &ProviderProfile) -> A
 }
 
 /// The layers of one request: its budgets (every call reserves against each)
-/// and the retry loop that logs each attempt.
+/// and the retry loop that logs each attempt and passes each through the
+/// provider's `breaker`.
 pub fn request_layers(
     shared: Arc<dyn Provider>,
     config: &Config,
     budgets: Vec<Budget>,
     log: AttemptLog,
     on_spend: Option<SpendHook>,
+    breaker: Arc<Breaker>,
 ) -> Arc<dyn Provider> {
     let mut budgeted = Budgeted::with_budgets(shared, budgets);
     if let Some(hook) = on_spend {
@@ -99,5 +106,6 @@ pub fn request_layers(
         wait_cap: crate::timecode::seconds(config.retry.max_wait_s),
         ..Backoff::default()
     };
-    Arc::new(Retry::new(Arc::new(budgeted), backoff, log))
+    let cooldown = crate::timecode::seconds(config.router.cooldown_s);
+    Arc::new(Retry::new(Arc::new(budgeted), backoff, log).with_breaker(breaker, cooldown))
 }

@@ -1,25 +1,50 @@
 //! Requests per minute, tokens per minute and a concurrency cap, per provider.
 //! Both limiters must pass; a request larger than the token allowance is
-//! refused at once rather than waited on forever.
+//! refused at once rather than waited on forever. A wait the provider asks
+//! for (`Retry-After`) holds every call to it, not only the one that was told.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::RateLimits;
 use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 
 /// The share of a stated limit that is used.
 const SAFETY: f64 = 0.97;
+/// The longest pause a provider's answer can impose on the calls after it.
+const LONGEST_PAUSE: Duration = Duration::from_secs(3600);
 
 pub struct RateLimited {
     inner: Arc<dyn Provider>,
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<(DefaultDirectRateLimiter, u32)>,
     slots: Option<Arc<Semaphore>>,
+    pause: Mutex<Pause>,
+}
+
+/// What the provider last asked of every caller.
+#[derive(Debug, Default)]
+struct Pause {
+    /// Calls wait until then (a wait short enough to sit out).
+    hold_until: Option<Instant>,
+    /// Calls are handed to the next provider until then (a wait too long).
+    refuse_until: Option<Instant>,
+}
+
+impl Pause {
+    /// Note the wait `err` asked for, from now.
+    fn note(&mut self, err: &ProviderError) {
+        let Some(asked) = err.retry_after.filter(|d| !d.is_zero()) else { return };
+        let until = Instant::now() + asked.min(LONGEST_PAUSE);
+        let slot = if err.is_retryable() { &mut self.hold_until } else { &mut self.refuse_until };
+        *slot = Some(slot.map_or(until, |t| t.max(until)));
+    }
 }
 
 impl RateLimited {
@@ -38,6 +63,36 @@ impl RateLimited {
                 .tokens_per_minute
                 .and_then(|n| per_minute(n).map(|q| (RateLimiter::direct(q), n.min(u32::MAX as u64) as u32))),
             slots: limits.max_concurrency.filter(|n| *n > 0).map(|n| Arc::new(Semaphore::new(n as usize))),
+            pause: Mutex::default(),
+        }
+    }
+
+    /// Wait out a pause the provider asked for; refuse while it asked for
+    /// longer than a retry may wait.
+    async fn paused(&self) -> Result<(), ProviderError> {
+        loop {
+            let now = Instant::now();
+            let (hold, refuse) = {
+                let pause = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+                (pause.hold_until.filter(|t| *t > now), pause.refuse_until.filter(|t| *t > now))
+            };
+            if let Some(until) = refuse {
+                let mut err = ProviderError::new(
+                    self.inner.id(),
+                    ErrorClass::FallBack,
+                    format!(
+                        "the provider asked every caller to wait {:.0} s more, over what a retry may wait",
+                        (until - now).as_secs_f64().ceil()
+                    ),
+                );
+                err.not_sent = true;
+                return Err(err);
+            }
+            match hold {
+                // The pause may have been lengthened meanwhile: look again.
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => return Ok(()),
+            }
         }
     }
 
@@ -85,7 +140,12 @@ impl Provider for RateLimited {
                 ProviderError::new(self.inner.id(), ErrorClass::FallBack, format!("token limiter: {e}"))
             })?;
         }
-        self.inner.run(job).await
+        self.paused().await?;
+        let result = self.inner.run(job).await;
+        if let Err(err) = &result {
+            self.pause.lock().unwrap_or_else(|e| e.into_inner()).note(err);
+        }
+        result
     }
 }
 
@@ -146,5 +206,45 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(started.elapsed(), Duration::from_millis(150), "six 50 ms calls two at a time take three rounds");
+    }
+
+    fn asked_to_wait(secs: u64, class: ErrorClass) -> crate::provider::scripted::Step {
+        let mut e = ProviderError::new("s", class, "HTTP 429");
+        e.status = Some(429);
+        e.retry_after = Some(Duration::from_secs(secs));
+        crate::provider::scripted::Step::Fail(e)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_one_call_was_asked_for_holds_every_call() {
+        let p = Arc::new(ScriptedProvider::new("s").with_steps([asked_to_wait(1, ErrorClass::Transient)]));
+        let limited = Arc::new(RateLimited::new(p.clone(), &RateLimits::default()));
+        assert!(limited.run(&job()).await.unwrap_err().is_retryable());
+        let told = Instant::now();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let l = limited.clone();
+                tokio::spawn(async move { l.run(&job()).await.map(|_| Instant::now()) })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(999)).await;
+        assert_eq!(p.calls(), 1, "nothing is sent before the asked time");
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap() >= told + Duration::from_secs(1));
+        }
+        assert_eq!(p.calls(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_longer_than_a_retry_may_take_hands_every_call_on() {
+        let p = Arc::new(ScriptedProvider::new("s").with_steps([asked_to_wait(3600, ErrorClass::FallBack)]));
+        let limited = RateLimited::new(p.clone(), &RateLimits::default());
+        limited.run(&job()).await.unwrap_err();
+        let err = limited.run(&job()).await.unwrap_err();
+        assert!(err.should_fall_back() && err.not_sent, "{err}");
+        assert!(err.message.contains("asked every caller to wait 3600 s more"), "{err}");
+        assert_eq!(p.calls(), 1);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        limited.run(&job()).await.unwrap();
     }
 }

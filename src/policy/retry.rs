@@ -1,13 +1,14 @@
 //! The one retry loop: transient failures are tried again after a backoff
 //! with jitter, or after exactly the wait the provider asked for. A wait longer
-//! than the cap is not slept: the next provider takes over.
+//! than the cap is not slept: the next provider takes over. Each attempt
+//! asks the provider's breaker first; a benched provider ends the loop.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::AttemptLog;
+use super::{AttemptLog, Breaker};
 use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 use crate::schema::{Attempt, Outcome};
 
@@ -46,16 +47,43 @@ pub struct Retry {
     inner: Arc<dyn Provider>,
     backoff: Backoff,
     log: AttemptLog,
+    /// The provider's breaker, and how long it benches the provider.
+    breaker: Option<(Arc<Breaker>, Duration)>,
 }
 
 impl Retry {
     pub fn new(inner: Arc<dyn Provider>, backoff: Backoff, log: AttemptLog) -> Self {
-        Self { inner, backoff, log }
+        Self { inner, backoff, log, breaker: None }
+    }
+
+    /// Every attempt passes `breaker` (shared by all requests on the provider)
+    /// and counts in it; tripped, it benches the provider for `cooldown`.
+    pub fn with_breaker(mut self, breaker: Arc<Breaker>, cooldown: Duration) -> Self {
+        self.breaker = Some((breaker, cooldown));
+        self
+    }
+
+    /// The error for an attempt the breaker refused: the last real failure
+    /// when there was one, so the report says what went wrong.
+    fn refused(&self, reason: String, last: Option<ProviderError>) -> ProviderError {
+        let mut err = match last {
+            Some(mut last) => {
+                last.message = format!("stopped retrying, {reason}: {}", last.message);
+                last
+            }
+            None => {
+                let mut err = ProviderError::new(self.inner.id(), ErrorClass::FallBack, reason);
+                err.not_sent = true;
+                err
+            }
+        };
+        err.class = ErrorClass::FallBack;
+        err
     }
 
     fn record(&self, started: Instant, estimate: Estimate, result: &Result<ProviderOutput, ProviderError>) {
-        let (usage, outcome, model) = match result {
-            Ok(out) => (out.usage, Outcome::Ok, out.model.clone()),
+        let (usage, outcome, model, warnings) = match result {
+            Ok(out) => (out.usage, Outcome::Ok, out.model.clone(), out.warnings.clone()),
             Err(e) => {
                 let reason = e.to_string();
                 let outcome = match e.class {
@@ -63,7 +91,8 @@ impl Retry {
                     ErrorClass::FallBack => Outcome::FellBack { reason },
                     ErrorClass::Fatal => Outcome::Fatal { reason },
                 };
-                (e.billed.as_deref().copied().unwrap_or_default(), outcome, self.inner.model().to_string())
+                let billed = e.billed.as_deref().copied().unwrap_or_default();
+                (billed, outcome, self.inner.model().to_string(), Vec::new())
             }
         };
         self.log.push(Attempt {
@@ -74,6 +103,7 @@ impl Retry {
             estimated_input_tokens: estimate.input_tokens,
             usage,
             outcome,
+            warnings,
         });
     }
 }
@@ -84,11 +114,22 @@ impl Provider for Retry {
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let mut attempt = 0;
+        let mut last = None;
         loop {
             attempt += 1;
+            let ticket = match &self.breaker {
+                Some((breaker, cooldown)) => match breaker.admit(*cooldown).await {
+                    Ok(ticket) => Some(ticket),
+                    Err(reason) => return Err(self.refused(reason, last)),
+                },
+                None => None,
+            };
             let estimate = self.inner.estimate(job).unwrap_or_default();
             let started = Instant::now();
             let result = self.inner.run(job).await;
+            if let Some(ticket) = ticket {
+                ticket.finish(&result);
+            }
             self.record(started, estimate, &result);
             let mut err = match result {
                 Ok(output) => return Ok(output),
@@ -119,7 +160,11 @@ impl Provider for Retry {
                 None => self.backoff.delay(attempt),
             };
             tracing::info!(provider = self.inner.id(), attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
-            tokio::time::sleep(wait).await;
+            match &self.breaker {
+                Some((breaker, _)) => breaker.sleep_unless_benched(wait).await,
+                None => tokio::time::sleep(wait).await,
+            }
+            last = Some(err);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod llama_local;
 pub mod openai_compat;
 pub mod scripted;
+pub(crate) mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -131,6 +132,9 @@ pub struct ProviderOutput {
     pub usage: Usage,
     /// The model that answered, as the provider named it.
     pub model: String,
+    /// What is doubtful about an answer that was kept: cut at the output cap,
+    /// usage that could not be read, a cost far off the estimate.
+    pub warnings: Vec<String>,
 }
 
 /// A provider that cannot be built from its profile.

@@ -127,6 +127,7 @@ impl Provider for ScriptedProvider {
                         observations: observe(&self.id, job, &text),
                         usage,
                         model: "scripted".into(),
+                        warnings: Vec::new(),
                     })
                 }
             }

@@ -307,7 +307,8 @@ fn a_401_disables_the_provider_and_never_shows_the_key() {
         let first = stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap_err();
         let second = stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap_err();
         assert!(first.disables_provider && first.should_fall_back());
-        assert!(second.to_string().contains("disabled for this run"), "{second}");
+        // The refused key benches the provider at once: the second call is not made.
+        assert!(second.to_string().contains("benched for"), "{second}");
         assert_eq!(server.received_requests().await.unwrap().len(), 1, "no call after the 401");
         let everything = format!("{first} {first:?} {second:?} {backend:?} {:?}", log.snapshot());
         assert!(!everything.contains(KEY), "the key leaked: {everything}");
@@ -821,6 +822,90 @@ impl Respond for CheckingWith {
 }
 
 #[test]
+fn an_unusable_usage_or_a_cut_answer_is_kept_billed_and_warned() {
+    runtime().block_on(async {
+        let server = server().await;
+        // The spec types counts as integers, so a negative one is possible.
+        let mut odd = completion("A test pattern.");
+        odd["usage"]["prompt_tokens"] = json!(-5);
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(odd)).up_to_n_times(1).mount(&server).await;
+        let r = run(profile(&server, "oddusage"), job(Task::Describe, jpeg_frames(1))).await;
+        let out = r.result.unwrap();
+        assert_eq!(out.observations[0].text, "A test pattern.");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1, "one paid call, not four");
+        let attempts = r.log.snapshot();
+        let estimate = attempts[0].estimated_cost_usd;
+        assert!(estimate > 0.0);
+        assert!((r.budget.spent() - estimate).abs() < 1e-12, "billed at the estimate: {}", r.budget.spent());
+        assert!((out.usage.cost_usd - estimate).abs() < 1e-12);
+        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings[0].starts_with("fake: the answer's usage is unusable (prompt_tokens = -5)"), "{out:?}");
+        assert_eq!(attempts[0].warnings, out.warnings, "the report carries it");
+
+        let server = self::server().await;
+        let mut cut = completion("A test pattern, and then");
+        cut["choices"][0]["finish_reason"] = json!("length");
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(cut)).mount(&server).await;
+        let r = run(profile(&server, "cutanswer"), job(Task::Describe, jpeg_frames(1))).await;
+        let out = r.result.unwrap();
+        assert_eq!(out.observations[0].text, "A test pattern, and then");
+        assert_eq!(
+            out.warnings,
+            ["fake: the answer stopped at the output cap of 100 tokens and may be cut short (finish_reason \"length\")"]
+        );
+        assert!((out.usage.cost_usd - 0.0011).abs() < 1e-12, "its own usage stands");
+    });
+}
+
+#[test]
+fn a_dead_provider_gets_a_handful_of_calls_and_the_next_one_serves_the_run() {
+    use vidgate::config::RateLimits;
+    use vidgate::gateway::Gateway;
+    use vidgate::journal::Journal;
+    use vidgate::schema::{SamplingPlan, VideoRequest};
+    let rt = runtime();
+    let (dead, good) = rt.block_on(async {
+        let (dead, good) = (server().await, server().await);
+        chat().respond_with(ResponseTemplate::new(503)).mount(&dead).await;
+        chat().respond_with(Checking).mount(&good).await;
+        (dead, good)
+    });
+    let mut config = Config::builtin().unwrap();
+    for (name, server) in [("dead", &dead), ("good", &good)] {
+        let mut p = profile(server, &format!("chain{name}"));
+        p.limits = RateLimits { max_concurrency: Some(4), ..RateLimits::default() };
+        config.providers.insert(name.to_string(), p);
+    }
+    config.router.chain = vec!["dead".into(), "good".into()];
+    config.budget.max_usd_per_request = 1.0;
+    let gateway = Gateway::with_journal(config, Journal::in_memory().unwrap());
+    let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
+    let report = rt.block_on(gateway.run(request)).unwrap();
+    assert_eq!(report.observations.len(), 8);
+    assert!(report.observations.iter().all(|o| o.provider == "good"));
+    assert!(report.story.is_some(), "the merge went to the next provider too");
+    // Four units at once, four attempts each, would have made 16 calls, and the merge a 17th.
+    let calls = rt.block_on(dead.received_requests()).unwrap().len();
+    assert!(calls <= 4, "{calls} calls to a provider that answers 503 to everything");
+}
+
+/// Records when each request arrived; the first is told to wait a second,
+/// the others are answered after a while (so they are in flight when it is).
+struct WaitOnce(std::sync::Mutex<Vec<Instant>>);
+
+impl Respond for WaitOnce {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut arrived = self.0.lock().unwrap();
+        arrived.push(Instant::now());
+        if arrived.len() == 1 {
+            return ResponseTemplate::new(429).insert_header("retry-after", "1");
+        }
+        Checking.respond(request).set_delay(Duration::from_millis(500))
+    }
+}
+
+#[test]
 fn huge_waits_in_headers_never_crash_the_command() {
     let rt = runtime();
     let (ok, refusing) = rt.block_on(async {
@@ -891,4 +976,46 @@ fn credentials_in_the_base_url_stay_out_of_errors() {
             assert!(!text.contains("PROXYSECRET") && !text.contains("TOKENSECRET"), "{text}");
         }
     });
+}
+
+#[test]
+fn a_429_with_retry_after_holds_every_unit_not_only_the_one_told() {
+    use vidgate::config::RateLimits;
+    use vidgate::gateway::Gateway;
+    use vidgate::journal::Journal;
+    use vidgate::schema::{SamplingPlan, VideoRequest};
+    let rt = runtime();
+    let arrivals = Arc::new(WaitOnce(std::sync::Mutex::default()));
+    let server = rt.block_on(async {
+        let server = server().await;
+        chat().respond_with(ArcRespond(arrivals.clone())).mount(&server).await;
+        server
+    });
+    let mut config = Config::builtin().unwrap();
+    let mut p = profile(&server, "waitonce");
+    p.limits = RateLimits { max_concurrency: Some(4), ..RateLimits::default() };
+    config.providers.insert("fake".into(), p);
+    config.router.chain = vec!["fake".into()];
+    config.budget.max_usd_per_request = 1.0;
+    let gateway = Gateway::with_journal(config, Journal::in_memory().unwrap());
+    let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
+    let report = rt.block_on(gateway.run(request)).unwrap();
+    assert_eq!(report.observations.len(), 8);
+    let arrived = arrivals.0.lock().unwrap().clone();
+    assert_eq!(arrived.len(), 8 + 1 + 1, "eight frames, the one retry, the merge");
+    // The first four went out together; everything after them waited out the second.
+    let told = arrived[0];
+    for (i, t) in arrived.iter().enumerate().skip(4) {
+        let after = t.duration_since(told);
+        assert!(after >= Duration::from_secs(1), "request {i} arrived {after:?} after the 429");
+    }
+}
+
+struct ArcRespond<R>(Arc<R>);
+
+impl<R: Respond> Respond for ArcRespond<R> {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.0.respond(request)
+    }
 }

@@ -12,11 +12,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::status::{self, FileInfo, FileState};
-use super::translate::{self, ParsedAnswer, RequestOptions, TokenUsage, VideoPart};
+use super::translate::{self, ParsedAnswer, RequestOptions, VideoPart};
 use super::{cost, upload};
 use crate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
 use crate::media::{self, Extraction, FrameFormat};
 use crate::provider::http::{self, BodyError};
+use crate::provider::usage;
 use crate::provider::{
     Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
@@ -478,12 +479,22 @@ impl Gemini {
         Ok(frames_job)
     }
 
-    fn usage(&self, tokens: Option<TokenUsage>, fallback: &Estimate) -> Usage {
-        match tokens {
+    /// What the answer cost, and what is doubtful about it: usage that
+    /// cannot be read is billed at the estimate; a cut answer is kept.
+    fn usage(&self, answer: &ParsedAnswer, job: &Job, fallback: &Estimate, warnings: &mut Vec<String>) -> Usage {
+        if let Some(what) = &answer.unusable_usage {
+            warnings.push(usage::unusable(&self.name, what, fallback.cost_usd));
+        }
+        if answer.truncated {
+            let cut = usage::cut_at_cap(&self.name, job.max_output_tokens);
+            warnings.push(format!("{cut} (finishReason \"MAX_TOKENS\")"));
+        }
+        warnings.iter().for_each(|w| tracing::warn!("{w}"));
+        match &answer.usage {
             Some(t) => Usage {
                 input_tokens: t.input_tokens(),
                 output_tokens: t.output_tokens(),
-                cost_usd: cost::actual_cost(&t, &self.price),
+                cost_usd: cost::actual_cost(t, &self.price),
             },
             None => Usage {
                 input_tokens: fallback.input_tokens,
@@ -494,7 +505,8 @@ impl Gemini {
     }
 
     fn output(&self, job: &Job, answer: ParsedAnswer, estimate: &Estimate) -> Result<ProviderOutput, ProviderError> {
-        let usage = self.usage(answer.usage, estimate);
+        let mut warnings = Vec::new();
+        let usage = self.usage(&answer, job, estimate, &mut warnings);
         let model = answer.model_version.unwrap_or_else(|| self.model.clone());
         let span = job.covered();
         let observations = if translate::structured(job, &self.options) {
@@ -522,7 +534,7 @@ impl Gemini {
                 model: Some(model.clone()),
             }]
         };
-        Ok(ProviderOutput { observations, usage, model })
+        Ok(ProviderOutput { observations, usage, model, warnings })
     }
 }
 

@@ -8,7 +8,7 @@ use super::wire::{
     UsageMetadata, VideoMetadata,
 };
 use crate::media::FrameData;
-use crate::provider::{ErrorClass, Job, JobInput, ProviderError};
+use crate::provider::{usage, ErrorClass, Job, JobInput, ProviderError};
 use crate::schema::{Task, TimeRange};
 use crate::timecode;
 
@@ -106,8 +106,11 @@ impl TokenUsage {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParsedAnswer {
     pub text: String,
-    /// Absent when the answer reports none; the estimate then stands.
+    /// Absent when the answer reports none or one that cannot be used; the
+    /// estimate then stands.
     pub usage: Option<TokenUsage>,
+    /// Why the reported usage could not be used (`promptTokenCount = -5`).
+    pub unusable_usage: Option<String>,
     /// The model that answered, e.g. `gemini-2.5-flash`.
     pub model_version: Option<String>,
     /// The answer stopped at the output cap (`MAX_TOKENS`).
@@ -290,7 +293,11 @@ pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
     }
     let answer: GenerateContentResponse = serde_json::from_value(value)
         .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not a generateContent answer: {e}")))?;
-    let usage = answer.usage_metadata.as_ref().map(token_usage);
+    let (usage, unusable_usage) = match answer.usage_metadata.as_ref().map(token_usage) {
+        Some(Ok(usage)) => (Some(usage), None),
+        Some(Err(what)) => (None, Some(what)),
+        None => (None, None),
+    };
     let blocked = answer.prompt_feedback.and_then(|f| f.block_reason).filter(|r| r != "BLOCK_REASON_UNSPECIFIED");
     if let Some(reason) = blocked {
         return Err(fail(ErrorClass::FallBack, format!("content policy: the prompt was blocked ({reason})")));
@@ -313,12 +320,13 @@ pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
         };
         return Err(fail(ErrorClass::FallBack, format!("the answer is empty ({why})")));
     }
-    Ok(ParsedAnswer { text, usage, model_version: answer.model_version, truncated })
+    Ok(ParsedAnswer { text, usage, unusable_usage, model_version: answer.model_version, truncated })
 }
 
-fn token_usage(meta: &UsageMetadata) -> TokenUsage {
+fn token_usage(meta: &UsageMetadata) -> Result<TokenUsage, String> {
     let mut by = ModalityTokens::default();
     for detail in &meta.prompt_tokens_details {
+        let [count] = usage::counts([("promptTokensDetails.tokenCount", &detail.token_count)])?;
         let slot = match detail.modality.as_str() {
             "TEXT" => &mut by.text,
             "IMAGE" => &mut by.image,
@@ -326,15 +334,15 @@ fn token_usage(meta: &UsageMetadata) -> TokenUsage {
             "AUDIO" => &mut by.audio,
             _ => &mut by.other,
         };
-        *slot = slot.saturating_add(detail.token_count);
+        *slot = slot.saturating_add(count);
     }
-    TokenUsage {
-        prompt: meta.prompt_token_count,
-        candidates: meta.candidates_token_count,
-        thoughts: meta.thoughts_token_count,
-        cached: meta.cached_content_token_count,
-        prompt_by_modality: by,
-    }
+    let [prompt, candidates, thoughts, cached] = usage::counts([
+        ("promptTokenCount", &meta.prompt_token_count),
+        ("candidatesTokenCount", &meta.candidates_token_count),
+        ("thoughtsTokenCount", &meta.thoughts_token_count),
+        ("cachedContentTokenCount", &meta.cached_content_token_count),
+    ])?;
+    Ok(TokenUsage { prompt, candidates, thoughts, cached, prompt_by_modality: by })
 }
 
 pub(super) fn body_start(body: &[u8]) -> String {

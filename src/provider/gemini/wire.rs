@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::provider::usage::TokenCount;
+
 /// `POST /v1beta/models/{model}:generateContent`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,21 +158,19 @@ pub(super) struct PromptFeedback {
     pub block_reason: Option<String>,
 }
 
-/// Token counts; any of them may be missing (a blocked prompt has no candidates).
+/// Token counts; any of them may be missing (a blocked prompt has no
+/// candidates), and one that is no count costs the usage, not the answer.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct UsageMetadata {
     #[serde(default)]
-    pub prompt_token_count: u64,
+    pub prompt_token_count: TokenCount,
     #[serde(default)]
-    pub candidates_token_count: u64,
+    pub candidates_token_count: TokenCount,
     #[serde(default)]
-    pub thoughts_token_count: u64,
+    pub thoughts_token_count: TokenCount,
     #[serde(default)]
-    #[allow(dead_code)] // read for completeness; vidgate sums the parts
-    pub total_token_count: u64,
-    #[serde(default)]
-    pub cached_content_token_count: u64,
+    pub cached_content_token_count: TokenCount,
     #[serde(default)]
     pub prompt_tokens_details: Vec<ModalityTokenCount>,
 }
@@ -182,7 +182,7 @@ pub(super) struct ModalityTokenCount {
     #[serde(default)]
     pub modality: String,
     #[serde(default)]
-    pub token_count: u64,
+    pub token_count: TokenCount,
 }
 
 /// The `File` resource (`GET /v1beta/files/{id}`, and inside an upload's answer).

@@ -342,13 +342,18 @@ impl Provider for LlamaLocal {
         let answers = answer.await.map_err(|_| self.worker_gone())??;
         let mut usage = Usage::default();
         let mut observations = Vec::with_capacity(answers.len());
+        let mut warnings = Vec::new();
         for a in answers {
+            // The engine stops at the cap without seeing an end token: the answer may be cut short.
+            if a.output_tokens >= u64::from(job.max_output_tokens) && warnings.is_empty() {
+                warnings.push(super::usage::cut_at_cap(&self.settings.provider, job.max_output_tokens));
+            }
             usage.input_tokens += a.prompt_tokens;
             usage.output_tokens += a.output_tokens;
             let range = a.range.or(job.span).unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
             observations.push(self.observation(range, a.text));
         }
-        Ok(ProviderOutput { observations, usage, model: self.settings.model_name.clone() })
+        Ok(ProviderOutput { observations, usage, model: self.settings.model_name.clone(), warnings })
     }
 }
 

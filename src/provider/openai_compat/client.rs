@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::cost;
-use super::translate::{self, ParsedAnswer, RequestOptions, ResponseSchema, TokenLimitField, TokenUsage};
+use super::translate::{self, ParsedAnswer, RequestOptions, ResponseSchema, TokenLimitField};
 use crate::config::{AuthScheme, Config, ImageDetail, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile};
 use crate::provider::http::{self, BodyError, QuotaLeft};
+use crate::provider::usage;
 use crate::provider::{
     Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
@@ -210,12 +211,25 @@ impl OpenAiCompat {
         }
     }
 
-    fn usage(&self, tokens: Option<TokenUsage>, fallback: &Estimate) -> Usage {
-        match tokens {
-            Some(t) => Usage {
+    /// What the answer cost, and what is doubtful about it: usage that
+    /// cannot be read is billed at the estimate; a cut answer is kept.
+    fn usage(&self, answer: &ParsedAnswer, job: &Job, fallback: &Estimate, warnings: &mut Vec<String>) -> Usage {
+        if let Some(what) = &answer.unusable_usage {
+            let warning = usage::unusable(&self.name, what, fallback.cost_usd);
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
+        if answer.truncated {
+            let warning =
+                format!("{} (finish_reason \"length\")", usage::cut_at_cap(&self.name, job.max_output_tokens));
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
+        match answer.usage {
+            Some(ref t) => Usage {
                 input_tokens: t.input_tokens,
                 output_tokens: t.output_tokens,
-                cost_usd: cost::actual_cost(&t, &self.price),
+                cost_usd: cost::actual_cost(t, &self.price),
             },
             // No usage reported: count the worst case, never less.
             None => Usage {
@@ -314,15 +328,18 @@ impl OpenAiCompat {
         }
         let estimate = cost::estimate(job, &self.model_profile, &self.price, self.detail);
         let answer = self.call(job).await?;
-        let mut usage = self.usage(answer.usage, &estimate);
+        let mut warnings = Vec::new();
+        let mut usage = self.usage(&answer, job, &estimate, &mut warnings);
         let model = answer.model.clone().unwrap_or_else(|| self.model.clone());
         if !job.structured() {
             let observations = self.observations(job, &answer.text, &model);
-            return Ok(ProviderOutput { observations, usage, model });
+            return Ok(ProviderOutput { observations, usage, model, warnings });
         }
         let span = job.covered();
         let reason = match crate::timeline::parse_events(&answer.text, span) {
-            Ok(events) => return Ok(ProviderOutput { observations: self.events(events, &model), usage, model }),
+            Ok(events) => {
+                return Ok(ProviderOutput { observations: self.events(events, &model), usage, model, warnings })
+            }
             Err(reason) => reason,
         };
         tracing::info!(provider = %self.name, %reason, "asking once for a repaired timeline");
@@ -336,9 +353,9 @@ impl OpenAiCompat {
             e.maybe_billed = true;
             e
         })?;
-        usage.add(&self.usage(second.usage, &estimate));
+        usage.add(&self.usage(&second, job, &estimate, &mut warnings));
         match crate::timeline::parse_events(&second.text, span) {
-            Ok(events) => Ok(ProviderOutput { observations: self.events(events, &model), usage, model }),
+            Ok(events) => Ok(ProviderOutput { observations: self.events(events, &model), usage, model, warnings }),
             Err(reason) => {
                 let mut err = self.error(
                     ErrorClass::FallBack,

@@ -8,7 +8,7 @@ use super::wire::{
 };
 use crate::config::ImageDetail;
 use crate::media::FrameData;
-use crate::provider::{ErrorClass, Job, JobInput, ProviderError};
+use crate::provider::{usage, ErrorClass, Job, JobInput, ProviderError};
 use crate::timecode;
 
 /// Between the prompt and a text input, which travel as one string.
@@ -60,8 +60,11 @@ pub(crate) struct TokenUsage {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParsedAnswer {
     pub text: String,
-    /// Absent when the server reports none; the estimate then stands.
+    /// Absent when the server reports none or one that cannot be used; the
+    /// estimate then stands.
     pub usage: Option<TokenUsage>,
+    /// Why the reported usage could not be used (`prompt_tokens = -5`).
+    pub unusable_usage: Option<String>,
     /// The model that answered, as the provider names it.
     pub model: Option<String>,
     /// The answer stopped at the output cap.
@@ -189,11 +192,21 @@ pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
                 .map_err(|e| fail(ErrorClass::Transient, format!("the answer is not a chat completion: {e}")))?
         }
     };
-    let usage = answer.usage.map(|u| TokenUsage {
-        input_tokens: u.prompt_tokens,
-        output_tokens: u.completion_tokens,
-        cached_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+    let counts = answer.usage.map(|u| {
+        let cached = u.prompt_tokens_details.map(|d| d.cached_tokens).unwrap_or_default();
+        usage::counts([
+            ("prompt_tokens", &u.prompt_tokens),
+            ("completion_tokens", &u.completion_tokens),
+            ("prompt_tokens_details.cached_tokens", &cached),
+        ])
     });
+    let (usage, unusable_usage) = match counts {
+        Some(Ok([input_tokens, output_tokens, cached_input_tokens])) => {
+            (Some(TokenUsage { input_tokens, output_tokens, cached_input_tokens }), None)
+        }
+        Some(Err(what)) => (None, Some(what)),
+        None => (None, None),
+    };
     let Some(choice) = answer.choices.into_iter().next() else {
         return Err(fail(ErrorClass::FallBack, "the answer has no choices".into()));
     };
@@ -218,7 +231,7 @@ pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
         };
         return Err(fail(ErrorClass::FallBack, format!("the answer is empty ({why})")));
     }
-    Ok(ParsedAnswer { text, usage, model: answer.model, truncated: finish == "length" })
+    Ok(ParsedAnswer { text, usage, unusable_usage, model: answer.model, truncated: finish == "length" })
 }
 
 /// The error an error body describes, when it is one.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::ImageDetail;
 use crate::media::Jpeg;
+use crate::provider::usage::TokenCount;
 
 /// `POST /chat/completions`.
 #[derive(Debug, Clone, Serialize)]
@@ -216,23 +217,22 @@ pub(super) struct AnswerPart {
     pub text: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// Counts the spec types as integers, so a negative one is no parse error:
+/// it costs the usage, never the answer.
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct WireUsage {
     #[serde(default)]
-    pub prompt_tokens: u64,
+    pub prompt_tokens: TokenCount,
     #[serde(default)]
-    pub completion_tokens: u64,
-    #[serde(default)]
-    #[allow(dead_code)] // read for completeness; vidgate sums the two above
-    pub total_tokens: u64,
+    pub completion_tokens: TokenCount,
     #[serde(default)]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct PromptTokensDetails {
     #[serde(default)]
-    pub cached_tokens: Option<u64>,
+    pub cached_tokens: TokenCount,
 }
 
 /// `{"error": {...}}`, or the bare string some servers send.

@@ -358,3 +358,13 @@ fn a_frame_is_encoded_once_for_all_its_requests() {
         assert!(Arc::ptr_eq(&first[i], &jpeg.base64()) && Arc::ptr_eq(&first[i], &again[i]), "frame {i} encoded again");
     }
 }
+
+#[test]
+fn a_negative_count_costs_the_usage_not_the_answer() {
+    let mut body: Value = serde_json::from_str(&answer(json!([{"text": "A door opens."}]), "STOP")).unwrap();
+    body["usageMetadata"]["candidatesTokenCount"] = json!(-5);
+    let parsed = parse_response(body.to_string().as_bytes(), &frames_job(Task::Describe), "g").expect("kept");
+    assert_eq!(parsed.text, "A door opens.");
+    assert_eq!(parsed.usage, None, "the estimate stands");
+    assert_eq!(parsed.unusable_usage.as_deref(), Some("candidatesTokenCount = -5"));
+}
