@@ -112,3 +112,34 @@ impl Provider for Budgeted {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::scripted::{text_job, ScriptedProvider, Step};
+    use crate::schema::Usage;
+
+    /// A call estimated at $0.001 that reports `usd`.
+    async fn reported(usd: f64) -> (ProviderOutput, Budget) {
+        let usage = Usage { input_tokens: 10, output_tokens: 10, cost_usd: usd };
+        let p =
+            ScriptedProvider::new("s").with_cost_per_call(0.001).with_steps([Step::Answer { text: "x".into(), usage }]);
+        let budget = Budget::new(10.0);
+        let output = Budgeted::new(Arc::new(p), budget.clone()).run(&text_job()).await.unwrap();
+        (output, budget)
+    }
+
+    #[tokio::test]
+    async fn a_reported_cost_far_above_the_estimate_is_charged_and_said() {
+        let (output, budget) = reported(1.0).await;
+        assert_eq!(budget.spent(), 1.0, "charged as reported");
+        assert_eq!(
+            output.warnings,
+            ["s: the reported cost $1.000000 is 1000 times the estimate of $0.001000; \
+              check the profile's price and the provider's bill"]
+        );
+        let (output, budget) = reported(0.05).await;
+        assert_eq!(budget.spent(), 0.05);
+        assert!(output.warnings.is_empty(), "50 times is within reason: {:?}", output.warnings);
+    }
+}
