@@ -622,7 +622,10 @@ fn a_rerun_at_another_fps_is_sent_again_not_read_from_the_journal() {
             let backend = Gemini::from_profile("gemini", &p, &config).unwrap().with_upload_cache(cache);
             let g = Gateway::with_journal(config, Journal::open(&journal).unwrap())
                 .with_provider("gemini", Arc::new(backend));
-            async move { g.run(VideoRequest::new(testsrc_10s(), Task::Describe)).await.unwrap() }
+            // As `--fps` does: the setting and the request's sampling.
+            let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+            request.sampling.mode = SamplingMode::Fps { fps };
+            async move { g.run(request).await.unwrap() }
         };
         // The fps each video call asked for, in order.
         let video_fps = || -> Vec<Value> {
