@@ -243,6 +243,7 @@ fn timeline_and_find_jobs_are_held_to_their_json_by_a_grammar() {
     let cut = run(&provider, &Job { max_output_tokens: 4, ..timeline.clone() }).unwrap();
     let answer = &cut.observations[0].text;
     assert_eq!(cut.usage.output_tokens, 4, "{answer:?}");
+    assert_eq!(cut.warnings, ["local: the answer stopped at the output cap of 4 tokens and may be cut short"]);
     assert!(answer.starts_with('{'), "{answer:?}");
     let err = vidgate::timeline::parse_events(answer, timeline.covered()).unwrap_err();
     assert!(err.contains("not the requested JSON"), "{err}");
