@@ -169,6 +169,17 @@ impl Gateway {
                 return Err(changed(run.id, path.display(), expected, &now));
             }
         }
+        if let VideoSource::Url { url } = &run.request.source {
+            // Its userinfo and query values were never stored (see `Journal::start_run`).
+            if url.contains("***") {
+                return Err(GatewayError::Input(format!(
+                    "cannot resume run {}: its URL carried credentials, which the journal does not keep ({url}); \
+                     give the command again with the whole URL: the units already finished are read back \
+                     from the journal",
+                    run.id
+                )));
+            }
+        }
         let id = run.id;
         if !self.on_journal(move |j| j.take_over(id)).await? {
             return Err(GatewayError::Input(format!("run {id} was resumed by another process first")));

@@ -17,7 +17,7 @@ use vidgate::gateway::{Gateway, GatewayError};
 use vidgate::journal::Journal;
 use vidgate::provider::scripted::{ScriptedProvider, Step};
 use vidgate::provider::{Capabilities, ErrorClass, ProviderError};
-use vidgate::schema::{SamplingMode, SamplingPlan, Task, Usage, VideoRequest};
+use vidgate::schema::{SamplingMode, SamplingPlan, Task, Usage, VideoRequest, VideoSource};
 
 use crate::util::*;
 
@@ -221,4 +221,20 @@ fn when_the_journal_cannot_be_written_the_run_says_what_was_not_kept() {
     assert!(partial.warnings.iter().any(|w| w.contains("could not be written")), "{:?}", partial.warnings);
     let video = block_on(vidgate::models::hash_file(&testsrc_10s())).unwrap();
     assert_eq!(g.journal().units_for_video(&video).unwrap(), 3, "what the journal holds");
+}
+
+/// A URL's signature is never stored, so a run from a presigned URL cannot be
+/// fetched again by `resume`: it says so, instead of failing at the download.
+#[test]
+fn a_run_from_a_url_with_credentials_is_not_resumed_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite3");
+    let mut request = VideoRequest::new("unused.mp4", Task::Describe);
+    request.source = VideoSource::Url { url: "https://videos.example/v.mp4?X-Amz-Signature=SIGSECRET".into() };
+    Journal::open(&path).unwrap().start_run(&request).unwrap();
+    expire_run_leases(&path);
+    let gateway = Gateway::with_journal(Config::builtin().unwrap(), Journal::open(&path).unwrap());
+    let err = runtime().block_on(gateway.resume(None)).unwrap_err().to_string();
+    assert!(err.contains("its URL carried credentials, which the journal does not keep"), "{err}");
+    assert!(err.contains("X-Amz-Signature=***") && !err.contains("SIGSECRET"), "{err}");
 }
