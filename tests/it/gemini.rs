@@ -648,3 +648,23 @@ fn a_rerun_at_another_fps_is_sent_again_not_read_from_the_journal() {
         assert!(faster.usage.cost_usd > 0.0, "and paid for");
     });
 }
+
+/// An answer that stopped at the output cap is kept, and the report is told.
+#[test]
+fn an_answer_cut_at_the_output_cap_is_kept_with_a_warning() {
+    runtime().block_on(async {
+        let (server, _fake) = fake(Processing::ActiveAfter(1)).await;
+        let mut cut = recorded("inline_video.response.json");
+        cut["candidates"][0]["finishReason"] = json!("MAX_TOKENS");
+        answering(ResponseTemplate::new(200).set_body_json(cut), 1, &server).await;
+        let p = profile(&server, "cut");
+        let r = run_with(backend(&p), &p, &video_job(&testsrc_10s())).await;
+        let out = r.result.unwrap();
+        assert!(out.observations[0].text.starts_with("Okay! It looks like"), "the answer is kept");
+        assert_eq!(
+            out.warnings,
+            ["gemini: the answer stopped at the output cap of 500 tokens and may be cut short (finishReason \"MAX_TOKENS\")"]
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1, "not asked again");
+    });
+}
