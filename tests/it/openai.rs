@@ -859,10 +859,6 @@ fn an_unusable_usage_or_a_cut_answer_is_kept_billed_and_warned() {
 
 #[test]
 fn a_dead_provider_gets_a_handful_of_calls_and_the_next_one_serves_the_run() {
-    use vidgate::config::RateLimits;
-    use vidgate::gateway::Gateway;
-    use vidgate::journal::Journal;
-    use vidgate::schema::{SamplingPlan, VideoRequest};
     let rt = runtime();
     let (dead, good) = rt.block_on(async {
         let (dead, good) = (server().await, server().await);
@@ -870,18 +866,7 @@ fn a_dead_provider_gets_a_handful_of_calls_and_the_next_one_serves_the_run() {
         chat().respond_with(Checking).mount(&good).await;
         (dead, good)
     });
-    let mut config = Config::builtin().unwrap();
-    for (name, server) in [("dead", &dead), ("good", &good)] {
-        let mut p = profile(server, &format!("chain{name}"));
-        p.limits = RateLimits { max_concurrency: Some(4), ..RateLimits::default() };
-        config.providers.insert(name.to_string(), p);
-    }
-    config.router.chain = vec!["dead".into(), "good".into()];
-    config.budget.max_usd_per_request = 1.0;
-    let gateway = Gateway::with_journal(config, Journal::in_memory().unwrap());
-    let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
-    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
-    let report = rt.block_on(gateway.run(request)).unwrap();
+    let report = describe_eight_frames(rt, &[("dead", &dead), ("good", &good)]);
     assert_eq!(report.observations.len(), 8);
     assert!(report.observations.iter().all(|o| o.provider == "good"));
     assert!(report.story.is_some(), "the merge went to the next provider too");
@@ -980,10 +965,6 @@ fn credentials_in_the_base_url_stay_out_of_errors() {
 
 #[test]
 fn a_429_with_retry_after_holds_every_unit_not_only_the_one_told() {
-    use vidgate::config::RateLimits;
-    use vidgate::gateway::Gateway;
-    use vidgate::journal::Journal;
-    use vidgate::schema::{SamplingPlan, VideoRequest};
     let rt = runtime();
     let arrivals = Arc::new(WaitOnce(std::sync::Mutex::default()));
     let server = rt.block_on(async {
@@ -991,16 +972,7 @@ fn a_429_with_retry_after_holds_every_unit_not_only_the_one_told() {
         chat().respond_with(ArcRespond(arrivals.clone())).mount(&server).await;
         server
     });
-    let mut config = Config::builtin().unwrap();
-    let mut p = profile(&server, "waitonce");
-    p.limits = RateLimits { max_concurrency: Some(4), ..RateLimits::default() };
-    config.providers.insert("fake".into(), p);
-    config.router.chain = vec!["fake".into()];
-    config.budget.max_usd_per_request = 1.0;
-    let gateway = Gateway::with_journal(config, Journal::in_memory().unwrap());
-    let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
-    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
-    let report = rt.block_on(gateway.run(request)).unwrap();
+    let report = describe_eight_frames(rt, &[("waitonce", &server)]);
     assert_eq!(report.observations.len(), 8);
     let arrived = arrivals.0.lock().unwrap().clone();
     assert_eq!(arrived.len(), 8 + 1 + 1, "eight frames, the one retry, the merge");
@@ -1018,4 +990,25 @@ impl<R: Respond> Respond for ArcRespond<R> {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         self.0.respond(request)
     }
+}
+
+/// Eight frames of testsrc_10s described through a gateway whose chain is
+/// these fake providers, in order, each taking four calls at once.
+fn describe_eight_frames(rt: &tokio::runtime::Runtime, chain: &[(&str, &MockServer)]) -> vidgate::schema::VideoReport {
+    use vidgate::config::RateLimits;
+    use vidgate::gateway::Gateway;
+    use vidgate::journal::Journal;
+    use vidgate::schema::{SamplingPlan, VideoRequest};
+    let mut config = Config::builtin().unwrap();
+    for (name, server) in chain {
+        let mut p = profile(server, &format!("chain{name}"));
+        p.limits = RateLimits { max_concurrency: Some(4), ..RateLimits::default() };
+        config.providers.insert(name.to_string(), p);
+    }
+    config.router.chain = chain.iter().map(|(name, _)| name.to_string()).collect();
+    config.budget.max_usd_per_request = 1.0;
+    let gateway = Gateway::with_journal(config, Journal::in_memory().unwrap());
+    let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
+    rt.block_on(gateway.run(request)).unwrap()
 }
