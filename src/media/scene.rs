@@ -157,7 +157,7 @@ impl SceneDetector {
         let t = self.transition.as_mut()?;
         if moving {
             // A cut's first frame is the new shot's, unless the picture moves on at once.
-            t.candidate = (step.cut && !step.blank && gap_ok).then(|| Pick { frame, signature: sig });
+            t.candidate = (step.cut && !step.blank && gap_ok).then_some(Pick { frame, signature: sig });
             return out;
         }
         if !gap_ok {

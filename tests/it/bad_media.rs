@@ -670,7 +670,7 @@ fn variable_frame_rate_keeps_true_times() {
         let streamed = pts(&sample(&info, &plan(SamplingMode::Fps { fps: 4.0 }, 160)).frames);
         // Seeked: the frame on screen at each quarter second.
         let on_screen: Vec<f64> =
-            quarters().map(|q| (0..40).map(vfr_time_ms).filter(|t| *t <= q + 0.5).last().unwrap()).collect();
+            quarters().map(|q| (0..40).map(vfr_time_ms).rfind(|t| *t <= q + 0.5).unwrap()).collect();
         let seeked = pts(&sample_with(&info, &plan(SamplingMode::Fps { fps: 4.0 }, 160), &seeking(), FrameFormat::Rgb)
             .unwrap()
             .frames);
@@ -1006,10 +1006,11 @@ fn frames_taller_than_a_jpeg_can_be_are_refused_before_decoding() {
         assert_eq!((info.video.width, info.video.height), (4, 100_000));
         let p = plan(SamplingMode::Fps { fps: 5.0 }, 768);
         for format in [FrameFormat::Rgb, FrameFormat::Jpeg { quality: 80 }] {
-            let err = Extraction::new(&info, &p, &SamplingConfig::default(), format, Duration::from_secs(60))
-                .err()
-                .expect("refused")
-                .to_string();
+            let Err(err) = Extraction::new(&info, &p, &SamplingConfig::default(), format, Duration::from_secs(60))
+            else {
+                panic!("refused")
+            };
+            let err = err.to_string();
             assert_eq!(
                 err,
                 format!(
