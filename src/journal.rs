@@ -528,8 +528,9 @@ const RESERVATION_TTL_S: i64 = 3600;
 #[async_trait]
 impl SharedLedger for Journal {
     async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
-        let held = self
-            .with_async(move |conn| {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.post(move |conn| {
+            let held = (|| -> rusqlite::Result<Result<i64, BudgetError>> {
                 let now = now_s();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let left = cap - Journal::committed_today(&tx, now)?;
@@ -543,8 +544,16 @@ impl SharedLedger for Journal {
                 let id = tx.last_insert_rowid();
                 tx.commit()?;
                 Ok(Ok(id))
-            })
-            .await;
+            })();
+            // The caller stopped waiting (its call was cancelled): nothing holds this money.
+            if let Err(Ok(Ok(id))) = reply.send(held) {
+                let _ = conn.execute("DELETE FROM reservations WHERE id = ?1", params![id]);
+            }
+        });
+        let held = match answer.await {
+            Ok(held) => held.map_err(|e| self.error(e)),
+            Err(_) => Err(self.error("its thread has stopped")),
+        };
         held.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot hold money in the journal: the call is refused");
             Err(BudgetError { needed: amount, left: 0.0, cap })

@@ -100,7 +100,11 @@ impl Budget {
         let mut reservation = Reservation { amount, ledger: self.ledger.clone(), shared: None, settled: false };
         if let Some(shared) = &self.shared {
             // Held here already; the shared ledger is asked without this lock.
-            match shared.hold(amount, self.cap).await {
+            // Dropped while it answers (a deadline), no call was made: released, not spent.
+            let pending = Unheld(Some(reservation));
+            let held = shared.hold(amount, self.cap).await;
+            reservation = pending.into_inner();
+            match held {
                 Ok(id) => reservation.shared = Some((shared.clone(), id)),
                 Err(e) => {
                     reservation.release();
@@ -163,6 +167,23 @@ impl Reservation {
     }
 }
 
+/// A reservation whose shared hold is still being asked for: released if dropped.
+struct Unheld(Option<Reservation>);
+
+impl Unheld {
+    fn into_inner(mut self) -> Reservation {
+        self.0.take().expect("taken only here")
+    }
+}
+
+impl Drop for Unheld {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.release();
+        }
+    }
+}
+
 impl Drop for Reservation {
     /// Dropped unsettled (its call was abandoned): it counts as spent, in the
     /// shared ledger too, where nobody else will record it.
@@ -193,6 +214,30 @@ mod tests {
         assert_eq!(ok, 3, "three calls of $0.30 fit in $1.00");
         assert!(budget.spent() <= 1.0 + 1e-9, "spent {}", budget.spent());
         assert!((budget.spent() - 0.9).abs() < 1e-9, "three calls fit");
+    }
+
+    /// A shared ledger that never answers a hold.
+    #[derive(Debug)]
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl SharedLedger for Silent {
+        async fn hold(&self, _: f64, _: f64) -> Result<i64, BudgetError> {
+            std::future::pending().await
+        }
+        fn let_go(&self, _: i64, _: f64) {}
+        async fn left(&self, cap: f64) -> f64 {
+            cap
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_dropped_while_the_shared_ledger_answers_is_released_not_spent() {
+        let budget = Budget::new(1.0).shared(Arc::new(Silent));
+        let cut = tokio::time::timeout(std::time::Duration::from_secs(1), budget.reserve(0.6)).await;
+        assert!(cut.is_err(), "the hold never answered");
+        assert_eq!(budget.spent(), 0.0, "no call was made");
+        assert_eq!(budget.remaining().await, 1.0, "nothing is left reserved");
     }
 
     #[tokio::test]
