@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::provider::{ProviderError, ProviderOutput};
+use crate::provider::{ErrorClass, ProviderError, ProviderOutput};
 
 /// Failed calls in a row that bench a provider.
 pub const TRIP_AFTER: u32 = 3;
@@ -76,7 +76,7 @@ impl Breaker {
             let now = Instant::now();
             if now < until {
                 return Admit::Refuse(format!(
-                    "benched for {:.0} s more after failing {TRIP_AFTER} calls in a row",
+                    "benched for {:.0} s more after its calls failed",
                     (until - now).as_secs_f64().ceil()
                 ));
             }
@@ -138,10 +138,11 @@ impl Breaker {
             state.probing = false;
         }
         match outcome {
-            // Cancelled, never sent, or asked to slow down: says nothing of
-            // the provider's health.
+            // Cancelled, never sent, asked to slow down, or the job's own
+            // fault (bad input): says nothing of the provider's health.
             None => {}
-            Some(Err(e)) if e.not_sent || e.status == Some(429) => {}
+            Some(Err(e))
+                if e.not_sent || e.status == Some(429) || (e.class == ErrorClass::Fatal && !e.disables_provider) => {}
             Some(Ok(())) => {
                 *state = State { in_flight: state.in_flight, proven: true, ..State::default() };
             }
@@ -182,7 +183,6 @@ impl Drop for Ticket<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::ErrorClass;
 
     fn failed() -> Result<ProviderOutput, ProviderError> {
         Err(ProviderError::new("p", ErrorClass::Transient, "HTTP 503"))
@@ -213,6 +213,15 @@ mod tests {
         b.admit(COOL).await.unwrap().finish(&answered());
         let many: Vec<_> = futures_now(&b, 10).await;
         assert_eq!(many.len(), 10, "answered: no cap on calls in flight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bad_input_says_nothing_of_the_providers_health() {
+        let b = Breaker::default();
+        for _ in 0..TRIP_AFTER * 2 {
+            b.admit(COOL).await.unwrap().finish(&Err(ProviderError::new("p", ErrorClass::Fatal, "no frames")));
+        }
+        assert!(!b.is_benched(), "a healthy provider is not benched for the job's own faults");
     }
 
     async fn futures_now(b: &Breaker, n: usize) -> Vec<Ticket<'_>> {
