@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 
@@ -461,7 +460,6 @@ impl Run<'_> {
             })?;
 
         let frame_bytes = self.ex.rgb_frame_bytes();
-        let mut times: HashMap<u64, i64> = HashMap::new();
         let mut n = 0u64;
         let mut open = true;
         let mut broken: Option<String> = None;
@@ -475,18 +473,11 @@ impl Run<'_> {
                     break;
                 }
             }
-            // Its showinfo line was written before the frame: wait for it to be read.
-            let rel_ms = loop {
-                if let Some(ms) = times.remove(&n) {
-                    break Some(ms);
-                }
-                match times_rx.recv() {
-                    Ok((k, ms)) => {
-                        times.insert(k, ms);
-                    }
-                    Err(_) => break None,
-                }
-            };
+            // Its showinfo line was written before the frame, in the same
+            // order (showinfo is the last filter; no frame is dropped or
+            // repeated after it). Not matched by showinfo's `n`, which starts
+            // again when the graph is rebuilt for a new frame size.
+            let rel_ms = times_rx.recv().ok().map(|(_, ms)| ms);
             let Some(rel_ms) = rel_ms else {
                 broken = Some(format!("frame {n} came without a timestamp"));
                 break;

@@ -1127,3 +1127,30 @@ fn the_corpus_is_read_in_bounded_memory() {
         }
     }
 }
+
+/// An MPEG-TS stream whose frame size changes mid-stream (two segments joined
+/// byte for byte): ffmpeg rebuilds its filter graph, showinfo counts frames
+/// from 0 again, and every frame still gets its own time.
+#[test]
+fn a_frame_size_that_changes_mid_stream_keeps_every_frames_time() {
+    let dir = clip_dir().join("resize-mid-stream");
+    std::fs::create_dir_all(&dir).unwrap();
+    let part = |name: &str, size: &str, offset: &str| {
+        let path = dir.join(name);
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc=duration=1:size={size}:rate=10"))
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10", "-output_ts_offset", offset, "-f", "mpegts"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read(path).unwrap()
+    };
+    let path = dir.join("joined.ts");
+    std::fs::write(&path, [part("a.ts", "160x120", "0"), part("b.ts", "320x240", "1")].concat()).unwrap();
+    let info = probe(&path);
+    let got = bounded("resize mid-stream", 30, &[&path], || sample(&info, &plan(SamplingMode::Fps { fps: 10.0 }, 160)));
+    let times: Vec<u64> = got.frames.iter().map(|f| f.pts_ms).collect();
+    assert_eq!(times, (0..20).map(|k| k * 100).collect::<Vec<_>>());
+}
