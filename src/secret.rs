@@ -30,8 +30,11 @@ impl Secret {
         if self.0.len() < 4 {
             return text.to_string();
         }
+        // The key as itself first: the escape-aware pass below reads `\\` as
+        // one escaped backslash, which would miss a key holding two.
+        let text = text.replace(&self.0, "***");
         let mut out = String::with_capacity(text.len());
-        let mut rest = text;
+        let mut rest = text.as_str();
         while let Some(c) = rest.chars().next() {
             match spelled_at_start(rest, &self.0) {
                 Some(len) => {

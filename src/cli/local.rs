@@ -43,12 +43,15 @@ pub(super) async fn with_model_files(
 /// A failed download, and where it is the hub's (or mirror's) fault, the two
 /// ways to go on without it, in one line.
 fn without_download(model: &str, e: models::ModelError, config: &Config) -> String {
-    let base = &config.models.base_url;
+    // A mirror's URL may carry a token.
+    let base = vidgate::secret::redact_urls(&config.models.base_url);
     let what = match &e {
         models::ModelError::Unreachable { message, .. } => {
-            format!("the model hub {base} cannot be reached ({message})")
+            format!("the model hub {base} cannot be reached ({})", vidgate::secret::redact_urls(message))
         }
-        models::ModelError::Download { .. } => format!("the model hub {base} did not serve it ({e})"),
+        models::ModelError::Download { .. } => {
+            format!("the model hub {base} did not serve it ({})", vidgate::secret::redact_urls(&e.to_string()))
+        }
         _ => return format!("cannot download the local model {model}: {e}"),
     };
     format!(
@@ -67,7 +70,7 @@ fn cloud_suggestion(config: &Config) -> String {
         .filter(|(_, p)| p.protocol.is_some_and(|p| p != Protocol::LlamaLocal))
         .filter_map(|(name, p)| Some((name, p.api_key_env.as_ref()?)))
         .collect();
-    let is_set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    let is_set = |var: &str| vidgate::secret::Secret::from_env(var).is_some();
     keyed.sort_by_key(|(name, var)| (!is_set(var), name.as_str() != "gemini"));
     match keyed.first() {
         Some((name, var)) => {
