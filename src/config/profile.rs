@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::check::{self, Invalid};
+
 /// The wire protocol a profile speaks: one backend module each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -330,6 +332,31 @@ impl ProviderProfile {
                     u32::MAX - 1
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// Checks one profile alone; what it needs to be built is checked when it is.
+    ///
+    /// # Errors
+    /// The first value out of its range, named by its key within the profile.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.check_sampling().map_err(|(key, message)| Invalid::new(key, message))?;
+        for (key, value) in [("timeout_s", self.timeout_s), ("file_timeout_s", self.file_timeout_s)] {
+            if let Some(seconds) = value {
+                check::wait(key, seconds)?;
+            }
+        }
+        if let Some(url) = &self.base_url {
+            check::http_url("base_url", url)?;
+        }
+        if let Some(var) = &self.api_key_env {
+            if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Invalid::new(
+                    "api_key_env",
+                    "must be the NAME of an environment variable (letters, digits, _), never the key",
+                ));
+            }
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 use std::io::Write;
 
+use super::load::parse_scalar;
 use super::*;
 
 fn write_config(text: &str) -> tempfile::NamedTempFile {
@@ -312,4 +313,44 @@ fn an_empty_journal_path_is_refused_with_its_key() {
     assert!(msg.contains(&f.path().display().to_string()), "{msg}");
     let (ok, _f) = load_file("[journal]\npath = \"j.sqlite3\"\n");
     assert_eq!(ok.unwrap().journal.path, Some(PathBuf::from("j.sqlite3")));
+}
+
+#[test]
+fn each_section_validates_alone_and_the_whole_names_the_full_key() {
+    let sampling = SamplingConfig { fps: 0.0, ..SamplingConfig::default() };
+    assert_eq!(sampling.validate().unwrap_err(), Invalid::new("fps", "0 is outside (0, 60]"));
+    let config = Config { sampling, ..Config::default() };
+    assert_eq!(config.validate().unwrap_err().key, "sampling.fps");
+
+    let mut config = Config::default();
+    config.providers.insert("mine".into(), ProviderProfile { top_p: Some(2.0), ..ProviderProfile::default() });
+    assert_eq!(config.validate().unwrap_err(), Invalid::new("providers.mine.top_p", "2 is outside [0, 1]"));
+    assert_eq!(Config::builtin().unwrap().validate(), Ok(()));
+}
+
+#[test]
+fn a_task_chain_for_no_task_names_the_file_it_is_in() {
+    let (err, f) = load_file("[router.tasks]\nsummarize = [\"local\"]\n");
+    let msg = err.unwrap_err().to_string();
+    assert!(msg.contains("key `router.tasks.summarize`: not a task; the tasks are describe"), "{msg}");
+    assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+}
+
+#[test]
+fn a_url_that_is_not_http_is_refused_without_its_credentials() {
+    for (text, key) in [
+        ("[models]\nbase_url = \"ftp://user:hunter2@mirror.example/hf\"\n", "models.base_url"),
+        (
+            "[providers.mine]\nprotocol = \"openai\"\nbase_url = \"ftp://user:hunter2@llm.example/v1\"\n",
+            "providers.mine.base_url",
+        ),
+    ] {
+        let (err, f) = load_file(text);
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains(&format!("key `{key}`")) && msg.contains("is not an http(s) URL"), "{msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+    let (cfg, _f) = load_file("[models]\nbase_url = \"http://10.0.0.5:8080/hf\"\n");
+    assert_eq!(cfg.unwrap().models.base_url, "http://10.0.0.5:8080/hf");
 }

@@ -1,0 +1,37 @@
+//! `[journal]`: where finished work is kept (see [`crate::journal`]).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::check::Invalid;
+
+/// The journal of finished work (see [`crate::journal`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Keep a journal; without one, nothing is reused across runs.
+    pub enabled: bool,
+    /// The journal file; `journal.sqlite3` in the platform data dir when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self { enabled: true, path: None }
+    }
+}
+
+impl JournalConfig {
+    /// # Errors
+    /// An empty `path`, named by its key within the section.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        // An empty file name would open a throw-away database: no daily cap
+        // across runs, nothing to resume.
+        if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(Invalid::new("path", "is empty: name the journal file, or leave the key out for the default"));
+        }
+        Ok(())
+    }
+}
