@@ -439,7 +439,7 @@ fn newest_run(c: &Connection, filter: &str, now: i64) -> rusqlite::Result<Option
     let mut rows = stmt.query(params![now])?;
     while let Some(row) = rows.next()? {
         let text: String = row.get(1)?;
-        if let Ok(request) = serde_json::from_str(&text) {
+        if let Ok(request) = stored_request(&text) {
             return Ok(Some(RunRecord {
                 id: row.get(0)?,
                 request,
@@ -450,6 +450,16 @@ fn newest_run(c: &Connection, filter: &str, now: i64) -> rusqlite::Result<Option
         }
     }
     Ok(None)
+}
+
+/// A run's request as stored. Runs stored while requests still carried an
+/// `output` form (which changed nothing) are read without it.
+fn stored_request(text: &str) -> serde_json::Result<VideoRequest> {
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("output");
+    }
+    serde_json::from_value(value)
 }
 
 impl Drop for Journal {
@@ -764,6 +774,22 @@ mod tests {
         let j = Journal::open(&path).unwrap();
         let Unfinished::Abandoned(run) = j.unfinished().unwrap() else { panic!("the old run is resumable") };
         assert_eq!((run.video_hash, run.lease_until_unix_s), (None, 0));
+    }
+
+    #[test]
+    fn a_run_stored_with_an_output_form_is_still_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+        let req = VideoRequest::new("/v/old.mp4", Task::Timeline);
+        let mut stored = serde_json::to_value(&req).unwrap();
+        stored["output"] = serde_json::json!("srt");
+        let text = stored.to_string();
+        j.with(move |c| {
+            c.execute("INSERT INTO runs (request, started_unix_s, status) VALUES (?1, 1, 'running')", params![text])
+        })
+        .unwrap();
+        let Unfinished::Abandoned(run) = j.unfinished().unwrap() else { panic!("the old run is resumable") };
+        assert_eq!(run.request, req);
     }
 
     #[test]

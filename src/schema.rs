@@ -106,6 +106,7 @@ impl Default for SamplingMode {
 
 /// The sampling plan of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SamplingPlan {
     #[serde(default)]
     pub mode: SamplingMode,
@@ -126,6 +127,7 @@ impl Default for SamplingPlan {
 
 /// Limits a request puts on how it may be served.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Constraints {
     /// Hard cap on spend for this request, in US dollars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,20 +144,14 @@ pub struct Constraints {
     pub offline_only: bool,
 }
 
-/// How the report should be rendered for people; the JSON form always has everything.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputForm {
-    #[default]
-    Text,
-    Markdown,
-    Json,
-    Srt,
-    Vtt,
-}
-
 /// One request: a video and a task.
+///
+/// How the answer is shown is not part of the request: the [`VideoReport`]
+/// is data (its JSON form has everything), and [`crate::render`] writes it
+/// as Markdown, SubRip or WebVTT. A key the request does not have is
+/// refused, never ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VideoRequest {
     pub source: VideoSource,
     pub task: Task,
@@ -163,8 +159,6 @@ pub struct VideoRequest {
     pub sampling: SamplingPlan,
     #[serde(default)]
     pub constraints: Constraints,
-    #[serde(default)]
-    pub output: OutputForm,
 }
 
 impl VideoRequest {
@@ -175,7 +169,6 @@ impl VideoRequest {
             task,
             sampling: SamplingPlan::default(),
             constraints: Constraints::default(),
-            output: OutputForm::default(),
         }
     }
 }
@@ -323,6 +316,22 @@ mod tests {
         let back: VideoRequest = serde_json::from_str(&json).unwrap();
         assert_eq!(req, back);
         assert!(json.contains(r#""kind":"ask""#), "{json}");
+    }
+
+    #[test]
+    fn a_key_the_request_does_not_have_is_refused_by_name() {
+        let mut json = serde_json::to_value(VideoRequest::new("clip.mp4", Task::Timeline)).unwrap();
+        let parse = |json: &serde_json::Value| serde_json::from_value::<VideoRequest>(json.clone());
+        assert!(parse(&json).is_ok());
+        for (place, key) in [("", "output"), ("constraints", "max_cost"), ("sampling", "fsp")] {
+            let mut bad = json.clone();
+            let table = if place.is_empty() { &mut bad } else { &mut bad[place] };
+            table[key] = serde_json::json!("srt");
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("unknown field `{key}`")), "{place}.{key}: {err}");
+        }
+        json["constraints"]["max_cost_usd"] = serde_json::json!(0.1);
+        assert_eq!(parse(&json).unwrap().constraints.max_cost_usd, Some(0.1));
     }
 
     #[test]
