@@ -40,6 +40,14 @@ struct Listed {
     download_bytes: Option<u64>,
     /// US dollars per million tokens, for `model`.
     price: Option<Price>,
+    /// What the profile is, in its own words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// The day its prices and limits were checked, and the page they were checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prices_checked: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prices_source: Option<String>,
 }
 
 pub fn run(args: ProvidersArgs, config: &Config) -> anyhow::Result<()> {
@@ -72,6 +80,11 @@ pub fn run(args: ProvidersArgs, config: &Config) -> anyhow::Result<()> {
                 if l.ready { "yes" } else { "no" },
                 l.status
             )?;
+            let about = [l.description.clone(), l.prices_checked.as_ref().map(|d| format!("prices of {d}"))];
+            let about: Vec<String> = about.into_iter().flatten().collect();
+            if !about.is_empty() {
+                writeln!(out, "{:<16} {}", "", about.join(" · "))?;
+            }
         }
         writeln!(out, "\n(N): the place in router.chain; --provider NAME uses any other")
             .context("writing to stdout")?;
@@ -101,6 +114,9 @@ fn listed(name: &str, p: &ProviderProfile, config: &Config) -> Listed {
         key_present: None,
         download_bytes: None,
         price: p.model.as_deref().and_then(|m| p.price_for(m)),
+        description: p.description.clone(),
+        prices_checked: p.prices_checked.clone(),
+        prices_source: p.prices_source.clone(),
     };
     let status = match p.protocol {
         None => Err(format!("providers.{name}.protocol is not set")),

@@ -350,6 +350,15 @@ impl ProviderProfile {
         if let Some(url) = &self.base_url {
             check::http_url("base_url", url)?;
         }
+        if let Some(day) = &self.prices_checked {
+            let date = day.parse::<toml::value::Datetime>().ok().filter(|d| d.time.is_none() && d.offset.is_none());
+            if date.is_none() {
+                return Err(Invalid::new("prices_checked", format!("`{day}` is not a date, YYYY-MM-DD")));
+            }
+        }
+        if let Some(page) = &self.prices_source {
+            check::http_url("prices_source", page)?;
+        }
         if let Some(var) = &self.api_key_env {
             if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(Invalid::new(

@@ -354,3 +354,23 @@ fn a_url_that_is_not_http_is_refused_without_its_credentials() {
     let (cfg, _f) = load_file("[models]\nbase_url = \"http://10.0.0.5:8080/hf\"\n");
     assert_eq!(cfg.unwrap().models.base_url, "http://10.0.0.5:8080/hf");
 }
+
+#[test]
+fn price_provenance_is_a_date_and_a_page() {
+    for (line, key, why) in [
+        ("prices_checked = \"last week\"", "prices_checked", "`last week` is not a date, YYYY-MM-DD"),
+        ("prices_checked = \"2026-11-26T10:00:00Z\"", "prices_checked", "is not a date, YYYY-MM-DD"),
+        ("prices_checked = \"2026-13-01\"", "prices_checked", "is not a date, YYYY-MM-DD"),
+        ("prices_source = \"the vendor's site\"", "prices_source", "is not an http(s) URL"),
+    ] {
+        let (err, f) = load_file(&format!("[providers.mine]\nprotocol = \"openai\"\n{line}\n"));
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains(&format!("key `providers.mine.{key}`")) && msg.contains(why), "{line}: {msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    }
+    let (cfg, _f) = load_file(
+        "[providers.mine]\nprotocol = \"openai\"\nprices_checked = \"2026-11-26\"\n\
+         prices_source = \"https://example.com/pricing\"\n",
+    );
+    assert_eq!(cfg.unwrap().provider("mine").unwrap().prices_checked.as_deref(), Some("2026-11-26"));
+}

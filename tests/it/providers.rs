@@ -185,3 +185,38 @@ fn first_use_with_an_unreachable_hub_ends_in_one_line_naming_the_other_ways() {
     assert!(err.contains("set GEMINI_API_KEY to your key and add `--provider gemini`"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn providers_shows_what_each_profile_is_and_where_its_prices_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        "[providers.mine]\nprotocol = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
+         description = \"The team's own server.\"\nprices_checked = \"2026-11-20\"\n\
+         prices_source = \"https://example.com/pricing\"\n",
+    );
+    let run = |json: bool| -> String {
+        let mut cmd = without_keys(vidgate());
+        cmd.arg("providers").args(json.then_some("--json")).arg("--config").arg(&config);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&run(true)).unwrap();
+    let find = |name: &str| listed.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name}: {listed:?}"));
+    let mine = find("mine");
+    assert_eq!(mine["description"], "The team's own server.", "{mine}");
+    assert_eq!(
+        (&mine["prices_checked"], &mine["prices_source"]),
+        (&"2026-11-20".into(), &"https://example.com/pricing".into())
+    );
+    let shipped = vidgate::Config::builtin().unwrap();
+    let gemini = shipped.provider("gemini").unwrap();
+    assert_eq!(find("gemini")["prices_checked"].as_str(), gemini.prices_checked.as_deref());
+    assert_eq!(find("gemini")["prices_source"].as_str(), gemini.prices_source.as_deref());
+
+    let text = run(false);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("mine ")).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(lines[at + 1].trim(), "The team's own server. · prices of 2026-11-20", "{text}");
+}
