@@ -1,5 +1,5 @@
 //! Configuration: one section per concern, each with its own `validate()`,
-//! and the provider profiles; [`load`] merges the layers and checks each.
+//! and the provider profiles; [`Config::load`] merges the layers and checks each.
 //!
 //! Layers, lowest first: built-in defaults < the profiles in `providers/`
 //! < the user's file < environment (`VIDGATE__SECTION__KEY`) < command-line flags.
@@ -37,19 +37,10 @@ pub use retry::RetryConfig;
 pub use router::RouterConfig;
 pub use sampling::SamplingConfig;
 
-/// The profiles shipped in `providers/`, compiled in.
-pub const SHIPPED_PROFILES: &[(&str, &str)] = &[
-    ("azure-openai", include_str!("../../providers/azure-openai.toml")),
-    ("gemini", include_str!("../../providers/gemini.toml")),
-    ("groq", include_str!("../../providers/groq.toml")),
-    ("llama-server", include_str!("../../providers/llama-server.toml")),
-    ("local", include_str!("../../providers/local.toml")),
-    ("ollama", include_str!("../../providers/ollama.toml")),
-    ("openai", include_str!("../../providers/openai.toml")),
-    ("openrouter", include_str!("../../providers/openrouter.toml")),
-    ("vertex", include_str!("../../providers/vertex.toml")),
-    ("vllm", include_str!("../../providers/vllm.toml")),
-];
+/// The profiles shipped in `providers/` as (name, TOML text), compiled in:
+/// every `*.toml` there but the model catalogue, by name (see `build.rs`),
+/// so that a new vendor is a new file and nothing more.
+pub const SHIPPED_PROFILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_profiles.rs"));
 
 /// The whole configuration, after merging every layer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -105,9 +96,10 @@ impl Config {
                     ));
                 };
                 if profile.protocol.is_none() {
+                    let protocols: Vec<String> = Protocol::ALL.iter().map(|p| format!("\"{}\"", p.as_str())).collect();
                     return Err(Invalid::new(
                         format!("providers.{name}.protocol"),
-                        "missing: one of \"gemini\", \"openai\", \"llama_local\"",
+                        format!("missing: one of {}", protocols.join(", ")),
                     ));
                 }
             }
@@ -133,10 +125,10 @@ impl Config {
             let Some(protocol) = profile.protocol else { continue };
             let mut sources: Vec<&(String, ProviderProfile)> =
                 shipped.iter().filter(|(n, p)| n != name && p.protocol == Some(protocol)).collect();
+            // The in-process backend's profile is `local`; every other is named as its protocol.
             let namesake = match protocol {
-                Protocol::Gemini => "gemini",
-                Protocol::Openai => "openai",
                 Protocol::LlamaLocal => "local",
+                other => other.as_str(),
             };
             sources.sort_by_key(|(n, p)| (p.base_url.is_none() || p.base_url != profile.base_url, n != namesake));
             let named = profile.model.iter().chain(profile.models.keys()).cloned().collect::<Vec<_>>();

@@ -22,6 +22,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, for messages that list them.
+    pub const ALL: [Protocol; 3] = [Protocol::Gemini, Protocol::Openai, Protocol::LlamaLocal];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Protocol::Gemini => "gemini",

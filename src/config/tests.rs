@@ -1,4 +1,5 @@
 use std::io::Write;
+use std::path::Path;
 
 use super::load::parse_scalar;
 use super::*;
@@ -373,4 +374,31 @@ fn price_provenance_is_a_date_and_a_page() {
          prices_source = \"https://example.com/pricing\"\n",
     );
     assert_eq!(cfg.unwrap().provider("mine").unwrap().prices_checked.as_deref(), Some("2026-11-26"));
+}
+
+#[test]
+fn every_profile_file_in_providers_is_shipped() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|name| name.strip_suffix(".toml").map(str::to_string))
+        .filter(|name| name != "models")
+        .collect();
+    files.sort();
+    let shipped: Vec<&str> = SHIPPED_PROFILES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(shipped, files);
+    for (name, text) in SHIPPED_PROFILES {
+        assert_eq!(*text, std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn a_chain_member_without_a_protocol_names_every_protocol() {
+    let (err, _f) = load_file("[router]\nchain = [\"mine\"]\n[providers.mine]\nmodel = \"m\"\n");
+    let msg = err.unwrap_err().to_string();
+    assert!(
+        msg.contains("key `providers.mine.protocol`: missing: one of \"gemini\", \"openai\", \"llama_local\""),
+        "{msg}"
+    );
 }
