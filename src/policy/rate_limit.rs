@@ -115,7 +115,7 @@ impl RateLimited {
 
 #[async_trait]
 impl Provider for RateLimited {
-    forward_to_inner!();
+    forward_to_inner!("RateLimited");
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
         let estimate = self.inner.estimate(job)?;
