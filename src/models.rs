@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -72,6 +71,29 @@ pub enum ModelError {
     File { path: PathBuf, message: String },
     #[error("{path}: {what} is {got}, expected {expected}; the download was removed")]
     Mismatch { path: PathBuf, what: &'static str, got: String, expected: String },
+}
+
+/// How far a model download has come, for a caller that shows it. The
+/// library draws nothing itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PullProgress {
+    /// A file's download begins, or resumes with `bytes` already on disk;
+    /// `total` is its size when known.
+    Started { file: String, bytes: u64, total: Option<u64> },
+    /// `bytes` of the file are on disk.
+    Received { file: String, bytes: u64 },
+    /// The file is complete and its checksum verified.
+    Verified { file: String },
+}
+
+/// Where [`pull_with_progress`] sends its events; a closed channel is not an error.
+pub type PullSender = tokio::sync::mpsc::UnboundedSender<PullProgress>;
+
+fn emit(progress: Option<&PullSender>, event: PullProgress) {
+    if let Some(tx) = progress {
+        let _ = tx.send(event);
+    }
 }
 
 /// Where model `name` is kept.
@@ -214,6 +236,20 @@ pub async fn pull(
     base_url: &str,
     cache: &Path,
 ) -> Result<Vec<PathBuf>, ModelError> {
+    pull_with_progress(name, model, base_url, cache, None).await
+}
+
+/// [`pull`], sending [`PullProgress`] events to `progress`.
+///
+/// # Errors
+/// As [`pull`].
+pub async fn pull_with_progress(
+    name: &str,
+    model: &CatalogueModel,
+    base_url: &str,
+    cache: &Path,
+    progress: Option<&PullSender>,
+) -> Result<Vec<PathBuf>, ModelError> {
     let dir = model_dir(cache, name);
     tokio::fs::create_dir_all(&dir)
         .await
@@ -226,13 +262,19 @@ pub async fn pull(
     for file in &model.files {
         let url = format!("{}/{}", base_url.trim_end_matches('/'), file.path.trim_start_matches('/'));
         let path = dir.join(file.file_name());
-        fetch(&http, &url, &path, file).await?;
+        fetch(&http, &url, &path, file, progress).await?;
         paths.push(path);
     }
     Ok(paths)
 }
 
-async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile) -> Result<(), ModelError> {
+async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    path: &Path,
+    file: &ModelFile,
+    progress: Option<&PullSender>,
+) -> Result<(), ModelError> {
     if complete(path) {
         return Ok(());
     }
@@ -271,12 +313,8 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
         .open(&part)
         .await
         .map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}") {
-        bar.set_style(style);
-    }
-    bar.set_message(file.file_name().to_string());
-    bar.set_position(offset);
+    let name = file.file_name();
+    emit(progress, PullProgress::Started { file: name.to_string(), bytes: offset, total });
     let mut written = offset;
     while let Some(chunk) = response.chunk().await.map_err(|e| {
         dl(format!(
@@ -286,11 +324,10 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
     })? {
         out.write_all(&chunk).await.map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
         written += chunk.len() as u64;
-        bar.set_position(written);
+        emit(progress, PullProgress::Received { file: name.to_string(), bytes: written });
     }
     out.flush().await.map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
     drop(out);
-    bar.finish_and_clear();
     if let Some(total) = total {
         if written != total {
             return Err(dl(format!("got {written} of {total} bytes (run again to resume)")));
@@ -314,6 +351,7 @@ async fn fetch(http: &reqwest::Client, url: &str, path: &Path, file: &ModelFile)
     tokio::fs::write(sidecar(path), format!("{written} {digest}\n"))
         .await
         .map_err(|e| ModelError::File { path: path.to_path_buf(), message: e.to_string() })?;
+    emit(progress, PullProgress::Verified { file: name.to_string() });
     Ok(())
 }
 

@@ -28,7 +28,7 @@ pub(super) async fn with_model_files(
         {
             bail!("no local model yet: `vidgate models pull {model}` fetches it (or run again with --yes)");
         }
-        models::pull(&model, &entry, &config.models.base_url, &cache)
+        super::models::pull_drawing(&model, &entry, config, &cache)
             .await
             .map_err(|e| anyhow::anyhow!(without_download(&model, e, config)))?;
     }

@@ -244,7 +244,7 @@ impl Gateway {
         let profile = self.config.provider(name).filter(|p| p.protocol == Some(Protocol::LlamaLocal))?;
         let pending = crate::models::pending_download(name, profile, &self.config)?;
         let backend = planned_local(name, &pending.profile, &self.config)?;
-        let shared = policy::shared_layers(backend, profile);
+        let shared = policy::Stack::shared(backend, profile);
         Some((Member { name: name.to_string(), profile: profile.clone(), shared }, pending.bytes))
     }
 
@@ -268,7 +268,7 @@ impl Gateway {
             Some(p) if model.is_none() => p.clone(),
             _ => self.backend(name, &profile).map_err(|e| format!("{name}: {e}"))?,
         };
-        let layers = policy::shared_layers(backend, &profile);
+        let layers = policy::Stack::shared(backend, &profile);
         shared.insert(key, layers.clone());
         Ok(Member { name: name.to_string(), profile, shared: layers })
     }

@@ -11,7 +11,7 @@ use crate::journal::{Journal, Unfinished, RUN_LEASE_RENEW};
 use crate::media::{self, Extraction, FrameFormat, MediaInfo};
 use crate::merge::{self, ObservationSink, TimelineBuilder};
 use crate::observe::{observe_frames, ObserveSettings, Observed};
-use crate::policy::{self, AttemptLog, Budget, FallbackChain, Journaled, JpegFrames, SpendHook};
+use crate::policy::{self, AttemptLog, Budget, Journaled, SpendHook};
 use crate::progress::{emit, Progress, ProgressSender};
 use crate::prompts::{self, PromptError, Template};
 use crate::provider::{Job, JobInput, Provider, ProviderError, ProviderOutput};
@@ -315,36 +315,19 @@ impl Ctx<'_> {
     /// (budgets, retry), frames turned to JPEG for members that take JPEG,
     /// and the journal in front of the whole chain.
     fn chain(&self, members: &[Member], rgb: bool) -> Arc<Journaled> {
+        // JpegFrames converts RGB frames for exactly the members that do not
+        // take them, whatever the extraction made.
+        let _ = rgb;
         let journal: Arc<Journal> = self.gateway.journal.clone();
         let ledger = journal.clone();
         // Queued on the journal's thread, ahead of the reservation's release.
         let on_spend: SpendHook = Arc::new(move |provider: &str, usd: f64| ledger.queue_spend(provider, usd));
-        let config = &self.gateway.config;
-        let breakers: Vec<_> = members.iter().map(|m| self.gateway.breaker(&m.name)).collect();
-        let wrapped: Vec<Arc<dyn Provider>> = members
-            .iter()
-            .zip(&breakers)
-            .map(|(m, breaker)| {
-                let stack = policy::request_layers(
-                    m.shared.clone(),
-                    config,
-                    self.budgets.clone(),
-                    self.log.clone(),
-                    Some(on_spend.clone()),
-                    breaker.clone(),
-                );
-                if rgb && !m.shared.capabilities().rgb_frames {
-                    Arc::new(JpegFrames::new(stack, config.sampling.jpeg_quality)) as Arc<dyn Provider>
-                } else {
-                    stack
-                }
-            })
-            .collect();
-        let chain = FallbackChain::with_breakers(wrapped, breakers);
+        let stack = policy::Stack::new(&self.gateway.config, self.budgets.clone(), self.log.clone()).on_spend(on_spend);
+        let members = members.iter().map(|m| (m.shared.clone(), self.gateway.breaker(&m.name)));
         let progress = self.progress.clone();
         let budget = self.budgets[0].clone();
         Arc::new(
-            Journaled::new(chain, journal, self.video_hash.clone()).counting_unsaved(self.unsaved.clone()).on_unit(
+            stack.journaled(members, journal, self.video_hash.clone()).counting_unsaved(self.unsaved.clone()).on_unit(
                 Arc::new(move |provider: &str, reused: bool| {
                     emit(
                         progress.as_ref(),

@@ -73,7 +73,7 @@ impl Budgeted {
 
 #[async_trait]
 impl Provider for Budgeted {
-    forward_to_inner!(estimate);
+    forward_to_inner!("Budgeted", estimate);
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let estimate = self.inner.estimate(job).map_err(|mut e| {

@@ -68,6 +68,13 @@ impl Provider for FallbackChain {
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         self.run_unit(job).await.map(|(_, output)| output)
     }
+
+    /// The first member's layers below the chain: every member is built alike.
+    fn layers(&self) -> Vec<&'static str> {
+        let mut layers = vec!["FallbackChain"];
+        layers.extend(self.providers.first().map(|p| p.layers()).unwrap_or_default());
+        layers
+    }
 }
 
 impl FallbackChain {

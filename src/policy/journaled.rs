@@ -100,6 +100,12 @@ impl Provider for Journaled {
         self.chain.estimate(job)
     }
 
+    fn layers(&self) -> Vec<&'static str> {
+        let mut layers = vec!["Journaled"];
+        layers.extend(self.chain.layers());
+        layers
+    }
+
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         if let Some(record) = self.lookup(job).await {
             self.reused.fetch_add(1, Ordering::SeqCst);

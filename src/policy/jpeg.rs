@@ -1,5 +1,6 @@
-//! RGB frames become JPEG for a backend that takes JPEG, so one extraction can
-//! feed a chain that mixes the local model (RGB) with cloud APIs (JPEG).
+//! RGB frames become JPEG for a backend that does not take RGB, so one
+//! extraction can feed a chain that mixes the local model (RGB) with cloud
+//! APIs (JPEG).
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ impl JpegFrames {
 
     fn convert(&self, job: &Job) -> Result<Option<Job>, ProviderError> {
         let JobInput::Frames(frames) = &job.input else { return Ok(None) };
-        if !frames.iter().any(|f| matches!(f.data, FrameData::Rgb(_))) {
+        if self.inner.capabilities().rgb_frames || !frames.iter().any(|f| matches!(f.data, FrameData::Rgb(_))) {
             return Ok(None);
         }
         let converted: Result<Vec<Frame>, ProviderError> = frames
@@ -40,7 +41,7 @@ impl JpegFrames {
 
 #[async_trait]
 impl Provider for JpegFrames {
-    forward_to_inner!();
+    forward_to_inner!("JpegFrames");
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
         // Token counts depend on the frames' size, not their encoding.
@@ -151,6 +152,16 @@ mod tests {
         for sent in [text, video] {
             assert_eq!(format!("{:?}", passed_on(&sent).await), format!("{sent:?}"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_takes_rgb_gets_the_rgb_frames_unchanged() {
+        let local = ScriptedProvider::new("local")
+            .with_capabilities(crate::provider::Capabilities { rgb_frames: true, ..Default::default() });
+        let (inner, wrapper) = wrapped(local);
+        let rgb = frames_job(vec![frame(0, 0, (4, 2), FrameData::Rgb(pixels(4, 2)))]);
+        wrapper.run(&rgb).await.unwrap();
+        assert_eq!(frames_of(&inner.jobs()[0]), frames_of(&rgb));
     }
 
     #[test]

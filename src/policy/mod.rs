@@ -1,20 +1,33 @@
-//! Policies wrap a provider as small decorators, each doing one thing. The
-//! order, outermost first:
+//! Policies wrap a provider as small decorators, each doing one thing.
+//! [`Stack`] builds them, in this order, outermost first:
 //!
-//! `FallbackChain > Retry > Budgeted > RateLimited > Timeout > backend`
+//! `Journaled > FallbackChain > JpegFrames > Retry > Budgeted > RateLimited > Timeout > OutputCap > backend`
 //!
-//! `Retry` asks the provider's [`Breaker`] before each attempt, and
-//! `RateLimited` holds every call to a provider that asked for a pause.
-//!
-//! `Budgeted` sits inside `Retry` so that every attempt, a retry after a call
-//! that may have been billed included, reserves its own worst case: spend can
-//! never pass the cap, however many attempts a unit takes. `Retry` is the only
-//! retry loop in vidgate; backends and HTTP clients never retry on their own.
+//! - `Journaled` reads a unit back from the journal instead of buying it
+//!   again, and journals each new answer before handing it on.
+//! - `FallbackChain` tries the chain's providers in order, skipping one its
+//!   breaker has benched.
+//! - `JpegFrames` turns RGB frames into JPEG for a backend that does not take
+//!   RGB, so one extraction feeds the local model and cloud APIs alike.
+//! - `Retry` asks the provider's [`Breaker`] before each attempt, and is the
+//!   only retry loop in vidgate; backends and HTTP clients never retry on
+//!   their own.
+//! - `Budgeted` sits inside `Retry` so that every attempt, a retry after a
+//!   call that may have been billed included, reserves its own worst case:
+//!   spend can never pass the cap, however many attempts a unit takes.
+//! - `RateLimited` holds the provider's rate limits and every call to a
+//!   provider that asked for a pause. It, and the layers inside it, are built
+//!   once per provider and shared by every request ([`Stack::shared`]).
+//! - `Timeout` bounds each call.
+//! - `OutputCap` lowers a job's output cap to the model's own
+//!   (`max_output_tokens` in its profile), so the estimate above and the
+//!   request below use the cap the model can honour.
 
-/// The parts of `Provider` that a decorator passes straight to `self.inner`;
-/// `forward_to_inner!(estimate)` passes `estimate` on too.
+/// The parts of `Provider` that a decorator named `$layer` passes straight
+/// to `self.inner`; `forward_to_inner!($layer, estimate)` passes `estimate`
+/// on too.
 macro_rules! forward_to_inner {
-    () => {
+    ($layer:literal) => {
         fn id(&self) -> &str {
             self.inner.id()
         }
@@ -30,9 +43,15 @@ macro_rules! forward_to_inner {
         fn capabilities(&self) -> crate::provider::Capabilities {
             self.inner.capabilities()
         }
+
+        fn layers(&self) -> Vec<&'static str> {
+            let mut layers = vec![$layer];
+            layers.extend(self.inner.layers());
+            layers
+        }
     };
-    (estimate) => {
-        forward_to_inner!();
+    ($layer:literal, estimate) => {
+        forward_to_inner!($layer);
 
         fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
             self.inner.estimate(job)
@@ -47,12 +66,13 @@ mod budgeted;
 mod fallback;
 mod journaled;
 mod jpeg;
+mod output_cap;
 mod rate_limit;
 mod retry;
+mod stack;
 mod timeout;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use attempts::AttemptLog;
 pub use breaker::{Breaker, TRIP_AFTER, UNPROVEN_CALLS};
@@ -61,14 +81,17 @@ pub use budgeted::{Budgeted, SpendHook};
 pub use fallback::FallbackChain;
 pub use journaled::{Journaled, UnitHook};
 pub use jpeg::JpegFrames;
+pub use output_cap::OutputCap;
 pub use rate_limit::RateLimited;
 pub use retry::{Backoff, Retry};
+pub use stack::Stack;
 pub use timeout::Timeout;
 
 use crate::config::{Config, ProviderProfile};
 use crate::provider::Provider;
 
-/// Wrap `backend` in the standard policies for its profile.
+/// Wrap `backend` in the standard policies for its profile, up to `JpegFrames`
+/// (one provider, no chain, no journal, a breaker of its own).
 pub fn standard_stack(
     backend: Arc<dyn Provider>,
     profile: &ProviderProfile,
@@ -76,36 +99,5 @@ pub fn standard_stack(
     budget: Budget,
     log: AttemptLog,
 ) -> Arc<dyn Provider> {
-    request_layers(shared_layers(backend, profile), config, vec![budget], log, None, Arc::default())
-}
-
-/// The layers every request on one provider shares: its rate limits and its timeout.
-pub fn shared_layers(backend: Arc<dyn Provider>, profile: &ProviderProfile) -> Arc<dyn Provider> {
-    let timeout = crate::timecode::seconds(profile.timeout_s.unwrap_or(120.0)).max(Duration::from_millis(1));
-    let timed: Arc<dyn Provider> = Arc::new(Timeout::new(backend, timeout));
-    Arc::new(RateLimited::new(timed, &profile.limits))
-}
-
-/// The layers of one request: its budgets (every call reserves against each)
-/// and the retry loop that logs each attempt and passes each through the
-/// provider's `breaker`.
-pub fn request_layers(
-    shared: Arc<dyn Provider>,
-    config: &Config,
-    budgets: Vec<Budget>,
-    log: AttemptLog,
-    on_spend: Option<SpendHook>,
-    breaker: Arc<Breaker>,
-) -> Arc<dyn Provider> {
-    let mut budgeted = Budgeted::with_budgets(shared, budgets);
-    if let Some(hook) = on_spend {
-        budgeted = budgeted.on_spend(hook);
-    }
-    let backoff = Backoff {
-        max_attempts: config.retry.max_attempts.max(1),
-        wait_cap: crate::timecode::seconds(config.retry.max_wait_s),
-        ..Backoff::default()
-    };
-    let cooldown = crate::timecode::seconds(config.router.cooldown_s);
-    Arc::new(Retry::new(Arc::new(budgeted), backoff, log).with_breaker(breaker, cooldown))
+    Stack::new(config, vec![budget], log).member(Stack::shared(backend, profile), Arc::default())
 }

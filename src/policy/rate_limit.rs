@@ -1,13 +1,18 @@
-//! Requests per minute, tokens per minute and a concurrency cap, per provider.
-//! Both limiters must pass; a request larger than the token allowance is
-//! refused at once rather than waited on forever. A wait the provider asks
-//! for (`Retry-After`) holds every call to it, not only the one that was told.
+//! Requests per minute, tokens per minute, requests per day and a concurrency
+//! cap, per provider. Every limiter must pass; a request larger than the token
+//! allowance is refused at once rather than waited on forever, and so is a
+//! request once the day's are spent: the next provider takes it instead of
+//! waiting hours. A wait the provider asks for (`Retry-After`) holds every
+//! call to it, not only the one that was told.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -19,11 +24,13 @@ use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, Provid
 const SAFETY: f64 = 0.97;
 /// The longest pause a provider's answer can impose on the calls after it.
 const LONGEST_PAUSE: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 pub struct RateLimited {
     inner: Arc<dyn Provider>,
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<(DefaultDirectRateLimiter, u32)>,
+    day: Option<DayQuota>,
     slots: Option<Arc<Semaphore>>,
     pause: Mutex<Pause>,
 }
@@ -47,24 +54,71 @@ impl Pause {
     }
 }
 
+/// `n` in each `window`: the window's allowance as the bucket, refilled a
+/// little slower than the limit, so clock skew and jitter never tip a request
+/// over it. `None` for a limit of 0.
+fn quota(n: u64, window: Duration) -> Option<Quota> {
+    let burst = NonZeroU32::new(n.min(u32::MAX as u64) as u32)?;
+    let period = window.div_f64(burst.get() as f64 * SAFETY);
+    Quota::with_period(period).map(|q| q.allow_burst(burst))
+}
+
+/// The requests a provider takes in a day: taken one by one, and refused,
+/// never waited on, once spent.
+struct DayQuota<C: Clock = DefaultClock> {
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+    per_day: u32,
+}
+
+impl<C: Clock + Clone> DayQuota<C> {
+    fn with_clock(per_day: u32, clock: C) -> Option<Self> {
+        let limiter = RateLimiter::direct_with_clock(quota(per_day.into(), DAY)?, clock.clone());
+        Some(Self { limiter, clock, per_day })
+    }
+
+    /// Take one request; when the day's are spent, how long until the next.
+    fn take(&self) -> Result<(), Duration> {
+        self.limiter.check().map_err(|spent| spent.wait_time_from(self.clock.now()))
+    }
+}
+
 impl RateLimited {
     pub fn new(inner: Arc<dyn Provider>, limits: &RateLimits) -> Self {
-        let per_minute = |n: u64| {
-            let burst = NonZeroU32::new(n.min(u32::MAX as u64) as u32)?;
-            // A minute's allowance as the bucket, refilled a little slower than
-            // the limit, so clock skew and jitter never tip a request over it.
-            let period = crate::timecode::seconds(60.0 / (burst.get() as f64 * SAFETY));
-            Quota::with_period(period).map(|q| q.allow_burst(burst))
-        };
+        let minute = Duration::from_secs(60);
         Self {
             inner,
-            requests: limits.requests_per_minute.and_then(|n| per_minute(n as u64)).map(RateLimiter::direct),
+            requests: limits.requests_per_minute.and_then(|n| quota(n.into(), minute)).map(RateLimiter::direct),
             tokens: limits
                 .tokens_per_minute
-                .and_then(|n| per_minute(n).map(|q| (RateLimiter::direct(q), n.min(u32::MAX as u64) as u32))),
+                .and_then(|n| quota(n, minute).map(|q| (RateLimiter::direct(q), n.min(u32::MAX as u64) as u32))),
+            day: limits.requests_per_day.and_then(|n| DayQuota::with_clock(n, DefaultClock::default())),
             slots: limits.max_concurrency.filter(|n| *n > 0).map(|n| Arc::new(Semaphore::new(n as usize))),
             pause: Mutex::default(),
         }
+    }
+
+    /// Take one of the day's requests, or refuse the call, unsent, so the
+    /// next provider takes it.
+    fn take_from_day(&self) -> Result<(), ProviderError> {
+        let Some(day) = &self.day else { return Ok(()) };
+        day.take().map_err(|wait| {
+            let id = self.inner.id();
+            let minutes = wait.as_secs().div_ceil(60);
+            let mut err = ProviderError::new(
+                id,
+                ErrorClass::FallBack,
+                format!(
+                    "the {} requests a day of providers.{id}.limits.requests_per_day are spent; the next is \
+                     allowed in {} h {:02} min",
+                    day.per_day,
+                    minutes / 60,
+                    minutes % 60
+                ),
+            );
+            err.not_sent = true;
+            err
+        })
     }
 
     /// Wait out a pause the provider asked for; refuse while it asked for
@@ -115,7 +169,7 @@ impl RateLimited {
 
 #[async_trait]
 impl Provider for RateLimited {
-    forward_to_inner!();
+    forward_to_inner!("RateLimited");
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
         let estimate = self.inner.estimate(job)?;
@@ -125,6 +179,8 @@ impl Provider for RateLimited {
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let tokens = self.check_size(&self.inner.estimate(job)?)?;
+        // Before any wait: a spent day is refused at once.
+        self.take_from_day()?;
         let _slot = match &self.slots {
             Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
                 ProviderError::new(self.inner.id(), ErrorClass::Fatal, "the concurrency limiter was closed")
@@ -206,6 +262,59 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(started.elapsed(), Duration::from_millis(150), "six 50 ms calls two at a time take three rounds");
+    }
+
+    /// On the runtime's paused clock: a call that waited on a limiter would
+    /// let the clock run to the test's timeout at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_over_the_days_requests_is_refused_at_once_unsent() {
+        let limits = RateLimits { requests_per_day: Some(2), ..RateLimits::default() };
+        let p = Arc::new(ScriptedProvider::new("s"));
+        let limited = RateLimited::new(p.clone(), &limits);
+        for _ in 0..2 {
+            limited.run(&job()).await.unwrap();
+        }
+        let err = tokio::time::timeout(Duration::from_secs(600), limited.run(&job()))
+            .await
+            .expect("refused at once, not waited on")
+            .unwrap_err();
+        assert!(err.should_fall_back() && err.not_sent, "{err}");
+        assert_eq!(err.provider, "s");
+        // Two a day at 97 %: one every 44 536 s.
+        assert_eq!(
+            err.message,
+            "the 2 requests a day of providers.s.limits.requests_per_day are spent; the next is allowed in 12 h 23 min"
+        );
+        assert_eq!(p.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_spent_day_hands_the_call_to_the_next_provider() {
+        let limits = RateLimits { requests_per_day: Some(1), ..RateLimits::default() };
+        let (a, b) = (Arc::new(ScriptedProvider::new("a")), Arc::new(ScriptedProvider::new("b")));
+        let chain = crate::policy::FallbackChain::new(vec![Arc::new(RateLimited::new(a.clone(), &limits)), b.clone()]);
+        let by = |o: ProviderOutput| o.observations[0].provider.clone();
+        assert_eq!(by(chain.run(&job()).await.unwrap()), "a");
+        assert_eq!(by(chain.run(&job()).await.unwrap()), "b");
+        assert_eq!((a.calls(), b.calls()), (1, 1));
+    }
+
+    #[test]
+    fn the_days_requests_come_back_as_the_day_goes_by() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let day = DayQuota::with_clock(3, clock.clone()).unwrap();
+        for _ in 0..3 {
+            day.take().unwrap();
+        }
+        let wait = day.take().unwrap_err();
+        let expected = DAY.div_f64(3.0 * SAFETY);
+        assert!(wait.abs_diff(expected) < Duration::from_millis(1), "{wait:?}, expected {expected:?}");
+        clock.advance(wait - Duration::from_secs(1));
+        assert!(day.take().is_err(), "not yet");
+        clock.advance(Duration::from_secs(1));
+        day.take().unwrap();
+        assert!(day.take().is_err(), "one came back, and was taken");
+        assert!(DayQuota::with_clock(0, clock).is_none(), "a limit of 0 is no limit, as the others");
     }
 
     fn asked_to_wait(secs: u64, class: ErrorClass) -> crate::provider::scripted::Step {

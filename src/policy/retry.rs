@@ -110,7 +110,7 @@ impl Retry {
 
 #[async_trait]
 impl Provider for Retry {
-    forward_to_inner!(estimate);
+    forward_to_inner!("Retry", estimate);
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let mut attempt = 0;

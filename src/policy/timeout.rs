@@ -20,7 +20,7 @@ impl Timeout {
 
 #[async_trait]
 impl Provider for Timeout {
-    forward_to_inner!(estimate);
+    forward_to_inner!("Timeout", estimate);
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         match tokio::time::timeout(self.limit, self.inner.run(job)).await {

@@ -177,6 +177,12 @@ pub trait Provider: Send + Sync {
 
     /// Serve `job` once. Retries belong to the policies around the provider.
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError>;
+
+    /// The policy layers around the backend, outermost first, ending in
+    /// `backend`: what checks a built stack against its documented order.
+    fn layers(&self) -> Vec<&'static str> {
+        vec!["backend"]
+    }
 }
 
 /// A keyless profile of `protocol` for `model`, priced, on an address that

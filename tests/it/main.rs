@@ -10,6 +10,7 @@
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
 //! - `journal`: resume across processes and directories, leases, a fresh journal shared at once, failed writes
 //! - `models`: model downloads: resume, size and checksum
+//! - `module_cycles`: no import cycles between the crate's module files
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
 //! - `providers`: profiles on the command line: known models, readiness, plans and first use
 //! - `structured`: the same timeline answers through every backend: the same outcome for the same violation
@@ -26,6 +27,7 @@ mod gateway;
 mod gemini;
 mod journal;
 mod models;
+mod module_cycles;
 mod openai;
 mod probe;
 mod providers;

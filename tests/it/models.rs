@@ -98,6 +98,68 @@ fn an_interrupted_download_resumes_and_is_verified() {
     });
 }
 
+/// Pull `model` and gather the progress events it sent.
+async fn pull_reporting(
+    model: &CatalogueModel,
+    base: &str,
+    cache: &std::path::Path,
+) -> (Result<Vec<std::path::PathBuf>, models::ModelError>, Vec<models::PullProgress>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let result = models::pull_with_progress("tiny", model, base, cache, Some(&tx)).await;
+    drop(tx);
+    let mut events = Vec::new();
+    while let Some(event) = rx.recv().await {
+        events.push(event);
+    }
+    (result, events)
+}
+
+/// The byte counts of the `Received` events, which must rise.
+fn received(events: &[models::PullProgress]) -> Vec<u64> {
+    let bytes: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            models::PullProgress::Received { file, bytes } => {
+                assert_eq!(file, "tiny.gguf");
+                Some(*bytes)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(bytes.windows(2).all(|w| w[0] < w[1]), "{bytes:?}");
+    bytes
+}
+
+#[test]
+fn a_download_reports_its_progress_as_events_and_resumes_from_what_it_kept() {
+    use models::PullProgress::{Started, Verified};
+    runtime().block_on(async {
+        let data = content();
+        let total = Some(data.len() as u64);
+        let (base, _) = serve(data.clone(), Some(1_000_000)).await;
+        let cache = tempfile::tempdir().unwrap();
+        let model = test_model(Some(hex::encode(sha2::Sha256::digest(&data[..]))), total);
+        let file = || "tiny.gguf".to_string();
+
+        let (result, events) = pull_reporting(&model, &base, cache.path()).await;
+        result.unwrap_err();
+        assert_eq!(events[0], Started { file: file(), bytes: 0, total });
+        let kept = std::fs::metadata(cache.path().join("tiny/tiny.part")).unwrap().len();
+        assert_eq!(received(&events[1..]).last(), Some(&kept), "{events:?}");
+        assert!(!events.contains(&Verified { file: file() }));
+
+        let (result, events) = pull_reporting(&model, &base, cache.path()).await;
+        result.unwrap();
+        assert_eq!(events[0], Started { file: file(), bytes: kept, total });
+        assert_eq!(received(&events[1..events.len() - 1]).last(), total.as_ref());
+        assert_eq!(events.last(), Some(&Verified { file: file() }));
+
+        let (result, events) = pull_reporting(&model, &base, cache.path()).await;
+        result.unwrap();
+        assert_eq!(events, [], "nothing to fetch, nothing to report");
+    });
+}
+
 #[test]
 fn a_wrong_checksum_or_size_is_refused_and_removed() {
     runtime().block_on(async {

@@ -1033,3 +1033,30 @@ fn describe_eight_frames(rt: &tokio::runtime::Runtime, chain: &[(&str, &MockServ
     request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 8, width: 256 };
     rt.block_on(gateway.run(request)).unwrap()
 }
+
+#[test]
+fn a_jobs_output_cap_is_lowered_to_the_models_for_the_estimate_and_the_request() {
+    runtime().block_on(async {
+        let server = server().await;
+        chat().respond_with(Checking).mount(&server).await;
+        let mut p = profile(&server, "model_cap");
+        p.models.get_mut("fake-vision").unwrap().max_output_tokens = Some(40);
+        let config = config();
+        let backend = Arc::new(OpenAiCompat::from_profile("fake", &p, &config).unwrap());
+        let log = AttemptLog::default();
+        let stack = policy::standard_stack(backend.clone(), &p, &config, Budget::new(1.0), log.clone());
+        let asked = job(Task::Describe, jpeg_frames(1));
+        assert_eq!(asked.max_output_tokens, 100);
+        let at_cap = Job { max_output_tokens: 40, ..asked.clone() };
+
+        let estimate = stack.estimate(&asked).unwrap();
+        assert_eq!(estimate, vidgate::provider::Provider::estimate(&*backend, &at_cap).unwrap());
+        assert_eq!(estimate.output_tokens, 40);
+        assert!(estimate.cost_usd < vidgate::provider::Provider::estimate(&*backend, &asked).unwrap().cost_usd);
+
+        stack.run(&asked).await.unwrap();
+        let sent: Value = serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
+        assert_eq!(sent["max_tokens"], 40);
+        assert_eq!(log.snapshot()[0].estimated_cost_usd, estimate.cost_usd, "the reservation used the cap too");
+    });
+}
