@@ -3,7 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use serde::Serialize;
+
+use super::http;
 
 /// What the layer above should do about a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -17,11 +20,74 @@ pub enum ErrorClass {
     Fatal,
 }
 
+/// Why a call failed, by meaning: what a reader such as the breaker decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The key or token was refused.
+    Auth,
+    /// A quota that no wait within reason refills: the account's, or the day's.
+    Quota,
+    /// Asked to slow down.
+    RateLimited,
+    /// The provider is overloaded (503, or Anthropic's 529).
+    Overloaded,
+    /// The provider does not take this kind of input (a server without vision).
+    Unsupported,
+    /// A content policy refused the prompt or withheld the answer: the job's
+    /// own fault, not the provider's.
+    ContentPolicy,
+    /// The request was refused as malformed, too large, or for a model that is not there.
+    InvalidRequest,
+    /// The provider failed on its side.
+    Server,
+    /// No answer in time.
+    Timeout,
+    /// No connection could be made.
+    Unreachable,
+    /// The connection broke, or the answer could not be read whole.
+    Transport,
+    /// An answer came but cannot be used (garbled, empty, over the cap).
+    BadAnswer,
+    #[default]
+    Other,
+}
+
+/// What a protocol reads from an error body, for [`classify`]. Each protocol
+/// has one pure function from its error body to these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorFacts {
+    /// The body's message for a person; empty when it has none.
+    pub message: String,
+    /// The machine-readable code or status: `invalid_image`, `insufficient_quota`,
+    /// `RESOURCE_EXHAUSTED`, `overloaded_error`.
+    pub code: Option<String>,
+    /// How long the body asks us to wait (Gemini's `RetryInfo`).
+    pub retry_delay: Option<Duration>,
+    /// A quota that no wait within reason refills, in words (a daily quota,
+    /// a limit of 0): the next provider takes over at once.
+    pub quota_spent: Option<String>,
+    /// The key itself was refused (invalid, expired, leaked), whatever the status.
+    pub key_refused: bool,
+}
+
+impl ErrorFacts {
+    /// One line for a person: the message, then the code.
+    pub fn summary(&self) -> String {
+        match self.code.as_deref() {
+            Some(code) if !code.is_empty() => format!("{} ({code})", self.message),
+            _ => self.message.clone(),
+        }
+    }
+}
+
 /// A failed call, carrying what the policies need to decide the next step.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ProviderError {
     pub provider: String,
     pub class: ErrorClass,
+    /// Why, by meaning.
+    pub cause: Cause,
     pub message: String,
     /// The HTTP status, when there was a response.
     pub status: Option<u16>,
@@ -52,6 +118,7 @@ impl ProviderError {
         Self {
             provider: provider.into(),
             class,
+            cause: Cause::Other,
             message: message.into(),
             status: None,
             body: None,
@@ -87,6 +154,13 @@ impl ProviderError {
         err.retry_after = retry_after;
         err.disables_provider = matches!(status, 401 | 403);
         err
+    }
+
+    /// This error, saying why.
+    #[must_use]
+    pub fn with_cause(mut self, cause: Cause) -> Self {
+        self.cause = cause;
+        self
     }
 
     /// This error with `redact` applied to every text it carries. Backends
@@ -140,6 +214,89 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, wait_cap: Dur
         Some(wait) if wait > wait_cap => ErrorClass::FallBack,
         _ => ErrorClass::Transient,
     }
+}
+
+/// Codes of a request refused by a content policy (OpenAI's, Azure's filter).
+const CONTENT_POLICY_CODES: &[&str] = &["content_policy_violation", "content_filter"];
+/// Codes of an account with no quota left, which no wait refills.
+const QUOTA_CODES: &[&str] = &["insufficient_quota"];
+
+/// The cause an HTTP status alone suggests.
+fn status_cause(status: u16) -> Cause {
+    match status {
+        401 | 403 => Cause::Auth,
+        429 => Cause::RateLimited,
+        408 => Cause::Timeout,
+        503 | 529 => Cause::Overloaded,
+        400..=499 => Cause::InvalidRequest,
+        500..=599 => Cause::Server,
+        _ => Cause::Other,
+    }
+}
+
+/// Classify a failed HTTP answer: the one function that does, for every
+/// protocol. `body` must already have any secret removed; `facts` are what
+/// the protocol read from it.
+///
+/// - The status decides first, by [`classify_status`]; the wait is the body's
+///   own (`facts.retry_delay`), else the `retry-after-ms` / `Retry-After` header.
+/// - `x-should-retry: false` falls back; `true` retries what the status would
+///   not, unless the wait is over the cap.
+/// - A body that says "not supported" (a server without vision: llama-server's
+///   500 "image input is not supported") falls back: asking again changes nothing.
+/// - A content-policy code falls back, caused by the job, not the provider.
+/// - A spent quota (`insufficient_quota`, a daily quota, a limit of 0) falls
+///   back at once: no wait within reason ends it.
+/// - A refused key (401, 403, or the body saying so) disables the provider.
+pub fn classify(
+    provider: &str,
+    status: u16,
+    body: &str,
+    facts: Option<&ErrorFacts>,
+    headers: &HeaderMap,
+    wait_cap: Duration,
+) -> ProviderError {
+    let retry_after = facts.and_then(|f| f.retry_delay).or_else(|| http::retry_after(headers));
+    let mut err = ProviderError::from_status(provider, status, body, retry_after, wait_cap);
+    err.cause = status_cause(status);
+    if let Some(f) = facts.filter(|f| !f.message.is_empty()) {
+        err.message = format!("{}: {}", err.message, f.summary());
+    }
+    match http::should_retry(headers) {
+        Some(false) => err.class = ErrorClass::FallBack,
+        Some(true) if err.class == ErrorClass::FallBack && retry_after.is_none_or(|w| w <= wait_cap) => {
+            err.class = ErrorClass::Transient;
+        }
+        _ => {}
+    }
+    let code = facts.and_then(|f| f.code.as_deref()).unwrap_or_default();
+    if body.contains("not supported") {
+        err.class = ErrorClass::FallBack;
+        err.cause = Cause::Unsupported;
+    }
+    if CONTENT_POLICY_CODES.contains(&code) {
+        err.class = ErrorClass::FallBack;
+        err.cause = Cause::ContentPolicy;
+    }
+    if QUOTA_CODES.contains(&code) {
+        err.class = ErrorClass::FallBack;
+        err.cause = Cause::Quota;
+        err.message = format!("HTTP {status}: the account has no quota left ({code})");
+    }
+    if let Some(spent) = facts.and_then(|f| f.quota_spent.as_deref()).filter(|_| status == 429) {
+        err.class = ErrorClass::FallBack;
+        err.cause = Cause::Quota;
+        err.retry_after = None;
+        err.message = format!("HTTP {status}: {spent}");
+    }
+    if facts.is_some_and(|f| f.key_refused) {
+        err.disables_provider = true;
+    }
+    if err.disables_provider {
+        err.class = ErrorClass::FallBack;
+        err.cause = Cause::Auth;
+    }
+    err
 }
 
 fn truncate(text: &str, limit: usize) -> &str {
