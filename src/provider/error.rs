@@ -338,6 +338,68 @@ mod tests {
         ");
     }
 
+    /// Every kind of failed answer through [`classify`], with what each
+    /// protocol's reader would find in its body, pinned as a snapshot: one
+    /// row per rule, each written as status, body facts, headers → class,
+    /// cause, disabled, wait.
+    #[test]
+    fn every_failure_is_classified_by_one_function() {
+        let said = |message: &str, code: &str| ErrorFacts {
+            message: message.into(),
+            code: (!code.is_empty()).then(|| code.into()),
+            ..ErrorFacts::default()
+        };
+        let daily = ErrorFacts {
+            quota_spent: Some("the daily quota GenerateRequestsPerDay is used up".into()),
+            retry_delay: Some(Duration::from_secs(59)),
+            ..said("You exceeded your current quota", "RESOURCE_EXHAUSTED")
+        };
+        let delay =
+            ErrorFacts { retry_delay: Some(Duration::from_secs(20)), ..said("slow down", "RESOURCE_EXHAUSTED") };
+        let leaked = ErrorFacts { key_refused: true, ..said("API key not valid", "INVALID_ARGUMENT") };
+        let llama = r#"{"error":{"code":500,"message":"image input is not supported","type":"server_error"}}"#;
+        let rows: Vec<(&str, u16, &str, Option<ErrorFacts>, &[(&str, &str)])> = vec![
+            ("bad request", 400, "", None, &[]),
+            ("key refused", 401, "", Some(said("Incorrect API key", "invalid_api_key")), &[]),
+            ("forbidden", 403, "", None, &[]),
+            ("no such model", 404, "", None, &[]),
+            ("request timeout", 408, "", None, &[]),
+            ("slow down", 429, "", Some(said("Rate limit reached", "rate_limit_exceeded")), &[]),
+            ("slow down, 2 s", 429, "", None, &[("retry-after", "2")]),
+            ("slow down, 150 ms", 429, "", None, &[("retry-after-ms", "150"), ("retry-after", "9")]),
+            ("slow down, an hour", 429, "", None, &[("retry-after", "3600")]),
+            ("body's delay first", 429, "", Some(delay), &[("retry-after", "3600")]),
+            ("account spent", 429, "", Some(said("You exceeded your current quota", "insufficient_quota")), &[]),
+            ("daily quota", 429, "", Some(daily), &[]),
+            ("server error", 500, "", None, &[]),
+            ("no vision", 500, llama, Some(said("image input is not supported", "server_error")), &[]),
+            ("unavailable", 503, "", None, &[]),
+            ("overloaded", 529, "", Some(said("Overloaded", "overloaded_error")), &[]),
+            ("content policy", 400, "", Some(said("Your request was rejected", "content_policy_violation")), &[]),
+            ("key in the body", 400, "", Some(leaked), &[]),
+            ("told not to retry", 500, "", None, &[("x-should-retry", "false")]),
+            ("told to retry", 400, "", None, &[("x-should-retry", "true")]),
+            ("told to retry a key", 401, "", None, &[("x-should-retry", "true")]),
+            ("told to retry, an hour", 400, "", None, &[("x-should-retry", "true"), ("retry-after", "3600")]),
+        ];
+        let mut table = String::new();
+        for (what, status, body, facts, pairs) in rows {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, value.parse().unwrap());
+            }
+            let e = classify("p", status, body, facts.as_ref(), &headers, Duration::from_secs(30));
+            let wait = e.retry_after.map_or("-".to_string(), |w| format!("{w:?}"));
+            let disables = if e.disables_provider { "disables" } else { "-" };
+            table.push_str(&format!(
+                "{what:<24} {status} {:<9} {:<14} {disables:<8} {wait}\n",
+                format!("{:?}", e.class),
+                format!("{:?}", e.cause)
+            ));
+        }
+        insta::assert_snapshot!(table);
+    }
+
     #[test]
     fn a_wait_over_the_cap_falls_back() {
         let cap = Duration::from_secs(30);
