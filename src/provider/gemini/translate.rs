@@ -8,7 +8,7 @@ use super::wire::{
     UsageMetadata, VideoMetadata,
 };
 use crate::media::FrameData;
-use crate::provider::{usage, ErrorClass, Job, JobInput, ProviderError};
+use crate::provider::{usage, Cause, ErrorClass, Job, JobInput, ProviderError};
 use crate::schema::{Task, TimeRange};
 use crate::timecode;
 
@@ -279,7 +279,7 @@ pub(super) fn parse_proto_duration(text: &str) -> Option<std::time::Duration> {
 /// All of them may have been billed.
 pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
     let fail = |class, message: String| {
-        let mut err = ProviderError::new(provider, class, message);
+        let mut err = ProviderError::new(provider, class, message).with_cause(Cause::BadAnswer);
         err.body = Some(body_start(body));
         err.maybe_billed = true;
         err
@@ -300,14 +300,16 @@ pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
     };
     let blocked = answer.prompt_feedback.and_then(|f| f.block_reason).filter(|r| r != "BLOCK_REASON_UNSPECIFIED");
     if let Some(reason) = blocked {
-        return Err(fail(ErrorClass::FallBack, format!("content policy: the prompt was blocked ({reason})")));
+        let err = fail(ErrorClass::FallBack, format!("content policy: the prompt was blocked ({reason})"));
+        return Err(err.with_cause(Cause::ContentPolicy));
     }
     let Some(candidate) = answer.candidates.into_iter().next() else {
         return Err(fail(ErrorClass::FallBack, "the answer has no candidates".into()));
     };
     let finish = candidate.finish_reason.unwrap_or_default();
     if POLICY_REASONS.contains(&finish.as_str()) {
-        return Err(fail(ErrorClass::FallBack, format!("content policy: the answer was withheld ({finish})")));
+        let err = fail(ErrorClass::FallBack, format!("content policy: the answer was withheld ({finish})"));
+        return Err(err.with_cause(Cause::ContentPolicy));
     }
     let text: String =
         candidate.content.unwrap_or_default().parts.into_iter().filter(|p| !p.thought).filter_map(|p| p.text).collect();
