@@ -358,7 +358,9 @@ mod tests {
             ErrorFacts { retry_delay: Some(Duration::from_secs(20)), ..said("slow down", "RESOURCE_EXHAUSTED") };
         let leaked = ErrorFacts { key_refused: true, ..said("API key not valid", "INVALID_ARGUMENT") };
         let llama = r#"{"error":{"code":500,"message":"image input is not supported","type":"server_error"}}"#;
-        let rows: Vec<(&str, u16, &str, Option<ErrorFacts>, &[(&str, &str)])> = vec![
+        /// What the row is, status, body, the body's facts, headers.
+        type Row<'a> = (&'a str, u16, &'a str, Option<ErrorFacts>, &'a [(&'a str, &'a str)]);
+        let rows: Vec<Row> = vec![
             ("bad request", 400, "", None, &[]),
             ("key refused", 401, "", Some(said("Incorrect API key", "invalid_api_key")), &[]),
             ("forbidden", 403, "", None, &[]),

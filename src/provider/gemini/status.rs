@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use super::translate::parse_proto_duration;
-use super::wire::{Detail, ErrorBody, File};
+use super::wire::{parse_proto_duration, Detail, ErrorBody, File};
 use crate::provider::{ErrorClass, ProviderError};
 
 /// One `QuotaFailure` violation.

@@ -12,6 +12,8 @@ use crate::provider::{usage, Cause, ErrorClass, Job, JobInput, ProviderError};
 use crate::schema::{Task, TimeRange};
 use crate::timecode;
 
+#[cfg(test)]
+use super::wire::parse_proto_duration;
 pub(super) use super::wire::MediaResolution;
 
 /// Between the prompt and a text input, which travel as one part.
@@ -254,20 +256,6 @@ pub(super) fn proto_duration(ms: u64) -> String {
     }
     let frac = format!("{milli:03}");
     format!("{secs}.{}s", frac.trim_end_matches('0'))
-}
-
-/// Read a `google.protobuf.Duration` (`"27s"`, `"1.5s"`, `"0.000250s"`).
-pub(super) fn parse_proto_duration(text: &str) -> Option<std::time::Duration> {
-    let number = text.trim().strip_suffix('s')?;
-    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || whole.len() > 12 || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nanos = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
-    Some(crate::timecode::capped(std::time::Duration::new(whole.parse().ok()?, nanos)))
 }
 
 /// Read a successful (2xx) answer.
