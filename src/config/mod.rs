@@ -398,6 +398,7 @@ impl Config {
                 Protocol::Gemini => "gemini",
                 Protocol::Openai => "openai",
                 Protocol::LlamaLocal => "local",
+                Protocol::Anthropic => "anthropic",
             };
             sources.sort_by_key(|(n, p)| (p.base_url.is_none() || p.base_url != profile.base_url, n != namesake));
             let named = profile.model.iter().chain(profile.models.keys()).cloned().collect::<Vec<_>>();

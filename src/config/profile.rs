@@ -17,6 +17,7 @@ pub enum Protocol {
     Gemini,
     Openai,
     LlamaLocal,
+    Anthropic,
 }
 
 impl Protocol {
@@ -25,6 +26,7 @@ impl Protocol {
             Protocol::Gemini => "gemini",
             Protocol::Openai => "openai",
             Protocol::LlamaLocal => "llama_local",
+            Protocol::Anthropic => "anthropic",
         }
     }
 }
