@@ -18,6 +18,7 @@ pub use profile::{
 
 /// The profiles shipped in `providers/`, compiled in.
 pub const SHIPPED_PROFILES: &[(&str, &str)] = &[
+    ("anthropic", include_str!("../../providers/anthropic.toml")),
     ("azure-openai", include_str!("../../providers/azure-openai.toml")),
     ("gemini", include_str!("../../providers/gemini.toml")),
     ("groq", include_str!("../../providers/groq.toml")),
