@@ -386,9 +386,10 @@ fn anthropic_spent_ratelimit_headers_hold_off_the_next_call() {
         let config = config();
         let backend = Arc::new(Anthropic::from_profile("claude", &p, &config).unwrap());
         let stack = policy::standard_stack(backend, &p, &config, Budget::new(1.0), AttemptLog::default());
-        stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap();
+        let job = job(Task::Describe, jpeg_frames(1));
+        stack.run(&job).await.unwrap();
         let started = Instant::now();
-        stack.run(&job(Task::Describe, jpeg_frames(1))).await.unwrap();
+        stack.run(&job).await.unwrap();
         // A full bucket in 3 to 4 s at 2 requests: one request's refill is at least 1.5 s.
         assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?} for the reset", started.elapsed());
     });
