@@ -303,7 +303,7 @@ impl Anthropic {
         .into();
         let (second, more) = self.answer_once(&repair, &estimate, &mut warnings).await.map_err(|mut e| {
             e.maybe_billed = true;
-            let mut billed = usage.clone();
+            let mut billed = usage;
             billed.add(e.billed.as_deref().unwrap_or(&Usage::default()));
             e.billed = Some(Box::new(billed));
             e
