@@ -5,13 +5,16 @@
 //! backend never retries on its own.
 
 pub mod anthropic;
+pub mod auth;
 mod error;
+pub mod executor;
 pub mod gemini;
 pub mod http;
 #[cfg(feature = "local")]
 pub mod llama_local;
 pub mod openai_compat;
 pub mod scripted;
+pub mod setup;
 pub(crate) mod usage;
 
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::media::Frame;
 use crate::schema::{Observation, Task, TimeRange, Usage};
 
-pub use error::{classify_status, ErrorClass, ProviderError};
+pub use error::{classify, classify_status, Cause, ErrorClass, ErrorFacts, ProviderError};
 
 /// What a backend can take.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
