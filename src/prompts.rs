@@ -10,13 +10,14 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("chunk", include_str!("../prompts/chunk.md")),
     ("find", include_str!("../prompts/find.md")),
     ("frame", include_str!("../prompts/frame.md")),
+    ("repair", include_str!("../prompts/repair.md")),
     ("story", include_str!("../prompts/story.md")),
     ("timeline", include_str!("../prompts/timeline.md")),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
-    #[error("prompt `{0}`: no such template (known: ask, chunk, find, frame, story, timeline)")]
+    #[error("prompt `{0}`: no such template (known: ask, chunk, find, frame, repair, story, timeline)")]
     Unknown(String),
     #[error("prompt {origin}: {message}")]
     Malformed { origin: String, message: String },

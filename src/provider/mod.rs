@@ -15,6 +15,7 @@ pub mod llama_local;
 pub mod openai_compat;
 pub mod scripted;
 pub mod setup;
+pub mod structured;
 pub(crate) mod usage;
 
 use std::path::PathBuf;
@@ -112,11 +113,12 @@ impl Job {
         }
     }
 
-    /// Whether a backend that takes frames or text holds the answer to the
-    /// timeline JSON of [`crate::timeline::json_schema`]: a timeline or find
-    /// job whose input is not a whole video file.
+    /// Whether the answer must be the timeline JSON of
+    /// [`crate::timeline::json_schema`]: a timeline or find job, whatever its
+    /// input (frames, text, or the video itself). [`structured`] holds every
+    /// backend to it alike.
     pub fn structured(&self) -> bool {
-        matches!(self.task, Task::Timeline | Task::Find { .. }) && !matches!(self.input, JobInput::Video { .. })
+        matches!(self.task, Task::Timeline | Task::Find { .. })
     }
 }
 
@@ -204,7 +206,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timeline_and_find_jobs_over_frames_or_text_are_structured() {
+    fn timeline_and_find_jobs_are_structured_whatever_their_input() {
         let job = |task: Task, input: JobInput| Job {
             task,
             input,
@@ -224,7 +226,9 @@ mod tests {
             assert!(!job(Task::Describe, input.clone()).structured());
             assert!(!job(Task::Ask { question: "why?".into() }, input).structured());
         }
-        assert!(!job(Task::Timeline, video()).structured());
-        assert!(!job(find(), video()).structured());
+        // A native video's timeline is held to the same rule as one from frames.
+        assert!(job(Task::Timeline, video()).structured());
+        assert!(job(find(), video()).structured());
+        assert!(!job(Task::Describe, video()).structured());
     }
 }

@@ -13,6 +13,7 @@
 //! - `models`: model downloads: resume, size and checksum
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
 //! - `providers`: profiles on the command line: known models, readiness, plans and first use
+//! - `structured`: the same timeline answers through every backend: the same outcome for the same violation
 //! - `secrets`: keys never leak into output, logs, reports or the journal
 //! - `url_source`: URL sources: SSRF refusals, redirects, byte and time limits
 //! - `cli`: the `vidgate` command itself
@@ -31,6 +32,7 @@ mod openai;
 mod probe;
 mod providers;
 mod secrets;
+mod structured;
 mod url_source;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary
 mod util;

@@ -395,6 +395,12 @@ impl Respond for Sequence {
     }
 }
 
+/// A model that cannot be held to a schema: its answers are free text.
+fn free_text(mut profile: ProviderProfile) -> ProviderProfile {
+    profile.models.values_mut().for_each(|m| m.json_schema = Some(false));
+    profile
+}
+
 #[test]
 fn a_schema_violating_timeline_gets_one_repair_then_fails() {
     runtime().block_on(async {
@@ -403,25 +409,40 @@ fn a_schema_violating_timeline_gets_one_repair_then_fails() {
 
         let server = server().await;
         chat().respond_with(Sequence(vec![bad.clone(), good], AtomicUsize::new(0))).mount(&server).await;
-        let r = run(profile(&server, "repair_ok"), job(Task::Timeline, jpeg_frames(2))).await;
+        let r = run(free_text(profile(&server, "repair_ok")), job(Task::Timeline, jpeg_frames(2))).await;
         let out = r.result.unwrap();
         assert_eq!(out.observations[0].text, "A test pattern.");
         assert_eq!(out.usage.input_tokens, 2000, "both calls are billed");
         let requests = server.received_requests().await.unwrap();
         assert_eq!(requests.len(), 2);
         let second: Value = serde_json::from_slice(&requests[1].body).unwrap();
-        assert_eq!(second["response_format"]["type"], "json_schema");
+        assert!(second.get("response_format").is_none(), "free text, as the first");
         assert!(second
             .to_string()
             .contains("could not be used: event 1 ends (00:02.000) before it starts (00:50.000)"));
 
         let server = self::server().await;
-        chat().respond_with(Sequence(vec![bad], AtomicUsize::new(0))).mount(&server).await;
-        let r = run(profile(&server, "repair_fail"), job(Task::Timeline, jpeg_frames(2))).await;
+        chat().respond_with(Sequence(vec![bad.clone()], AtomicUsize::new(0))).mount(&server).await;
+        let r = run(free_text(profile(&server, "repair_fail")), job(Task::Timeline, jpeg_frames(2))).await;
         let err = r.result.unwrap_err();
         assert!(err.to_string().contains("unit failed: the answer stayed invalid after one repair"), "{err}");
         assert_eq!(server.received_requests().await.unwrap().len(), 2, "one repair, no more");
         assert!((r.budget.spent() - 0.0022).abs() < 1e-12, "the two billed calls, exactly: {}", r.budget.spent());
+
+        // Held to the schema, the model would answer alike again: no repair.
+        let server = self::server().await;
+        chat().respond_with(Sequence(vec![bad], AtomicUsize::new(0))).mount(&server).await;
+        let r = run(profile(&server, "repair_schema"), job(Task::Timeline, jpeg_frames(2))).await;
+        let err = r.result.unwrap_err();
+        assert!(
+            err.to_string().contains("unit failed: the answer is invalid although its form was constrained"),
+            "{err}"
+        );
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), 1, "no repair");
+        let first: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(first["response_format"]["type"], "json_schema");
+        assert!((r.budget.spent() - 0.0011).abs() < 1e-12, "the one billed call, exactly: {}", r.budget.spent());
     });
 }
 

@@ -17,11 +17,12 @@ use super::{cost, upload};
 use crate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
 use crate::media::{self, Extraction, FrameFormat};
 use crate::provider::http::{self, BodyError};
+use crate::provider::structured::{self, Constraint, RawAnswer};
 use crate::provider::usage;
 use crate::provider::{
     Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
-use crate::schema::{Observation, SamplingMode, SamplingPlan, TimeRange, Usage};
+use crate::schema::{SamplingMode, SamplingPlan, TimeRange, Usage};
 use crate::secret::Secret;
 
 const BODY_LIMIT: usize = 8 << 20;
@@ -503,37 +504,24 @@ impl Gemini {
         }
     }
 
-    fn output(&self, job: &Job, answer: ParsedAnswer, estimate: &Estimate) -> Result<ProviderOutput, ProviderError> {
-        let mut warnings = Vec::new();
-        let usage = self.usage(&answer, job, estimate, &mut warnings);
-        let model = answer.model_version.unwrap_or_else(|| self.model.clone());
-        let span = job.covered();
-        let observations = if translate::structured(job, &self.options) {
-            let events = crate::timeline::parse_events(&answer.text, span).map_err(|reason| {
-                let mut err =
-                    self.error(ErrorClass::FallBack, format!("unit failed: the timeline is invalid: {reason}"));
-                err.maybe_billed = true;
-                err.billed = Some(Box::new(usage));
-                err
-            })?;
-            events
-                .into_iter()
-                .map(|e| Observation {
-                    range: TimeRange { start_ms: e.start_ms, end_ms: e.end_ms.max(e.start_ms + 1) },
-                    text: e.text,
-                    provider: self.name.clone(),
-                    model: Some(model.clone()),
-                })
-                .collect()
-        } else {
-            vec![Observation {
-                range: span,
-                text: answer.text.trim().to_string(),
-                provider: self.name.clone(),
-                model: Some(model.clone()),
-            }]
-        };
-        Ok(ProviderOutput { observations, usage, model, warnings })
+    /// How answers are held to the timeline JSON: by the response schema,
+    /// where the model takes one.
+    fn constraint(&self) -> Constraint {
+        Constraint::schema_if(self.options.json_schema)
+    }
+
+    /// The output for `job` by the rule of [`structured`], each call one
+    /// `generateContent` with the same `video`.
+    async fn respond(&self, job: &Job, video: Option<VideoPart<'_>>) -> Result<ProviderOutput, ProviderError> {
+        structured::answer(&self.name, job, self.constraint(), |job| async move {
+            let estimate = cost::estimate(&job, &self.model_profile, &self.price, &self.options_for(&job), true);
+            let answer = self.generate(&job, video).await?;
+            let mut warnings = Vec::new();
+            let usage = self.usage(&answer, &job, &estimate, &mut warnings);
+            let model = answer.model_version.unwrap_or_else(|| self.model.clone());
+            Ok(RawAnswer { text: answer.text, usage, model, warnings })
+        })
+        .await
     }
 }
 
@@ -648,7 +636,9 @@ impl Provider for Gemini {
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
         // For a video job this is the video's cost: the frames it may fall back to cost less.
-        Ok(cost::estimate(job, &self.model_profile, &self.price, &self.options_for(job), true))
+        structured::estimate(job, self.constraint(), |job| {
+            Ok(cost::estimate(job, &self.model_profile, &self.price, &self.options_for(job), true))
+        })
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
@@ -661,10 +651,9 @@ impl Gemini {
         if self.disabled.load(Ordering::SeqCst) {
             return Err(self.error(ErrorClass::FallBack, "disabled for this run: its key was refused"));
         }
-        let estimate = self.estimate(job)?;
+        self.estimate(job)?;
         let JobInput::Video { path, size_bytes, .. } = &job.input else {
-            let answer = self.generate(job, None).await?;
-            return self.output(job, answer, &estimate);
+            return self.respond(job, None).await;
         };
         let native = self.model_profile.native_video.unwrap_or(true);
         // Only part of a large file is asked for: send a stream copy of that part.
@@ -684,8 +673,7 @@ impl Gemini {
         let part = if native { self.video_part(path, *size_bytes).await? } else { None };
         let Some((bytes, mime)) = part else {
             let frames_job = self.frames_job(job, path).await?;
-            let answer = self.generate(&frames_job, None).await?;
-            return self.output(&frames_job, answer, &estimate);
+            return self.respond(&frames_job, None).await;
         };
         let (video, uploaded) = match &bytes {
             VideoBytes::Inline(data) => (VideoPart::Inline { mime_type: &mime, bytes: data }, None),
@@ -693,7 +681,7 @@ impl Gemini {
                 (VideoPart::File { mime_type: &mime, uri }, Some((name.clone(), *fresh)))
             }
         };
-        let result = self.generate(job, Some(video)).await;
+        let result = self.respond(job, Some(video)).await;
         if let (Some((name, _)), true, Some(root)) = (&uploaded, self.delete_uploads, self.files_root()) {
             self.delete(root, name).await;
         }
@@ -702,10 +690,9 @@ impl Gemini {
             Err(e) if e.status == Some(400) && !e.disables_provider => {
                 tracing::warn!(provider = %self.name, error = %e, "the video was refused: sending frames");
                 let frames_job = self.frames_job(job, path).await?;
-                let answer = self.generate(&frames_job, None).await?;
-                self.output(&frames_job, answer, &estimate)
+                self.respond(&frames_job, None).await
             }
-            result => self.output(job, result?, &estimate),
+            result => result,
         }
     }
 }

@@ -24,7 +24,8 @@
 //! grammar made from [`crate::timeline::json_schema`], so even a small model
 //! answers with JSON that parses (unless the output cap cuts it); a grammar
 //! that cannot be built fails the job (the next provider may serve it),
-//! naming `json_grammar = false`, which turns the grammar off.
+//! naming `json_grammar = false`, which turns the grammar off. Without the
+//! grammar, a bad answer gets the one repair of [`crate::provider::structured`].
 
 mod engine;
 mod prompt;
@@ -38,6 +39,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use crate::config::{Config, Protocol, ProviderProfile};
+use crate::provider::structured::{self, Constraint, RawAnswer};
 use crate::provider::{
     Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
@@ -326,17 +328,54 @@ impl Provider for LlamaLocal {
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
         self.check(job)?;
-        let text = prompt::content(job).len() as u64 / 4 + TEMPLATE_TOKENS;
-        let frames = match &job.input {
-            JobInput::Frames(frames) => frames.len() as u64,
-            _ => 0,
-        };
-        let input_tokens = text + frames * u64::from(self.image_tokens() + LABEL_TOKENS);
-        Ok(Estimate { input_tokens, output_tokens: u64::from(job.max_output_tokens), cost_usd: 0.0 })
+        structured::estimate(job, self.constraint(), |job| {
+            let text = prompt::content(job).len() as u64 / 4 + TEMPLATE_TOKENS;
+            let frames = match &job.input {
+                JobInput::Frames(frames) => frames.len() as u64,
+                _ => 0,
+            };
+            let input_tokens = text + frames * u64::from(self.image_tokens() + LABEL_TOKENS);
+            Ok(Estimate { input_tokens, output_tokens: u64::from(job.max_output_tokens), cost_usd: 0.0 })
+        })
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         self.check(job)?;
+        if !job.structured() {
+            return self.observe(job).await;
+        }
+        structured::answer(&self.settings.provider, job, self.constraint(), |job| async move {
+            let mut output = self.observe(&job).await?;
+            // A timeline is one answer: frames that need several prompts give several.
+            if output.observations.len() != 1 {
+                return Err(self.error(
+                    ErrorClass::FallBack,
+                    format!(
+                        "the job's frames need {} prompts in a context of {} tokens; a timeline needs one",
+                        output.observations.len(),
+                        self.n_ctx()
+                    ),
+                ));
+            }
+            let text = output.observations.remove(0).text;
+            Ok(RawAnswer { text, usage: output.usage, model: output.model, warnings: output.warnings })
+        })
+        .await
+    }
+}
+
+impl LlamaLocal {
+    /// How answers are held to the timeline JSON: by the grammar, unless it is off.
+    fn constraint(&self) -> Constraint {
+        if self.settings.json_grammar {
+            Constraint::Grammar
+        } else {
+            Constraint::Free
+        }
+    }
+
+    /// One run of the model: an observation per prompt its frames needed.
+    async fn observe(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let (reply, answer) = oneshot::channel();
         self.send(worker::Request::Run { job: job.clone(), reply })?;
         let answers = answer.await.map_err(|_| self.worker_gone())??;

@@ -1,5 +1,6 @@
 //! The one place the OpenAI-compatible backend does I/O: one HTTP call per
-//! `run` (two when a structured answer needs its one repair).
+//! `run` (two when a structured answer needs its repair, by the rule of
+//! [`crate::provider::structured`]).
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -10,11 +11,12 @@ use crate::config::{Config, ImageDetail, ModelProfile, OutputCapField, Price, Pr
 use crate::provider::auth::Auth;
 use crate::provider::executor::Executor;
 use crate::provider::setup::Basics;
+use crate::provider::structured::{self, Constraint, RawAnswer};
 use crate::provider::usage;
 use crate::provider::{
     Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
-use crate::schema::{Observation, TimeRange, Usage};
+use crate::schema::Usage;
 
 /// A Chat Completions endpoint, built from a profile.
 #[derive(Debug)]
@@ -101,15 +103,9 @@ impl OpenAiCompat {
         usage::settle(&self.name, reported, unusable, cut, job.max_output_tokens, fallback, warnings)
     }
 
-    fn observations(&self, job: &Job, text: &str, model: &str) -> Vec<Observation> {
-        let observation = |range: TimeRange, text: &str| Observation {
-            range,
-            text: text.trim().to_string(),
-            provider: self.name.clone(),
-            model: Some(model.to_string()),
-        };
-        let range = job.input.frames_span().unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
-        vec![observation(range, text)]
+    /// How answers are held to the timeline JSON: by the schema, where the model takes one.
+    fn constraint(&self) -> Constraint {
+        Constraint::schema_if(self.model_profile.json_schema.unwrap_or(false))
     }
 }
 
@@ -167,14 +163,9 @@ impl Provider for OpenAiCompat {
                 }
             }
         }
-        let mut estimate = cost::estimate(job, &self.model_profile, &self.price, self.detail);
-        if job.structured() {
-            // One repair call may follow a malformed answer.
-            estimate.input_tokens *= 2;
-            estimate.output_tokens *= 2;
-            estimate.cost_usd *= 2.0;
-        }
-        Ok(estimate)
+        structured::estimate(job, self.constraint(), |job| {
+            Ok(cost::estimate(job, &self.model_profile, &self.price, self.detail))
+        })
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
@@ -184,58 +175,15 @@ impl Provider for OpenAiCompat {
 
 impl OpenAiCompat {
     async fn answer(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
-        let estimate = cost::estimate(job, &self.model_profile, &self.price, self.detail);
-        let answer = self.call(job).await?;
-        let mut warnings = Vec::new();
-        let mut usage = self.usage(&answer, job, &estimate, &mut warnings);
-        let model = answer.model.clone().unwrap_or_else(|| self.model.clone());
-        if !job.structured() {
-            let observations = self.observations(job, &answer.text, &model);
-            return Ok(ProviderOutput { observations, usage, model, warnings });
-        }
-        let span = job.covered();
-        let reason = match crate::timeline::parse_events(&answer.text, span) {
-            Ok(events) => {
-                return Ok(ProviderOutput { observations: self.events(events, &model), usage, model, warnings })
-            }
-            Err(reason) => reason,
-        };
-        tracing::info!(provider = %self.name, %reason, "asking once for a repaired timeline");
-        let mut repair = job.clone();
-        repair.prompt = format!(
-            "{}\n\nYour previous answer could not be used: {reason}. Answer again with only the JSON described above.",
-            job.prompt
-        )
-        .into();
-        let second = self.call(&repair).await.map_err(|mut e| {
-            e.maybe_billed = true;
-            e
-        })?;
-        usage.add(&self.usage(&second, job, &estimate, &mut warnings));
-        match crate::timeline::parse_events(&second.text, span) {
-            Ok(events) => Ok(ProviderOutput { observations: self.events(events, &model), usage, model, warnings }),
-            Err(reason) => {
-                let mut err = self.error(
-                    ErrorClass::FallBack,
-                    format!("unit failed: the answer stayed invalid after one repair: {reason}"),
-                );
-                err.maybe_billed = true;
-                err.billed = Some(Box::new(usage));
-                Err(err)
-            }
-        }
-    }
-
-    fn events(&self, events: Vec<crate::schema::Event>, model: &str) -> Vec<Observation> {
-        events
-            .into_iter()
-            .map(|e| Observation {
-                range: TimeRange { start_ms: e.start_ms, end_ms: e.end_ms.max(e.start_ms + 1) },
-                text: e.text,
-                provider: self.name.clone(),
-                model: Some(model.to_string()),
-            })
-            .collect()
+        structured::answer(&self.name, job, self.constraint(), |job| async move {
+            let estimate = cost::estimate(&job, &self.model_profile, &self.price, self.detail);
+            let answer = self.call(&job).await?;
+            let mut warnings = Vec::new();
+            let usage = self.usage(&answer, &job, &estimate, &mut warnings);
+            let model = answer.model.unwrap_or_else(|| self.model.clone());
+            Ok(RawAnswer { text: answer.text, usage, model, warnings })
+        })
+        .await
     }
 }
 
