@@ -7,7 +7,7 @@ use super::wire::{
 };
 use crate::media::FrameData;
 use crate::provider::http::QuotaLeft;
-use crate::provider::{usage, ErrorClass, Job, JobInput, ProviderError};
+use crate::provider::{usage, Cause, ErrorClass, ErrorFacts, Job, JobInput, ProviderError};
 use crate::timecode;
 
 /// Between the prompt and a text input, which travel as one text block.
@@ -310,21 +310,9 @@ pub(super) fn parse_error_body(body: &[u8]) -> Option<ApiError> {
     Some(ApiError { kind: parsed.error.kind, message: parsed.error.message.unwrap_or_default() })
 }
 
-/// The error for a non-2xx answer: classified by status through the one
-/// classification function, named by its body. `body` must already have any
-/// secret removed.
-pub(super) fn http_error(
-    provider: &str,
-    status: u16,
-    body: &str,
-    retry_after: Option<Duration>,
-    wait_cap: Duration,
-) -> ProviderError {
-    let mut err = ProviderError::from_status(provider, status, body, retry_after, wait_cap);
-    if let Some(api) = parse_error_body(body.as_bytes()).filter(|a| !a.message.is_empty() || a.kind.is_some()) {
-        err.message = format!("{}: {}", err.message, api.summary());
-    }
-    err
+/// An error body's facts, for the one classification of failed answers.
+pub(super) fn error_facts(body: &[u8]) -> Option<ErrorFacts> {
+    parse_error_body(body).map(|api| ErrorFacts { code: api.kind, message: api.message, ..ErrorFacts::default() })
 }
 
 /// The error for a refusal: the model declined the content, so another
@@ -334,7 +322,7 @@ pub(super) fn refusal_error(provider: &str, why: &str) -> ProviderError {
     let mut err =
         ProviderError::new(provider, ErrorClass::FallBack, format!("the model refused (stop_reason \"refusal\"){why}"));
     err.maybe_billed = true;
-    err
+    err.with_cause(Cause::ContentPolicy)
 }
 
 /// Quota left, from `anthropic-ratelimit-*` headers (remaining, limit, and

@@ -198,6 +198,15 @@ fn cache_writes_and_reads_are_counted_apart() {
     assert_eq!((answer.usage, answer.unusable_usage.as_deref()), (None, Some("input_tokens = -5")));
 }
 
+/// A failed answer through the one classification, with this protocol's error reader.
+fn http_error(provider: &str, status: u16, body: &str, retry_after: Option<Duration>, cap: Duration) -> ProviderError {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(wait) = retry_after {
+        headers.insert("retry-after", wait.as_secs().to_string().parse().unwrap());
+    }
+    crate::provider::classify(provider, status, body, error_facts(body.as_bytes()).as_ref(), &headers, cap)
+}
+
 #[test]
 fn error_bodies_are_read_and_classified_by_the_one_rule() {
     let cap = Duration::from_secs(30);
