@@ -19,17 +19,19 @@ pub enum Protocol {
     Gemini,
     Openai,
     LlamaLocal,
+    Anthropic,
 }
 
 impl Protocol {
     /// Every protocol, for messages that list them.
-    pub const ALL: [Protocol; 3] = [Protocol::Gemini, Protocol::Openai, Protocol::LlamaLocal];
+    pub const ALL: [Protocol; 4] = [Protocol::Gemini, Protocol::Openai, Protocol::LlamaLocal, Protocol::Anthropic];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             Protocol::Gemini => "gemini",
             Protocol::Openai => "openai",
             Protocol::LlamaLocal => "llama_local",
+            Protocol::Anthropic => "anthropic",
         }
     }
 }

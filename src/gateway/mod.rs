@@ -30,6 +30,7 @@ use crate::journal::{self, Journal, JournalError};
 use crate::media::MediaError;
 use crate::policy::{self, Breaker, Budget, SharedLedger};
 use crate::prompts::PromptError;
+use crate::provider::anthropic::Anthropic;
 use crate::provider::gemini::Gemini;
 use crate::provider::openai_compat::OpenAiCompat;
 use crate::provider::Provider;
@@ -283,6 +284,9 @@ impl Gateway {
                 Ok(Arc::new(Gemini::from_profile(name, profile, &self.config).map_err(|e| e.message)?))
             }
             Some(Protocol::LlamaLocal) => local_backend(name, profile, &self.config),
+            Some(Protocol::Anthropic) => {
+                Ok(Arc::new(Anthropic::from_profile(name, profile, &self.config).map_err(|e| e.message)?))
+            }
             None => Err(format!("providers.{name}.protocol is not set")),
         }
     }

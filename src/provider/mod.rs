@@ -4,6 +4,7 @@
 //! (budget, retry, rate limit, timeout, fallback) wrap it from the outside; a
 //! backend never retries on its own.
 
+pub mod anthropic;
 pub mod auth;
 mod error;
 pub mod executor;

@@ -1,6 +1,7 @@
 //! One integration-test binary. Modules:
 //!
 //! - `util`: temp dirs, clips made with ffmpeg, the CLI, process checks
+//! - `anthropic`: the Anthropic Messages API backend against a fake answering in recorded shapes
 //! - `probe`: what ffprobe reports, on generated clips
 //! - `cut`: stream-copied cuts of a time range
 //! - `frames`: sampling modes, exact timestamps, sizes, process hygiene
@@ -19,6 +20,7 @@
 //! - `url_source`: URL sources: SSRF refusals, redirects, byte and time limits
 //! - `cli`: the `vidgate` command itself
 
+mod anthropic;
 mod bad_input;
 mod bad_media;
 mod cli;
