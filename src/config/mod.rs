@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use profile::{
-    AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile, RateLimits,
+    AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile,
+    RateLimits, VideoPart, VideoSampling,
 };
 
 /// The profiles shipped in `providers/`, compiled in.
