@@ -227,15 +227,7 @@ mod tests {
 
     #[test]
     fn a_video_costs_its_frames_times_the_tokens_per_frame() {
-        use crate::config::VideoSampling;
-        let model = ModelProfile {
-            native_video: Some(true),
-            video_sampling: Some(VideoSampling::MmProcessorKwargs),
-            video_fps: Some(2.0),
-            video_max_frames: Some(768),
-            video_tokens_per_frame: Some(384),
-            ..ModelProfile::default()
-        };
+        let model = super::super::video::qwen_on_vllm();
         let price = Price {
             input_per_mtok: 0.08,
             output_per_mtok: 0.5,

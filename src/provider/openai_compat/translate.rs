@@ -108,13 +108,7 @@ pub(super) fn build_request(
     options: &RequestOptions,
     provider: &str,
 ) -> Result<ChatRequest, ProviderError> {
-    if job.max_output_tokens == 0 {
-        return Err(ProviderError::new(
-            provider,
-            ErrorClass::Fatal,
-            "the job has no output cap (max_output_tokens = 0)",
-        ));
-    }
+    has_cap(job, provider)?;
     let content = match &job.input {
         JobInput::Text(text) => Content::Text(format!("{}{TEXT_SEPARATOR}{text}", job.prompt)),
         JobInput::Video { .. } => {
@@ -167,13 +161,7 @@ pub(super) fn build_video_request(
     options: &RequestOptions,
     provider: &str,
 ) -> Result<ChatRequest, ProviderError> {
-    if job.max_output_tokens == 0 {
-        return Err(ProviderError::new(
-            provider,
-            ErrorClass::Fatal,
-            "the job has no output cap (max_output_tokens = 0)",
-        ));
-    }
+    has_cap(job, provider)?;
     let sampled = match &job.input {
         JobInput::Video { range: Some(range), .. } => {
             return Err(ProviderError::new(
@@ -210,6 +198,17 @@ pub(super) fn build_video_request(
         }
     }
     Ok(request)
+}
+
+fn has_cap(job: &Job, provider: &str) -> Result<(), ProviderError> {
+    if job.max_output_tokens == 0 {
+        return Err(ProviderError::new(
+            provider,
+            ErrorClass::Fatal,
+            "the job has no output cap (max_output_tokens = 0)",
+        ));
+    }
+    Ok(())
 }
 
 /// One user message of `content`, with the output cap and any schema.

@@ -179,21 +179,23 @@ pub(super) enum LoadError {
     Read(String),
 }
 
+/// Qwen2.5-VL on vLLM as `providers/vllm.toml` describes it, for tests.
+#[cfg(test)]
+pub(super) fn qwen_on_vllm() -> ModelProfile {
+    ModelProfile {
+        native_video: Some(true),
+        video_sampling: Some(VideoSampling::MmProcessorKwargs),
+        video_fps: Some(2.0),
+        video_max_frames: Some(768),
+        video_tokens_per_frame: Some(384),
+        ..ModelProfile::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::{Task, TimeRange};
-
-    fn qwen() -> ModelProfile {
-        ModelProfile {
-            native_video: Some(true),
-            video_sampling: Some(VideoSampling::MmProcessorKwargs),
-            video_fps: Some(2.0),
-            video_max_frames: Some(768),
-            video_tokens_per_frame: Some(384),
-            ..ModelProfile::default()
-        }
-    }
 
     fn video(duration_ms: u64, range: Option<TimeRange>, fps: Option<f64>) -> Job {
         Job {
@@ -207,7 +209,7 @@ mod tests {
     }
 
     fn options(edit: impl FnOnce(&mut ModelProfile)) -> VideoOptions {
-        let mut model = qwen();
+        let mut model = qwen_on_vllm();
         edit(&mut model);
         VideoOptions::from_profile(&model).expect("valid").expect("native video")
     }
@@ -247,9 +249,9 @@ mod tests {
     #[test]
     fn a_native_video_profile_names_what_it_lacks() {
         assert_eq!(VideoOptions::from_profile(&ModelProfile::default()), Ok(None));
-        assert_eq!(VideoOptions::from_profile(&ModelProfile { native_video: Some(false), ..qwen() }), Ok(None));
+        assert_eq!(VideoOptions::from_profile(&ModelProfile { native_video: Some(false), ..qwen_on_vllm() }), Ok(None));
         let key = |edit: fn(&mut ModelProfile)| {
-            let mut model = qwen();
+            let mut model = qwen_on_vllm();
             edit(&mut model);
             VideoOptions::from_profile(&model).map(|_| ()).unwrap_err().0
         };
