@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::provider::{ErrorClass, ProviderError, ProviderOutput};
+use crate::provider::{Cause, ErrorClass, ProviderError, ProviderOutput};
 
 /// Failed calls in a row that bench a provider.
 pub const TRIP_AFTER: u32 = 3;
@@ -138,11 +138,9 @@ impl Breaker {
             state.probing = false;
         }
         match outcome {
-            // Cancelled, never sent, asked to slow down, or the job's own
-            // fault (bad input): says nothing of the provider's health.
+            // Cancelled, or an error that says nothing of the provider's health.
             None => {}
-            Some(Err(e))
-                if e.not_sent || e.status == Some(429) || (e.class == ErrorClass::Fatal && !e.disables_provider) => {}
+            Some(Err(e)) if says_nothing_of_health(e) => {}
             Some(Ok(())) => {
                 *state = State { in_flight: state.in_flight, proven: true, ..State::default() };
             }
@@ -162,6 +160,16 @@ impl Breaker {
         drop(state);
         self.changed.notify_waiters();
     }
+}
+
+/// Never sent; asked to slow down or out of quota (the account's state, not
+/// the service's); or the job's own fault: bad input, or content a policy
+/// refused.
+fn says_nothing_of_health(e: &ProviderError) -> bool {
+    e.not_sent
+        || e.status == Some(429)
+        || matches!(e.cause, Cause::RateLimited | Cause::Quota | Cause::ContentPolicy)
+        || (e.class == ErrorClass::Fatal && !e.disables_provider)
 }
 
 impl Ticket<'_> {
@@ -222,6 +230,33 @@ mod tests {
             b.admit(COOL).await.unwrap().finish(&Err(ProviderError::new("p", ErrorClass::Fatal, "no frames")));
         }
         assert!(!b.is_benched(), "a healthy provider is not benched for the job's own faults");
+    }
+
+    /// A refusal by a content policy, read as each protocol reads it: the
+    /// job's content, not the provider's health.
+    #[tokio::test(start_paused = true)]
+    async fn content_policy_refusals_say_nothing_of_health() {
+        let job = crate::provider::Job {
+            task: crate::schema::Task::Describe,
+            input: crate::provider::JobInput::Text("t".into()),
+            prompt: "p".into(),
+            prompt_version: "p@1".into(),
+            max_output_tokens: 8,
+            span: None,
+        };
+        let refused = br#"{"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}]}"#;
+        let openai = crate::provider::openai_compat::translate::parse_response(refused, &job, "p").unwrap_err();
+        let blocked = br#"{"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5}}"#;
+        let gemini = crate::provider::gemini::translate::parse_response(blocked, &job, "p").unwrap_err();
+        let b = Breaker::default();
+        for e in [openai, gemini] {
+            for _ in 0..TRIP_AFTER * 2 {
+                let ticket = b.admit(COOL).await.unwrap_or_else(|why| panic!("benched for a refusal ({e}): {why}"));
+                ticket.finish(&Err(e.clone()));
+            }
+            assert!(!b.is_benched(), "benched for a refusal: {e}");
+        }
     }
 
     async fn futures_now(b: &Breaker, n: usize) -> Vec<Ticket<'_>> {

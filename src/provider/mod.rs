@@ -4,13 +4,16 @@
 //! (budget, retry, rate limit, timeout, fallback) wrap it from the outside; a
 //! backend never retries on its own.
 
+pub mod auth;
 mod error;
+pub mod executor;
 pub mod gemini;
 pub mod http;
 #[cfg(feature = "local")]
 pub mod llama_local;
 pub mod openai_compat;
 pub mod scripted;
+pub mod setup;
 pub(crate) mod usage;
 
 use std::path::PathBuf;
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::media::Frame;
 use crate::schema::{Observation, Task, TimeRange, Usage};
 
-pub use error::{classify_status, ErrorClass, ProviderError};
+pub use error::{classify, classify_status, Cause, ErrorClass, ErrorFacts, ProviderError};
 
 /// What a backend can take.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

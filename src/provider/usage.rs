@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Deserializer};
 
+use super::Estimate;
+use crate::schema::Usage;
+
 /// A token count from an answer's usage. The OpenAI spec types the counts as
 /// plain integers, so a server may send a negative one (or a fraction, or a
 /// string); such a count is kept as what was sent, so that one odd field costs
@@ -46,6 +49,36 @@ pub(crate) fn counts<const N: usize>(named: [(&str, &TokenCount); N]) -> Result<
         *slot = count.get().map_err(|raw| format!("{name} = {raw}"))?;
     }
     Ok(out)
+}
+
+/// What an answer cost, and what is doubtful about it. Usage that is not
+/// reported, or cannot be read (`unusable` says why), is billed at the
+/// estimate, never less; an answer that stopped at its output cap is kept,
+/// with `cut` naming the protocol's own finish reason.
+pub(crate) fn settle(
+    provider: &str,
+    reported: Option<Usage>,
+    unusable: Option<&str>,
+    cut: Option<&str>,
+    cap: u32,
+    estimate: &Estimate,
+    warnings: &mut Vec<String>,
+) -> Usage {
+    let mut warn = |warning: String| {
+        tracing::warn!("{warning}");
+        warnings.push(warning);
+    };
+    if let Some(what) = unusable {
+        warn(self::unusable(provider, what, estimate.cost_usd));
+    }
+    if let Some(reason) = cut {
+        warn(format!("{} ({reason})", cut_at_cap(provider, cap)));
+    }
+    reported.unwrap_or(Usage {
+        input_tokens: estimate.input_tokens,
+        output_tokens: estimate.output_tokens,
+        cost_usd: estimate.cost_usd,
+    })
 }
 
 /// The warning for an answer whose usage could not be read.

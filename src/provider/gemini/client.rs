@@ -294,10 +294,9 @@ impl Gemini {
         let headers = response.headers().clone();
         let body = http::read_capped(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
         let body = self.redact(&String::from_utf8_lossy(&body));
-        let mut err = status::classify_error(&self.name, status, &body, self.wait_cap).redacted(|t| self.redact(t));
-        if err.retry_after.is_none() {
-            err.retry_after = http::retry_after(&headers);
-        }
+        let facts = status::error_facts(body.as_bytes());
+        let err = crate::provider::classify(&self.name, status, &body, facts.as_ref(), &headers, self.wait_cap)
+            .redacted(|t| self.redact(t));
         if err.disables_provider {
             self.disabled.store(true, Ordering::SeqCst);
         }

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use super::translate::parse_proto_duration;
-use super::wire::{Detail, ErrorBody, File};
-use crate::provider::{ErrorClass, ProviderError};
+use super::wire::{parse_proto_duration, Detail, ErrorBody, File};
+use crate::provider::ErrorFacts;
 
 /// One `QuotaFailure` violation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,42 +82,31 @@ pub(super) fn parse_error_body(body: &[u8]) -> Option<ApiError> {
     Some(api)
 }
 
-/// The error for a non-2xx answer: by status, then by what the body says.
-/// `body` must already have any secret removed.
-///
-/// - 429 on a daily quota, or on a quota of 0 (a model the tier does not
-///   include), falls back at once: no wait within reason ends it. Any other
-///   429 is transient, after `RetryInfo.retryDelay` when it is within `wait_cap`.
-/// - 500, 503 and 504 are transient; 400, 403 and 404 fall back.
-/// - A key that is invalid, expired or reported as leaked disables the
-///   provider for the run, whatever the status.
-pub(super) fn classify_error(provider: &str, status: u16, body: &str, wait_cap: Duration) -> ProviderError {
-    let api = parse_error_body(body.as_bytes());
-    let retry_after = api.as_ref().and_then(|a| a.retry_delay);
-    let mut err = ProviderError::from_status(provider, status, body, retry_after, wait_cap);
-    let Some(api) = api else { return err };
-    if !api.message.is_empty() {
-        err.message = format!("{}: {}", err.message, api.summary());
-    }
-    if status == 429 {
-        if let Some(daily) = api.quota.iter().find(|v| v.per_day()) {
-            err.class = ErrorClass::FallBack;
-            err.retry_after = None;
-            err.message = format!(
-                "HTTP 429: the daily quota {} is used up; it resets at midnight Pacific time",
-                daily.id.as_deref().unwrap_or_default()
-            );
-        } else if api.quota.iter().any(|v| v.value == Some(0)) {
-            err.class = ErrorClass::FallBack;
-            err.retry_after = None;
-            err.message = format!("HTTP 429: this model has no quota on the key's tier (limit 0): {}", api.message);
-        }
-    }
-    if api.key_refused() {
-        err.class = ErrorClass::FallBack;
-        err.disables_provider = true;
-    }
-    err
+/// What an error body says, for the one classification (`error::classify`):
+/// its message and status, `RetryInfo.retryDelay`, a quota that no wait
+/// within reason refills (a daily quota, which resets at midnight Pacific
+/// time, or a limit of 0: a model the tier does not include), and whether the
+/// key itself was refused.
+pub(super) fn error_facts(body: &[u8]) -> Option<ErrorFacts> {
+    let api = parse_error_body(body)?;
+    let quota_spent = match api.quota.iter().find(|v| v.per_day()) {
+        Some(daily) => Some(format!(
+            "the daily quota {} is used up; it resets at midnight Pacific time",
+            daily.id.as_deref().unwrap_or_default()
+        )),
+        None => api
+            .quota
+            .iter()
+            .any(|v| v.value == Some(0))
+            .then(|| format!("this model has no quota on the key's tier (limit 0): {}", api.message)),
+    };
+    Some(ErrorFacts {
+        key_refused: api.key_refused(),
+        code: api.status,
+        retry_delay: api.retry_delay,
+        quota_spent,
+        message: api.message,
+    })
 }
 
 /// Where an uploaded file stands.

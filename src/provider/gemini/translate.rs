@@ -8,10 +8,12 @@ use super::wire::{
     UsageMetadata, VideoMetadata,
 };
 use crate::media::FrameData;
-use crate::provider::{usage, ErrorClass, Job, JobInput, ProviderError};
+use crate::provider::{usage, Cause, ErrorClass, Job, JobInput, ProviderError};
 use crate::schema::{Task, TimeRange};
 use crate::timecode;
 
+#[cfg(test)]
+use super::wire::parse_proto_duration;
 pub(super) use super::wire::MediaResolution;
 
 /// Between the prompt and a text input, which travel as one part.
@@ -256,20 +258,6 @@ pub(super) fn proto_duration(ms: u64) -> String {
     format!("{secs}.{}s", frac.trim_end_matches('0'))
 }
 
-/// Read a `google.protobuf.Duration` (`"27s"`, `"1.5s"`, `"0.000250s"`).
-pub(super) fn parse_proto_duration(text: &str) -> Option<std::time::Duration> {
-    let number = text.trim().strip_suffix('s')?;
-    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || whole.len() > 12 || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nanos = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
-    Some(crate::timecode::capped(std::time::Duration::new(whole.parse().ok()?, nanos)))
-}
-
 /// Read a successful (2xx) answer.
 ///
 /// # Errors
@@ -279,7 +267,7 @@ pub(super) fn parse_proto_duration(text: &str) -> Option<std::time::Duration> {
 /// All of them may have been billed.
 pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
     let fail = |class, message: String| {
-        let mut err = ProviderError::new(provider, class, message);
+        let mut err = ProviderError::new(provider, class, message).with_cause(Cause::BadAnswer);
         err.body = Some(body_start(body));
         err.maybe_billed = true;
         err
@@ -300,14 +288,16 @@ pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
     };
     let blocked = answer.prompt_feedback.and_then(|f| f.block_reason).filter(|r| r != "BLOCK_REASON_UNSPECIFIED");
     if let Some(reason) = blocked {
-        return Err(fail(ErrorClass::FallBack, format!("content policy: the prompt was blocked ({reason})")));
+        let err = fail(ErrorClass::FallBack, format!("content policy: the prompt was blocked ({reason})"));
+        return Err(err.with_cause(Cause::ContentPolicy));
     }
     let Some(candidate) = answer.candidates.into_iter().next() else {
         return Err(fail(ErrorClass::FallBack, "the answer has no candidates".into()));
     };
     let finish = candidate.finish_reason.unwrap_or_default();
     if POLICY_REASONS.contains(&finish.as_str()) {
-        return Err(fail(ErrorClass::FallBack, format!("content policy: the answer was withheld ({finish})")));
+        let err = fail(ErrorClass::FallBack, format!("content policy: the answer was withheld ({finish})"));
+        return Err(err.with_cause(Cause::ContentPolicy));
     }
     let text: String =
         candidate.content.unwrap_or_default().parts.into_iter().filter(|p| !p.thought).filter_map(|p| p.text).collect();

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::AsyncReadExt;
 
 use super::client::Gemini;
@@ -48,10 +47,6 @@ pub(super) async fn upload(
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| fail(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
-    let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}") {
-        bar.set_style(style);
-    }
     let mut offset: u64 = 0;
     let mut buf = vec![0u8; CHUNK.min(size.max(1) as usize)];
     loop {
@@ -78,13 +73,10 @@ pub(super) async fn upload(
             .await
             .map_err(|e| g.send_error(&e, false))?;
         if !response.status().is_success() {
-            bar.finish_and_clear();
             return Err(g.status_error(response).await);
         }
         offset += filled as u64;
-        bar.set_position(offset);
         if last {
-            bar.finish_and_clear();
             let body =
                 http::read_capped(response, 1 << 20).await.map_err(|e| fail(ErrorClass::Transient, e.to_string()))?;
             return status::parse_file(&body)

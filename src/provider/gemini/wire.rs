@@ -292,3 +292,17 @@ pub(super) struct QuotaViolation {
     #[serde(default)]
     pub quota_value: Option<Int64>,
 }
+
+/// Read a `google.protobuf.Duration` (`"27s"`, `"1.5s"`, `"0.000250s"`).
+pub(super) fn parse_proto_duration(text: &str) -> Option<std::time::Duration> {
+    let number = text.trim().strip_suffix('s')?;
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || whole.len() > 12 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
+    Some(crate::timecode::capped(std::time::Duration::new(whole.parse().ok()?, nanos)))
+}

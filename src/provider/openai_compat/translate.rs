@@ -1,7 +1,5 @@
 //! Jobs to Chat Completions requests and answers back, as pure functions.
 
-use std::time::Duration;
-
 use super::video::{Knob, VideoData, VideoOptions};
 use super::wire::{
     AnswerContent, Base64, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, FileData, ImageUrl, InputVideo,
@@ -9,7 +7,7 @@ use super::wire::{
 };
 use crate::config::{ImageDetail, VideoPart, VideoSampling};
 use crate::media::FrameData;
-use crate::provider::{usage, ErrorClass, Job, JobInput, ProviderError};
+use crate::provider::{usage, Cause, ErrorClass, ErrorFacts, Job, JobInput, ProviderError};
 use crate::timecode;
 
 /// Between the prompt and a text input, which travel as one string.
@@ -239,7 +237,7 @@ fn request(job: &Job, model: &str, options: &RequestOptions, content: Content) -
 /// back. All of them may have been billed.
 pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<ParsedAnswer, ProviderError> {
     let fail = |class, message: String| {
-        let mut err = ProviderError::new(provider, class, message);
+        let mut err = ProviderError::new(provider, class, message).with_cause(Cause::BadAnswer);
         err.body = Some(body_start(body));
         err.maybe_billed = true;
         err
@@ -280,10 +278,12 @@ pub(crate) fn parse_response(body: &[u8], job: &Job, provider: &str) -> Result<P
     let finish = choice.finish_reason.as_deref().unwrap_or("");
     let message = choice.message.unwrap_or_default();
     if let Some(refusal) = message.refusal.filter(|r| !r.trim().is_empty()) {
-        return Err(fail(ErrorClass::FallBack, format!("the model refused: {refusal}")));
+        let err = fail(ErrorClass::FallBack, format!("the model refused: {refusal}"));
+        return Err(err.with_cause(Cause::ContentPolicy));
     }
     if finish == "content_filter" {
-        return Err(fail(ErrorClass::FallBack, "the answer was withheld by the provider's content filter".into()));
+        let err = fail(ErrorClass::FallBack, "the answer was withheld by the provider's content filter".into());
+        return Err(err.with_cause(Cause::ContentPolicy));
     }
     let text = match message.content {
         Some(AnswerContent::Text(text)) => text,
@@ -319,20 +319,13 @@ pub(super) fn parse_error_body(body: &[u8]) -> Option<ApiError> {
     })
 }
 
-/// The error for a non-2xx answer: classified by status, named by its body.
-/// `body` must already have any secret removed.
-pub(super) fn http_error(
-    provider: &str,
-    status: u16,
-    body: &str,
-    retry_after: Option<Duration>,
-    wait_cap: Duration,
-) -> ProviderError {
-    let mut err = ProviderError::from_status(provider, status, body, retry_after, wait_cap);
-    if let Some(api) = parse_error_body(body.as_bytes()).filter(|a| !a.message.is_empty()) {
-        err.message = format!("{}: {}", err.message, api.summary());
-    }
-    err
+/// What an error body says, for the one classification (`error::classify`).
+pub(super) fn error_facts(body: &[u8]) -> Option<ErrorFacts> {
+    parse_error_body(body).map(|api| ErrorFacts {
+        code: api.code.or(api.kind),
+        message: api.message,
+        ..ErrorFacts::default()
+    })
 }
 
 fn body_start(body: &[u8]) -> String {

@@ -3,11 +3,18 @@
 use serde_json::json;
 
 use super::*;
+use crate::provider::ErrorClass;
 
 const PER_MINUTE: &str = include_str!("../../../../fixtures/recorded/gemini/429_retry_info.json");
 const INVALID_ARGUMENT: &str = include_str!("../../../../fixtures/recorded/gemini/400_invalid_argument.json");
 
 const CAP: Duration = Duration::from_secs(60);
+
+/// A non-2xx answer through the one classification, read as this protocol reads it.
+fn classify_error(provider: &str, status: u16, body: &str, cap: Duration) -> crate::provider::ProviderError {
+    let facts = error_facts(body.as_bytes());
+    crate::provider::classify(provider, status, body, facts.as_ref(), &Default::default(), cap)
+}
 
 #[test]
 fn a_per_minute_quota_waits_for_its_retry_delay() {

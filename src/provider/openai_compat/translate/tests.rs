@@ -1,6 +1,7 @@
 //! The translation, checked against recorded and hand-written bodies.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -10,6 +11,15 @@ use crate::media::Frame;
 use crate::schema::Task;
 
 const RECORDED: &str = include_str!("../../../../fixtures/recorded/openai/chat_completions_image.json");
+
+/// A non-2xx answer through the one classification, read as this protocol reads it.
+fn http_error(provider: &str, status: u16, body: &str, retry_after: Option<Duration>, cap: Duration) -> ProviderError {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(wait) = retry_after {
+        headers.insert("retry-after", wait.as_secs().to_string().parse().unwrap());
+    }
+    crate::provider::classify(provider, status, body, error_facts(body.as_bytes()).as_ref(), &headers, cap)
+}
 
 fn frame(index: u32, pts_ms: u64, bytes: &[u8]) -> Frame {
     Frame { index, pts_ms, width: 512, height: 288, data: FrameData::Jpeg(bytes.to_vec().into()) }
