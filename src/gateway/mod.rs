@@ -20,6 +20,7 @@
 
 mod plan;
 mod run;
+mod video;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Gateway, GatewayError, Member};
+use super::{video, Gateway, GatewayError, Member};
 use crate::config::Downgrade;
 use crate::media::{Extraction, Frame, FrameData, FrameFormat, MediaInfo};
 use crate::prompts;
@@ -121,13 +121,13 @@ impl Gateway {
         let observation_chars: u64;
         if caps.native_video {
             let job = prompts::load("timeline", self.config.prompts_dir.as_deref())
-                .and_then(|template| run::video_job(info, sampling, &template));
+                .and_then(|template| video::video_job(info, sampling, &template));
             match job.map_err(|e| e.to_string()).and_then(|job| member.shared.estimate(&job).map_err(|e| e.message)) {
                 Ok(e) => add(e, 1),
                 Err(e) => c.error = Some(e),
             }
             c.observe_calls = 1;
-            observation_chars = u64::from(run::NATIVE_OUTPUT_TOKENS) * 4;
+            observation_chars = u64::from(video::NATIVE_OUTPUT_TOKENS) * 4;
         } else {
             let extraction = match Extraction::new(
                 info,
@@ -282,17 +282,6 @@ impl Gateway {
         let replacement = self.member(&first.name, Some(&cheaper.0)).ok()?;
         *first = replacement;
         Some(format!("model {current} → {}", cheaper.0))
-    }
-}
-
-use super::run;
-
-/// The fps a provider that samples the video itself is asked for: the
-/// plan's, when it samples by rate; else the provider's own setting.
-pub(crate) fn native_fps(sampling: &SamplingPlan) -> Option<f64> {
-    match sampling.mode {
-        SamplingMode::Fps { fps } => Some(fps),
-        _ => None,
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::{native_fps, over_budget_message};
+use super::plan::over_budget_message;
+use super::video::{video_job, RangeCut, VideoStep};
 use super::{Gateway, GatewayError, Member, MergeLimits, Plan};
 use crate::journal::{Journal, Unfinished, RUN_LEASE_RENEW};
 use crate::media::{self, Extraction, FrameFormat, MediaInfo};
@@ -13,13 +14,10 @@ use crate::merge::{self, ObservationSink, TimelineBuilder};
 use crate::observe::{observe_frames, ObserveSettings, Observed};
 use crate::policy::{self, AttemptLog, Budget, FallbackChain, Journaled, JpegFrames, SpendHook};
 use crate::progress::{emit, Progress, ProgressSender};
-use crate::prompts::{self, PromptError, Template};
+use crate::prompts::{self, Template};
 use crate::provider::{Job, JobInput, Provider, ProviderError, ProviderOutput};
 use crate::schema::{Event, Observation, SamplingPlan, Task, TimeRange, Usage, VideoReport, VideoRequest, VideoSource};
 use crate::{router, timecode, timeline};
-
-/// Output cap of the one call that sends a whole video.
-pub(crate) const NATIVE_OUTPUT_TOKENS: u32 = 4096;
 
 /// Map-reduce levels before the rest is joined without a model.
 const MAX_MERGE_LEVELS: u32 = 4;
@@ -356,20 +354,33 @@ impl Ctx<'_> {
     }
 
     /// Gather observations: the video to the native-video providers at the
-    /// head of the chain, else (or when they all fail) frames to the rest.
+    /// head of the chain, else (or when they all fail) frames to the rest,
+    /// and to those of them that said the video itself cannot be used.
     /// Returns whether the observations are already timeline events.
     async fn observe(&mut self, members: &[Member], plan: &Plan) -> Result<bool, GatewayError> {
         let native: Vec<Member> =
             members.iter().take_while(|m| m.shared.capabilities().native_video).cloned().collect();
+        let mut refused = Vec::new();
         if !native.is_empty() {
             match self.observe_video(&native, &plan.sampling).await {
                 Ok(()) => return Ok(true),
-                Err(e) if e.class == crate::provider::ErrorClass::Fatal => return Err(self.failed(e.to_string())),
-                Err(e) => self.report.warnings.push(format!("the video could not be sent whole: {e}")),
+                Err((e, _)) if e.class == crate::provider::ErrorClass::Fatal => return Err(self.failed(e.to_string())),
+                Err((e, names)) => {
+                    self.report.warnings.push(format!("the video could not be sent whole: {e}"));
+                    refused = names;
+                }
             }
         }
-        let frames_members: Vec<Member> =
-            members.iter().filter(|m| !m.shared.capabilities().native_video).cloned().collect();
+        if !refused.is_empty() {
+            self.report
+                .warnings
+                .push(format!("the video itself cannot be used by {}: sent frames", refused.join(", ")));
+        }
+        let frames_members: Vec<Member> = members
+            .iter()
+            .filter(|m| !m.shared.capabilities().native_video || refused.contains(&m.name))
+            .cloned()
+            .collect();
         if frames_members.is_empty() {
             return Err(self.failed("no provider of the chain takes frames, and the video call failed".into()));
         }
@@ -377,20 +388,37 @@ impl Ctx<'_> {
         Ok(false)
     }
 
-    async fn observe_video(&mut self, members: &[Member], sampling: &SamplingPlan) -> Result<(), ProviderError> {
-        let template =
-            prompts::load("timeline", self.gateway.config.prompts_dir.as_deref()).map_err(|e| fatal(e.to_string()))?;
-        let job = video_job(&self.info, sampling, &template).map_err(|e| fatal(e.to_string()))?;
+    /// The video call. On failure, the error and the providers that said the
+    /// video itself cannot be used.
+    async fn observe_video(
+        &mut self,
+        members: &[Member],
+        sampling: &SamplingPlan,
+    ) -> Result<(), (ProviderError, Vec<String>)> {
+        let template = prompts::load("timeline", self.gateway.config.prompts_dir.as_deref())
+            .map_err(|e| (fatal(e.to_string()), Vec::new()))?;
+        let job = video_job(&self.info, sampling, &template).map_err(|e| (fatal(e.to_string()), Vec::new()))?;
+        let timeout = timecode::seconds(self.gateway.config.limits.extract_timeout_s);
+        let cut = match sampling.range {
+            Some(range) => Some(Arc::new(
+                RangeCut::new(&self.info, range, &template, timeout).map_err(|e| (fatal(e.to_string()), Vec::new()))?,
+            )),
+            None => None,
+        };
+        let (stepped, steps) = VideoStep::wrap(members, cut);
         let span = job.covered();
         self.note_template(&template);
-        let chain = self.chain(members, false);
+        let chain = self.chain(&stepped, false);
         emit(
             self.progress.as_ref(),
             Progress::Uploading { provider: members[0].name.clone(), bytes: self.info.size_bytes },
         );
         let result = chain.run(&job).await;
         self.report.reused_units += chain.reused();
-        let output = result?;
+        let output = result.map_err(|e| {
+            let refused = members.iter().zip(&steps).filter(|(_, s)| s.refused()).map(|(m, _)| m.name.clone());
+            (e, refused.collect())
+        })?;
         let events = events_of(&output, span);
         self.add_observations(events.into_iter().map(|e| Observation {
             range: TimeRange { start_ms: e.start_ms, end_ms: e.end_ms.max(e.start_ms + 1) },
@@ -697,27 +725,6 @@ fn changed(run: i64, video: impl std::fmt::Display, expected: &str, now: &str) -
 
 fn fatal(message: String) -> ProviderError {
     ProviderError::new("vidgate", crate::provider::ErrorClass::Fatal, message)
-}
-
-/// The call that sends the video whole, as the plan prices it and the run
-/// makes it: the plan's range and fps (lowered to fit the budget where it
-/// had to be) and the timeline prompt.
-pub(crate) fn video_job(info: &MediaInfo, sampling: &SamplingPlan, template: &Template) -> Result<Job, PromptError> {
-    let duration = timecode::format(info.duration_ms);
-    Ok(Job {
-        task: Task::Timeline,
-        input: JobInput::Video {
-            path: info.path.clone(),
-            range: sampling.range,
-            duration_ms: info.duration_ms,
-            size_bytes: info.size_bytes,
-            fps: native_fps(sampling),
-        },
-        prompt: template.render(&[("duration", &duration)])?.into(),
-        prompt_version: template.id().into(),
-        max_output_tokens: NATIVE_OUTPUT_TOKENS,
-        span: Some(TimeRange { start_ms: 0, end_ms: info.duration_ms.max(1) }),
-    })
 }
 
 /// Events from a timeline-shaped answer: the provider's parsed events, or a

@@ -1,10 +1,12 @@
-//! Reading videos: probe them, then stream sampled frames out of ffmpeg.
+//! Reading videos: probe them, then stream sampled frames out of ffmpeg, or
+//! copy a time range out as a file of its own.
 //!
 //! ffmpeg and ffprobe are the system's (a declared requirement); vidgate never
 //! downloads them. They read only the file named, through the `file` protocol
 //! and an allow-list of container formats, so a playlist or concat list cannot
 //! make them open anything else.
 
+mod cut;
 mod error;
 mod extract;
 mod plan;
@@ -19,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 
+pub use cut::{cut, Cut};
 pub use error::MediaError;
 pub use extract::{encode_jpeg, extract, ExtractionWarnings, FrameStream};
 pub use plan::{Extraction, Strategy, JPEG_MAX_SIDE};

@@ -96,6 +96,9 @@ pub struct ProviderError {
     pub body: Option<String>,
     /// How long the provider asked us to wait.
     pub retry_after: Option<Duration>,
+    /// The video itself cannot be used here (too large to send, refused as a
+    /// video): its frames may still do, on this provider too.
+    pub video_unusable: bool,
     /// The provider refused our credentials: skip it for the rest of the run.
     pub disables_provider: bool,
     /// The provider may have billed the call (e.g. it timed out after sending).
@@ -123,6 +126,7 @@ impl ProviderError {
             status: None,
             body: None,
             retry_after: None,
+            video_unusable: false,
             disables_provider: false,
             maybe_billed: false,
             billed: None,

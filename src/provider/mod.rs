@@ -32,6 +32,10 @@ pub use error::{classify, classify_status, Cause, ErrorClass, ErrorFacts, Provid
 pub struct Capabilities {
     /// Accepts a whole video file (with its audio) instead of frames.
     pub native_video: bool,
+    /// Watches only a video job's `range` of the file it is sent; without it,
+    /// a range is sent as a cut of its own.
+    #[serde(default)]
+    pub video_offsets: bool,
     /// Images in one call; 1 means frame by frame.
     pub max_images_per_call: u32,
     /// Largest request body sent inline, in bytes.

@@ -8,8 +8,8 @@ use vidgate::config::{Config, Downgrade, Protocol, ProviderProfile, RateLimits};
 use vidgate::gateway::{Gateway, GatewayError};
 use vidgate::journal::Journal;
 use vidgate::provider::scripted::{ScriptedProvider, Step};
-use vidgate::provider::{Capabilities, ErrorClass, ProviderError};
-use vidgate::schema::{SamplingMode, SamplingPlan, Task, Usage, VideoReport, VideoRequest};
+use vidgate::provider::{Capabilities, ErrorClass, JobInput, ProviderError};
+use vidgate::schema::{SamplingMode, SamplingPlan, Task, TimeRange, Usage, VideoReport, VideoRequest};
 
 use crate::util::*;
 
@@ -464,4 +464,102 @@ fn a_slideshow_is_paid_once_per_picture_and_the_report_says_so() {
     assert_eq!(starts, (0..10).map(|k| k * 60_000).collect::<Vec<_>>());
     let repeats = "54 of 64 sampled times fell on a frame already taken";
     assert!(report.warnings.iter().any(|w| w.starts_with(repeats)), "{:?}", report.warnings);
+}
+
+/// A native-video provider that answers once for what it was sent, and
+/// takes a range of a file itself when `offsets`.
+fn native(id: &str, offsets: bool, inline_bytes: u64) -> ScriptedProvider {
+    ScriptedProvider::new(id)
+        .with_capabilities(Capabilities {
+            native_video: true,
+            video_offsets: offsets,
+            max_images_per_call: 4,
+            max_inline_bytes: inline_bytes,
+            ..Capabilities::default()
+        })
+        .with_cost_per_call(UNIT_USD)
+        .with_fallback(answer("{time}: a test pattern"))
+}
+
+/// A timeline of 4–7 s of testsrc_10s.
+fn ranged() -> VideoRequest {
+    let mut r = request(Task::Timeline);
+    r.sampling.range = TimeRange::new(4_000, 7_000);
+    r
+}
+
+#[test]
+fn a_range_goes_as_a_cut_where_the_provider_cannot_take_it_itself() {
+    let clip = testsrc_10s();
+    let size = std::fs::metadata(&clip).unwrap().len();
+    // No offsets at all; offsets, but the file is over the inline limit.
+    for (offsets, inline) in [(false, 1 << 30), (true, size - 1)] {
+        let p = Arc::new(native("video", offsets, inline));
+        let g = gateway(config(&["video"]), &[("video", &p)]);
+        let report = run(&g, ranged()).unwrap();
+        let jobs = p.jobs();
+        let JobInput::Video { path, range, duration_ms, size_bytes, .. } = &jobs[0].input else {
+            panic!("a video job: {:?}", jobs[0].input)
+        };
+        assert_eq!((*range, *duration_ms), (None, 3_000), "offsets {offsets}: the cut alone");
+        assert!(*size_bytes < size / 2, "offsets {offsets}: {size_bytes} of {size} bytes");
+        assert!(path != &clip && !path.exists(), "offsets {offsets}: a copy, deleted after the call");
+        assert_eq!(jobs[0].span, TimeRange::new(0, 3_000));
+        assert!(jobs[0].prompt.contains("The video is 00:03.000 long"), "the cut's length: {}", jobs[0].prompt);
+        let times: Vec<_> = report.observations.iter().map(|o| (o.range.start_ms, o.range.end_ms)).collect();
+        assert_eq!(times, [(4_000, 7_000)], "offsets {offsets}: the source's times");
+        assert_eq!(report.observations[0].text, "00:00.000: a test pattern", "as the cut's time 0 was answered");
+    }
+}
+
+#[test]
+fn a_provider_that_takes_offsets_gets_the_range_of_the_file_itself() {
+    let clip = testsrc_10s();
+    let p = Arc::new(native("video", true, 1 << 30));
+    let g = gateway(config(&["video"]), &[("video", &p)]);
+    let report = run(&g, ranged()).unwrap();
+    let JobInput::Video { path, range, .. } = &p.jobs()[0].input else { panic!("a video job") };
+    assert_eq!((path, *range), (&clip, TimeRange::new(4_000, 7_000)));
+    assert_eq!((report.observations[0].range.start_ms, report.observations[0].range.end_ms), (4_000, 7_000));
+}
+
+/// The video refused by a native provider, as an API refuses a format.
+fn refusal(id: &str, video_unusable: bool) -> Step {
+    let mut e = ProviderError::new(id, ErrorClass::FallBack, "HTTP 400: the video format is not supported");
+    e.status = Some(400);
+    e.video_unusable = video_unusable;
+    Step::Fail(e)
+}
+
+#[test]
+fn a_provider_that_cannot_use_the_video_is_sent_frames_by_the_requests_plan() {
+    let p = Arc::new(native("video", true, 1 << 30).with_steps([refusal("video", true)]));
+    let g = gateway(config(&["video"]), &[("video", &p)]);
+    let mut r = request(Task::Describe);
+    r.sampling = SamplingPlan {
+        mode: SamplingMode::Fps { fps: 0.5 },
+        range: TimeRange::new(2_000, 8_000),
+        max_frames: 2,
+        width: 96,
+    };
+    let report = run(&g, r).unwrap();
+    let frames: Vec<(u64, u32)> = p
+        .jobs()
+        .iter()
+        .filter_map(|j| match &j.input {
+            JobInput::Frames(f) => Some(f.iter().map(|f| (f.pts_ms, f.width)).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    // At most two from 2 s to 8 s, so spread out at one every 3 s; 96 px wide.
+    assert_eq!(frames, [(2_000, 96), (5_000, 96)]);
+    assert!(report.warnings.iter().any(|w| w.contains("cannot be used by video")), "{:?}", report.warnings);
+
+    // Any other failure of the video call is not the video's: no frames.
+    let p = Arc::new(native("video", true, 1 << 30).with_steps([refusal("video", false)]));
+    let g = gateway(config(&["video"]), &[("video", &p)]);
+    let err = run(&g, request(Task::Describe)).unwrap_err();
+    assert!(err.to_string().contains("no provider of the chain takes frames"), "{err}");
+    assert_eq!(frame_calls(&p), 0);
 }

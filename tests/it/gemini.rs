@@ -283,11 +283,13 @@ fn a_file_stuck_in_processing_falls_back_to_frames_and_is_deleted() {
     runtime().block_on(async {
         let (server, fake) = fake(Processing::Stuck).await;
         let mut p = profile(&server, "stuck");
-        p.inline_max_bytes = Some(50_000);
+        // Under the file's 180 kB, over its ten frames.
+        p.inline_max_bytes = Some(150_000);
         p.file_timeout_s = Some(1.0);
-        let r = run_with(backend(&p), &p, &video_job(&testsrc_10s())).await;
-        r.result.unwrap();
-        assert!(r.elapsed < Duration::from_secs(10));
+        let started = Instant::now();
+        // The gateway sends the frames, by the request's plan: one a second.
+        gemini_gateway(&p).run(one_a_second(Task::Describe)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
         let state = fake.state();
         assert_eq!(state.deleted, ["files/abc123"], "the abandoned upload is cleaned up");
         let images = jpeg_frames(&state.generate[0]);
@@ -297,15 +299,26 @@ fn a_file_stuck_in_processing_falls_back_to_frames_and_is_deleted() {
     });
 }
 
-/// A large video whose upload fails: the frames sent in its place, with the
-/// model's image limit `image_limit`.
+/// A request for ten frames of `testsrc_10s`, one a second, 160 px wide.
+fn one_a_second(task: Task) -> VideoRequest {
+    let mut request = VideoRequest::new(testsrc_10s(), task);
+    request.sampling = SamplingPlan { mode: SamplingMode::Fps { fps: 1.0 }, range: None, max_frames: 64, width: 160 };
+    request
+}
+
+/// A large video whose upload fails: the frames the gateway sends in its
+/// place, by a plan of 32 frames, with the model's image limit `image_limit`.
 fn frames_for_a_failed_file(test: &str, image_limit: Option<u32>) -> usize {
     runtime().block_on(async {
         let (server, fake) = fake(Processing::FailedAfter(1)).await;
         let mut p = profile(&server, test);
-        p.inline_max_bytes = Some(50_000);
+        // Under the file's 180 kB, over its 32 frames: they go in one call.
+        p.inline_max_bytes = Some(150_000);
         p.models.get_mut("gemini-test").unwrap().max_images_per_request = image_limit;
-        run_with(backend(&p), &p, &video_job(&testsrc_10s())).await.result.unwrap();
+        let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
+        request.sampling =
+            SamplingPlan { mode: SamplingMode::Count { count: 32 }, range: None, max_frames: 32, width: 64 };
+        gemini_gateway(&p).run(request).await.unwrap();
         let state = fake.state();
         jpeg_frames(&state.generate[0])
     })
@@ -346,8 +359,8 @@ fn errors_are_classified_as_the_api_means_them() {
             ("day", ResponseTemplate::new(429).set_body_json(per_day), 9, 1, "fall back"),
             ("s503", ResponseTemplate::new(503).set_body_json(json!({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})), 2, 3, "ok"),
             ("s504", ResponseTemplate::new(504), 1, 2, "ok"),
-            // A refused video is retried once as frames, which the fake then refuses too.
-            ("s400", ResponseTemplate::new(400).set_body_json(recorded("400_invalid_argument.json")), 9, 2, "fall back"),
+            // A refused video: the gateway, not the backend, sends its frames instead.
+            ("s400", ResponseTemplate::new(400).set_body_json(recorded("400_invalid_argument.json")), 9, 1, "fall back"),
             ("s404", ResponseTemplate::new(404).set_body_json(json!({"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}})), 9, 1, "fall back"),
             ("blocked", ResponseTemplate::new(200).set_body_json(recorded("prompt_blocked.json")), 9, 1, "content policy"),
             ("leaked", ResponseTemplate::new(403).set_body_json(leaked), 9, 1, "disabled"),
@@ -364,7 +377,11 @@ fn errors_are_classified_as_the_api_means_them() {
             assert_eq!(r.log.len(), attempts, "{name}: attempts");
             match expected {
                 "ok" => assert!(r.result.is_ok(), "{name}: {:?}", r.result.err()),
-                "fall back" => assert!(r.result.unwrap_err().should_fall_back(), "{name}"),
+                "fall back" => {
+                    let err = r.result.unwrap_err();
+                    assert!(err.should_fall_back(), "{name}");
+                    assert_eq!(err.video_unusable, name == "s400", "{name}: only a refused video is the video's fault");
+                }
                 "content policy" => {
                     let err = r.result.unwrap_err();
                     assert!(err.should_fall_back() && err.to_string().contains("content policy"), "{name}: {err}");
@@ -452,27 +469,114 @@ fn describe_with_gemini_never_shows_the_key_even_at_trace_level() {
 fn a_range_of_a_large_file_is_sent_as_a_trimmed_copy() {
     runtime().block_on(async {
         let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        // The model answers in the times of what it was sent: the 3 s cut.
+        let mut answer = recorded("inline_video.response.json");
+        answer["candidates"][0]["content"]["parts"][0]["text"] =
+            json!(r#"{"events":[{"start":"00:00.000","end":"00:03.000","text":"The counter runs."}]}"#);
+        answering(ResponseTemplate::new(200).set_body_json(answer), 9, &server).await;
         let mut p = profile(&server, "trim");
         p.inline_max_bytes = Some(120_000);
-        let clip = testsrc_10s();
-        let mut job = video_job(&clip);
-        if let JobInput::Video { range, .. } = &mut job.input {
-            *range = TimeRange::new(4_000, 7_000);
-        }
-        job.span = TimeRange::new(4_000, 7_000);
-        let out = run_with(backend(&p), &p, &job).await.result.unwrap();
-        assert_eq!(
-            (out.observations[0].range.start_ms, out.observations[0].range.end_ms),
-            (4_000, 7_000),
-            "times of the original"
-        );
-        let state = fake.state();
-        assert_eq!(state.uploads_started, 0, "the cut fits inline");
-        let data = parts(&state.generate[0])[0]["inlineData"]["data"].as_str().unwrap().to_string();
+        let mut request = VideoRequest::new(testsrc_10s(), Task::Timeline);
+        request.sampling.range = TimeRange::new(4_000, 7_000);
+        let report = gemini_gateway(&p).run(request).await.unwrap();
+        let out = &report.observations;
+        assert_eq!((out[0].range.start_ms, out[0].range.end_ms), (4_000, 7_000), "times of the original");
+        assert_eq!(fake.state().uploads_started, 0, "the cut fits inline");
+        let sent = generate_bodies(&server).await;
+        let data = parts(&sent[0])[0]["inlineData"]["data"].as_str().unwrap().to_string();
         let copy = clip_dir().join("trimmed-sent.mp4");
         std::fs::write(&copy, base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
         let info = probe(&copy);
         assert!((2_900..=3_100).contains(&info.duration_ms), "a 3 s cut, not the 10 s file: {}", info.duration_ms);
+        assert!(
+            parts(&sent[0])[0].get("videoMetadata").is_none_or(|m| m.get("startOffset").is_none()),
+            "no offsets into the cut"
+        );
+    });
+}
+
+/// The bodies of the `generateContent` calls a server received, in order.
+async fn generate_bodies(server: &MockServer) -> Vec<Value> {
+    let requests = server.received_requests().await.unwrap();
+    requests
+        .iter()
+        .filter(|r| r.url.path().ends_with(":generateContent"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_refused_video_is_sent_as_frames_by_the_request_plan() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        // The video call is refused; the frames and the merge are answered.
+        answering(ResponseTemplate::new(400).set_body_json(recorded("400_invalid_argument.json")), 1, &server).await;
+        let p = profile(&server, "refused");
+        let report = gemini_gateway(&p).run(one_a_second(Task::Describe)).await.unwrap();
+        let sent = generate_bodies(&server).await;
+        assert_eq!(parts(&sent[0])[0]["inlineData"]["mimeType"], "video/mp4", "the video went first");
+        let state = fake.state();
+        assert_eq!(jpeg_frames(&state.generate[0]), 10, "then its frames, one a second");
+        assert!(report.warnings.iter().any(|w| w.contains("cannot be used by gemini")), "{:?}", report.warnings);
+        assert!(report.story.is_some());
+    });
+}
+
+/// Five hours of a 64x64 colour at 1 fps: over Gemini's default duration
+/// limit, small on disk.
+fn five_hours() -> std::path::PathBuf {
+    x264_clip("color-5h.mp4", "color=c=teal:size=64x64:rate=1:duration=18000", &["-pix_fmt", "yuv420p"])
+}
+
+#[test]
+fn a_long_video_vertex_cannot_take_whole_is_sampled_by_the_users_limits() {
+    runtime().block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/projects/proj-1/locations/us-central1/publishers/google/models/gemini-test:generateContent"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json")))
+            .mount(&server)
+            .await;
+        std::env::set_var("VIDGATE_VERTEX_TOKEN_LONG", "ya29.vertex-token");
+        let mut p = profile(&server, "vertex_long");
+        p.auth = Some(AuthScheme::Bearer);
+        p.api_key_env = None;
+        p.project = Some("proj-1".into());
+        p.token_env = Some("VIDGATE_VERTEX_TOKEN_LONG".into());
+        // Under the file's 250 kB, so not inline, and Vertex has no Files
+        // API; over eight frames.
+        p.inline_max_bytes = Some(100_000);
+        p.frames_per_call = Some(8);
+        let mut config = Config::builtin().unwrap();
+        config.providers.insert("gemini".into(), p.clone());
+        config.router.chain = vec!["gemini".into()];
+        config.budget.max_usd_per_request = 10.0;
+        config.limits.max_duration_s = 6.0 * 3600.0;
+        let g = Gateway::with_journal(config, Journal::in_memory().unwrap()).with_provider("gemini", backend(&p));
+        let mut request = VideoRequest::new(five_hours(), Task::Describe);
+        request.sampling =
+            SamplingPlan { mode: SamplingMode::Count { count: 24 }, range: None, max_frames: 24, width: 48 };
+        let report = g.run(request).await.unwrap();
+        let sent = generate_bodies(&server).await;
+        let frames: Vec<usize> = sent.iter().map(jpeg_frames).filter(|&n| n > 0).collect();
+        assert_eq!(frames, [8, 8, 8], "24 frames, in calls of 8");
+        assert!(!report.observations.is_empty());
+        // Each frame follows its label, "Frame at H:MM:SS.mmm:".
+        let times: Vec<u64> = sent
+            .iter()
+            .flat_map(parts)
+            .filter_map(|p| p["text"].as_str()?.strip_prefix("Frame at ")?.strip_suffix(':').map(str::to_string))
+            .map(|t| vidgate::timecode::parse(&t).unwrap())
+            .collect();
+        assert_eq!(times.len(), 24);
+        assert!(times.last().is_some_and(|&t| t > 4 * 3600 * 1000), "spread over the five hours: {times:?}");
+        for body in &sent {
+            for part in parts(body).iter().filter(|p| p["inlineData"]["mimeType"] == "image/jpeg") {
+                let jpeg =
+                    base64::engine::general_purpose::STANDARD.decode(part["inlineData"]["data"].as_str().unwrap());
+                assert_eq!(jpeg_size(&jpeg.unwrap()), Some((48, 48)), "the request's width");
+            }
+        }
     });
 }
 

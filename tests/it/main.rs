@@ -2,6 +2,7 @@
 //!
 //! - `util`: temp dirs, clips made with ffmpeg, the CLI, process checks
 //! - `probe`: what ffprobe reports, on generated clips
+//! - `cut`: stream-copied cuts of a time range
 //! - `frames`: sampling modes, exact timestamps, sizes, process hygiene
 //! - `bad_input`: every refused input gets a clear error, no panic
 //! - `bad_media`: a corpus of lying, odd and extreme media, and odd paths: handled or refused, in bounded time
@@ -20,6 +21,7 @@ mod bad_input;
 mod bad_media;
 mod cli;
 mod clips;
+mod cut;
 mod frames;
 mod gateway;
 mod gemini;

@@ -1,6 +1,7 @@
-//! The one place the Gemini backend does I/O: `generateContent`, the Files
-//! API's resumable upload and its state polling, and frames as a fallback
-//! when a video cannot be used natively.
+//! The one place the Gemini backend does I/O: `generateContent`, and the Files
+//! API's resumable upload and its state polling. A video that cannot be used
+//! natively is refused with [`ProviderError::video_unusable`], for the gateway
+//! to send as frames.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,21 +16,18 @@ use super::status::{self, FileInfo, FileState};
 use super::translate::{self, ParsedAnswer, RequestOptions, VideoPart};
 use super::{cost, upload};
 use crate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
-use crate::media::{self, Extraction, FrameFormat};
 use crate::provider::http::{self, BodyError};
 use crate::provider::usage;
 use crate::provider::{
     Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
-use crate::schema::{Observation, SamplingMode, SamplingPlan, TimeRange, Usage};
+use crate::schema::{Observation, TimeRange, Usage};
 use crate::secret::Secret;
 
 const BODY_LIMIT: usize = 8 << 20;
 const ERROR_BODY_LIMIT: usize = 64 << 10;
 /// Uploaded files live 48 hours; reuse one only with an hour to spare.
 const FILE_LIFETIME: Duration = Duration::from_secs(47 * 3600);
-/// Frames sent when a video cannot be used natively.
-const FALLBACK_FRAMES: u32 = 32;
 
 /// How requests are authorised.
 #[derive(Debug)]
@@ -417,67 +415,6 @@ impl Gemini {
         }
     }
 
-    /// A stream copy of `range` (no re-encoding) and the job on it, whose time 0
-    /// is `range.start_ms`; `None` (with a log line) when ffmpeg cannot make it.
-    async fn trimmed(&self, job: &Job, path: &Path, range: TimeRange) -> Option<(Job, tempfile::TempPath)> {
-        let copy = tempfile::Builder::new().prefix("vidgate-trim-").suffix(".mp4").tempfile().ok()?.into_temp_path();
-        let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
-        let status = tokio::process::Command::new(ffmpeg_sidecar::paths::ffmpeg_path())
-            .args(["-v", "error", "-nostdin", "-y", "-ss", &seconds(range.start_ms)])
-            .args(["-protocol_whitelist", "file", "-format_whitelist", media::FORMAT_ALLOW_LIST, "-i"])
-            .arg(media::file_url(path))
-            .args(["-t", &seconds(range.duration_ms()), "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-f", "mp4"])
-            .arg(&copy)
-            .kill_on_drop(true)
-            .status()
-            .await;
-        let size = std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0);
-        if !matches!(status, Ok(s) if s.success()) || size == 0 {
-            tracing::warn!(provider = %self.name, "could not cut {}..{} ms out of the video: sending it whole", range.start_ms, range.end_ms);
-            return None;
-        }
-        let mut trim_job = job.clone();
-        let duration_ms = range.duration_ms();
-        let fps = match job.input {
-            JobInput::Video { fps, .. } => fps,
-            _ => None,
-        };
-        trim_job.input = JobInput::Video { path: copy.to_path_buf(), range: None, duration_ms, size_bytes: size, fps };
-        trim_job.span = Some(TimeRange { start_ms: 0, end_ms: duration_ms.max(1) });
-        Some((trim_job, copy))
-    }
-
-    /// Frames from the video, for when it cannot be sent whole.
-    async fn frames_job(&self, job: &Job, path: &Path) -> Result<Job, ProviderError> {
-        let fail = |e: media::MediaError| self.error(ErrorClass::Fatal, e.to_string());
-        let info = media::probe(path, &Default::default()).await.map_err(fail)?;
-        let range = match &job.input {
-            JobInput::Video { range, .. } => range.or(job.span),
-            _ => None,
-        };
-        // As many as the model takes in one request, up to FALLBACK_FRAMES.
-        let count = FALLBACK_FRAMES.min(self.model_profile.max_images_per_request.unwrap_or(FALLBACK_FRAMES).max(1));
-        let plan =
-            SamplingPlan { mode: SamplingMode::Count { count }, range, max_frames: count, width: self.frame_width };
-        let extraction = Extraction::new(
-            &info,
-            &plan,
-            &Default::default(),
-            FrameFormat::Jpeg { quality: self.jpeg_quality },
-            Duration::from_secs(600),
-        )
-        .map_err(fail)?;
-        let mut stream = media::extract(extraction).map_err(fail)?;
-        let mut frames = Vec::new();
-        while let Some(frame) = stream.next().await {
-            frames.push(frame.map_err(fail)?);
-        }
-        let mut frames_job = job.clone();
-        frames_job.input = JobInput::Frames(frames.into());
-        frames_job.span = range.or(Some(TimeRange { start_ms: 0, end_ms: info.duration_ms.max(1) }));
-        Ok(frames_job)
-    }
-
     /// What the answer cost, and what is doubtful about it: usage that
     /// cannot be read is billed at the estimate; a cut answer is kept.
     fn usage(&self, answer: &ParsedAnswer, job: &Job, fallback: &Estimate, warnings: &mut Vec<String>) -> Usage {
@@ -636,6 +573,7 @@ impl Provider for Gemini {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             native_video: self.model_profile.native_video.unwrap_or(true),
+            video_offsets: true,
             max_images_per_call: self.frames_per_call,
             max_inline_bytes: self.inline_max_bytes,
             json_schema: self.options.json_schema,
@@ -667,25 +605,14 @@ impl Gemini {
             return self.output(job, answer, &estimate);
         };
         let native = self.model_profile.native_video.unwrap_or(true);
-        // Only part of a large file is asked for: send a stream copy of that part.
-        if let (true, JobInput::Video { range: Some(range), .. }) =
-            (native && *size_bytes > self.inline_max_bytes, &job.input)
-        {
-            if let Some(trimmed) = self.trimmed(job, path, *range).await {
-                let (trim_job, _copy) = trimmed;
-                let mut output = Box::pin(self.answer(&trim_job)).await?;
-                for o in &mut output.observations {
-                    o.range.start_ms += range.start_ms;
-                    o.range.end_ms += range.start_ms;
-                }
-                return Ok(output);
-            }
-        }
         let part = if native { self.video_part(path, *size_bytes).await? } else { None };
         let Some((bytes, mime)) = part else {
-            let frames_job = self.frames_job(job, path).await?;
-            let answer = self.generate(&frames_job, None).await?;
-            return self.output(&frames_job, answer, &estimate);
+            let mut err = self.error(
+                ErrorClass::FallBack,
+                "the video cannot be sent whole (over the inline limit with no Files API, or its upload did not become ACTIVE)",
+            );
+            err.not_sent = true;
+            return Err(video_unusable(err));
         };
         let (video, uploaded) = match &bytes {
             VideoBytes::Inline(data) => (VideoPart::Inline { mime_type: &mime, bytes: data }, None),
@@ -699,15 +626,17 @@ impl Gemini {
         }
         match result {
             // The video itself was refused (format, length): its frames may still do.
-            Err(e) if e.status == Some(400) && !e.disables_provider => {
-                tracing::warn!(provider = %self.name, error = %e, "the video was refused: sending frames");
-                let frames_job = self.frames_job(job, path).await?;
-                let answer = self.generate(&frames_job, None).await?;
-                self.output(&frames_job, answer, &estimate)
-            }
+            Err(e) if e.status == Some(400) && !e.disables_provider => Err(video_unusable(e)),
             result => self.output(job, result?, &estimate),
         }
     }
+}
+
+/// `err`, marked as saying that the video itself cannot be used: the gateway
+/// sends this provider frames instead.
+fn video_unusable(mut err: ProviderError) -> ProviderError {
+    err.video_unusable = true;
+    err
 }
 
 #[cfg(test)]

@@ -314,6 +314,7 @@ impl Provider for LlamaLocal {
         let frames = if self.settings.mmproj_path.is_some() { (self.n_ctx() / 4 * 3 / per_frame).max(1) } else { 0 };
         Capabilities {
             native_video: false,
+            video_offsets: false,
             max_images_per_call: frames,
             max_inline_bytes: u64::MAX,
             json_schema: self.settings.json_grammar,

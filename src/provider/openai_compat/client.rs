@@ -137,6 +137,7 @@ impl Provider for OpenAiCompat {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             native_video: false,
+            video_offsets: false,
             max_images_per_call: self.frames_per_call,
             max_inline_bytes: self.model_profile.max_request_bytes.unwrap_or(20 << 20),
             json_schema: self.model_profile.json_schema.unwrap_or(false),
