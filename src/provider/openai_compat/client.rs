@@ -244,6 +244,15 @@ impl OpenAiCompat {
         let mut warnings = Vec::new();
         let mut usage = self.usage(&answer, job, &estimate, &mut warnings);
         let model = answer.model.clone().unwrap_or_else(|| self.model.clone());
+        if let (JobInput::Video { .. }, crate::schema::Task::Timeline | crate::schema::Task::Find { .. }) =
+            (&job.input, &job.task)
+        {
+            // The video's timeline as events of its own, so that a cut's
+            // times can be shifted back onto the whole video.
+            if let Ok(events) = crate::timeline::parse_events(&answer.text, job.covered()) {
+                return Ok(ProviderOutput { observations: self.events(events, &model), usage, model, warnings });
+            }
+        }
         if !job.structured() {
             let observations = self.observations(job, &answer.text, &model);
             return Ok(ProviderOutput { observations, usage, model, warnings });
