@@ -144,4 +144,5 @@ fn a_server_that_refuses_video_is_sent_frames() {
     assert_eq!(frames, 5, "10 s at 0.5 fps, after the refusal");
     let warnings = report["warnings"].to_string();
     assert!(warnings.contains("video input is not supported"), "{warnings}");
+    assert!(warnings.contains("the video itself cannot be used by vllm: sent frames"), "{warnings}");
 }
