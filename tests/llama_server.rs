@@ -172,3 +172,48 @@ fn a_generated_vision_model_describes_frames() {
     assert!(out.usage.output_tokens > 0);
     assert!(o.range.end_ms > o.range.start_ms);
 }
+
+/// The pinned llama-server (b11434, built with MTMD_VIDEO) takes a whole
+/// video as `input_video` and samples it at its own `--video-fps` (4 by
+/// default); the estimate of frames × tokens per frame covers what it counts.
+#[test]
+fn a_generated_vision_model_takes_a_video_as_input_video() {
+    let Some(bin) = server_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some((model, mmproj)) = tiny_vlm(dir.path()) else { return };
+    let server = Server::start(&bin, &model, Some(&mmproj));
+    let (_, mut profile) = server.provider();
+    let video = vidgate::config::ModelProfile {
+        native_video: Some(true),
+        video_part: Some(vidgate::config::VideoPart::InputVideo),
+        video_sampling: Some(vidgate::config::VideoSampling::None),
+        video_fps: Some(4.0),
+        // A 64-px image is 16 tokens for the generated projector.
+        video_tokens_per_frame: Some(16),
+        ..Default::default()
+    };
+    profile.models.insert("local".into(), video);
+    let backend = OpenAiCompat::from_profile("llama-server", &profile, &Config::default()).unwrap();
+    assert!(backend.capabilities().native_video);
+    let clip = testsrc_10s();
+    let job = Job {
+        task: Task::Describe,
+        input: JobInput::Video {
+            size_bytes: std::fs::metadata(&clip).unwrap().len(),
+            path: clip,
+            range: None,
+            duration_ms: 10_000,
+            fps: None,
+        },
+        prompt: "Describe this video.".into(),
+        prompt_version: "timeline@1".into(),
+        max_output_tokens: 8,
+        span: None,
+    };
+    let estimate = backend.estimate(&job).unwrap();
+    let out = block_on(backend.run(&job)).expect("the video is accepted");
+    // 10 s at 4 fps: 40 frames of 16 tokens, and the prompt and time marks.
+    assert!(out.usage.input_tokens >= 40 * 16, "{:?}", out.usage);
+    assert!(out.usage.input_tokens <= estimate.input_tokens + 64, "{:?} vs {estimate:?}", out.usage);
+    assert_eq!(out.observations[0].range, vidgate::schema::TimeRange::new(0, 10_000).unwrap());
+}

@@ -31,7 +31,8 @@ pub use load::{check_file, platform_config_path, ConfigSources};
 pub use merge::MergeConfig;
 pub use models::ModelsConfig;
 pub use profile::{
-    AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile, RateLimits,
+    AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile,
+    RateLimits, VideoPart, VideoSampling,
 };
 pub use retry::RetryConfig;
 pub use router::RouterConfig;

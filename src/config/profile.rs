@@ -69,6 +69,34 @@ pub enum OutputCapField {
     MaxTokens,
 }
 
+/// How an OpenAI-compatible server takes a whole video in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoPart {
+    /// `{"type":"video_url","video_url":{"url":"data:video/mp4;base64,…"}}`: vLLM,
+    /// SGLang, OpenRouter, DashScope (Qwen), Kimi.
+    VideoUrl,
+    /// `{"type":"input_video","input_video":{"data":"…"}}`: llama.cpp's
+    /// `llama-server`, llama-cpp-python.
+    InputVideo,
+    /// `{"type":"file","file":{"file_data":"data:video/mp4;base64,…","format":"video/mp4"}}`:
+    /// LiteLLM.
+    File,
+}
+
+/// Where an OpenAI-compatible server reads the video's sampling from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoSampling {
+    /// It samples at its own rate (`video_fps` says which): nothing is sent.
+    None,
+    /// A top-level `"fps"`.
+    Fps,
+    /// vLLM's `"mm_processor_kwargs": {"fps": …}`, or `{"num_frames": …}` when
+    /// `video_max_frames` is what limits.
+    MmProcessorKwargs,
+}
+
 /// Prices in US dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +153,26 @@ pub struct ModelProfile {
     /// Tokens per second of audio (native-video models).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio_tokens_per_second: Option<f64>,
+    /// OpenAI-compatible native video: the part the video travels in
+    /// (default `video_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_part: Option<VideoPart>,
+    /// OpenAI-compatible native video: how the sampling rate is sent
+    /// (default `none`: the server's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_sampling: Option<VideoSampling>,
+    /// OpenAI-compatible native video: frames a second the server samples
+    /// when the plan sets no rate (or cannot send one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_fps: Option<f64>,
+    /// OpenAI-compatible native video: the most frames the server takes from
+    /// one video.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_max_frames: Option<u32>,
+    /// OpenAI-compatible native video: prompt tokens per sampled frame, at
+    /// most (the cost rule is frames × this).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_tokens_per_frame: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
 }
@@ -144,6 +192,11 @@ impl ModelProfile {
             image_tokens,
             video_tokens_per_second,
             audio_tokens_per_second,
+            video_part,
+            video_sampling,
+            video_fps,
+            video_max_frames,
+            video_tokens_per_frame,
             price,
         } = known;
         self.context_tokens = self.context_tokens.or(*context_tokens);
@@ -157,6 +210,11 @@ impl ModelProfile {
         self.image_tokens = self.image_tokens.or(*image_tokens);
         self.video_tokens_per_second = self.video_tokens_per_second.or(*video_tokens_per_second);
         self.audio_tokens_per_second = self.audio_tokens_per_second.or(*audio_tokens_per_second);
+        self.video_part = self.video_part.or(*video_part);
+        self.video_sampling = self.video_sampling.or(*video_sampling);
+        self.video_fps = self.video_fps.or(*video_fps);
+        self.video_max_frames = self.video_max_frames.or(*video_max_frames);
+        self.video_tokens_per_frame = self.video_tokens_per_frame.or(*video_tokens_per_frame);
         self.price = self.price.or(*price);
     }
 }

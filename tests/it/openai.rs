@@ -19,6 +19,9 @@ use vidgate::schema::{Outcome, SamplingMode, Task};
 
 use crate::util::*;
 
+// Native video over the same protocol.
+mod video;
+
 const KEY: &str = "sk-vidgate-test-7f3a9c1e5b";
 
 /// A key variable unique to the test, so parallel tests never share one.

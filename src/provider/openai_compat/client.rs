@@ -7,6 +7,7 @@ use reqwest::Method;
 
 use super::cost;
 use super::translate::{self, ParsedAnswer, RequestOptions, ResponseSchema, TokenLimitField};
+use super::video::{self, LoadError, VideoOptions};
 use crate::config::{Config, ImageDetail, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile};
 use crate::provider::auth::Auth;
 use crate::provider::executor::Executor;
@@ -14,7 +15,7 @@ use crate::provider::setup::Basics;
 use crate::provider::structured::{self, Constraint, RawAnswer};
 use crate::provider::usage;
 use crate::provider::{
-    Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
+    Capabilities, Cause, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
 use crate::schema::Usage;
 
@@ -33,6 +34,8 @@ pub struct OpenAiCompat {
     model_profile: ModelProfile,
     price: Price,
     frames_per_call: u32,
+    /// How the model takes a whole video, when its profile says it does.
+    video: Option<VideoOptions>,
 }
 
 impl OpenAiCompat {
@@ -44,6 +47,10 @@ impl OpenAiCompat {
         let Basics { root, model, price, model_profile } = Basics::from_profile(name, profile, Protocol::Openai)?;
         let wait_cap = crate::timecode::seconds(config.retry.max_wait_s);
         let http = Executor::new(name, Auth::from_profile(name, profile)?, translate::error_facts, wait_cap)?;
+        let video = VideoOptions::from_profile(&model_profile).map_err(|(key, why)| SetupError {
+            provider: name.to_string(),
+            message: format!("providers.{name}.models.\"{model}\".{key} {why}"),
+        })?;
         let limit = model_profile.max_images_per_request.unwrap_or(u32::MAX).max(1);
         let mut endpoint = format!("{root}/chat/completions");
         if let Some(version) = &profile.api_version {
@@ -64,6 +71,7 @@ impl OpenAiCompat {
             model_profile,
             price,
             frames_per_call: profile.frames_per_call.unwrap_or(1).clamp(1, limit),
+            video,
         })
     }
 
@@ -79,11 +87,40 @@ impl OpenAiCompat {
 
     /// One HTTP exchange: the answer, or a classified error.
     async fn call(&self, job: &Job) -> Result<ParsedAnswer, ProviderError> {
-        let request = translate::build_request(job, &self.model, &self.options(job), &self.name)?;
+        let request = match (&job.input, &self.video) {
+            (JobInput::Video { path, .. }, Some(options)) => {
+                let data = video::load(path, self.max_request_bytes()).await.map_err(|e| {
+                    let mut err = match e {
+                        LoadError::TooLarge(why) => self.error(ErrorClass::FallBack, why),
+                        LoadError::Read(why) => {
+                            self.error(ErrorClass::FallBack, format!("cannot read the video: {why}"))
+                        }
+                    };
+                    err.video_unusable = true;
+                    err
+                })?;
+                translate::build_video_request(job, &data, options, &self.model, &self.options(job), &self.name)?
+            }
+            _ => translate::build_request(job, &self.model, &self.options(job), &self.name)?,
+        };
         let body =
             request.to_json().map_err(|e| self.error(ErrorClass::Fatal, format!("cannot write the request: {e}")))?;
-        let answer = self.http.request(Method::POST, &self.endpoint).json_bytes(body).send().await?;
+        let answer =
+            self.http.request(Method::POST, &self.endpoint).json_bytes(body).send().await.map_err(|mut e| {
+                // A server that refuses the video (not supported, malformed, too
+                // large) may still take its frames.
+                let refused = matches!(e.cause, Cause::Unsupported | Cause::InvalidRequest) || e.status == Some(413);
+                if matches!(job.input, JobInput::Video { .. }) && refused && !e.disables_provider {
+                    e.video_unusable = true;
+                }
+                e
+            })?;
         translate::parse_response(&answer.body, job, &self.name)
+    }
+
+    /// The largest request body the service takes.
+    fn max_request_bytes(&self) -> u64 {
+        self.model_profile.max_request_bytes.unwrap_or(20 << 20)
     }
 
     fn redact(&self, text: &str) -> String {
@@ -122,20 +159,26 @@ impl Provider for OpenAiCompat {
     /// Everything besides the job that changes what is sent: the images'
     /// detail and JPEG quality, and whether answers are held to a schema.
     fn settings_key(&self) -> String {
-        format!(
+        let key = format!(
             "detail={:?};jpeg_quality={};json_schema={}",
             self.detail,
             self.jpeg_quality,
             self.model_profile.json_schema.unwrap_or(false)
-        )
+        );
+        match &self.video {
+            // How the video is sent and sampled changes what the model sees.
+            Some(v) => format!("{key};video={:?},{:?},{},{:?}", v.part, v.sampling, v.fps, v.max_frames),
+            None => key,
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            native_video: false,
+            native_video: self.video.is_some(),
+            // The server samples the whole file: a range must arrive cut.
             video_offsets: false,
             max_images_per_call: self.frames_per_call,
-            max_inline_bytes: self.model_profile.max_request_bytes.unwrap_or(20 << 20),
+            max_inline_bytes: self.max_request_bytes(),
             json_schema: self.model_profile.json_schema.unwrap_or(false),
             audio: false,
             offline: false,
@@ -145,6 +188,14 @@ impl Provider for OpenAiCompat {
     }
 
     fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
+        // A range's cut is smaller; its size is checked when it is read.
+        if let (JobInput::Video { range: None, size_bytes, .. }, Some(_)) = (&job.input, &self.video) {
+            if let Some(why) = video::over_limit(*size_bytes, self.max_request_bytes()) {
+                let mut err = self.error(ErrorClass::FallBack, why);
+                err.video_unusable = true;
+                return Err(err);
+            }
+        }
         if let JobInput::Frames(frames) = &job.input {
             let limit = self.model_profile.max_images_per_request.unwrap_or(u32::MAX);
             if frames.len() as u64 > limit as u64 {
@@ -206,5 +257,22 @@ mod tests {
         assert_ne!(base, key(|p, _| p.detail = Some(ImageDetail::Low)), "detail");
         assert_ne!(key(|p, _| p.detail = Some(ImageDetail::Low)), key(|p, _| p.detail = Some(ImageDetail::High)));
         assert_ne!(base, key(|_, c| c.sampling.jpeg_quality = 50), "JPEG quality");
+        let video = |fps: f64| {
+            move |p: &mut ProviderProfile, _: &mut Config| {
+                let model = ModelProfile { video_fps: Some(fps), ..super::super::video::qwen_on_vllm() };
+                p.models.insert("vision-test".into(), model);
+            }
+        };
+        assert_ne!(base, key(video(2.0)), "native video");
+        assert_ne!(key(video(2.0)), key(video(1.0)), "the video's rate");
+    }
+
+    #[test]
+    fn a_native_video_profile_missing_a_key_is_named() {
+        let mut profile = crate::provider::test_profile(Protocol::Openai, "vision-test");
+        let model = ModelProfile { video_tokens_per_frame: None, ..super::super::video::qwen_on_vllm() };
+        profile.models.insert("vision-test".into(), model);
+        let err = OpenAiCompat::from_profile("vllm", &profile, &Config::default()).unwrap_err();
+        assert!(err.message.contains("providers.vllm.models.\"vision-test\".video_tokens_per_frame"), "{err}");
     }
 }

@@ -5,6 +5,7 @@ use crate::config::{ImageDetail, ImageTokenRule, ModelProfile, Price};
 use crate::provider::{Estimate, Job, JobInput};
 
 use super::translate::{frame_label, TokenUsage, TEXT_SEPARATOR};
+use super::video::VideoOptions;
 
 /// The rule assumed for a model whose profile names none: GPT-4o's tiles,
 /// the most common rule among OpenAI-compatible vision models.
@@ -78,7 +79,9 @@ fn patch_count(w: u64, h: u64, patch: u64, max: u64) -> u64 {
 /// the model's rule (or [`FALLBACK_RULE`]), text at four characters a token,
 /// and the job's whole output cap.
 ///
-/// A video input, which this protocol refuses, counts as its prompt alone.
+/// A video input counts the frames the server samples from it times the
+/// model's tokens per frame (see [`VideoOptions::sample`]); on a model that
+/// takes no video, which refuses it, its prompt alone.
 pub(super) fn estimate(job: &Job, model: &ModelProfile, price: &Price, detail: ImageDetail) -> Estimate {
     let rule = model.image_tokens.unwrap_or(FALLBACK_RULE);
     let mut image = 0u64;
@@ -91,7 +94,12 @@ pub(super) fn estimate(job: &Job, model: &ModelProfile, price: &Price, detail: I
             }
         }
         JobInput::Text(text) => chars += (TEXT_SEPARATOR.len() + text.chars().count()) as u64,
-        JobInput::Video { .. } => {}
+        JobInput::Video { .. } => {
+            let video = VideoOptions::from_profile(model).ok().flatten();
+            if let Some((video, sampled)) = video.and_then(|v| Some((v, v.sample(job)?))) {
+                image += sampled.frames * u64::from(video.tokens_per_frame);
+            }
+        }
     }
     let input_tokens = image + chars.div_ceil(4) + MESSAGE_OVERHEAD_TOKENS;
     let output_tokens = u64::from(job.max_output_tokens);
@@ -215,6 +223,35 @@ mod tests {
         // No rule in the profile: GPT-4o's tiles.
         let bare = estimate(&job(2, &prompt), &ModelProfile::default(), &price, ImageDetail::High);
         assert_eq!(bare, e);
+    }
+
+    #[test]
+    fn a_video_costs_its_frames_times_the_tokens_per_frame() {
+        let model = super::super::video::qwen_on_vllm();
+        let price = Price {
+            input_per_mtok: 0.08,
+            output_per_mtok: 0.5,
+            cached_input_per_mtok: None,
+            audio_input_per_mtok: None,
+        };
+        let video = |duration_ms: u64, fps: Option<f64>| Job {
+            input: JobInput::Video { path: "v.mp4".into(), range: None, duration_ms, size_bytes: 1, fps },
+            ..job(0, "x".repeat(40).as_str())
+        };
+        let text = 40u64.div_ceil(4) + MESSAGE_OVERHEAD_TOKENS;
+        // 30 s at the plan's 1 fps: 30 frames of 384 tokens.
+        let e = estimate(&video(30_000, Some(1.0)), &model, &price, ImageDetail::Auto);
+        assert_eq!(e.input_tokens, 30 * 384 + text);
+        assert_eq!(e.output_tokens, 500);
+        let want = e.input_tokens as f64 * 0.08e-6 + 500.0 * 0.5e-6;
+        assert!((e.cost_usd - want).abs() < 1e-12, "{} vs {want}", e.cost_usd);
+        // An hour at 2 fps is capped at 768 frames.
+        assert_eq!(estimate(&video(3_600_000, None), &model, &price, ImageDetail::Auto).input_tokens, 768 * 384 + text);
+        // A model that takes no video counts the prompt alone.
+        assert_eq!(
+            estimate(&video(30_000, None), &ModelProfile::default(), &price, ImageDetail::Auto).input_tokens,
+            text
+        );
     }
 
     #[test]

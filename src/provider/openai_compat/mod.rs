@@ -8,6 +8,9 @@
 //! of the vision guide <https://platform.openai.com/docs/guides/images-vision#calculating-costs>
 //! and the prices of <https://platform.openai.com/docs/pricing> (checked 2026-11-26).
 //!
+//! A model whose profile says `native_video = true` is sent the video itself
+//! instead (see `video` for the shapes and the frames it counts).
+//!
 //! The translation is pure: `translate` builds the request and reads the
 //! answer, `cost` counts tokens and dollars; neither does any I/O. The wire
 //! types of `wire` never leave this module.
@@ -15,6 +18,7 @@
 mod client;
 mod cost;
 pub(crate) mod translate;
+mod video;
 mod wire;
 
 pub use client::OpenAiCompat;

@@ -1,10 +1,11 @@
 //! Jobs to Chat Completions requests and answers back, as pure functions.
 
+use super::video::{Knob, VideoData, VideoOptions};
 use super::wire::{
-    AnswerContent, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, ImageUrl, JpegDataUrl, JsonSchema,
-    Message, Part, ResponseFormat, Role,
+    AnswerContent, Base64, ChatRequest, ChatResponse, Content, ErrorBody, ErrorDetail, FileData, ImageUrl, InputVideo,
+    JpegDataUrl, JsonSchema, Message, MmProcessorKwargs, Part, ResponseFormat, Role, VideoDataUrl, VideoUrl,
 };
-use crate::config::ImageDetail;
+use crate::config::{ImageDetail, VideoPart, VideoSampling};
 use crate::media::FrameData;
 use crate::provider::{usage, Cause, ErrorClass, ErrorFacts, Job, JobInput, ProviderError};
 use crate::timecode;
@@ -105,20 +106,14 @@ pub(super) fn build_request(
     options: &RequestOptions,
     provider: &str,
 ) -> Result<ChatRequest, ProviderError> {
-    if job.max_output_tokens == 0 {
-        return Err(ProviderError::new(
-            provider,
-            ErrorClass::Fatal,
-            "the job has no output cap (max_output_tokens = 0)",
-        ));
-    }
+    has_cap(job, provider)?;
     let content = match &job.input {
         JobInput::Text(text) => Content::Text(format!("{}{TEXT_SEPARATOR}{text}", job.prompt)),
         JobInput::Video { .. } => {
             return Err(ProviderError::new(
                 provider,
                 ErrorClass::FallBack,
-                "the OpenAI-compatible protocol takes frames, not a video file",
+                "this model takes frames, not a video file (its profile has no native_video = true)",
             ));
         }
         JobInput::Frames(frames) if frames.is_empty() => {
@@ -146,12 +141,82 @@ pub(super) fn build_request(
             Content::Parts(parts)
         }
     };
+    Ok(request(job, model, options, content))
+}
+
+/// The request that sends `job`'s video itself, in the part `video_options`
+/// names, the prompt first, with the sampling knob the server takes.
+///
+/// # Errors
+/// A job that is not a video, or one with a time range (this protocol has no
+/// offsets: the range must arrive cut), falls back; a job without an output
+/// cap is bad input (fatal).
+pub(super) fn build_video_request(
+    job: &Job,
+    video: &VideoData,
+    video_options: &VideoOptions,
+    model: &str,
+    options: &RequestOptions,
+    provider: &str,
+) -> Result<ChatRequest, ProviderError> {
+    has_cap(job, provider)?;
+    let sampled = match &job.input {
+        JobInput::Video { range: Some(range), .. } => {
+            return Err(ProviderError::new(
+                provider,
+                ErrorClass::FallBack,
+                format!(
+                    "this server takes a video whole, without offsets: {}..{} must be cut out first",
+                    timecode::format(range.start_ms),
+                    timecode::format(range.end_ms)
+                ),
+            ));
+        }
+        _ => video_options
+            .sample(job)
+            .ok_or_else(|| ProviderError::new(provider, ErrorClass::FallBack, "a video request needs a video job"))?,
+    };
+    let url = || VideoDataUrl { mime: video.mime, base64: Base64(video.base64.clone()) };
+    let part = match video_options.part {
+        VideoPart::VideoUrl => Part::VideoUrl { video_url: VideoUrl { url: url() } },
+        VideoPart::InputVideo => Part::InputVideo { input_video: InputVideo { data: Base64(video.base64.clone()) } },
+        VideoPart::File => Part::File { file: FileData { file_data: url(), format: video.mime } },
+    };
+    let content = Content::Parts(vec![Part::Text { text: job.prompt.to_string() }, part]);
+    let mut request = request(job, model, options, content);
+    match (video_options.sampling, sampled.knob) {
+        (_, Knob::None) | (VideoSampling::None, _) => {}
+        (VideoSampling::Fps, Knob::Fps(fps)) => request.fps = Some(fps),
+        (VideoSampling::Fps, Knob::NumFrames(_)) => {}
+        (VideoSampling::MmProcessorKwargs, Knob::Fps(fps)) => {
+            request.mm_processor_kwargs = Some(MmProcessorKwargs { fps: Some(fps), num_frames: None })
+        }
+        (VideoSampling::MmProcessorKwargs, Knob::NumFrames(n)) => {
+            request.mm_processor_kwargs = Some(MmProcessorKwargs { fps: None, num_frames: Some(n) })
+        }
+    }
+    Ok(request)
+}
+
+fn has_cap(job: &Job, provider: &str) -> Result<(), ProviderError> {
+    if job.max_output_tokens == 0 {
+        return Err(ProviderError::new(
+            provider,
+            ErrorClass::Fatal,
+            "the job has no output cap (max_output_tokens = 0)",
+        ));
+    }
+    Ok(())
+}
+
+/// One user message of `content`, with the output cap and any schema.
+fn request(job: &Job, model: &str, options: &RequestOptions, content: Content) -> ChatRequest {
     let cap = Some(job.max_output_tokens);
     let (max_completion_tokens, max_tokens) = match options.token_limit {
         TokenLimitField::MaxCompletionTokens => (cap, None),
         TokenLimitField::MaxTokens => (None, cap),
     };
-    Ok(ChatRequest {
+    ChatRequest {
         model: model.to_string(),
         messages: vec![Message { role: Role::User, content }],
         max_completion_tokens,
@@ -159,7 +224,9 @@ pub(super) fn build_request(
         response_format: options.response_schema.as_ref().map(|s| ResponseFormat::JsonSchema {
             json_schema: JsonSchema { name: s.name.clone(), schema: s.schema.clone(), strict: true },
         }),
-    })
+        fps: None,
+        mm_processor_kwargs: None,
+    }
 }
 
 /// Read a successful (2xx) answer.

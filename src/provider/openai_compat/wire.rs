@@ -23,6 +23,20 @@ pub(super) struct ChatRequest {
     pub max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
+    /// The rate a video is sampled at, where the server reads it at the top.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    /// vLLM's arguments to the model's processor (a video's `fps` or `num_frames`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mm_processor_kwargs: Option<MmProcessorKwargs>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct MmProcessorKwargs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_frames: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,8 +62,81 @@ pub(super) enum Content {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum Part {
-    Text { text: String },
-    ImageUrl { image_url: ImageUrl },
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    /// vLLM, SGLang, OpenRouter, DashScope, Kimi.
+    VideoUrl {
+        video_url: VideoUrl,
+    },
+    /// llama.cpp's server: the bare base64 in `data`.
+    InputVideo {
+        input_video: InputVideo,
+    },
+    /// LiteLLM: a file part with the video's MIME type.
+    File {
+        file: FileData,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct VideoUrl {
+    pub url: VideoDataUrl,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct InputVideo {
+    pub data: Base64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct FileData {
+    pub file_data: VideoDataUrl,
+    pub format: &'static str,
+}
+
+/// A video's base64, shared rather than copied into each request.
+#[derive(Clone)]
+pub(super) struct Base64(pub Arc<str>);
+
+impl Serialize for Base64 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Base64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} base64 characters>", self.0.len())
+    }
+}
+
+/// `data:video/mp4;base64,...`.
+#[derive(Clone)]
+pub(super) struct VideoDataUrl {
+    pub mime: &'static str,
+    pub base64: Base64,
+}
+
+impl VideoDataUrl {
+    fn prefix(&self) -> String {
+        format!("data:{};base64,", self.mime)
+    }
+}
+
+impl Serialize for VideoDataUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}{}", self.prefix(), self.base64.0))
+    }
+}
+
+impl fmt::Debug for VideoDataUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:?}", self.prefix(), self.base64)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +182,8 @@ impl ChatRequest {
     /// and scanning it for escapes was much of the time a request took to build.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         // Destructured, so a field added to the request cannot be left out here.
-        let Self { model, messages, max_completion_tokens, max_tokens, response_format } = self;
+        let Self { model, messages, max_completion_tokens, max_tokens, response_format, fps, mm_processor_kwargs } =
+            self;
         let images: usize = messages
             .iter()
             .filter_map(|m| match &m.content {
@@ -106,6 +194,9 @@ impl ChatRequest {
             .map(|p| match p {
                 Part::ImageUrl { image_url } => image_url.url.0.len() + 80,
                 Part::Text { text } => text.len() + 32,
+                Part::VideoUrl { video_url: VideoUrl { url: v } }
+                | Part::File { file: FileData { file_data: v, .. } } => v.base64.0.len() + 96,
+                Part::InputVideo { input_video } => input_video.data.0.len() + 64,
             })
             .sum();
         let mut out = Vec::with_capacity(256 + images);
@@ -136,6 +227,23 @@ impl ChatRequest {
                                 serde_json::to_writer(&mut out, detail)?;
                                 out.extend_from_slice(b"}}");
                             }
+                            Part::VideoUrl { video_url: VideoUrl { url } } => {
+                                out.extend_from_slice(b"{\"type\":\"video_url\",\"video_url\":{\"url\":");
+                                url.write_json(&mut out)?;
+                                out.extend_from_slice(b"}}");
+                            }
+                            Part::InputVideo { input_video: InputVideo { data } } => {
+                                out.extend_from_slice(b"{\"type\":\"input_video\",\"input_video\":{\"data\":\"");
+                                out.extend_from_slice(data.0.as_bytes());
+                                out.extend_from_slice(b"\"}}");
+                            }
+                            Part::File { file: FileData { file_data, format } } => {
+                                out.extend_from_slice(b"{\"type\":\"file\",\"file\":{\"file_data\":");
+                                file_data.write_json(&mut out)?;
+                                out.extend_from_slice(b",\"format\":");
+                                serde_json::to_writer(&mut out, format)?;
+                                out.extend_from_slice(b"}}");
+                            }
                             text => serde_json::to_writer(&mut out, text)?,
                         }
                     }
@@ -157,8 +265,29 @@ impl ChatRequest {
             out.extend_from_slice(b",\"response_format\":");
             serde_json::to_writer(&mut out, format)?;
         }
+        if let Some(fps) = fps {
+            out.extend_from_slice(b",\"fps\":");
+            serde_json::to_writer(&mut out, fps)?;
+        }
+        if let Some(kwargs) = mm_processor_kwargs {
+            out.extend_from_slice(b",\"mm_processor_kwargs\":");
+            serde_json::to_writer(&mut out, kwargs)?;
+        }
         out.push(b'}');
         Ok(out)
+    }
+}
+
+impl VideoDataUrl {
+    /// The URL as a JSON string, its base64 copied in unscanned.
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let prefix = self.prefix();
+        // The MIME type is ours, but it goes through the escaper all the same.
+        let quoted = serde_json::to_string(&prefix)?;
+        out.extend_from_slice(&quoted.as_bytes()[..quoted.len() - 1]);
+        out.extend_from_slice(self.base64.0.as_bytes());
+        out.push(b'"');
+        Ok(())
     }
 }
 

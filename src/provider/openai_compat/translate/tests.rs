@@ -125,7 +125,7 @@ fn a_frame_is_encoded_once_for_all_its_requests() {
         let Content::Parts(parts) = &request.messages[0].content else { panic!("parts") };
         let urls = parts.iter().filter_map(|p| match p {
             Part::ImageUrl { image_url } => Some(image_url.url.base64().clone()),
-            Part::Text { .. } => None,
+            _ => None,
         });
         urls.collect()
     };
@@ -243,4 +243,101 @@ fn error_bodies_name_their_message() {
     assert_eq!(e.message, "HTTP 429: Rate limit reached (rate_limit_exceeded)");
     assert!(e.is_retryable() && e.status == Some(429));
     assert_eq!(http_error("x", 502, "<html>", None, cap).message, "HTTP 502");
+}
+
+mod video {
+    use super::*;
+    use crate::config::{ModelProfile, VideoPart, VideoSampling};
+    use crate::provider::openai_compat::video::{VideoData, VideoOptions};
+
+    fn options(part: VideoPart, sampling: VideoSampling) -> VideoOptions {
+        let model = ModelProfile {
+            native_video: Some(true),
+            video_part: Some(part),
+            video_sampling: Some(sampling),
+            video_fps: Some(2.0),
+            video_max_frames: Some(64),
+            video_tokens_per_frame: Some(100),
+            ..ModelProfile::default()
+        };
+        VideoOptions::from_profile(&model).expect("valid").expect("native")
+    }
+
+    fn clip(duration_ms: u64, fps: Option<f64>) -> Job {
+        let input = JobInput::Video { path: "clip.mp4".into(), range: None, duration_ms, size_bytes: 9, fps };
+        job(input)
+    }
+
+    // `+` and `/` in it, as real base64 has.
+    const DATA: &str = "AAAAIGZ0eXBpc29t+/8=";
+
+    fn data() -> VideoData {
+        VideoData { mime: "video/mp4", base64: Arc::from(DATA) }
+    }
+
+    fn body(job: &Job, o: &VideoOptions) -> Value {
+        let request =
+            build_video_request(job, &data(), o, "Qwen/Qwen2.5-VL-7B-Instruct", &RequestOptions::default(), "vllm")
+                .expect("builds");
+        let bytes = request.to_json().expect("writes");
+        // The hand-written body is what serde writes.
+        assert_eq!(bytes, serde_json::to_vec(&request).expect("serializes"));
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[test]
+    fn each_part_shape_is_what_its_servers_read() {
+        let url = format!("data:video/mp4;base64,{DATA}");
+        let sampling = VideoSampling::None;
+        for (part, want) in [
+            (VideoPart::VideoUrl, json!({"type": "video_url", "video_url": {"url": url}})),
+            (VideoPart::InputVideo, json!({"type": "input_video", "input_video": {"data": DATA}})),
+            (VideoPart::File, json!({"type": "file", "file": {"file_data": url, "format": "video/mp4"}})),
+        ] {
+            let req = body(&clip(10_000, None), &options(part, sampling));
+            let content = &req["messages"][0]["content"];
+            assert_eq!(content[0], json!({"type": "text", "text": "Describe what happens."}), "the prompt first");
+            assert_eq!(content[1], want, "{part:?}");
+            assert_eq!(content.as_array().map(Vec::len), Some(2));
+            assert!(req.get("fps").is_none() && req.get("mm_processor_kwargs").is_none(), "no knob: {req}");
+        }
+    }
+
+    #[test]
+    fn the_sampling_knob_goes_where_the_server_reads_it() {
+        let vllm = options(VideoPart::VideoUrl, VideoSampling::MmProcessorKwargs);
+        let req = body(&clip(10_000, Some(1.0)), &vllm);
+        assert_eq!(req["mm_processor_kwargs"], json!({"fps": 1.0}));
+        assert!(req.get("fps").is_none());
+        // Over the 64-frame cap (100 s at 2 fps): the cap, alone.
+        assert_eq!(body(&clip(100_000, None), &vllm)["mm_processor_kwargs"], json!({"num_frames": 64}));
+
+        let top = options(VideoPart::VideoUrl, VideoSampling::Fps);
+        let req = body(&clip(10_000, Some(1.0)), &top);
+        assert_eq!(req["fps"], json!(1.0));
+        assert!(req.get("mm_processor_kwargs").is_none());
+        assert_eq!(body(&clip(64_000, Some(4.0)), &top)["fps"], json!(1.0), "lowered to land on the cap");
+    }
+
+    #[test]
+    fn a_ranged_or_frames_job_is_not_sent_as_a_video() {
+        let o = options(VideoPart::VideoUrl, VideoSampling::None);
+        let ranged = Job {
+            input: JobInput::Video {
+                path: "clip.mp4".into(),
+                range: crate::schema::TimeRange::new(2_000, 4_000),
+                duration_ms: 10_000,
+                size_bytes: 9,
+                fps: None,
+            },
+            ..clip(10_000, None)
+        };
+        let build = |job: &Job| build_video_request(job, &data(), &o, "m", &RequestOptions::default(), "vllm");
+        let e = build(&ranged).unwrap_err();
+        assert_eq!(e.class, ErrorClass::FallBack);
+        assert!(e.message.contains("00:02.000..00:04.000 must be cut out first"), "{e}");
+        assert_eq!(build(&frames_job()).unwrap_err().class, ErrorClass::FallBack);
+        let uncapped = Job { max_output_tokens: 0, ..clip(1_000, None) };
+        assert_eq!(build(&uncapped).unwrap_err().class, ErrorClass::Fatal);
+    }
 }
