@@ -15,10 +15,10 @@
 
 mod client;
 mod cost;
+mod files;
 mod schema;
 mod status;
 pub(crate) mod translate;
-mod upload;
 mod wire;
 
 pub use client::Gemini;
