@@ -1,6 +1,7 @@
-//! The one place the Gemini backend does I/O: `generateContent`, the Files
-//! API's resumable upload and its state polling, and frames as a fallback
-//! when a video cannot be used natively.
+//! The Gemini backend's calls: `generateContent` with the video inline or
+//! as a file of the Files API (`files`), and frames as a fallback when a
+//! video cannot be used natively. All HTTP goes through the shared executor,
+//! which holds the key (`x-goog-api-key`) or Vertex AI's bearer token.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
