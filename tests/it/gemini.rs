@@ -428,6 +428,35 @@ fn vertex_uses_a_bearer_token_and_its_model_path() {
     });
 }
 
+/// The token command runs once per provider, not once per call.
+#[test]
+fn vertex_takes_its_token_from_the_command_once() {
+    runtime().block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::header("authorization", "Bearer ya29.from-command"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json")))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let script = format!("echo run >> '{}'; echo ya29.from-command", runs.display());
+        let mut p = profile(&server, "vertex-command");
+        p.auth = Some(AuthScheme::Bearer);
+        p.api_key_env = None;
+        p.project = Some("proj-1".into());
+        p.token_command = Some(vec!["sh".into(), "-c".into(), script]);
+        let gemini = backend(&p);
+        let job = video_job(&testsrc_10s());
+        run_with(gemini.clone(), &p, &job).await.result.unwrap();
+        let mut second = job.clone();
+        second.prompt = "Describe it again.".into();
+        run_with(gemini, &p, &second).await.result.unwrap();
+        assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1, "the command ran once");
+    });
+}
+
 #[test]
 fn describe_with_gemini_never_shows_the_key_even_at_trace_level() {
     let (server, fake) = runtime().block_on(fake(Processing::ActiveAfter(1)));

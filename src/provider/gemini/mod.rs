@@ -10,15 +10,16 @@
 //! The translation is pure: `translate` builds the request and reads the
 //! answer, `schema` puts the timeline's JSON Schema in Gemini's dialect,
 //! `status` reads error bodies and file states, `cost` counts tokens and
-//! dollars; none of them does any I/O. The wire types of `wire` never leave
+//! dollars; none of them does any I/O. `client` makes the calls and `files`
+//! uploads, polls and deletes, both through the shared executor. The wire types of `wire` never leave
 //! this module.
 
 mod client;
 mod cost;
+mod files;
 mod schema;
 mod status;
 pub(crate) mod translate;
-mod upload;
 mod wire;
 
 pub use client::Gemini;
