@@ -316,12 +316,20 @@ async fn fetch(
     let name = file.file_name();
     emit(progress, PullProgress::Started { file: name.to_string(), bytes: offset, total });
     let mut written = offset;
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        dl(format!(
-            "interrupted after {written} bytes (run again to resume): {}",
-            crate::provider::http::error_chain(&e)
-        ))
-    })? {
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                // What was received is on disk before the error says so: a
+                // resume starts from it.
+                let _ = out.flush().await;
+                return Err(dl(format!(
+                    "interrupted after {written} bytes (run again to resume): {}",
+                    crate::provider::http::error_chain(&e)
+                )));
+            }
+        };
         out.write_all(&chunk).await.map_err(|e| ModelError::File { path: part.clone(), message: e.to_string() })?;
         written += chunk.len() as u64;
         emit(progress, PullProgress::Received { file: name.to_string(), bytes: written });
