@@ -13,8 +13,9 @@ use async_trait::async_trait;
 
 use super::Member;
 use crate::media::{self, Cut, MediaInfo};
+use crate::policy::forward_to_inner;
 use crate::prompts::{PromptError, Template};
-use crate::provider::{Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput};
+use crate::provider::{ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput};
 use crate::schema::{SamplingMode, SamplingPlan, Task, TimeRange};
 use crate::timecode;
 
@@ -161,26 +162,8 @@ impl VideoStep {
 
 #[async_trait]
 impl Provider for VideoStep {
-    fn id(&self) -> &str {
-        self.inner.id()
-    }
-
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn settings_key(&self) -> String {
-        self.inner.settings_key()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    /// The range's cost: a cut of it costs the same.
-    fn estimate(&self, job: &Job) -> Result<Estimate, ProviderError> {
-        self.inner.estimate(job)
-    }
+    // A range's cost is its cut's: the estimate passes straight on.
+    forward_to_inner!("VideoStep", estimate);
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         let result = self.send(job).await;

@@ -58,6 +58,7 @@ macro_rules! forward_to_inner {
         }
     };
 }
+pub(crate) use forward_to_inner;
 
 mod attempts;
 mod breaker;

@@ -126,6 +126,28 @@ impl Job {
     }
 }
 
+/// The text before each frame a protocol sends: its time, as the model reads it.
+pub(crate) fn frame_label(pts_ms: u64) -> String {
+    format!("Frame at {}:", crate::timecode::format(pts_ms))
+}
+
+/// The JPEG of `frame`, for a protocol that sends JPEG; an RGB frame (meant
+/// for the local model) hands the job on.
+pub(crate) fn jpeg_of<'a>(frame: &'a Frame, provider: &str) -> Result<&'a crate::media::Jpeg, ProviderError> {
+    match &frame.data {
+        crate::media::FrameData::Jpeg(jpeg) => Ok(jpeg),
+        crate::media::FrameData::Rgb(_) => Err(ProviderError::new(
+            provider,
+            ErrorClass::FallBack,
+            format!(
+                "frame {} at {} is RGB; this protocol sends JPEG",
+                frame.index,
+                crate::timecode::format(frame.pts_ms)
+            ),
+        )),
+    }
+}
+
 /// A cost estimate made before a call, from the profile's prices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {

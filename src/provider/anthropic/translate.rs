@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::wire::{
     Block, ContentBlock, ErrorBody, ImageSource, Message, MessageResponse, MessagesRequest, Role, Tool, ToolChoice,
 };
-use crate::media::FrameData;
 use crate::provider::http::QuotaLeft;
 use crate::provider::{usage, Cause, ErrorClass, ErrorFacts, Job, JobInput, ProviderError};
 use crate::timecode;
@@ -96,9 +95,7 @@ impl ApiError {
 }
 
 /// The text block that precedes each frame.
-pub(super) fn frame_label(pts_ms: u64) -> String {
-    format!("Frame at {}:", timecode::format(pts_ms))
-}
+pub(super) use crate::provider::frame_label;
 
 /// The request for `job` on `model`: one user message, the prompt first, then
 /// each frame as a text block with its time and a base64 JPEG image block.
@@ -136,17 +133,7 @@ pub(super) fn build_request(
             let mut blocks = Vec::with_capacity(1 + 2 * frames.len());
             blocks.push(Block::Text { text: job.prompt.to_string() });
             for frame in frames.iter() {
-                let FrameData::Jpeg(jpeg) = &frame.data else {
-                    return Err(ProviderError::new(
-                        provider,
-                        ErrorClass::FallBack,
-                        format!(
-                            "frame {} at {} is RGB; this protocol sends JPEG",
-                            frame.index,
-                            timecode::format(frame.pts_ms)
-                        ),
-                    ));
-                };
+                let jpeg = crate::provider::jpeg_of(frame, provider)?;
                 blocks.push(Block::Text { text: frame_label(frame.pts_ms) });
                 blocks.push(Block::Image {
                     source: ImageSource { kind: "base64", media_type: "image/jpeg", data: jpeg.base64() },

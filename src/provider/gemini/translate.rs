@@ -7,7 +7,6 @@ use super::wire::{
     Blob, Content, FileData, GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, PartData, Role,
     UsageMetadata, VideoMetadata,
 };
-use crate::media::FrameData;
 use crate::provider::{usage, Cause, ErrorClass, Job, JobInput, ProviderError};
 use crate::schema::{Task, TimeRange};
 use crate::timecode;
@@ -120,9 +119,7 @@ pub(crate) struct ParsedAnswer {
 }
 
 /// The text part that precedes each frame.
-pub(super) fn frame_label(pts_ms: u64) -> String {
-    format!("Frame at {}:", timecode::format(pts_ms))
-}
+pub(super) use crate::provider::frame_label;
 
 /// Timeline and find answers are held to the timeline schema, when the model allows.
 pub(super) fn structured(job: &Job, options: &RequestOptions) -> bool {
@@ -169,17 +166,7 @@ pub(super) fn build_request(
         (JobInput::Frames(frames), None) => {
             parts.reserve(2 * frames.len() + 1);
             for frame in frames.iter() {
-                let FrameData::Jpeg(jpeg) = &frame.data else {
-                    return Err(ProviderError::new(
-                        provider,
-                        ErrorClass::FallBack,
-                        format!(
-                            "frame {} at {} is RGB; this protocol sends JPEG",
-                            frame.index,
-                            timecode::format(frame.pts_ms)
-                        ),
-                    ));
-                };
+                let jpeg = crate::provider::jpeg_of(frame, provider)?;
                 parts.push(text_part(frame_label(frame.pts_ms)));
                 parts.push(Part {
                     data: PartData::InlineData(Blob { mime_type: "image/jpeg".into(), data: jpeg.base64() }),

@@ -5,7 +5,6 @@
 use std::ops::Range;
 
 use crate::provider::{Job, JobInput};
-use crate::timecode;
 
 /// Between a text job's instruction and its text (the same as the
 /// OpenAI-compatible backend sends).
@@ -16,9 +15,7 @@ pub(super) const TEXT_SEPARATOR: &str = "\n\n";
 pub(super) const CONTENT_SENTINEL: &str = "VIDGATE_USER_CONTENT_3f9c1e";
 
 /// The text before one frame's media marker: its time, as the model reads it.
-pub(super) fn frame_label(pts_ms: u64) -> String {
-    format!("Frame at {}:", timecode::format(pts_ms))
-}
+pub(super) use crate::provider::frame_label;
 
 /// One frame's part of the prompt, "Frame at 00:01.500:\n<marker>\n", in two:
 /// the label, decoded as text on its own, and the media marker, which mtmd

@@ -6,7 +6,6 @@ use super::wire::{
     JpegDataUrl, JsonSchema, Message, MmProcessorKwargs, Part, ResponseFormat, Role, VideoDataUrl, VideoUrl,
 };
 use crate::config::{ImageDetail, VideoPart, VideoSampling};
-use crate::media::FrameData;
 use crate::provider::{usage, Cause, ErrorClass, ErrorFacts, Job, JobInput, ProviderError};
 use crate::timecode;
 
@@ -90,9 +89,7 @@ impl ApiError {
 }
 
 /// The text part that precedes each frame.
-pub(super) fn frame_label(pts_ms: u64) -> String {
-    format!("Frame at {}:", timecode::format(pts_ms))
-}
+pub(super) use crate::provider::frame_label;
 
 /// The request for `job` on `model`: one user message, the prompt first, then
 /// each frame as its time and its JPEG in a data URL.
@@ -123,17 +120,7 @@ pub(super) fn build_request(
             let mut parts = Vec::with_capacity(1 + 2 * frames.len());
             parts.push(Part::Text { text: job.prompt.to_string() });
             for frame in frames.iter() {
-                let FrameData::Jpeg(jpeg) = &frame.data else {
-                    return Err(ProviderError::new(
-                        provider,
-                        ErrorClass::FallBack,
-                        format!(
-                            "frame {} at {} is RGB; this protocol sends JPEG",
-                            frame.index,
-                            timecode::format(frame.pts_ms)
-                        ),
-                    ));
-                };
+                let jpeg = crate::provider::jpeg_of(frame, provider)?;
                 parts.push(Part::Text { text: frame_label(frame.pts_ms) });
                 let url = JpegDataUrl::of(jpeg);
                 parts.push(Part::ImageUrl { image_url: ImageUrl { url, detail: options.detail } });

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::media::Frame;
+use crate::media::FrameData;
 use crate::schema::Task;
 
 const IMAGE: &str = include_str!("../../../../fixtures/recorded/anthropic/image_describe.response.json");

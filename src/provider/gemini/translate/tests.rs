@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::media::Frame;
+use crate::media::FrameData;
 
 const INLINE_REQUEST: &str = include_str!("../../../../fixtures/recorded/gemini/inline_video.request.json");
 const INLINE_RESPONSE: &str = include_str!("../../../../fixtures/recorded/gemini/inline_video.response.json");

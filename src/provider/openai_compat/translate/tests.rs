@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::media::Frame;
+use crate::media::FrameData;
 use crate::schema::Task;
 
 const RECORDED: &str = include_str!("../../../../fixtures/recorded/openai/chat_completions_image.json");
