@@ -25,6 +25,7 @@ pub mod render;
 pub mod router;
 pub mod schema;
 pub mod secret;
+pub mod serve;
 pub mod timecode;
 pub mod timeline;
 

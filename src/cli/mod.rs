@@ -5,6 +5,7 @@ mod local;
 mod models;
 mod providers;
 mod sampling;
+mod serve;
 mod task;
 
 use std::io::Write;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Local models: list the catalogue, pull one into the cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Serve the gateway over HTTP: an OpenAI-compatible video endpoint, a
+    /// jobs API and a web page.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let config = load_config(args.config, p.sampling.config_overrides())?;
             task::plan(p, config).await
         }
+        Command::Serve(a) => serve::run(a, load_config(args.config, Vec::new())?).await,
         Command::Resume { format } => task::resume(format, load_config(args.config, Vec::new())?).await,
     }
 }

@@ -16,6 +16,7 @@ mod profile;
 mod retry;
 mod router;
 mod sampling;
+mod server;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ pub use profile::{
 pub use retry::RetryConfig;
 pub use router::RouterConfig;
 pub use sampling::SamplingConfig;
+pub use server::ServerConfig;
 
 /// The profiles shipped in `providers/` as (name, TOML text), compiled in:
 /// every `*.toml` there but the model catalogue, by name (see `build.rs`),
@@ -56,6 +58,7 @@ pub struct Config {
     pub journal: JournalConfig,
     pub merge: MergeConfig,
     pub fetch: FetchConfig,
+    pub server: ServerConfig,
     /// Read prompt templates from here instead of the built-in ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts_dir: Option<PathBuf>,
@@ -73,6 +76,7 @@ impl Config {
         self.sampling.validate().map_err(|e| e.within("sampling"))?;
         self.budget.validate().map_err(|e| e.within("budget"))?;
         self.fetch.validate().map_err(|e| e.within("fetch"))?;
+        self.server.validate().map_err(|e| e.within("server"))?;
         self.limits.validate().map_err(|e| e.within("limits"))?;
         self.retry.validate().map_err(|e| e.within("retry"))?;
         self.merge.validate().map_err(|e| e.within("merge"))?;

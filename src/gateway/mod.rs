@@ -38,6 +38,7 @@ use crate::router::RouteError;
 use crate::schema::VideoReport;
 
 pub use plan::{Candidate, Plan, Shape};
+pub use run::{Account, RunOptions};
 
 /// Why a run gave no report.
 #[derive(Debug, thiserror::Error)]

@@ -56,6 +56,28 @@ struct Ctx<'a> {
     unsaved: Arc<AtomicU32>,
 }
 
+/// What a caller adds to a request: see [`Gateway::run_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Where [`Progress`] events go.
+    pub progress: Option<ProgressSender>,
+    /// A run the caller entered in the journal already
+    /// ([`Journal::start_run`]); a new one is entered when absent.
+    pub run_id: Option<i64>,
+    /// The account (a service's API key) whose daily cap this run's spend
+    /// also counts against.
+    pub account: Option<Account>,
+}
+
+/// Who pays for a run, beside the gateway's own caps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    /// A stable id (never the key itself).
+    pub id: String,
+    /// This account's cap per UTC day, in US dollars.
+    pub max_usd_per_day: Option<f64>,
+}
+
 /// A run's lease in the journal, renewed while this value lives (the run's
 /// future is polled or not, the process is alive); dropped, renewal stops.
 struct Lease(tokio::task::JoinHandle<()>);
@@ -83,10 +105,20 @@ impl Gateway {
     /// deadline passes first.
     pub async fn run_with_progress(
         &self,
-        mut request: VideoRequest,
+        request: VideoRequest,
         progress: Option<ProgressSender>,
     ) -> Result<VideoReport, GatewayError> {
-        self.run_expecting(&mut request, None, progress).await
+        self.run_with(request, RunOptions { progress, ..RunOptions::default() }).await
+    }
+
+    /// [`Gateway::run`] with everything a caller may add: progress events,
+    /// a run already entered in the journal (a service gives out its id
+    /// before the run starts), and the account that pays.
+    ///
+    /// # Errors
+    /// As [`Gateway::run_with_progress`].
+    pub async fn run_with(&self, mut request: VideoRequest, options: RunOptions) -> Result<VideoReport, GatewayError> {
+        self.run_expecting(&mut request, None, options).await
     }
 
     /// A run whose video must have the content hash `expected` (a resumed run's).
@@ -94,16 +126,22 @@ impl Gateway {
         &self,
         request: &mut VideoRequest,
         expected: Option<String>,
-        progress: Option<ProgressSender>,
+        options: RunOptions,
     ) -> Result<VideoReport, GatewayError> {
+        let RunOptions { progress, run_id, account: _ } = options;
         // The journal keeps the file's absolute path: a resume from another
         // directory reads the same file.
         if let VideoSource::Path { path } = &mut request.source {
             *path = std::path::absolute(&*path)
                 .map_err(|e| GatewayError::Input(format!("{}: cannot resolve the path: {e}", path.display())))?;
         }
-        let stored = request.clone();
-        let run_id = self.on_journal(move |j| j.start_run(&stored)).await?;
+        let run_id = match run_id {
+            Some(id) => id,
+            None => {
+                let stored = request.clone();
+                self.on_journal(move |j| j.start_run(&stored)).await?
+            }
+        };
         let lease = self.lease(run_id);
         let unsaved = Arc::new(AtomicU32::new(0));
         let work = self.run_inner(request, run_id, expected, progress, unsaved.clone());
@@ -185,7 +223,7 @@ impl Gateway {
             return Err(GatewayError::Input(format!("run {id} was resumed by another process first")));
         }
         let mut request = run.request;
-        self.run_expecting(&mut request, run.video_hash, progress).await
+        self.run_expecting(&mut request, run.video_hash, RunOptions { progress, ..RunOptions::default() }).await
     }
 
     /// The plan for a request, without spending anything.

@@ -36,6 +36,7 @@ mod openai;
 mod probe;
 mod providers;
 mod secrets;
+mod serve;
 mod structured;
 mod url_source;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary

@@ -1,0 +1,53 @@
+//! `vidgate serve`: the gateway as an HTTP service.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+use vidgate::config::Config;
+use vidgate::gateway::Gateway;
+use vidgate::serve::App;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (default: server.bind, 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<SocketAddr>,
+}
+
+pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+    config.validate().context("the config")?;
+    let bind = match args.bind {
+        Some(b) => b,
+        None => config.server.bind.parse().context("server.bind")?,
+    };
+    let gateway = Gateway::from_config(config)?;
+    let app = App::new(gateway);
+    let runs = app.runs.clone();
+    vidgate::serve::serve(app, bind, async move {
+        stop_signal().await;
+        tracing::info!("stopping: no new runs are taken");
+        runs.close();
+    })
+    .await
+    .with_context(|| format!("serving on {bind}"))
+}
+
+/// SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

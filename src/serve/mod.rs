@@ -1,0 +1,166 @@
+//! `vidgate serve`: the gateway as an HTTP service.
+//!
+//! One [`App`] holds the gateway, the runs it works on, the API keys and the
+//! metrics; [`router`] maps the routes onto it:
+//!
+//! | routes | module |
+//! |---|---|
+//! | `POST /v1/chat/completions`, `GET /v1/models` (OpenAI-compatible) | [`openai`] |
+//! | `/v1/videos`, `/v1/runs…`, `/v1/plan`, `/v1/providers`, `/healthz`, `/metrics` | [`native`] |
+//! | API keys, checked on every request | [`keys`] |
+//! | the web page at `/` | [`web`] |
+//!
+//! Every run goes through [`runs::Runs`]: a bounded number work at once, a
+//! bounded number wait, and the rest are answered 429 with `Retry-After`.
+
+pub mod keys;
+pub mod native;
+pub mod openai;
+pub mod runs;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::json;
+
+use crate::config::ServerConfig;
+use crate::gateway::{Gateway, GatewayError};
+
+pub use runs::{RunState, Runs};
+
+/// Everything the routes share. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub gateway: Arc<Gateway>,
+    pub runs: Arc<Runs>,
+    pub server: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("gateway", &self.gateway).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The service on `gateway`, with the `[server]` section of its config.
+    pub fn new(gateway: Gateway) -> Self {
+        let server = Arc::new(gateway.config().server.clone());
+        let gateway = Arc::new(gateway);
+        let runs = Arc::new(Runs::new(gateway.clone(), &server));
+        Self { gateway, runs, server }
+    }
+}
+
+/// Every route of the service.
+pub fn router(app: App) -> Router {
+    Router::new().merge(openai::routes()).merge(native::routes()).merge(web::routes()).with_state(app)
+}
+
+/// Serve `app` on `bind` until `shutdown` resolves; then stop taking
+/// requests and let the open ones finish.
+///
+/// # Errors
+/// The address cannot be bound, or the listener fails.
+pub async fn serve(
+    app: App,
+    bind: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "vidgate serve is listening");
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+}
+
+/// An error answer, in OpenAI's shape:
+/// `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, ...
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub param: Option<&'static str>,
+    /// Seconds, sent as `Retry-After`.
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), kind, code: None, param: None, retry_after_s: None }
+    }
+
+    /// 400: the request cannot be served as sent.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
+    }
+
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.message)
+    }
+}
+
+impl From<&GatewayError> for ApiError {
+    fn from(e: &GatewayError) -> Self {
+        let message = e.to_string();
+        match e {
+            GatewayError::Input(_) | GatewayError::Media(_) | GatewayError::Fetch(_) | GatewayError::Route(_) => {
+                ApiError::invalid(message)
+            }
+            GatewayError::OverBudget(_) => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_quota", message).code("over_budget")
+            }
+            GatewayError::Deadline { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
+            GatewayError::Failed { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message),
+            GatewayError::Setup(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message),
+            GatewayError::Config(_) | GatewayError::Journal(_) | GatewayError::Prompt(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+            }
+        }
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code }
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
+    }
+}

@@ -1,0 +1,127 @@
+//! `vidgate serve`, in process on a free port, with scripted providers, and
+//! as the real binary for the tests that need a process (signals, clients
+//! in other languages, a browser).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use vidgate::config::{Config, Protocol, ProviderProfile};
+use vidgate::gateway::Gateway;
+use vidgate::journal::Journal;
+use vidgate::provider::scripted::{ScriptedProvider, Step};
+use vidgate::provider::{Capabilities, Provider};
+use vidgate::schema::Usage;
+use vidgate::serve::App;
+
+/// A service on a free loopback port, stopped when dropped.
+#[allow(dead_code)] // each field serves some of the tests
+pub struct Server {
+    pub app: App,
+    pub addr: SocketAddr,
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Server {
+    /// Serve `config` with `providers` standing in for the profiles of the
+    /// same names, on the shared test runtime. Uploads and the journal go to
+    /// a temp dir.
+    pub fn start(mut config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        config.server.data_dir = Some(dir.path().join("uploads"));
+        let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
+        let mut gateway = Gateway::with_journal(config, journal);
+        for (name, provider) in providers {
+            gateway = gateway.with_provider(name, provider);
+        }
+        let app = App::new(gateway);
+        let listener = crate::util::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = vidgate::serve::router(app.clone());
+        crate::util::runtime().spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self { app, addr, base: format!("http://{addr}"), stop: Some(stop), _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// What one scripted call costs.
+pub const UNIT_USD: f64 = 0.001;
+
+/// A scripted provider that sees one frame a call, costs [`UNIT_USD`] a call
+/// and describes what it is shown.
+pub fn scripted(id: &str) -> ScriptedProvider {
+    ScriptedProvider::new(id)
+        .with_capabilities(Capabilities {
+            max_images_per_call: 1,
+            max_inline_bytes: 1 << 30,
+            ..Capabilities::default()
+        })
+        .with_cost_per_call(UNIT_USD)
+        .with_fallback(Step::Answer {
+            text: "{time}: a test pattern".into(),
+            usage: Usage { input_tokens: 100, output_tokens: 20, cost_usd: UNIT_USD },
+        })
+}
+
+/// A config whose chain is the one profile `name`, served by a scripted provider.
+pub fn config(name: &str) -> Config {
+    let mut c = Config::builtin().unwrap();
+    c.providers
+        .insert(name.to_string(), ProviderProfile { protocol: Some(Protocol::Openai), ..ProviderProfile::default() });
+    c.router.chain = vec![name.to_string()];
+    c
+}
+
+/// A server with one scripted provider `fake`, and that provider.
+pub fn with_fake() -> (Server, Arc<ScriptedProvider>) {
+    let fake = Arc::new(scripted("fake"));
+    (Server::start(config("fake"), vec![("fake", fake.clone() as Arc<dyn Provider>)]), fake)
+}
+
+#[test]
+fn health_says_ok_with_the_load() {
+    let (server, _) = with_fake();
+    let body: serde_json::Value =
+        crate::util::block_on(async { reqwest::get(server.url("/healthz")).await?.json().await }).unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["runs"]["running"], 0, "{body}");
+}
+
+#[test]
+fn a_submitted_run_ends_with_its_report_under_its_journal_id() {
+    use vidgate::schema::{Task, VideoRequest};
+    use vidgate::serve::runs::Submission;
+    let (server, fake) = with_fake();
+    let clip = crate::util::testsrc_10s();
+    let request = VideoRequest::new(&clip, Task::Timeline);
+    let run = crate::util::block_on(server.app.runs.submit(Submission { request, account: None })).unwrap();
+    let state = crate::util::block_on(run.finished());
+    assert_eq!(state.name(), "done", "{state:?}");
+    let body: serde_json::Value =
+        crate::util::block_on(async { reqwest::get(server.url(&format!("/v1/runs/{}", run.id))).await?.json().await })
+            .unwrap();
+    assert_eq!(body["status"], "done", "{body}");
+    assert!(!body["report"]["events"].as_array().unwrap().is_empty(), "{body}");
+    assert!(fake.calls() > 0);
+    let (history, _) = run.events();
+    assert!(matches!(history.last(), Some(vidgate::progress::Progress::Done { .. })), "{history:?}");
+}
