@@ -87,7 +87,7 @@ impl std::fmt::Debug for Journal {
 
 /// Bumped with each change below; a journal of an older version is brought
 /// up to date when opened.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS units (
@@ -121,10 +121,30 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_unix_s INTEGER,
     status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    admin INTEGER NOT NULL DEFAULT 0,
+    max_usd_per_day REAL,
+    requests_per_minute INTEGER,
+    created_unix_s INTEGER NOT NULL,
+    revoked_unix_s INTEGER
+);
 ";
 
-/// Columns of `runs` added in version 1: the video's content hash and the lease.
-const RUN_COLUMNS: [(&str, &str); 2] = [("video_hash", "TEXT"), ("lease_until_unix_s", "INTEGER NOT NULL DEFAULT 0")];
+/// Columns added to tables of version 0, as (table, column, type).
+/// Version 1: the run's video hash and lease. Version 2 (`vidgate serve`):
+/// the account (API key id) a run, a spend row and a reservation belong to,
+/// and a run's outcome (its report or error) for readers after a restart.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+    ("runs", "video_hash", "TEXT"),
+    ("runs", "lease_until_unix_s", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "account", "TEXT"),
+    ("runs", "outcome", "TEXT"),
+    ("spend", "account", "TEXT"),
+    ("reservations", "account", "TEXT"),
+];
 
 const EMPTY_FILE: &str = "the file is empty (0 bytes): it was truncated or replaced, and the spend and \
 finished work it held are gone. vidgate does not start a new journal over it, which would forget \
@@ -514,15 +534,19 @@ fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if version(&tx)? < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA)?;
-        let columns: Vec<String> = tx
-            .prepare("SELECT name FROM pragma_table_info('runs')")?
-            .query_map([], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (name, kind) in RUN_COLUMNS {
+        for (table, name, kind) in ADDED_COLUMNS {
+            let columns: Vec<String> = tx
+                .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             if !columns.iter().any(|c| c == name) {
-                tx.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {name} {kind};"))?;
+                tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind};"))?;
             }
         }
+        tx.execute_batch(
+            "CREATE INDEX IF NOT EXISTS spend_by_account ON spend(account, day);
+             CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);",
+        )?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod native;
 pub mod openai;
 pub mod runs;
+pub mod uploads;
 pub mod web;
 
 use std::net::SocketAddr;

@@ -19,6 +19,8 @@ pub struct Server {
     pub app: App,
     pub addr: SocketAddr,
     pub base: String,
+    /// A client key for requests (see [`Server::client`]).
+    pub key: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -55,7 +57,15 @@ impl Server {
                 })
                 .await;
         });
-        Self { app, addr, base: format!("http://{addr}"), stop: Some(stop), _dir: dir }
+        let key = "vg-test-key".to_string();
+        Self { app, addr, base: format!("http://{addr}"), key, stop: Some(stop), _dir: dir }
+    }
+
+    /// A client that sends the server's test key on every request.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.key).parse().unwrap());
+        reqwest::Client::builder().default_headers(headers).build().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -101,7 +111,8 @@ pub fn with_fake() -> (Server, Arc<ScriptedProvider>) {
 fn health_says_ok_with_the_load() {
     let (server, _) = with_fake();
     let body: serde_json::Value =
-        crate::util::block_on(async { reqwest::get(server.url("/healthz")).await?.json().await }).unwrap();
+        crate::util::block_on(async { server.client().get(server.url("/healthz")).send().await?.json().await })
+            .unwrap();
     assert_eq!(body["status"], "ok", "{body}");
     assert_eq!(body["runs"]["running"], 0, "{body}");
 }
@@ -116,9 +127,10 @@ fn a_submitted_run_ends_with_its_report_under_its_journal_id() {
     let run = crate::util::block_on(server.app.runs.submit(Submission { request, account: None })).unwrap();
     let state = crate::util::block_on(run.finished());
     assert_eq!(state.name(), "done", "{state:?}");
-    let body: serde_json::Value =
-        crate::util::block_on(async { reqwest::get(server.url(&format!("/v1/runs/{}", run.id))).await?.json().await })
-            .unwrap();
+    let body: serde_json::Value = crate::util::block_on(async {
+        server.client().get(server.url(&format!("/v1/runs/{}", run.id))).send().await?.json().await
+    })
+    .unwrap();
     assert_eq!(body["status"], "done", "{body}");
     assert!(!body["report"]["events"].as_array().unwrap().is_empty(), "{body}");
     assert!(fake.calls() > 0);
