@@ -2,8 +2,9 @@
 # What vidgate needs to build and test: ffmpeg (ffmpeg + ffprobe, used at run
 # time; vidgate never downloads one), cmake + clang for the llama.cpp build of
 # the local backend, and, for the tests only, Python's gguf and numpy (the tiny
-# vision model generator) and GNU time (the peak-memory checks). Installs only
-# what is missing.
+# vision model generator), GNU time (the peak-memory checks), Chromium with
+# its WebDriver (the web page's browser tests) and the official `openai`
+# Python client (a client of `vidgate serve`). Installs only what is missing.
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
@@ -11,8 +12,13 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v clang >/dev/null || missing+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 [ -x /usr/bin/time ] || missing+=(time)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if ! python3 -c 'import gguf, numpy' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy==2.4.6" >&2
+fi
+if [ "$(python3 -c 'import openai; print(openai.__version__)' 2>/dev/null)" != "3.63.0" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check "openai==3.63.0" >&2
 fi
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
