@@ -402,3 +402,22 @@ fn a_chain_member_without_a_protocol_names_every_protocol() {
         "{msg}"
     );
 }
+
+#[test]
+fn server_settings_out_of_range_are_refused_with_their_key() {
+    for (text, key) in [
+        ("[server]\nbind = \"localhost\"\n", "server.bind"),
+        ("[server]\nmax_concurrent_runs = 0\n", "server.max_concurrent_runs"),
+        ("[server]\nmax_upload_bytes = 0\n", "server.max_upload_bytes"),
+        ("[server]\nkeep_uploads_hours = nan\n", "server.keep_uploads_hours"),
+        ("[server]\nkeep_reports_days = -1.0\n", "server.keep_reports_days"),
+        ("[server]\nadmin_key_env = \" \"\n", "server.admin_key_env"),
+    ] {
+        let (err, _f) = load_file(text);
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains(key), "{text}: {msg}");
+    }
+    let (ok, _f) = load_file("[server]\nbind = \"0.0.0.0:9000\"\nqueue_length = 0\n");
+    let server = ok.unwrap().server;
+    assert_eq!((server.bind.as_str(), server.queue_length, server.max_concurrent_runs), ("0.0.0.0:9000", 0, 4));
+}
