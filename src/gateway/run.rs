@@ -233,7 +233,15 @@ impl Gateway {
     /// # Errors
     /// Bad input, or no provider of the chain can be built.
     pub async fn plan(&self, request: &VideoRequest) -> Result<Plan, GatewayError> {
-        Ok(self.prepare(request, None, true, None).await?.plan)
+        self.plan_for(request, None).await
+    }
+
+    /// [`Gateway::plan`] for a run `account` pays: fitted to what it has left today too.
+    ///
+    /// # Errors
+    /// As [`Gateway::plan`].
+    pub async fn plan_for(&self, request: &VideoRequest, account: Option<&Account>) -> Result<Plan, GatewayError> {
+        Ok(self.prepare(request, None, true, account).await?.plan)
     }
 
     /// What a run and a plan share: the video as a file, probed; the chain,
