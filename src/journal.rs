@@ -24,8 +24,14 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use sha2::{Digest, Sha256};
 
 use crate::policy::{BudgetError, SharedLedger};
+
+mod accounts;
+mod keys;
+
 use crate::provider::{Job, JobInput};
 use crate::schema::{Observation, Usage, VideoRequest, VideoSource};
+pub use accounts::AccountLedger;
+pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
 /// A journal that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -318,12 +324,14 @@ impl Journal {
         });
     }
 
-    /// Spent today plus what live reservations hold, on `c`.
+    /// Spent today plus what the gateway's live reservations hold, on `c`
+    /// (an account's reservations double one of these: see [`AccountLedger`]).
     fn committed_today(c: &Connection, now: i64) -> rusqlite::Result<f64> {
         let day = now.div_euclid(86_400);
         c.query_row(
             "SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1)
-                  + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations WHERE day = ?1 AND expires_unix_s > ?2)",
+                  + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations
+                     WHERE day = ?1 AND expires_unix_s > ?2 AND account IS NULL)",
             params![day, now],
             |row| row.get(0),
         )
@@ -555,6 +563,9 @@ fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
 /// How long a reservation counts when its process never lets it go (it
 /// died mid-call): longer than any call is allowed to take.
 const RESERVATION_TTL_S: i64 = 3600;
+
+/// The expiry of a reservation kept as spent for the rest of its day.
+const KEPT_UNIX_S: i64 = i64::MAX;
 
 /// The journal as the daily cap's ledger shared by every process that uses
 /// the file: a reservation is checked and written in one `IMMEDIATE`

@@ -1,6 +1,7 @@
 //! Command-line flags and the commands behind them.
 
 mod frames;
+mod keys;
 mod local;
 mod models;
 mod providers;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Serve the gateway over HTTP: an OpenAI-compatible video endpoint, a
     /// jobs API and a web page.
     Serve(serve::ServeArgs),
+    /// The API keys of `vidgate serve`: create, list, revoke.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,6 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let config = load_config(args.config, p.sampling.config_overrides())?;
             task::plan(p, config).await
         }
+        Command::Keys(command) => keys::run(command, &load_config(args.config, Vec::new())?),
         Command::Serve(a) => serve::run(a, load_config(args.config, Vec::new())?).await,
         Command::Resume { format } => task::resume(format, load_config(args.config, Vec::new())?).await,
     }

@@ -297,8 +297,9 @@ impl Gateway {
     }
 
     /// The budget of one request: the smaller of the configured cap and the
-    /// request's own, and today's cap when there is one.
-    pub(crate) fn budgets(&self, request_cap: Option<f64>) -> Vec<Budget> {
+    /// request's own, today's cap when there is one, and the paying
+    /// account's cap for today when it has one.
+    pub(crate) fn budgets(&self, request_cap: Option<f64>, account: Option<&Account>) -> Vec<Budget> {
         let cap = request_cap
             .map_or(self.config.budget.max_usd_per_request, |c| c.clamp(0.0, self.config.budget.max_usd_per_request));
         let mut budgets = vec![Budget::new(cap)];
@@ -307,6 +308,9 @@ impl Gateway {
             // every run and every process that uses it.
             let ledger: Arc<dyn SharedLedger> = self.journal.clone();
             budgets.push(Budget::new(day_cap).shared(ledger));
+        }
+        if let Some((id, cap)) = account.and_then(|a| Some((&a.id, a.max_usd_per_day?))) {
+            budgets.push(Budget::new(cap).shared(Arc::new(self.journal.account_ledger(id))));
         }
         budgets
     }

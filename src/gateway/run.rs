@@ -54,6 +54,8 @@ struct Ctx<'a> {
     merge: MergeLimits,
     /// Finished units the journal could not keep, over every chain of the run.
     unsaved: Arc<AtomicU32>,
+    /// The id of the account that pays, on each spend row.
+    account: Option<Arc<str>>,
 }
 
 /// What a caller adds to a request: see [`Gateway::run_with`].
@@ -128,7 +130,7 @@ impl Gateway {
         expected: Option<String>,
         options: RunOptions,
     ) -> Result<VideoReport, GatewayError> {
-        let RunOptions { progress, run_id, account: _ } = options;
+        let RunOptions { progress, run_id, account } = options;
         // The journal keeps the file's absolute path: a resume from another
         // directory reads the same file.
         if let VideoSource::Path { path } = &mut request.source {
@@ -144,7 +146,7 @@ impl Gateway {
         };
         let lease = self.lease(run_id);
         let unsaved = Arc::new(AtomicU32::new(0));
-        let work = self.run_inner(request, run_id, expected, progress, unsaved.clone());
+        let work = self.run_inner(request, run_id, expected, progress, unsaved.clone(), account.as_ref());
         let result = match request.constraints.deadline_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), work).await {
                 Ok(result) => result,
@@ -231,7 +233,15 @@ impl Gateway {
     /// # Errors
     /// Bad input, or no provider of the chain can be built.
     pub async fn plan(&self, request: &VideoRequest) -> Result<Plan, GatewayError> {
-        Ok(self.prepare(request, None, true).await?.plan)
+        self.plan_for(request, None).await
+    }
+
+    /// [`Gateway::plan`] for a run `account` pays: fitted to what it has left today too.
+    ///
+    /// # Errors
+    /// As [`Gateway::plan`].
+    pub async fn plan_for(&self, request: &VideoRequest, account: Option<&Account>) -> Result<Plan, GatewayError> {
+        Ok(self.prepare(request, None, true, account).await?.plan)
     }
 
     /// What a run and a plan share: the video as a file, probed; the chain,
@@ -241,6 +251,7 @@ impl Gateway {
         request: &VideoRequest,
         progress: Option<&ProgressSender>,
         planning: bool,
+        account: Option<&Account>,
     ) -> Result<Prepared, GatewayError> {
         let source = self.source(&request.source, progress).await?;
         let info = media::probe(&source.path, &self.config.limits).await?;
@@ -250,7 +261,7 @@ impl Gateway {
         if members.is_empty() {
             return Err(GatewayError::Setup(skipped.join("; ")));
         }
-        let budgets = self.budgets(request.constraints.max_cost_usd);
+        let budgets = self.budgets(request.constraints.max_cost_usd, account);
         let mut left = f64::MAX;
         for budget in &budgets {
             left = left.min(budget.remaining().await);
@@ -270,9 +281,10 @@ impl Gateway {
         expected: Option<String>,
         progress: Option<ProgressSender>,
         unsaved: Arc<AtomicU32>,
+        account: Option<&Account>,
     ) -> Result<VideoReport, GatewayError> {
         let Prepared { source, info, names, members, budgets, plan } =
-            self.prepare(request, progress.as_ref(), false).await?;
+            self.prepare(request, progress.as_ref(), false, account).await?;
         if !plan.fits {
             return Err(GatewayError::OverBudget(over_budget_message(&plan)));
         }
@@ -311,6 +323,7 @@ impl Gateway {
             report,
             merge,
             unsaved,
+            account: account.map(|a| a.id.as_str().into()),
         };
 
         let native_events = ctx.observe(&members, &plan).await?;

@@ -39,6 +39,7 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     pub runs: Arc<Runs>,
     pub server: Arc<ServerConfig>,
+    pub keys: Arc<keys::Keys>,
 }
 
 impl std::fmt::Debug for App {
@@ -53,13 +54,20 @@ impl App {
         let server = Arc::new(gateway.config().server.clone());
         let gateway = Arc::new(gateway);
         let runs = Arc::new(Runs::new(gateway.clone(), &server));
-        Self { gateway, runs, server }
+        let keys = Arc::new(keys::Keys::from_env(&server.admin_key_env));
+        Self { gateway, runs, server, keys }
     }
 }
 
 /// Every route of the service.
 pub fn router(app: App) -> Router {
-    Router::new().merge(openai::routes()).merge(native::routes()).merge(web::routes()).with_state(app)
+    Router::new()
+        .merge(openai::routes())
+        .merge(native::routes())
+        .merge(web::routes())
+        .merge(keys::routes())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), keys::authenticate))
+        .with_state(app)
 }
 
 /// Serve `app` on `bind` until `shutdown` resolves; then stop taking

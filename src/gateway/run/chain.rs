@@ -12,7 +12,9 @@ impl Ctx<'_> {
         let journal: Arc<Journal> = self.gateway.journal.clone();
         let ledger = journal.clone();
         // Queued on the journal's thread, ahead of the reservation's release.
-        let on_spend: SpendHook = Arc::new(move |provider: &str, usd: f64| ledger.queue_spend(provider, usd));
+        let account = self.account.clone();
+        let on_spend: SpendHook =
+            Arc::new(move |provider: &str, usd: f64| ledger.queue_spend_for(provider, usd, account.as_deref()));
         let stack = policy::Stack::new(&self.gateway.config, self.budgets.clone(), self.log.clone()).on_spend(on_spend);
         let members = members.iter().map(|m| (m.shared.clone(), self.gateway.breaker(&m.name)));
         let progress = self.progress.clone();

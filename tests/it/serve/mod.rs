@@ -2,12 +2,14 @@
 //! as the real binary for the tests that need a process (signals, clients
 //! in other languages, a browser).
 
+mod keys;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use vidgate::config::{Config, Protocol, ProviderProfile};
 use vidgate::gateway::Gateway;
-use vidgate::journal::Journal;
+use vidgate::journal::{Journal, NewKey};
 use vidgate::provider::scripted::{ScriptedProvider, Step};
 use vidgate::provider::{Capabilities, Provider};
 use vidgate::schema::Usage;
@@ -19,8 +21,10 @@ pub struct Server {
     pub app: App,
     pub addr: SocketAddr,
     pub base: String,
-    /// A client key for requests (see [`Server::client`]).
+    /// A client key for requests (see [`Server::client`]), in the journal.
     pub key: String,
+    /// A key made with `--admin`: key management and `/metrics`.
+    pub admin_key: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -41,6 +45,11 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         config.server.data_dir = Some(dir.path().join("uploads"));
         let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
+        let make = |name: &str, admin: bool| {
+            let new = NewKey { name: name.into(), admin, ..NewKey::default() };
+            journal.create_key(&new).unwrap().key.expose().to_string()
+        };
+        let (key, admin_key) = (make("test-client", false), make("test-admin", true));
         let mut gateway = Gateway::with_journal(config, journal);
         for (name, provider) in providers {
             gateway = gateway.with_provider(name, provider);
@@ -57,20 +66,29 @@ impl Server {
                 })
                 .await;
         });
-        let key = "vg-test-key".to_string();
-        Self { app, addr, base: format!("http://{addr}"), key, stop: Some(stop), _dir: dir }
+        Self { app, addr, base: format!("http://{addr}"), key, admin_key, stop: Some(stop), _dir: dir }
     }
 
     /// A client that sends the server's test key on every request.
     pub fn client(&self) -> reqwest::Client {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.key).parse().unwrap());
-        reqwest::Client::builder().default_headers(headers).build().unwrap()
+        client_with(&self.key)
+    }
+
+    /// The server's journal file.
+    pub fn journal_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("journal.sqlite3")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// A client that sends `key` on every request.
+pub fn client_with(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 /// What one scripted call costs.

@@ -1,0 +1,195 @@
+//! Accounts (a service's API keys) as budgets of their own, in the journal.
+//!
+//! A call of a run paid by an account holds two reservations for the same
+//! money: one in the gateway's daily ledger (its `account` is NULL) and one
+//! in the account's (its `account` is the key's id). Its spend is one row,
+//! carrying the account. So the gateway's day counts every spend row and
+//! only the NULL-account reservations; an account's day counts its spend
+//! rows and its reservations. Each dollar is counted once in each.
+//!
+//! A call abandoned with its outcome unknown counts as spent: the gateway's
+//! ledger writes an `(abandoned call)` spend row without an account, and the
+//! account's ledger keeps its reservation for the rest of the day (it
+//! expires at [`KEPT_UNIX_S`], never) instead of writing a second row.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::{now_s, Journal, KEPT_UNIX_S, RESERVATION_TTL_S};
+use crate::policy::{BudgetError, SharedLedger};
+
+/// One account's daily spend and reservations: see the module docs.
+#[derive(Debug, Clone)]
+pub struct AccountLedger {
+    journal: Arc<Journal>,
+    account: String,
+}
+
+impl Journal {
+    /// The ledger of the account `id`, for its daily cap.
+    pub fn account_ledger(self: &Arc<Self>, id: &str) -> AccountLedger {
+        AccountLedger { journal: self.clone(), account: id.to_string() }
+    }
+
+    /// [`Journal::queue_spend`], the spend of a run paid by `account`.
+    pub fn queue_spend_for(&self, provider: &str, usd: f64, account: Option<&str>) {
+        let Some(account) = account else { return self.queue_spend(provider, usd) };
+        let (provider, account, path) = (provider.to_string(), account.to_string(), self.path.clone());
+        self.post(move |c| {
+            let now = now_s();
+            if let Err(e) = c.execute(
+                "INSERT INTO spend (day, at_unix_s, provider, usd, account) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now.div_euclid(86_400), now, provider, usd, account],
+            ) {
+                tracing::warn!(journal = %path, error = %e, usd, "cannot record spend: today's total in the journal is short by this much");
+            }
+        });
+    }
+
+    /// What the account `id` spent on the current UTC day.
+    ///
+    /// # Errors
+    /// A read failure.
+    pub fn account_spent_today(&self, id: &str) -> Result<f64, super::JournalError> {
+        let id = id.to_string();
+        self.with(move |c| super::keys::spent_today(c, &id, now_s()))
+    }
+}
+
+/// The account's spend today plus its live reservations.
+fn committed_today(c: &Connection, account: &str, now: i64) -> rusqlite::Result<f64> {
+    c.query_row(
+        "SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1 AND account = ?2)
+              + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations
+                 WHERE day = ?1 AND account = ?2 AND expires_unix_s > ?3)",
+        params![now.div_euclid(86_400), account, now],
+        |row| row.get(0),
+    )
+}
+
+/// As the journal's own ledger, scoped to one account: a reservation is
+/// checked and written in one `IMMEDIATE` transaction, so parallel runs of
+/// one key (in any process) cannot pass its cap together.
+#[async_trait]
+impl SharedLedger for AccountLedger {
+    async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
+        let account = self.account.clone();
+        let held = self
+            .journal
+            .with_async(move |conn| {
+                let now = now_s();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let left = cap - committed_today(&tx, &account, now)?;
+                if amount > left + 1e-12 {
+                    return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
+                }
+                tx.execute(
+                    "INSERT INTO reservations (day, usd, expires_unix_s, account) VALUES (?1, ?2, ?3, ?4)",
+                    params![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S, account],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.commit()?;
+                Ok(Ok(id))
+            })
+            .await;
+        held.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot hold money in the journal for the account: the call is refused");
+            Err(BudgetError { needed: amount, left: 0.0, cap })
+        })
+    }
+
+    fn let_go(&self, id: i64, unrecorded: f64) {
+        let path = self.journal.path.clone();
+        self.journal.post(move |conn| {
+            let done = if unrecorded > 0.0 {
+                conn.execute(
+                    "UPDATE reservations SET expires_unix_s = ?1, usd = ?2 WHERE id = ?3",
+                    params![KEPT_UNIX_S, unrecorded, id],
+                )
+            } else {
+                conn.execute("DELETE FROM reservations WHERE id = ?1", params![id])
+            };
+            if let Err(e) = done {
+                tracing::warn!(journal = %path, error = %e, "cannot release an account's reservation: it counts until it expires");
+            }
+        });
+        if tokio::runtime::Handle::try_current().is_err() {
+            let _ = self.journal.with(|_| Ok(()));
+        }
+    }
+
+    async fn left(&self, cap: f64) -> f64 {
+        let account = self.account.clone();
+        let committed = self.journal.with_async(move |c| committed_today(c, &account, now_s())).await;
+        committed.map_or(0.0, |committed| (cap - committed).max(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Budget;
+
+    fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    /// The gateway's day and one account's, as a run paid by it holds them.
+    fn budgets(j: &Arc<Journal>, day: f64, account: &str, cap: f64) -> (Budget, Budget) {
+        let global: Arc<dyn SharedLedger> = j.clone();
+        (Budget::new(day).shared(global), Budget::new(cap).shared(Arc::new(j.account_ledger(account))))
+    }
+
+    #[test]
+    fn a_call_paid_by_an_account_counts_once_in_each_ledger() {
+        let j = Arc::new(Journal::in_memory().unwrap());
+        let (day, a) = budgets(&j, 10.0, "key_a", 1.0);
+        // A call reserves in both, costs 0.25: one spend row, carrying the account.
+        let (r1, r2) = (wait(day.reserve(0.4)).unwrap(), wait(a.reserve(0.4)).unwrap());
+        assert!((wait(j.left(10.0)) - 9.6).abs() < 1e-9, "the account's hold is not counted globally");
+        assert!((wait(j.account_ledger("key_a").left(1.0)) - 0.6).abs() < 1e-9);
+        j.queue_spend_for("p", 0.25, Some("key_a"));
+        r1.reconcile(0.25);
+        r2.reconcile(0.25);
+        assert!((wait(j.left(10.0)) - 9.75).abs() < 1e-9, "{}", wait(j.left(10.0)));
+        assert!((j.spent_today().unwrap() - 0.25).abs() < 1e-9);
+        assert!((j.account_spent_today("key_a").unwrap() - 0.25).abs() < 1e-9);
+        assert_eq!(j.account_spent_today("key_b").unwrap(), 0.0, "another account spent nothing");
+        assert!((wait(j.account_ledger("key_b").left(1.0)) - 1.0).abs() < 1e-9);
+        // An abandoned call: counted once globally, once for the account, and it stays.
+        let (r1, r2) = (wait(day.reserve(0.5)).unwrap(), wait(a.reserve(0.5)).unwrap());
+        drop((r1, r2));
+        assert!((j.spent_today().unwrap() - 0.75).abs() < 1e-9, "{}", j.spent_today().unwrap());
+        assert!((wait(j.left(10.0)) - 9.25).abs() < 1e-9, "{}", wait(j.left(10.0)));
+        assert!((j.account_spent_today("key_a").unwrap() - 0.75).abs() < 1e-9);
+        assert!((wait(j.account_ledger("key_a").left(1.0)) - 0.25).abs() < 1e-9);
+        // The account is nearly spent: a call of 0.3 is refused there, not globally.
+        let err = wait(a.reserve(0.3)).unwrap_err();
+        assert!((err.left - 0.25).abs() < 1e-9, "{err}");
+    }
+
+    #[test]
+    fn parallel_calls_of_one_account_never_pass_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite3");
+        let (ja, jb) = (Arc::new(Journal::open(&path).unwrap()), Arc::new(Journal::open(&path).unwrap()));
+        let held: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let journal = if i % 2 == 0 { ja.clone() } else { jb.clone() };
+                    s.spawn(move || {
+                        let ledger = Arc::new(journal.account_ledger("key_a"));
+                        wait(Budget::new(1.0).shared(ledger).reserve(0.25)).ok()
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(held.len(), 4, "four of eight $0.25 calls fit the key's $1 day");
+        assert!((wait(ja.left(1.0)) - 1.0).abs() < 1e-9, "the gateway's day holds none of it");
+        held.into_iter().for_each(|r| r.release());
+        assert!((wait(jb.account_ledger("key_a").left(1.0)) - 1.0).abs() < 1e-9);
+    }
+}
