@@ -120,3 +120,43 @@ fn units(run: &vidgate::serve::runs::Run, reused: bool) -> usize {
     let (history, _) = run.events();
     history.iter().filter(|e| matches!(e, Progress::Unit { reused: r, .. } if *r == reused)).count()
 }
+
+#[test]
+fn sigterm_stops_the_binary_with_exit_0_and_its_journal_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let file = dir.path().join("vidgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[journal]\npath = {:?}\n[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {:?}\nshutdown_grace_s = 5\n",
+            dir.path().join("journal.sqlite3"),
+            dir.path().join("uploads")
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let child = crate::util::vidgate()
+            .arg("--config")
+            .arg(&file)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let up = block_on(async {
+            for _ in 0..600 {
+                if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+                    return Some(r.status());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None
+        });
+        let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(term.success());
+        let out = child.wait_with_output().unwrap();
+        assert!(up.is_some(), "the service never answered: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+}
