@@ -79,8 +79,9 @@ impl Journal {
     }
 
     /// The unfinished runs this `owner` may resume, oldest first, each with
-    /// its account: its own (a restart of the same instance), and any whose
-    /// lease ran out.
+    /// its account: its own (a restart of the same instance), and any other
+    /// service's whose lease ran out. A command line run (no owner) is left
+    /// to `vidgate resume`.
     ///
     /// # Errors
     /// A read failure.
@@ -111,7 +112,7 @@ impl Journal {
 fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Option<String>)>> {
     let mut stmt = c.prepare(
         "SELECT id, request, started_unix_s, video_hash, lease_until_unix_s, account FROM runs
-         WHERE status = 'running' AND (owner = ?1 OR lease_until_unix_s <= ?2) ORDER BY id",
+         WHERE status = 'running' AND owner IS NOT NULL AND (owner = ?1 OR lease_until_unix_s <= ?2) ORDER BY id",
     )?;
     let mut rows = stmt.query(params![owner, now_s()])?;
     let mut out = Vec::new();
@@ -166,5 +167,9 @@ mod tests {
         assert!(j.claim_run(mine, "me").unwrap());
         j.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![theirs])).unwrap();
         assert!(j.claim_run(theirs, "me").unwrap(), "a run whose lease ran out is taken");
+        let cli = j.start_run(&request()).unwrap();
+        j.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![cli])).unwrap();
+        let ids: Vec<i64> = j.resumable_runs("me").unwrap().into_iter().map(|(r, _)| r.id).collect();
+        assert!(!ids.contains(&cli), "a command line run is left to `vidgate resume`: {ids:?}");
     }
 }
