@@ -33,6 +33,9 @@ use crate::schema::{Observation, Usage, VideoRequest, VideoSource};
 pub use accounts::AccountLedger;
 pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
+mod runs;
+pub use runs::FinishedRun;
+
 /// A journal that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("journal {path}: {message}")]
@@ -143,11 +146,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
 /// Version 1: the run's video hash and lease. Version 2 (`vidgate serve`):
 /// the account (API key id) a run, a spend row and a reservation belong to,
 /// and a run's outcome (its report or error) for readers after a restart.
-const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("runs", "video_hash", "TEXT"),
     ("runs", "lease_until_unix_s", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "account", "TEXT"),
     ("runs", "outcome", "TEXT"),
+    ("runs", "owner", "TEXT"),
     ("spend", "account", "TEXT"),
     ("reservations", "account", "TEXT"),
 ];

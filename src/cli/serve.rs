@@ -21,16 +21,31 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         Some(b) => b,
         None => config.server.bind.parse().context("server.bind")?,
     };
+    let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace_s);
     let gateway = Gateway::from_config(config)?;
     let app = App::new(gateway);
+    let resumed = app.runs.restore().await.context("restoring the runs kept in the journal")?;
+    if resumed > 0 {
+        tracing::info!(runs = resumed, "resuming the unfinished runs");
+    }
     let runs = app.runs.clone();
-    vidgate::serve::serve(app, bind, async move {
+    let drained = tokio_util::sync::CancellationToken::new();
+    let stopped = drained.clone();
+    let server = vidgate::serve::serve(app, bind, async move {
         stop_signal().await;
-        tracing::info!("stopping: no new runs are taken");
-        runs.close();
-    })
-    .await
-    .with_context(|| format!("serving on {bind}"))
+        tracing::info!(grace_s = grace.as_secs_f64(), "stopping: no new runs are taken; running runs may finish");
+        runs.drain(grace).await;
+        stopped.cancel();
+    });
+    tokio::select! {
+        r = server => r.with_context(|| format!("serving on {bind}")),
+        // Open event streams may hold the server past the grace: a short
+        // wait for the answers under way, then out.
+        () = async {
+            drained.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        } => Ok(()),
+    }
 }
 
 /// SIGTERM or Ctrl-C.

@@ -22,6 +22,10 @@ pub struct ServerConfig {
     pub keep_uploads_hours: f64,
     /// Finished runs' reports are served (and kept) this many days.
     pub keep_reports_days: f64,
+    /// On SIGTERM, running runs have this many seconds to finish; those
+    /// still working then stay unfinished in the journal and are resumed by
+    /// the next start.
+    pub shutdown_grace_s: f64,
     /// Where uploads are written; `uploads` in the platform data dir when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -39,6 +43,7 @@ impl Default for ServerConfig {
             queue_length: 64,
             keep_uploads_hours: 24.0,
             keep_reports_days: 7.0,
+            shutdown_grace_s: 30.0,
             data_dir: None,
             admin_key_env: "VIDGATE_ADMIN_KEY".into(),
         }
@@ -74,6 +79,12 @@ impl ServerConfig {
             if !(value.is_finite() && value > 0.0 && value <= max) {
                 return Err(Invalid::new(key, format!("is {value}: give more than 0 and at most {max}")));
             }
+        }
+        if !(self.shutdown_grace_s.is_finite() && (0.0..=3600.0).contains(&self.shutdown_grace_s)) {
+            return Err(Invalid::new(
+                "shutdown_grace_s",
+                format!("is {}: give 0 to 3600 seconds", self.shutdown_grace_s),
+            ));
         }
         if self.admin_key_env.trim().is_empty() {
             return Err(Invalid::new("admin_key_env", "is empty: name the environment variable holding the admin key"));

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::plan::over_budget_message;
 use super::video::{video_job, RangeCut, VideoStep};
 use super::{Gateway, GatewayError, Member, MergeLimits, Plan};
-use crate::journal::{Journal, Unfinished, RUN_LEASE_RENEW};
+use crate::journal::{Journal, RunRecord, Unfinished, RUN_LEASE_RENEW};
 use crate::media::{self, Extraction, FrameFormat, MediaInfo};
 use crate::merge::{self, ObservationSink, TimelineBuilder};
 use crate::observe::{observe_frames, ObserveSettings, Observed};
@@ -201,31 +201,27 @@ impl Gateway {
             }
             Unfinished::Abandoned(run) => run,
         };
-        if let (VideoSource::Path { path }, Some(expected)) = (&run.request.source, &run.video_hash) {
-            let now = crate::models::hash_file(path).await.map_err(|e| {
-                GatewayError::Input(format!("cannot resume run {}: {}: cannot read it: {e}", run.id, path.display()))
-            })?;
-            if &now != expected {
-                return Err(changed(run.id, path.display(), expected, &now));
-            }
-        }
-        if let VideoSource::Url { url } = &run.request.source {
-            // Its userinfo and query values were never stored (see `Journal::start_run`).
-            if url.contains("***") {
-                return Err(GatewayError::Input(format!(
-                    "cannot resume run {}: its URL carried credentials, which the journal does not keep ({url}); \
-                     give the command again with the whole URL: the units already finished are read back \
-                     from the journal",
-                    run.id
-                )));
-            }
-        }
+        check_resumable(&run).await?;
         let id = run.id;
         if !self.on_journal(move |j| j.take_over(id)).await? {
             return Err(GatewayError::Input(format!("run {id} was resumed by another process first")));
         }
         let mut request = run.request;
         self.run_expecting(&mut request, run.video_hash, RunOptions { progress, ..RunOptions::default() }).await
+    }
+
+    /// Resume the unfinished run `run` under its own id (a restarted
+    /// service's): its finished units are read back from the journal. The
+    /// caller claimed it ([`crate::journal::Journal::claim_run`]); a video that changed since
+    /// is refused.
+    ///
+    /// # Errors
+    /// [`GatewayError::Input`] when its video changed or cannot be read;
+    /// else as [`Gateway::run`].
+    pub async fn resume_run(&self, run: RunRecord, options: RunOptions) -> Result<VideoReport, GatewayError> {
+        check_resumable(&run).await?;
+        let mut request = run.request;
+        self.run_expecting(&mut request, run.video_hash, RunOptions { run_id: Some(run.id), ..options }).await
     }
 
     /// The plan for a request, without spending anything.
@@ -350,4 +346,28 @@ pub(super) fn changed(run: i64, video: impl std::fmt::Display, expected: &str, n
 
 pub(super) fn fatal(message: String) -> ProviderError {
     ProviderError::new("vidgate", crate::provider::ErrorClass::Fatal, message)
+}
+
+/// A run may be resumed: its video is the one it read, and its URL still whole.
+async fn check_resumable(run: &RunRecord) -> Result<(), GatewayError> {
+    if let (VideoSource::Path { path }, Some(expected)) = (&run.request.source, &run.video_hash) {
+        let now = crate::models::hash_file(path).await.map_err(|e| {
+            GatewayError::Input(format!("cannot resume run {}: {}: cannot read it: {e}", run.id, path.display()))
+        })?;
+        if &now != expected {
+            return Err(changed(run.id, path.display(), expected, &now));
+        }
+    }
+    if let VideoSource::Url { url } = &run.request.source {
+        // Its userinfo and query values were never stored (see `Journal::start_run`).
+        if url.contains("***") {
+            return Err(GatewayError::Input(format!(
+                "cannot resume run {}: its URL carried credentials, which the journal does not keep ({url}); \
+                 give the command again with the whole URL: the units already finished are read back \
+                 from the journal",
+                run.id
+            )));
+        }
+    }
+    Ok(())
 }

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use super::ApiError;
 use crate::config::ServerConfig;
 use crate::gateway::{Account, Gateway, GatewayError, RunOptions};
+use crate::journal::RunRecord;
 use crate::progress::Progress;
 use crate::schema::{VideoReport, VideoRequest};
 
 /// Where a run is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunState {
     /// Waiting for a free slot.
@@ -124,20 +125,60 @@ pub struct Runs {
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     queue_length: usize,
-    /// Closed when the service stops: no new run is taken.
+    /// Closed when the service stops: no new run is taken or started.
     closing: CancellationToken,
+    /// Closed when the stop's grace is over: running runs stop where they
+    /// are, unfinished in the journal, for the next start to resume.
+    stopping: CancellationToken,
+    /// This service instance in the journal: its uploads dir and journal.
+    owner: String,
+    keep_reports_days: f64,
 }
 
 impl Runs {
     pub fn new(gateway: Arc<Gateway>, server: &ServerConfig) -> Self {
         Self {
-            gateway,
             runs: Mutex::default(),
             slots: Arc::new(Semaphore::new(server.max_concurrent_runs)),
             waiting: Arc::default(),
             queue_length: server.queue_length,
             closing: CancellationToken::new(),
+            stopping: CancellationToken::new(),
+            owner: format!("{}|{}", server.uploads_dir().display(), gateway.journal().path()),
+            gateway,
+            keep_reports_days: server.keep_reports_days,
         }
+    }
+
+    /// Serve again the runs finished within `server.keep_reports_days`, in
+    /// their final state, and resume this instance's unfinished runs (and
+    /// any whose process died) under their own ids. How many were resumed.
+    ///
+    /// # Errors
+    /// The journal cannot be read.
+    pub async fn restore(&self) -> Result<usize, GatewayError> {
+        let since = now_s() - (self.keep_reports_days * 86_400.0) as i64;
+        for done in self.gateway.on_journal(move |j| j.recent_runs(since)).await? {
+            let Ok(state) = serde_json::from_value::<RunState>(done.outcome) else { continue };
+            let run = self.new_run(done.id, done.request, done.account, done.started_unix_s, state);
+            self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id, run);
+        }
+        let owner = self.owner.clone();
+        let mut resumed = 0;
+        for (record, account) in self.gateway.on_journal(move |j| j.resumable_runs(&owner)).await? {
+            let (id, owner) = (record.id, self.owner.clone());
+            if !self.gateway.on_journal(move |j| j.claim_run(id, &owner)).await? {
+                continue;
+            }
+            // Its key's cap is not kept in the journal: the key's spend still
+            // counts under its id.
+            let account = account.map(|id| Account { id, max_usd_per_day: None });
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let submission = Submission { request: record.request.clone(), account };
+            self.launch(record.id, submission, Some(record));
+            resumed += 1;
+        }
+        Ok(resumed)
     }
 
     /// Enter `submission` in the journal and start it (or queue it); its
@@ -177,36 +218,58 @@ impl Runs {
                 return Err(ApiError::from(GatewayError::from(e)));
             }
         };
-        Ok(self.start(id, submission))
+        let (account, owner) = (submission.account.as_ref().map(|a| a.id.clone()), self.owner.clone());
+        if let Err(e) = self.gateway.on_journal(move |j| j.set_run_owner(id, account.as_deref(), &owner)).await {
+            tracing::warn!(run = id, error = %e, "cannot note the run's owner in the journal");
+        }
+        Ok(self.launch(id, submission, None))
     }
 
-    /// Start (or queue) the run `id`, already in the journal.
-    fn start(&self, id: i64, submission: Submission) -> Arc<Run> {
-        let (state, _) = watch::channel(RunState::Queued);
+    fn new_run(
+        &self,
+        id: i64,
+        request: VideoRequest,
+        key: Option<String>,
+        created_unix_s: i64,
+        first: RunState,
+    ) -> Arc<Run> {
+        let (state, _) = watch::channel(first);
         let (live, _) = broadcast::channel(256);
-        let run = Arc::new(Run {
+        Arc::new(Run {
             id,
-            request: submission.request.clone(),
-            key: submission.account.as_ref().map(|a| a.id.clone()),
-            created_unix_s: now_s(),
+            request,
+            key,
+            created_unix_s,
             state,
             history: Mutex::default(),
             live,
-            cancel: self.closing.child_token(),
-        });
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// Start (or queue) the run `id`, already in the journal; `resumed`, the
+    /// journal's record of an unfinished run taken over.
+    fn launch(&self, id: i64, submission: Submission, resumed: Option<RunRecord>) -> Arc<Run> {
+        let key = submission.account.as_ref().map(|a| a.id.clone());
+        let created = resumed.as_ref().map_or_else(now_s, |r| r.started_unix_s);
+        let run = self.new_run(id, submission.request.clone(), key, created, RunState::Queued);
         self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, run.clone());
         let (gateway, slots, waiting, task_run) =
             (self.gateway.clone(), self.slots.clone(), self.waiting.clone(), run.clone());
+        let (closing, stopping) = (self.closing.clone(), self.stopping.clone());
         tokio::spawn(async move {
             let run = task_run;
             let permit = tokio::select! {
-                p = slots.acquire_owned() => p.ok(),
-                () = run.cancel.cancelled() => None,
+                p = slots.acquire_owned() => p.ok().map(Some),
+                () = run.cancel.cancelled() => Some(None),
+                // The service stops: a queued run stays unfinished in the journal.
+                () = closing.cancelled() => None,
             };
             waiting.fetch_sub(1, Ordering::SeqCst);
-            let Some(_permit) = permit else {
-                finish_cancelled(&gateway, &run).await;
-                return;
+            let _permit = match permit {
+                Some(Some(p)) => p,
+                Some(None) => return finish(&gateway, &run, RunState::Cancelled).await,
+                None => return,
             };
             run.state.send_replace(RunState::Running);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -219,30 +282,34 @@ impl Runs {
                 })
             };
             let options = RunOptions { progress: Some(tx), run_id: Some(run.id), account: submission.account };
-            let work = gateway.run_with(submission.request, options);
-            let result = tokio::select! {
-                r = work => Some(r),
-                () = run.cancel.cancelled() => None,
-            };
-            let _ = forward.await;
-            match result {
-                Some(Ok(report)) => {
-                    run.state.send_replace(RunState::Done { report: Box::new(report) });
+            let work = async {
+                match resumed {
+                    Some(record) => gateway.resume_run(record, options).await,
+                    None => gateway.run_with(submission.request, options).await,
                 }
+            };
+            let result = tokio::select! {
+                r = work => Some(Some(r)),
+                () = run.cancel.cancelled() => Some(None),
+                // The stop's grace is over: the run stays unfinished in the
+                // journal (its finished units are there) for the next start.
+                () = stopping.cancelled() => None,
+            };
+            let Some(result) = result else { return };
+            let _ = forward.await;
+            let state = match result {
+                Some(Ok(report)) => RunState::Done { report: Box::new(report) },
                 Some(Err(e)) => {
                     let api = ApiError::from(&e);
                     let partial = match e {
                         GatewayError::Failed { partial, .. } => Some(partial),
                         _ => None,
                     };
-                    run.state.send_replace(RunState::Failed {
-                        error: api.message,
-                        http_status: api.status.as_u16(),
-                        partial,
-                    });
+                    RunState::Failed { error: api.message, http_status: api.status.as_u16(), partial }
                 }
-                None => finish_cancelled(&gateway, &run).await,
-            }
+                None => RunState::Cancelled,
+            };
+            finish(&gateway, &run, state).await;
         });
         run
     }
@@ -278,18 +345,38 @@ impl Runs {
         (running, self.waiting.load(Ordering::SeqCst))
     }
 
-    /// Take no new runs from now on.
+    /// Take no new runs from now on, and start no queued one: those stay
+    /// unfinished in the journal. Running runs go on (see [`Runs::drain`]).
     pub fn close(&self) {
         self.closing.cancel();
     }
+
+    /// Close, let running runs finish for up to `grace`, then stop those
+    /// still working: they stay unfinished in the journal (not cancelled),
+    /// for the next start to resume.
+    pub async fn drain(&self, grace: std::time::Duration) {
+        self.close();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.load().0 > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.stopping.cancel();
+    }
 }
 
-async fn finish_cancelled(gateway: &Gateway, run: &Run) {
+/// The run is over: its outcome goes to the journal, then to its readers.
+async fn finish(gateway: &Gateway, run: &Run, state: RunState) {
     let id = run.id;
-    if let Err(e) = gateway.on_journal(move |j| j.finish_run(id, "cancelled")).await {
-        tracing::warn!(run = id, error = %e, "cannot mark the run cancelled in the journal");
+    match serde_json::to_value(&state) {
+        Ok(outcome) => {
+            let status = state.name();
+            if let Err(e) = gateway.on_journal(move |j| j.record_outcome(id, status, &outcome)).await {
+                tracing::warn!(run = id, error = %e, "cannot keep the run's outcome in the journal");
+            }
+        }
+        Err(e) => tracing::warn!(run = id, error = %e, "cannot write the run's outcome"),
     }
-    run.state.send_replace(RunState::Cancelled);
+    run.state.send_replace(state);
 }
 
 fn now_s() -> i64 {

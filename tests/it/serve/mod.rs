@@ -15,6 +15,8 @@ use vidgate::provider::{Capabilities, Provider};
 use vidgate::schema::Usage;
 use vidgate::serve::App;
 
+mod restart;
+
 /// A service on a free loopback port, stopped when dropped.
 #[allow(dead_code)] // each field serves some of the tests
 pub struct Server {

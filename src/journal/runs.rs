@@ -1,0 +1,175 @@
+//! Runs as a service keeps them across restarts: who paid for a run and how
+//! it ended (its report, or its error), which process instance owns an
+//! unfinished run, and the runs a restarted service serves again or resumes.
+
+use rusqlite::{params, Connection};
+
+use super::{now_s, stored_request, Journal, JournalError, RunRecord, RUN_LEASE_S};
+use crate::schema::VideoRequest;
+
+/// A finished run as the journal keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedRun {
+    pub id: i64,
+    pub request: VideoRequest,
+    pub started_unix_s: i64,
+    pub finished_unix_s: i64,
+    /// The account (API key id) that paid, if any.
+    pub account: Option<String>,
+    /// How it ended, as its service wrote it (report, or error and status).
+    pub outcome: serde_json::Value,
+}
+
+impl Journal {
+    /// Note who pays for the run `id` and which service instance works on it.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn set_run_owner(&self, id: i64, account: Option<&str>, owner: &str) -> Result<(), JournalError> {
+        let (account, owner) = (account.map(str::to_string), owner.to_string());
+        self.with(move |c| {
+            c.execute("UPDATE runs SET account = ?1, owner = ?2 WHERE id = ?3", params![account, owner, id]).map(drop)
+        })
+    }
+
+    /// Mark the run `id` finished with `status`, keeping its `outcome`.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn record_outcome(&self, id: i64, status: &str, outcome: &serde_json::Value) -> Result<(), JournalError> {
+        let (status, outcome) = (status.to_string(), outcome.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE runs SET status = ?1, outcome = ?2, finished_unix_s = COALESCE(finished_unix_s, ?3) WHERE id = ?4",
+                params![status, outcome, now_s(), id],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The runs finished since `since_unix_s` with an outcome kept, oldest first.
+    ///
+    /// # Errors
+    /// A read failure; a run whose request or outcome no longer parses is skipped.
+    pub fn recent_runs(&self, since_unix_s: i64) -> Result<Vec<FinishedRun>, JournalError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, request, started_unix_s, finished_unix_s, account, outcome FROM runs
+                 WHERE outcome IS NOT NULL AND status != 'running' AND finished_unix_s >= ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![since_unix_s], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, request, started_unix_s, finished_unix_s, account, outcome) = row?;
+                if let (Ok(request), Ok(outcome)) = (stored_request(&request), serde_json::from_str(&outcome)) {
+                    out.push(FinishedRun { id, request, started_unix_s, finished_unix_s, account, outcome });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The unfinished runs this `owner` may resume, oldest first, each with
+    /// its account: its own (a restart of the same instance), and any other
+    /// service's whose lease ran out. A command line run (no owner) is left
+    /// to `vidgate resume`.
+    ///
+    /// # Errors
+    /// A read failure.
+    pub fn resumable_runs(&self, owner: &str) -> Result<Vec<(RunRecord, Option<String>)>, JournalError> {
+        let owner = owner.to_string();
+        self.with(move |c| resumable(c, &owner))
+    }
+
+    /// Take the unfinished run `id` for `owner` under its own id: leased to
+    /// it from now, if it is its own or its lease ran out. Whether it was.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn claim_run(&self, id: i64, owner: &str) -> Result<bool, JournalError> {
+        let owner = owner.to_string();
+        self.with(move |c| {
+            let now = now_s();
+            let changed = c.execute(
+                "UPDATE runs SET owner = ?1, lease_until_unix_s = ?2
+                 WHERE id = ?3 AND status = 'running' AND (owner = ?1 OR lease_until_unix_s <= ?4)",
+                params![owner, now + RUN_LEASE_S, id, now],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+}
+
+fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Option<String>)>> {
+    let mut stmt = c.prepare(
+        "SELECT id, request, started_unix_s, video_hash, lease_until_unix_s, account FROM runs
+         WHERE status = 'running' AND owner IS NOT NULL AND (owner = ?1 OR lease_until_unix_s <= ?2) ORDER BY id",
+    )?;
+    let mut rows = stmt.query(params![owner, now_s()])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(1)?;
+        if let Ok(request) = stored_request(&text) {
+            let record = RunRecord {
+                id: row.get(0)?,
+                request,
+                started_unix_s: row.get(2)?,
+                video_hash: row.get(3)?,
+                lease_until_unix_s: row.get(4)?,
+            };
+            out.push((record, row.get(5)?));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> VideoRequest {
+        VideoRequest::new("/v.mp4", crate::schema::Task::Describe)
+    }
+
+    #[test]
+    fn an_outcome_is_kept_and_listed_with_its_account() {
+        let j = Journal::in_memory().unwrap();
+        let id = j.start_run(&request()).unwrap();
+        j.set_run_owner(id, Some("key1"), "me").unwrap();
+        assert!(j.recent_runs(0).unwrap().is_empty(), "an unfinished run is not listed as finished");
+        let outcome = serde_json::json!({"status": "failed", "error": "x", "http_status": 502});
+        j.record_outcome(id, "failed", &outcome).unwrap();
+        let runs = j.recent_runs(0).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].id, runs[0].account.as_deref(), &runs[0].outcome), (id, Some("key1"), &outcome));
+        assert!(j.recent_runs(now_s() + 10).unwrap().is_empty(), "older runs are left out");
+    }
+
+    #[test]
+    fn an_instance_resumes_its_own_runs_at_once_and_never_a_live_one_of_another() {
+        let j = Journal::in_memory().unwrap();
+        let mine = j.start_run(&request()).unwrap();
+        j.set_run_owner(mine, None, "me").unwrap();
+        let theirs = j.start_run(&request()).unwrap();
+        j.set_run_owner(theirs, None, "other").unwrap();
+        let ids: Vec<i64> = j.resumable_runs("me").unwrap().into_iter().map(|(r, _)| r.id).collect();
+        assert_eq!(ids, vec![mine]);
+        assert!(!j.claim_run(theirs, "me").unwrap(), "a live run of another instance is never taken");
+        assert!(j.claim_run(mine, "me").unwrap());
+        j.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![theirs])).unwrap();
+        assert!(j.claim_run(theirs, "me").unwrap(), "a run whose lease ran out is taken");
+        let cli = j.start_run(&request()).unwrap();
+        j.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![cli])).unwrap();
+        let ids: Vec<i64> = j.resumable_runs("me").unwrap().into_iter().map(|(r, _)| r.id).collect();
+        assert!(!ids.contains(&cli), "a command line run is left to `vidgate resume`: {ids:?}");
+    }
+}
