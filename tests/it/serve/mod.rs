@@ -2,6 +2,8 @@
 //! as the real binary for the tests that need a process (signals, clients
 //! in other languages, a browser).
 
+mod native;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
