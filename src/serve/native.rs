@@ -15,6 +15,7 @@ pub fn routes() -> Router<App> {
         .route("/healthz", get(healthz))
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(run_status).delete(cancel_run))
+        .route("/v1/runs/{id}/{file}", get(report))
 }
 
 async fn healthz(State(app): State<App>) -> Json<Value> {
@@ -48,4 +49,30 @@ async fn cancel_run(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<
     app.runs.cancel(id);
     let state = run.finished().await;
     Ok(Json(json!({ "id": id, "status": state.name() })))
+}
+
+/// A finished run's report as `report.json`, `report.md`, `report.srt` or
+/// `report.vtt`; 409 while the run is not done.
+async fn report(
+    State(app): State<App>,
+    Path((id, file)): Path<(i64, String)>,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
+    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let super::runs::RunState::Done { report } = run.state() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "invalid_request_error",
+            format!("run {id} is {}; its report comes when it is done", run.state().name()),
+        ));
+    };
+    let (kind, body) = match file.as_str() {
+        "report.json" => {
+            ("application/json", serde_json::to_string_pretty(&report).map_err(|e| ApiError::invalid(e.to_string()))?)
+        }
+        "report.md" => ("text/markdown; charset=utf-8", crate::render::markdown(&report)),
+        "report.srt" => ("application/x-subrip; charset=utf-8", crate::render::srt(&report.events)),
+        "report.vtt" => ("text/vtt; charset=utf-8", crate::render::vtt(&report.events)),
+        other => return Err(ApiError::not_found(format!("no {other}: try report.json, .md, .srt or .vtt"))),
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], body))
 }

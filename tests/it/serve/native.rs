@@ -34,3 +34,30 @@ fn runs_are_listed_newest_first_and_an_unknown_one_cannot_be_cancelled() {
     assert_eq!(body["id"], ids[0], "{body}");
     assert_eq!(body["status"], "done", "a finished run stays done: {body}");
 }
+
+#[test]
+fn a_done_run_gives_its_report_in_four_formats() {
+    let (server, _) = with_fake();
+    let clip = crate::util::testsrc_10s();
+    let run = block_on(
+        server.app.runs.submit(Submission { request: VideoRequest::new(&clip, Task::Timeline), account: None }),
+    )
+    .unwrap();
+    block_on(run.finished());
+    for (ext, kind, needle) in [
+        ("json", "application/json", "\"events\""),
+        ("md", "text/markdown", "#"),
+        ("srt", "application/x-subrip", "-->"),
+        ("vtt", "text/vtt", "WEBVTT"),
+    ] {
+        let (status, ct, body) = block_on(async {
+            let r = server.client().get(server.url(&format!("/v1/runs/{}/report.{ext}", run.id))).send().await?;
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            Ok::<_, reqwest::Error>((r.status(), ct, r.text().await?))
+        })
+        .unwrap();
+        assert_eq!(status, 200, "{ext}: {body}");
+        assert!(ct.starts_with(kind), "{ext}: {ct}");
+        assert!(body.contains(needle), "{ext}: {body}");
+    }
+}
