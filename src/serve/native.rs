@@ -6,10 +6,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::runs::Run;
 use super::{ApiError, App};
 
+/// The native API's routes.
 pub fn routes() -> Router<App> {
-    Router::new().route("/healthz", get(healthz)).route("/v1/runs/{id}", get(run_status))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(run_status).delete(cancel_run))
+        .route("/v1/runs/{id}/{file}", get(report))
 }
 
 async fn healthz(State(app): State<App>) -> Json<Value> {
@@ -17,11 +23,56 @@ async fn healthz(State(app): State<App>) -> Json<Value> {
     Json(json!({ "status": "ok", "runs": { "running": running, "waiting": waiting } }))
 }
 
-/// A run's state, and its report once done.
-async fn run_status(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+/// A run as the API shows it: its state, and its report once done.
+fn run_json(run: &Run) -> Result<Value, ApiError> {
     let mut body = serde_json::to_value(run.state()).map_err(|e| ApiError::invalid(e.to_string()))?;
     body["id"] = json!(run.id);
     body["created"] = json!(run.created_unix_s);
-    Ok(Json(body))
+    Ok(body)
+}
+
+/// A run's state, and its report once done.
+async fn run_status(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    Ok(Json(run_json(&run)?))
+}
+
+/// Every run held, newest first.
+async fn list_runs(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let data = app.runs.list().iter().map(|r| run_json(r)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+/// Cancel a run; answers once it is over.
+async fn cancel_run(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    app.runs.cancel(id);
+    let state = run.finished().await;
+    Ok(Json(json!({ "id": id, "status": state.name() })))
+}
+
+/// A finished run's report as `report.json`, `report.md`, `report.srt` or
+/// `report.vtt`; 409 while the run is not done.
+async fn report(
+    State(app): State<App>,
+    Path((id, file)): Path<(i64, String)>,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
+    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let super::runs::RunState::Done { report } = run.state() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "invalid_request_error",
+            format!("run {id} is {}; its report comes when it is done", run.state().name()),
+        ));
+    };
+    let (kind, body) = match file.as_str() {
+        "report.json" => {
+            ("application/json", serde_json::to_string_pretty(&report).map_err(|e| ApiError::invalid(e.to_string()))?)
+        }
+        "report.md" => ("text/markdown; charset=utf-8", crate::render::markdown(&report)),
+        "report.srt" => ("application/x-subrip; charset=utf-8", crate::render::srt(&report.events)),
+        "report.vtt" => ("text/vtt; charset=utf-8", crate::render::vtt(&report.events)),
+        other => return Err(ApiError::not_found(format!("no {other}: try report.json, .md, .srt or .vtt"))),
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], body))
 }

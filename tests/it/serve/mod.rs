@@ -3,6 +3,7 @@
 //! in other languages, a browser).
 
 mod keys;
+mod native;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
