@@ -17,6 +17,7 @@ use vidgate::schema::Usage;
 use vidgate::serve::App;
 
 mod restart;
+mod web;
 
 /// A service on a free loopback port, stopped when dropped.
 #[allow(dead_code)] // each field serves some of the tests
@@ -44,7 +45,12 @@ impl Server {
     /// Serve `config` with `providers` standing in for the profiles of the
     /// same names, on the shared test runtime. Uploads and the journal go to
     /// a temp dir.
-    pub fn start(mut config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
+    pub fn start(config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
+        Self::start_with(config, providers, axum::Router::new())
+    }
+
+    /// [`Server::start`] with `extra` routes beside the service's own.
+    pub fn start_with(mut config: Config, providers: Vec<(&str, Arc<dyn Provider>)>, extra: axum::Router<App>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         config.server.data_dir = Some(dir.path().join("uploads"));
         let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
@@ -61,7 +67,7 @@ impl Server {
         let listener = crate::util::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = vidgate::serve::router(app.clone());
+        let router = vidgate::serve::router(app.clone()).merge(extra.with_state(app.clone()));
         crate::util::runtime().spawn(async move {
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
