@@ -46,11 +46,19 @@ impl Server {
     /// same names, on the shared test runtime. Uploads and the journal go to
     /// a temp dir.
     pub fn start(config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
-        Self::start_with(config, providers, axum::Router::new())
+        Self::start_inner(config, providers, None)
     }
 
     /// [`Server::start`] with `extra` routes beside the service's own.
-    pub fn start_with(mut config: Config, providers: Vec<(&str, Arc<dyn Provider>)>, extra: axum::Router<App>) -> Self {
+    pub fn start_with(config: Config, providers: Vec<(&str, Arc<dyn Provider>)>, extra: axum::Router<App>) -> Self {
+        Self::start_inner(config, providers, Some(extra))
+    }
+
+    fn start_inner(
+        mut config: Config,
+        providers: Vec<(&str, Arc<dyn Provider>)>,
+        extra: Option<axum::Router<App>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         config.server.data_dir = Some(dir.path().join("uploads"));
         let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
@@ -67,7 +75,11 @@ impl Server {
         let listener = crate::util::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = vidgate::serve::router(app.clone()).merge(extra.with_state(app.clone()));
+        // A merged router would answer its own misses without the service's layers.
+        let router = match extra {
+            Some(extra) => vidgate::serve::router(app.clone()).merge(extra.with_state(app.clone())),
+            None => vidgate::serve::router(app.clone()),
+        };
         crate::util::runtime().spawn(async move {
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {

@@ -56,7 +56,10 @@ fn get(app: &App, path: &str) -> serde_json::Value {
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
         let client = reqwest::Client::new();
         let mut request = client.get(format!("{base}{path}"));
-        request = request.bearer_auth("vg-test-key");
+        let name = format!("restart-{}", vidgate::serve::uploads::new_id());
+        let new = vidgate::journal::NewKey { name, ..Default::default() };
+        let key = app.gateway.journal().create_key(&new).unwrap().key.expose().to_string();
+        request = request.bearer_auth(key);
         let body = request.send().await.unwrap().json().await.unwrap();
         server.abort();
         body

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::{config, scripted, Server};
 
 fn get(server: &Server, path: &str) -> reqwest::Response {
-    crate::util::block_on(reqwest::Client::new().get(server.url(path)).send()).unwrap()
+    crate::util::block_on(server.client().get(server.url(path)).send()).unwrap()
 }
 
 #[test]
