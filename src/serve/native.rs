@@ -2,9 +2,11 @@
 //! plans, providers, health and metrics.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+mod jobs;
 
 use super::runs::Run;
 use super::{ApiError, App};
@@ -13,7 +15,9 @@ use super::{ApiError, App};
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/v1/runs", get(list_runs))
+        .route("/v1/videos", post(jobs::upload))
+        .route("/v1/runs", get(list_runs).post(jobs::submit))
+        .route("/v1/runs/{id}/events", get(jobs::events))
         .route("/v1/runs/{id}", get(run_status).delete(cancel_run))
         .route("/v1/runs/{id}/{file}", get(report))
 }

@@ -46,19 +46,10 @@ impl Server {
     /// same names, on the shared test runtime. Uploads and the journal go to
     /// a temp dir.
     pub fn start(config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
-        Self::start_inner(config, providers, None)
+        Self::start_inner(config, providers)
     }
 
-    /// [`Server::start`] with `extra` routes beside the service's own.
-    pub fn start_with(config: Config, providers: Vec<(&str, Arc<dyn Provider>)>, extra: axum::Router<App>) -> Self {
-        Self::start_inner(config, providers, Some(extra))
-    }
-
-    fn start_inner(
-        mut config: Config,
-        providers: Vec<(&str, Arc<dyn Provider>)>,
-        extra: Option<axum::Router<App>>,
-    ) -> Self {
+    fn start_inner(mut config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         config.server.data_dir = Some(dir.path().join("uploads"));
         let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
@@ -75,11 +66,7 @@ impl Server {
         let listener = crate::util::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        // A merged router would answer its own misses without the service's layers.
-        let router = match extra {
-            Some(extra) => vidgate::serve::router(app.clone()).merge(extra.with_state(app.clone())),
-            None => vidgate::serve::router(app.clone()),
-        };
+        let router = vidgate::serve::router(app.clone());
         crate::util::runtime().spawn(async move {
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {

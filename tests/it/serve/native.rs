@@ -3,7 +3,7 @@
 use vidgate::schema::{Task, VideoRequest};
 use vidgate::serve::runs::Submission;
 
-use super::with_fake;
+use super::{with_fake, Server};
 use crate::util::block_on;
 
 #[test]
@@ -60,4 +60,53 @@ fn a_done_run_gives_its_report_in_four_formats() {
         assert!(ct.starts_with(kind), "{ext}: {ct}");
         assert!(body.contains(needle), "{ext}: {body}");
     }
+}
+
+/// `curl` with the server's key, its output.
+fn curl(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-H", &format!("Authorization: Bearer {}", server.key)])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn curl_uploads_a_clip_starts_a_run_and_reads_its_events_to_the_end() {
+    let (server, fake) = super::with_fake();
+    let clip = crate::util::testsrc_10s();
+    let uploaded: serde_json::Value =
+        serde_json::from_str(&curl(&server, &["-F", &format!("file=@{}", clip.display()), &server.url("/v1/videos")]))
+            .unwrap();
+    assert_eq!(uploaded["probe"]["duration_ms"], 10_000, "{uploaded}");
+    let body = serde_json::json!({ "video": uploaded["id"], "task": "timeline" }).to_string();
+    let started: serde_json::Value = serde_json::from_str(&curl(
+        &server,
+        &["-H", "content-type: application/json", "-d", &body, &server.url("/v1/runs")],
+    ))
+    .unwrap();
+    let id = started["id"].as_i64().unwrap_or_else(|| panic!("{started}"));
+    let events = curl(&server, &["-N", &server.url(&format!("/v1/runs/{id}/events"))]);
+    let kinds: Vec<&str> = events.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(kinds.last(), Some(&"end"), "{events}");
+    assert!(events.contains("\"kind\":\"planned\"") && events.contains("\"kind\":\"done\""), "{events}");
+    assert!(events.contains("{\"status\":\"done\"}"), "{events}");
+    assert!(fake.calls() > 0);
+    // A key the body does not have, a task without its question, an upload that is no video.
+    for (body, needle) in [
+        (serde_json::json!({ "video": uploaded["id"], "task": "timeline", "colour": 1 }), "colour"),
+        (serde_json::json!({ "video": uploaded["id"], "task": "ask" }), "question"),
+    ] {
+        let answer =
+            curl(&server, &["-H", "content-type: application/json", "-d", &body.to_string(), &server.url("/v1/runs")]);
+        assert!(answer.contains("invalid_request_error") && answer.contains(needle), "{answer}");
+    }
+    let text = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(text.path(), "not a video").unwrap();
+    let refused = curl(&server, &["-F", &format!("file=@{}", text.path().display()), &server.url("/v1/videos")]);
+    assert!(refused.contains("not a video"), "{refused}");
+    let left = std::fs::read_dir(server.app.server.uploads_dir()).unwrap().count();
+    assert_eq!(left, 1, "only the clip is kept");
 }

@@ -108,62 +108,6 @@ fn chromedriver() -> Option<Driver> {
     Some(driver)
 }
 
-/// Stand-ins for the jobs API routes the page calls, over the real uploads
-/// and runs, until the jobs API is on this branch.
-mod jobs {
-    use axum::extract::{Multipart, Path, State};
-    use axum::http::{header, StatusCode};
-    use axum::response::IntoResponse;
-    use axum::routing::{get, post};
-    use axum::{Json, Router};
-    use serde_json::{json, Value};
-    use vidgate::schema::{Task, VideoRequest};
-    use vidgate::serve::runs::Submission;
-    use vidgate::serve::{App, RunState};
-
-    pub fn routes() -> Router<App> {
-        Router::new()
-            .route("/v1/videos", post(upload))
-            .route("/v1/runs", post(start))
-            .route("/v1/runs/{id}/events", get(events))
-            .route("/v1/runs/{id}/report.srt", get(srt))
-    }
-
-    async fn upload(State(app): State<App>, mut form: Multipart) -> impl IntoResponse {
-        let field = form.next_field().await.unwrap().unwrap();
-        let bytes = field.bytes().await.unwrap();
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes)]);
-        let saved = vidgate::serve::uploads::save(&app.server.uploads_dir(), "mp4", u64::MAX, body).await.unwrap();
-        (StatusCode::CREATED, Json(json!({ "id": saved.id, "bytes": saved.bytes })))
-    }
-
-    async fn start(State(app): State<App>, Json(body): Json<Value>) -> impl IntoResponse {
-        assert_eq!(body["task"], "timeline", "{body}");
-        let id = body["video"].as_str().unwrap();
-        let found = vidgate::serve::uploads::find(&app.server.uploads_dir(), id).unwrap();
-        let request = VideoRequest::new(&found.path, Task::Timeline);
-        let run = app.runs.submit(Submission { request, account: None }).await.unwrap();
-        (StatusCode::ACCEPTED, Json(json!({ "id": run.id, "status": "queued" })))
-    }
-
-    async fn events(State(app): State<App>, Path(id): Path<i64>) -> impl IntoResponse {
-        let run = app.runs.get(id).unwrap();
-        let state = run.finished().await;
-        let (history, _) = run.events();
-        let mut body = String::new();
-        for event in history {
-            body += &format!("event: progress\ndata: {}\n\n", serde_json::to_string(&event).unwrap());
-        }
-        body += &format!("event: end\ndata: {}\n\n", json!({ "status": state.name() }));
-        ([(header::CONTENT_TYPE, "text/event-stream")], body)
-    }
-
-    async fn srt(State(app): State<App>, Path(id): Path<i64>) -> impl IntoResponse {
-        let RunState::Done { report } = app.runs.get(id).unwrap().state() else { panic!("run {id} is not done") };
-        ([(header::CONTENT_TYPE, "application/x-subrip")], vidgate::render::srt(&report.events))
-    }
-}
-
 /// Poll `script` in the page until it returns true.
 async fn wait_until(client: &fantoccini::Client, what: &str, script: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -184,7 +128,7 @@ fn the_page_uploads_a_clip_runs_a_timeline_seeks_the_player_and_downloads_srt() 
     use fantoccini::{ClientBuilder, Locator};
     let Some(driver) = chromedriver() else { return };
     let fake = std::sync::Arc::new(scripted("fake"));
-    let server = Server::start_with(config("fake"), vec![("fake", fake.clone() as _)], jobs::routes());
+    let server = Server::start(config("fake"), vec![("fake", fake.clone() as _)]);
     let clip = crate::util::testsrc_10s();
     let downloads = tempfile::tempdir().unwrap();
     let capabilities = json!({
