@@ -13,7 +13,7 @@ use vidgate::schema::{SamplingMode, SamplingPlan, Task, TimeRange, Usage, VideoR
 
 use crate::util::*;
 
-const UNIT_USD: f64 = 0.001;
+pub(crate) const UNIT_USD: f64 = 0.001;
 
 fn usage() -> Usage {
     Usage { input_tokens: 100, output_tokens: 20, cost_usd: UNIT_USD }
@@ -24,7 +24,7 @@ fn answer(text: &str) -> Step {
 }
 
 /// A scripted provider that sees one frame per call and costs $0.001 a call.
-fn scripted(id: &str) -> ScriptedProvider {
+pub(crate) fn scripted(id: &str) -> ScriptedProvider {
     ScriptedProvider::new(id)
         .with_capabilities(Capabilities {
             max_images_per_call: 1,

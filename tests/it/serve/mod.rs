@@ -11,9 +11,8 @@ use std::sync::Arc;
 use vidgate::config::{Config, Protocol, ProviderProfile};
 use vidgate::gateway::Gateway;
 use vidgate::journal::{Journal, NewKey};
-use vidgate::provider::scripted::{ScriptedProvider, Step};
-use vidgate::provider::{Capabilities, Provider};
-use vidgate::schema::Usage;
+use vidgate::provider::scripted::ScriptedProvider;
+use vidgate::provider::Provider;
 use vidgate::serve::App;
 
 mod restart;
@@ -99,24 +98,9 @@ pub fn client_with(key: &str) -> reqwest::Client {
     reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
-/// What one scripted call costs.
-pub const UNIT_USD: f64 = 0.001;
-
-/// A scripted provider that sees one frame a call, costs [`UNIT_USD`] a call
-/// and describes what it is shown.
-pub fn scripted(id: &str) -> ScriptedProvider {
-    ScriptedProvider::new(id)
-        .with_capabilities(Capabilities {
-            max_images_per_call: 1,
-            max_inline_bytes: 1 << 30,
-            ..Capabilities::default()
-        })
-        .with_cost_per_call(UNIT_USD)
-        .with_fallback(Step::Answer {
-            text: "{time}: a test pattern".into(),
-            usage: Usage { input_tokens: 100, output_tokens: 20, cost_usd: UNIT_USD },
-        })
-}
+/// One scripted call's cost, and a provider that sees one frame a call:
+/// the gateway tests' own.
+pub(crate) use crate::gateway::{scripted, UNIT_USD};
 
 /// A config whose chain is the one profile `name`, served by a scripted provider.
 pub fn config(name: &str) -> Config {
