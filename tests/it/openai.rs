@@ -91,7 +91,7 @@ async fn run(profile: ProviderProfile, job: Job) -> Run {
 }
 
 /// A chat completion in the recorded shape, saying which frames it saw.
-fn completion(text: &str) -> Value {
+pub(crate) fn completion(text: &str) -> Value {
     json!({
         "id": "chatcmpl-test",
         "object": "chat.completion",

@@ -3,6 +3,7 @@
 //! in other languages, a browser).
 
 mod keys;
+mod kill;
 mod native;
 
 use std::net::SocketAddr;
