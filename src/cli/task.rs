@@ -194,7 +194,7 @@ where
 fn print_result(result: Result<VideoReport, GatewayError>, format: Format, gateway: &Gateway) -> anyhow::Result<()> {
     let report = match result {
         Ok(report) => report,
-        Err(GatewayError::Failed { summary, partial }) => {
+        Err(GatewayError::Failed { summary, partial, .. }) => {
             if !partial.observations.is_empty() {
                 eprintln!(
                     "vidgate: {} observations were made before the failure; {}",

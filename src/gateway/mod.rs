@@ -69,9 +69,11 @@ pub enum GatewayError {
     /// `kept` says what the journal holds of the work done.
     #[error("the request's deadline of {ms} ms passed; {kept}")]
     Deadline { ms: u64, kept: String },
-    /// Every provider failed. What was done is in `partial` (and the journal).
+    /// Every provider failed, or a budget ran out mid-run (`over_budget`:
+    /// the providers are not at fault). What was done is in `partial` (and
+    /// the journal).
     #[error("{summary}")]
-    Failed { summary: String, partial: Box<VideoReport> },
+    Failed { summary: String, partial: Box<VideoReport>, over_budget: bool },
 }
 
 /// Serves requests on the providers a config names. Cheap to share: one

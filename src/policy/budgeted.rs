@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Budget, Reservation};
-use crate::provider::{ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
+use crate::provider::{Cause, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 
 /// Every call reserves against each of its budgets (the request's and the
 /// day's, say); it is made only when all of them have room.
@@ -61,7 +61,8 @@ impl Budgeted {
                 Ok(r) => held.push(r),
                 Err(e) => {
                     held.into_iter().for_each(Reservation::release);
-                    let mut err = ProviderError::new(self.inner.id(), ErrorClass::FallBack, e.to_string());
+                    let mut err = ProviderError::new(self.inner.id(), ErrorClass::FallBack, e.to_string())
+                        .with_cause(Cause::Budget);
                     err.not_sent = true;
                     return Err(err);
                 }

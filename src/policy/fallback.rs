@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::Breaker;
-use crate::provider::{Capabilities, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
+use crate::provider::{Capabilities, Cause, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 
 pub struct FallbackChain {
     providers: Vec<Arc<dyn Provider>>,
@@ -87,10 +87,11 @@ impl FallbackChain {
     pub async fn run_unit(&self, job: &Job) -> Result<(usize, ProviderOutput), ProviderError> {
         let mut reasons = Vec::new();
         let mut all_unreachable = !self.providers.is_empty();
+        let mut all_over_budget = !self.providers.is_empty();
         for (i, provider) in self.providers.iter().enumerate() {
             if self.benched(i) {
                 reasons.push(format!("{}: benched for a cooldown after failing", provider.id()));
-                all_unreachable = false;
+                (all_unreachable, all_over_budget) = (false, false);
                 continue;
             }
             match provider.run(job).await {
@@ -98,6 +99,7 @@ impl FallbackChain {
                 Err(e) if e.class == ErrorClass::Fatal => return Err(e),
                 Err(e) => {
                     all_unreachable &= e.unreachable;
+                    all_over_budget &= e.cause == Cause::Budget;
                     tracing::warn!(provider = provider.id(), error = %e, "falling back to the next provider");
                     reasons.push(e.to_string());
                 }
@@ -112,6 +114,9 @@ impl FallbackChain {
             ),
         );
         err.unreachable = all_unreachable;
+        if all_over_budget {
+            err.cause = Cause::Budget;
+        }
         Err(err)
     }
 }

@@ -49,6 +49,9 @@ pub enum Cause {
     Transport,
     /// An answer came but cannot be used (garbled, empty, over the cap).
     BadAnswer,
+    /// vidgate's own budget (the request's, the day's or a key's) refused
+    /// the call before it was sent.
+    Budget,
     #[default]
     Other,
 }

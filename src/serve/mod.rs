@@ -142,7 +142,7 @@ impl From<&GatewayError> for ApiError {
             GatewayError::Input(_) | GatewayError::Media(_) | GatewayError::Fetch(_) | GatewayError::Route(_) => {
                 ApiError::invalid(message)
             }
-            GatewayError::OverBudget(_) => {
+            GatewayError::OverBudget(_) | GatewayError::Failed { over_budget: true, .. } => {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_quota", message).code("over_budget")
             }
             GatewayError::Deadline { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),

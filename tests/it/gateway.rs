@@ -245,7 +245,7 @@ fn with_every_provider_down_the_error_names_each_and_nothing_loops() {
     let g = gateway(config(&["a", "b"]), &[("a", &a), ("b", &b)]);
     let started = std::time::Instant::now();
     let err = run(&g, request(Task::Describe)).unwrap_err();
-    let GatewayError::Failed { summary, partial } = &err else { panic!("{err}") };
+    let GatewayError::Failed { summary, partial, .. } = &err else { panic!("{err}") };
     assert!(summary.contains("a: 0 ok, 2 failed") && summary.contains("connection refused"), "{summary}");
     assert!(summary.contains("b: 0 ok, 3 failed") && summary.contains("HTTP 500"), "{summary}");
     assert!(partial.observations.is_empty());
@@ -437,7 +437,7 @@ fn a_call_that_panics_fails_its_unit_and_the_run() {
     let a = Arc::new(scripted("a").with_steps(steps));
     let g = gateway(config(&["a"]), &[("a", &a)]);
     let err = run(&g, request(Task::Describe)).unwrap_err();
-    let GatewayError::Failed { summary, partial } = &err else { panic!("{err}") };
+    let GatewayError::Failed { summary, partial, .. } = &err else { panic!("{err}") };
     assert!(summary.starts_with("1 units got no answer from any provider (the first at 00:03.000: "), "{summary}");
     assert!(summary.contains("a: the call panicked: a bug in the backend"), "{summary}");
     let times: Vec<u64> = partial.observations.iter().map(|o| o.range.start_ms).collect();

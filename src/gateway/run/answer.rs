@@ -13,7 +13,7 @@ impl Ctx<'_> {
         let folded = self.folded();
         self.report.events = folded.clone();
         if members.is_empty() {
-            return self.merge_unavailable(task, "no merge provider can be used".into());
+            return self.merge_unavailable(task, "no merge provider can be used".into(), false);
         }
         let chain = self.chain(members);
         self.merge = MergeLimits::for_members(&self.gateway.config.merge, members);
@@ -54,7 +54,7 @@ impl Ctx<'_> {
         self.report.reused_units += chain.reused();
         match result {
             Ok(()) => Ok(()),
-            Err(e) => self.merge_unavailable(task, e.to_string()),
+            Err(e) => self.merge_unavailable(task, e.to_string(), e.cause == crate::provider::Cause::Budget),
         }
     }
 
@@ -127,8 +127,14 @@ impl Ctx<'_> {
     }
 
     /// The merge step failed: a story or a timeline falls back to the folded
-    /// observations; an answer cannot, so the run fails with what it has.
-    pub(super) fn merge_unavailable(&mut self, task: &Task, reason: String) -> Result<(), GatewayError> {
+    /// observations; an answer cannot, so the run fails with what it has
+    /// (`over_budget`: a budget refused the call).
+    pub(super) fn merge_unavailable(
+        &mut self,
+        task: &Task,
+        reason: String,
+        over_budget: bool,
+    ) -> Result<(), GatewayError> {
         match task {
             Task::Describe | Task::Timeline => {
                 self.report.warnings.push(format!(
@@ -136,8 +142,10 @@ impl Ctx<'_> {
                 ));
                 Ok(())
             }
-            Task::Ask { .. } | Task::Find { .. } => Err(self
-                .failed(format!("the observations were gathered, but no provider could answer from them: {reason}"))),
+            Task::Ask { .. } | Task::Find { .. } => Err(self.failed_for(
+                format!("the observations were gathered, but no provider could answer from them: {reason}"),
+                over_budget,
+            )),
         }
     }
 }

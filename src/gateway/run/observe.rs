@@ -124,6 +124,7 @@ impl Ctx<'_> {
         // A story with holes is not the story of the video: the run fails,
         // and what was answered is kept (here and in the journal) for a rerun.
         let failed = observed.failures.len();
+        let over_budget = observed.failures.iter().any(|(_, e)| e.cause == crate::provider::Cause::Budget);
         let reason = match observed.failures.first() {
             Some((span, e)) => Some(format!(
                 "{failed} units got no answer from any provider (the first at {}: {e}); {} observations were made",
@@ -137,7 +138,7 @@ impl Ctx<'_> {
         };
         self.add_observations(observed.observations);
         match reason {
-            Some(reason) => Err(self.failed(reason)),
+            Some(reason) => Err(self.failed_for(reason, over_budget)),
             None => Ok(()),
         }
     }

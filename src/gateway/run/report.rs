@@ -39,11 +39,18 @@ impl Ctx<'_> {
 
     /// A failure, with everything done so far.
     pub(super) fn failed(&mut self, reason: String) -> GatewayError {
+        self.failed_for(reason, false)
+    }
+
+    /// [`Ctx::failed`]; `over_budget`, when a budget refused the calls the
+    /// run still needed.
+    pub(super) fn failed_for(&mut self, reason: String, over_budget: bool) -> GatewayError {
         let summary = attempt_summary(&self.log.snapshot(), &reason);
         let report = self.snapshot();
         GatewayError::Failed {
             summary: if summary.is_empty() { reason } else { format!("{reason} (attempts: {summary})") },
             partial: Box::new(report),
+            over_budget,
         }
     }
 
