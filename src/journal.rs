@@ -34,7 +34,7 @@ pub use accounts::AccountLedger;
 pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
 mod runs;
-pub use runs::FinishedRun;
+pub use runs::{FinishedRun, RunAccount};
 
 /// A journal that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,14 @@ pub struct FinishedRun {
     pub outcome: serde_json::Value,
 }
 
+/// Who pays for an unfinished run: its API key's id, and that key's daily
+/// cap as the key holds it now (none when the key is gone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunAccount {
+    pub id: String,
+    pub max_usd_per_day: Option<f64>,
+}
+
 impl Journal {
     /// Note who pays for the run `id` and which service instance works on it.
     ///
@@ -79,13 +87,13 @@ impl Journal {
     }
 
     /// The unfinished runs this `owner` may resume, oldest first, each with
-    /// its account: its own (a restart of the same instance), and any other
+    /// its account and that account's daily cap: its own (a restart of the same instance), and any other
     /// service's whose lease ran out. A command line run (no owner) is left
     /// to `vidgate resume`.
     ///
     /// # Errors
     /// A read failure.
-    pub fn resumable_runs(&self, owner: &str) -> Result<Vec<(RunRecord, Option<String>)>, JournalError> {
+    pub fn resumable_runs(&self, owner: &str) -> Result<Vec<(RunRecord, Option<RunAccount>)>, JournalError> {
         let owner = owner.to_string();
         self.with(move |c| resumable(c, &owner))
     }
@@ -109,10 +117,12 @@ impl Journal {
     }
 }
 
-fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Option<String>)>> {
+fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Option<RunAccount>)>> {
     let mut stmt = c.prepare(
-        "SELECT id, request, started_unix_s, video_hash, lease_until_unix_s, account FROM runs
-         WHERE status = 'running' AND owner IS NOT NULL AND (owner = ?1 OR lease_until_unix_s <= ?2) ORDER BY id",
+        "SELECT r.id, r.request, r.started_unix_s, r.video_hash, r.lease_until_unix_s, r.account, k.max_usd_per_day
+         FROM runs r LEFT JOIN api_keys k ON k.id = r.account
+         WHERE r.status = 'running' AND r.owner IS NOT NULL AND (r.owner = ?1 OR r.lease_until_unix_s <= ?2)
+         ORDER BY r.id",
     )?;
     let mut rows = stmt.query(params![owner, now_s()])?;
     let mut out = Vec::new();
@@ -126,7 +136,11 @@ fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Op
                 video_hash: row.get(3)?,
                 lease_until_unix_s: row.get(4)?,
             };
-            out.push((record, row.get(5)?));
+            let account = match row.get::<_, Option<String>>(5)? {
+                Some(id) => Some(RunAccount { id, max_usd_per_day: row.get(6)? }),
+                None => None,
+            };
+            out.push((record, account));
         }
     }
     Ok(out)
@@ -152,6 +166,22 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!((runs[0].id, runs[0].account.as_deref(), &runs[0].outcome), (id, Some("key1"), &outcome));
         assert!(j.recent_runs(now_s() + 10).unwrap().is_empty(), "older runs are left out");
+    }
+
+    #[test]
+    fn a_resumable_run_comes_with_its_keys_daily_cap() {
+        let j = Journal::in_memory().unwrap();
+        let new = super::super::NewKey { name: "k".into(), max_usd_per_day: Some(2.5), ..Default::default() };
+        let key = j.create_key(&new).unwrap().record;
+        let paid = j.start_run(&request()).unwrap();
+        j.set_run_owner(paid, Some(&key.id), "me").unwrap();
+        let gone = j.start_run(&request()).unwrap();
+        j.set_run_owner(gone, Some("no-such-key"), "me").unwrap();
+        let free = j.start_run(&request()).unwrap();
+        j.set_run_owner(free, None, "me").unwrap();
+        let accounts: Vec<Option<RunAccount>> = j.resumable_runs("me").unwrap().into_iter().map(|(_, a)| a).collect();
+        let account = |id: &str, cap| Some(RunAccount { id: id.into(), max_usd_per_day: cap });
+        assert_eq!(accounts, vec![account(&key.id, Some(2.5)), account("no-such-key", None), None]);
     }
 
     #[test]

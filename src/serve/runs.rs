@@ -170,9 +170,9 @@ impl Runs {
             if !self.gateway.on_journal(move |j| j.claim_run(id, &owner)).await? {
                 continue;
             }
-            // Its key's cap is not kept in the journal: the key's spend still
-            // counts under its id.
-            let account = account.map(|id| Account { id, max_usd_per_day: None });
+            // Its key's cap as the key holds it now: the day's spend of the
+            // key, before the restart too, counts against it.
+            let account = account.map(|a| Account { id: a.id, max_usd_per_day: a.max_usd_per_day });
             self.waiting.fetch_add(1, Ordering::SeqCst);
             let submission = Submission { request: record.request.clone(), account };
             self.launch(record.id, submission, Some(record));

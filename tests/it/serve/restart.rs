@@ -20,7 +20,7 @@ use super::{config, scripted, UNIT_USD};
 use crate::util::block_on;
 
 /// A service instance on `dir` (its journal and uploads), with `fake` as its provider.
-fn instance(dir: &Path, fake: Arc<ScriptedProvider>) -> App {
+pub(super) fn instance(dir: &Path, fake: Arc<ScriptedProvider>) -> App {
     let mut config = config("fake");
     config.server.data_dir = Some(dir.join("uploads"));
     let journal = Journal::open(&dir.join("journal.sqlite3")).unwrap();
@@ -28,7 +28,7 @@ fn instance(dir: &Path, fake: Arc<ScriptedProvider>) -> App {
 }
 
 /// A provider that takes `delay` for each frame.
-fn slow(delay: Duration) -> Arc<ScriptedProvider> {
+pub(super) fn slow(delay: Duration) -> Arc<ScriptedProvider> {
     let answer = Step::Answer {
         text: "{time}: a test pattern".into(),
         usage: Usage { input_tokens: 100, output_tokens: 20, cost_usd: UNIT_USD },
@@ -119,7 +119,7 @@ fn a_run_stopped_mid_way_is_resumed_under_its_id_and_no_frame_is_paid_twice() {
 }
 
 /// The units `run` finished so far, read back from the journal or not.
-fn units(run: &vidgate::serve::runs::Run, reused: bool) -> usize {
+pub(super) fn units(run: &vidgate::serve::runs::Run, reused: bool) -> usize {
     let (history, _) = run.events();
     history.iter().filter(|e| matches!(e, Progress::Unit { reused: r, .. } if *r == reused)).count()
 }
