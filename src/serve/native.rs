@@ -15,7 +15,9 @@ use super::{ApiError, App};
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/v1/videos", post(jobs::upload))
+        // The upload is streamed to disk and capped by `server.max_upload_bytes`
+        // itself, not by axum's 2 MB default for buffered bodies.
+        .route("/v1/videos", post(jobs::upload).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/v1/runs", get(list_runs).post(jobs::submit))
         .route("/v1/runs/{id}/events", get(jobs::events))
         .route("/v1/runs/{id}", get(run_status).delete(cancel_run))

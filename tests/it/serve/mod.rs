@@ -2,6 +2,7 @@
 //! as the real binary for the tests that need a process (signals, clients
 //! in other languages, a browser).
 
+mod big_upload;
 mod budget;
 mod keys;
 mod kill;
