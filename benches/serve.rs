@@ -3,7 +3,9 @@
 //!
 //! 1. a whole run through HTTP (`POST /v1/runs`, then its event stream to
 //!    the end) against the same run through `Gateway::run`, with the same
-//!    provider (no delay), at 1 and 50 at once: the latency the service adds;
+//!    provider (no delay), at 1 and 50 at once, in turns so that both meet
+//!    the same load on the machine: the latency the service adds (and, in
+//!    between, the same run through the service's registry without HTTP);
 //! 2. `GET /v1/runs/{id}` against reading the registry directly;
 //! 3. a 2 GiB upload, generated as it is sent, to the real binary, with the
 //!    server's RSS read from `/proc/PID/status` while it goes;
@@ -179,6 +181,17 @@ fn run_latency(server: &tokio::runtime::Runtime, client_rt: &tokio::runtime::Run
             }
         }
     };
+    // The service's own path without HTTP: its registry of runs.
+    let registry = {
+        let (app, request) = (app.clone(), request.clone());
+        move || {
+            let (app, request) = (app.clone(), request.clone());
+            async move {
+                let run = app.runs.submit(Submission { request, account: None }).await.unwrap();
+                assert_eq!(run.finished().await.name(), "done");
+            }
+        }
+    };
     let http = {
         let (client, base, body) = (client.clone(), base.clone(), body.clone());
         move || {
@@ -189,21 +202,30 @@ fn run_latency(server: &tokio::runtime::Runtime, client_rt: &tokio::runtime::Run
     server.block_on(timed(20, 4, direct.clone()));
     client_rt.block_on(timed(20, 4, http.clone()));
     println!(
-        "\n{:<40}{:>12}{:>12}{:>12}{:>8}",
-        "a run of a 1 s clip (2 frames, 2 calls)", "direct", "HTTP", "added", "runs"
+        "\n{:<40}{:>12}{:>12}{:>12}{:>12}{:>8}",
+        "a run of a 1 s clip (2 frames, 2 calls)", "direct", "Runs", "HTTP", "added", "runs"
     );
-    for (concurrency, n) in [(1, 200), (50, 500)] {
-        let d = server.block_on(timed(n, concurrency, direct.clone()));
-        let h = client_rt.block_on(timed(n, concurrency, http.clone()));
+    for (concurrency, rounds) in [(1, 200), (50, 10)] {
+        // In turns, a round of each at a time: both meet the same load on the machine.
+        let (mut d, mut r, mut h) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            d.extend(server.block_on(timed(concurrency, concurrency, direct.clone())));
+            r.extend(server.block_on(timed(concurrency, concurrency, registry.clone())));
+            h.extend(client_rt.block_on(timed(concurrency, concurrency, http.clone())));
+        }
+        d.sort();
+        r.sort();
+        h.sort();
         for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
             let (dp, hp) = (pct(&d, p), pct(&h, p));
             println!(
-                "{:<40}{:>12}{:>12}{:>12}{:>8}",
+                "{:<40}{:>12}{:>12}{:>12}{:>12}{:>8}",
                 format!("{concurrency} at once, {name}"),
                 ms(dp),
+                ms(pct(&r, p)),
                 ms(hp),
                 ms_signed(hp.as_secs_f64() - dp.as_secs_f64()),
-                n
+                d.len()
             );
         }
     }
