@@ -4,6 +4,7 @@
 
 mod keys;
 mod native;
+mod openai;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
