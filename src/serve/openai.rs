@@ -102,16 +102,34 @@ async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) ->
     let chat = request::parse(body, app.gateway.config())?;
     let task = chat.task()?;
     let source = video_source(&app, &chat).await?;
+    let decoded = match &source {
+        VideoSource::Path { path } if matches!(chat.video.video, VideoRef::Inline { .. }) => Some(path.clone()),
+        _ => None,
+    };
     let request = VideoRequest {
         source,
         task,
         sampling: chat.video.sampling.clone(),
         constraints: Constraints { allowed_providers: chat.model.chain.clone(), ..Constraints::default() },
     };
-    let run = app.runs.submit(Submission { request, account: caller.account }).await?;
+    let run = match app.runs.submit(Submission { request, account: caller.account }).await {
+        Ok(run) => run,
+        Err(e) => {
+            // Nobody else knows the decoded video: it goes with the refusal.
+            if let Some(path) = decoded {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
     // A client that goes away stops its run: nobody else knows its id.
     let guard = CancelOnDrop { runs: app.runs.clone(), id: run.id, armed: true };
-    let reply = Reply { id: format!("chatcmpl-vidgate-{}", run.id), created: now_s(), model: chat.model.id.clone() };
+    let reply = Reply {
+        id: format!("chatcmpl-vidgate-{}", run.id),
+        created: now_s(),
+        model: chat.model.id.clone(),
+        video_param: chat.video.param.clone(),
+    };
     if !chat.stream {
         let state = run.finished().await;
         guard.disarm();
@@ -122,7 +140,7 @@ async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) ->
     if let Some(state) = planned_or_over(&run).await {
         if let RunState::Failed { .. } | RunState::Cancelled = state {
             guard.disarm();
-            return Err(run_error(run.id, &state));
+            return Err(reply.error(&run, &state));
         }
     }
     Ok(stream(reply, run, guard, chat.include_usage).into_response())
@@ -322,12 +340,27 @@ struct Reply {
     id: String,
     created: i64,
     model: String,
+    /// Where the video part is in the request.
+    video_param: String,
 }
 
 impl Reply {
+    /// The error answer of a run that did not end done. A 400 before the
+    /// run's plan is the video's fault (it could not be fetched, read or
+    /// cut): it names the video part.
+    fn error(&self, run: &Run, state: &RunState) -> ApiError {
+        let error = run_error(run.id, state);
+        let planned = run.events().0.iter().any(|e| matches!(e, Progress::Planned { .. }));
+        if error.status == StatusCode::BAD_REQUEST && !planned {
+            error.param(self.video_param.clone())
+        } else {
+            error
+        }
+    }
+
     /// The `chat.completion` of a finished run.
     fn completion(&self, run: &Run, state: RunState) -> Result<Value, ApiError> {
-        let RunState::Done { report } = state else { return Err(run_error(run.id, &state)) };
+        let RunState::Done { report } = state else { return Err(self.error(run, &state)) };
         Ok(json!({
             "id": self.id,
             "object": "chat.completion",
@@ -427,7 +460,7 @@ fn stream(
                 }
             }
             failed => {
-                let e = run_error(run.id, failed);
+                let e = reply.error(&run, failed);
                 let error = json!({ "error": {
                     "message": e.message, "type": e.kind, "param": e.param, "code": e.code, "run_id": run.id,
                 } });

@@ -483,3 +483,41 @@ fn a_client_that_goes_away_cancels_its_run() {
         });
     }
 }
+
+#[test]
+fn a_url_the_address_guard_refuses_is_a_400_naming_the_part() {
+    let (server, fake) = start(scripted("fake"));
+    for stream in [false, true] {
+        let video = json!({ "type": "video_url", "video_url": { "url": "http://169.254.169.254/latest/clip.mp4" } });
+        let mut body = chat("vidgate/ask", "What is shown?", video);
+        body["stream"] = json!(stream);
+        let (status, answer) = post(&server, &server.key, &body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "stream {stream}: {answer}");
+        let error = &json(&answer)["error"];
+        assert_eq!(error["param"], "messages[0].content[1]", "{answer}");
+        assert!(error["message"].as_str().unwrap().contains("metadata"), "{answer}");
+    }
+    assert_eq!(fake.calls(), 0);
+}
+
+#[test]
+fn a_full_queue_is_a_429_and_the_decoded_video_is_not_kept() {
+    let slow = Step::Delay(
+        std::time::Duration::from_secs(600),
+        Box::new(Step::Fail(ProviderError::new("fake", ErrorClass::Fatal, "unreached"))),
+    );
+    let fake = Arc::new(ScriptedProvider::new("fake").with_fallback(slow));
+    let mut config = config("fake");
+    (config.server.max_concurrent_runs, config.server.queue_length) = (1, 0);
+    let server = Server::start(config, vec![("fake", fake as Arc<dyn Provider>)]);
+    let request = vidgate::schema::VideoRequest::new(clip("testsrc"), vidgate::schema::Task::Describe);
+    let busy = block_on(server.app.runs.submit(vidgate::serve::runs::Submission { request, account: None })).unwrap();
+    let mut state = busy.watch();
+    block_on(state.wait_for(|s| matches!(s, RunState::Running))).unwrap();
+    let (status, answer) = post(&server, &server.key, &describe("testsrc2", false));
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(json(&answer)["error"]["code"], "queue_full", "{answer}");
+    let kept = std::fs::read_dir(server.app.server.uploads_dir()).map_or(0, |d| d.count());
+    assert_eq!(kept, 0, "the decoded video went with the refusal");
+    server.app.runs.cancel(busy.id);
+}
