@@ -101,16 +101,19 @@ async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) ->
     drop(bytes);
     let chat = request::parse(body, app.gateway.config())?;
     let task = chat.task()?;
-    let source = video_source(&app, &chat).await?;
+    let ChatRequest { model, stream: streamed, include_usage, video, .. } = chat;
+    let inline = matches!(video.video, VideoRef::Inline { .. });
+    // The base64 text is gone once decoded: it is not held while the run works.
+    let source = video_source(&app, video.video, &video.param).await?;
     let decoded = match &source {
-        VideoSource::Path { path } if matches!(chat.video.video, VideoRef::Inline { .. }) => Some(path.clone()),
+        VideoSource::Path { path } if inline => Some(path.clone()),
         _ => None,
     };
     let request = VideoRequest {
         source,
         task,
-        sampling: chat.video.sampling.clone(),
-        constraints: Constraints { allowed_providers: chat.model.chain.clone(), ..Constraints::default() },
+        sampling: video.sampling,
+        constraints: Constraints { allowed_providers: model.chain, ..Constraints::default() },
     };
     let run = match app.runs.submit(Submission { request, account: caller.account }).await {
         Ok(run) => run,
@@ -127,10 +130,10 @@ async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) ->
     let reply = Reply {
         id: format!("chatcmpl-vidgate-{}", run.id),
         created: now_s(),
-        model: chat.model.id.clone(),
-        video_param: chat.video.param.clone(),
+        model: model.id,
+        video_param: video.param,
     };
-    if !chat.stream {
+    if !streamed {
         let state = run.finished().await;
         guard.disarm();
         return Ok(Json(reply.completion(&run, state)?).into_response());
@@ -143,24 +146,24 @@ async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) ->
             return Err(reply.error(&run, &state));
         }
     }
-    Ok(stream(reply, run, guard, chat.include_usage).into_response())
+    Ok(stream(reply, run, guard, include_usage).into_response())
 }
 
 /// Where the run reads the video: an inline video is decoded into the
 /// uploads dir and probed first; a URL is fetched by the gateway.
-async fn video_source(app: &App, chat: &ChatRequest) -> Result<VideoSource, ApiError> {
-    let param = chat.video.param.clone();
-    match &chat.video.video {
-        VideoRef::Url(url) => Ok(VideoSource::Url { url: url.clone() }),
-        VideoRef::Upload(id) => {
-            uploads::find(&app.server.uploads_dir(), id).map(|found| VideoSource::Path { path: found.path }).ok_or_else(
-                || ApiError::invalid(format!("no upload {id:?}: upload the video with POST /v1/videos")).param(param),
-            )
-        }
+async fn video_source(app: &App, video: VideoRef, param: &str) -> Result<VideoSource, ApiError> {
+    let param = param.to_string();
+    match video {
+        VideoRef::Url(url) => Ok(VideoSource::Url { url }),
+        VideoRef::Upload(id) => uploads::find(&app.server.uploads_dir(), &id)
+            .map(|found| VideoSource::Path { path: found.path })
+            .ok_or_else(|| {
+                ApiError::invalid(format!("no upload {id:?}: upload the video with POST /v1/videos")).param(param)
+            }),
         VideoRef::Inline { mime, base64 } => {
             let ext = mime.as_deref().map_or("bin", extension);
             let failed = Arc::new(std::sync::Mutex::new(None::<String>));
-            let chunks = Base64Chunks { text: base64, pos: 0, carry: Vec::new(), failed: failed.clone(), done: false };
+            let chunks = Base64Chunks { text: &base64, pos: 0, carry: Vec::new(), failed: failed.clone(), done: false };
             let dir = app.server.uploads_dir();
             let saved =
                 match uploads::save(&dir, ext, app.server.max_upload_bytes, futures_util::stream::iter(chunks)).await {
