@@ -78,6 +78,23 @@ impl Journal {
         })
     }
 
+    /// Drop the kept outcome (report or error) of every run finished before
+    /// `before_unix_s`: a restarted service no longer serves it. Unfinished
+    /// runs keep theirs. The ids of the runs whose outcome was dropped.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn forget_outcomes(&self, before_unix_s: i64) -> Result<Vec<i64>, JournalError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "UPDATE runs SET outcome = NULL
+                 WHERE outcome IS NOT NULL AND status != 'running' AND finished_unix_s < ?1 RETURNING id",
+            )?;
+            let ids = stmt.query_map(params![before_unix_s], |row| row.get::<_, i64>(0))?;
+            ids.collect()
+        })
+    }
+
     /// The unfinished runs this `owner` may resume, oldest first, each with
     /// its account: its own (a restart of the same instance), and any other
     /// service's whose lease ran out. A command line run (no owner) is left

@@ -70,6 +70,13 @@ impl Breaker {
         state.open_until.is_some_and(|until| Instant::now() < until || state.probing)
     }
 
+    /// How long the provider stays benched from now: `Some(ZERO)` when the
+    /// cooldown is over and a probe call decides (half-open), `None` when closed.
+    pub fn open_for(&self) -> Option<Duration> {
+        let state = self.state();
+        state.open_until.map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
     fn try_admit(&self) -> Admit {
         let mut state = self.state();
         if let Some(until) = state.open_until {
