@@ -4,6 +4,7 @@
 
 mod keys;
 mod native;
+mod native_more;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
