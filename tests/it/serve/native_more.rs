@@ -379,7 +379,9 @@ fn twenty_clients_at_once_each_get_their_own_report_and_each_unit_is_paid_once()
     let mut units = None;
     for (question, run) in &submitted {
         let body = finished(&server, *run);
-        assert_eq!(body["status"], "done", "{body}");
+        assert_eq!((&body["status"], &body["id"]), (&json!("done"), &json!(run)), "{body}");
+        let held = server.app.runs.get(*run).unwrap();
+        assert!(matches!(&held.request.task, Task::Ask { question: q } if q == question), "{:?}", held.request);
         let report = &body["report"];
         assert!(report["answer"].as_str().is_some_and(|a| !a.is_empty()), "{report}");
         let attempts = report["attempts"].as_array().unwrap();
@@ -457,4 +459,34 @@ fn a_full_queue_answers_429_with_retry_after() {
         let (status, _, _) = send(server.client().delete(server.url(&format!("/v1/runs/{run}"))));
         assert_eq!(status, StatusCode::OK);
     }
+}
+
+/// Multipart `file` with `bytes`, to `/v1/videos`.
+fn upload_bytes(server: &Server, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let boundary = "vidgate-test-boundary";
+    let mut form =
+        format!("--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"big.mp4\"\r\n\r\n")
+            .into_bytes();
+    form.extend(bytes);
+    form.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let request = server.client().post(server.url("/v1/videos"));
+    let request = request.header("content-type", format!("multipart/form-data; boundary={boundary}"));
+    let (status, _, body) = send(request.body(form));
+    (status, json_of(&body))
+}
+
+#[test]
+fn uploads_are_bounded_by_the_servers_cap_not_a_framework_default() {
+    let mut c = config("fake");
+    c.server.max_upload_bytes = 5 << 20;
+    let (server, _) = fake_server(c);
+    // 3 MB is taken whole (and refused for what it is, not for its size) ...
+    let (status, body) = upload_bytes(&server, vec![7u8; 3 << 20]);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not a video"), "{body}");
+    // ... 6 MB passes the cap.
+    let (status, body) = upload_bytes(&server, vec![7u8; 6 << 20]);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "upload_too_large", "{body}");
+    assert!(uploads_in(&server).is_empty(), "{:?}", uploads_in(&server));
 }
