@@ -53,7 +53,12 @@ async fn from_url(app: &App, url: &str) -> Result<(StatusCode, Json<Value>), Api
     // The download is written where it stays, so it can be kept by a rename.
     limits.temp_dir = Some(dir.clone());
     limits.max_bytes = limits.max_bytes.min(app.server.max_upload_bytes);
-    let got = crate::fetch::fetch(url, &limits, None).await.map_err(refused)?;
+    let setting = if limits.max_bytes < app.gateway.config().fetch.max_bytes {
+        "server.max_upload_bytes"
+    } else {
+        "fetch.max_bytes"
+    };
+    let got = crate::fetch::fetch(url, &limits, None).await.map_err(|e| refused(e, setting))?;
     let ext = std::path::Path::new(got.final_url.split(['?', '#']).next().unwrap_or_default())
         .extension()
         .and_then(|e| e.to_str())
@@ -76,9 +81,15 @@ async fn from_url(app: &App, url: &str) -> Result<(StatusCode, Json<Value>), Api
 
 /// A URL that was not fetched: 400 naming it and why, or 500 when the
 /// download could not be written here.
-fn refused(e: FetchError) -> ApiError {
+/// `setting` is the one that bounds the size.
+fn refused(e: FetchError, setting: &str) -> ApiError {
     match e {
         FetchError::Io(e) => server_error(format!("cannot write the download: {e}")),
+        FetchError::TooLarge { url, limit } => {
+            ApiError::invalid(format!("{url}: the video is larger than the limit of {limit} bytes ({setting})"))
+                .param("url")
+                .code("url_refused")
+        }
         e => ApiError::invalid(e.to_string()).param("url").code("url_refused"),
     }
 }

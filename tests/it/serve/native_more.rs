@@ -135,7 +135,13 @@ fn a_video_is_fetched_from_a_url_into_the_uploads_and_a_refused_url_is_a_400_on_
     let (status, body) = by_url(&small, format!("http://{origin}/clip.mp4"));
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["param"], "url", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("larger than the limit of 1000 bytes"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the limit of 1000 bytes (server.max_upload_bytes)"),
+        "{body}"
+    );
     assert!(uploads_in(&small).is_empty(), "{:?}", uploads_in(&small));
 
     // Loopback, and a cloud metadata address, without `fetch.allow`.
