@@ -172,6 +172,26 @@ mod tests {
     }
 
     #[test]
+    fn old_outcomes_are_forgotten_and_unfinished_runs_kept() {
+        let j = Journal::in_memory().unwrap();
+        let done = j.start_run(&request()).unwrap();
+        j.record_outcome(done, "done", &serde_json::json!({"status": "done"})).unwrap();
+        let running = j.start_run(&request()).unwrap();
+        assert_eq!(j.forget_outcomes(now_s() - 10).unwrap(), Vec::<i64>::new(), "nothing is old yet");
+        assert_eq!(j.forget_outcomes(now_s() + 10).unwrap(), vec![done]);
+        assert!(j.recent_runs(0).unwrap().is_empty());
+        assert!(j.forget_outcomes(now_s() + 10).unwrap().is_empty(), "forgotten once");
+        let ids: Vec<i64> = j
+            .with(|c| {
+                let mut stmt = c.prepare("SELECT id FROM runs WHERE status = 'running'")?;
+                let ids = stmt.query_map([], |r| r.get(0))?.collect();
+                ids
+            })
+            .unwrap();
+        assert_eq!(ids, vec![running]);
+    }
+
+    #[test]
     fn an_instance_resumes_its_own_runs_at_once_and_never_a_live_one_of_another() {
         let j = Journal::in_memory().unwrap();
         let mine = j.start_run(&request()).unwrap();

@@ -210,6 +210,22 @@ mod tests {
     const COOL: Duration = Duration::from_secs(60);
 
     #[tokio::test(start_paused = true)]
+    async fn it_says_how_long_it_stays_open() {
+        let b = Breaker::default();
+        assert_eq!(b.open_for(), None);
+        for _ in 0..TRIP_AFTER {
+            b.admit(COOL).await.unwrap().finish(&failed());
+        }
+        assert_eq!(b.open_for(), Some(COOL));
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(b.open_for(), Some(Duration::from_secs(15)));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(b.open_for(), Some(Duration::ZERO), "half-open: a probe decides");
+        b.admit(COOL).await.unwrap().finish(&answered());
+        assert_eq!(b.open_for(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn failed_calls_in_a_row_bench_it_and_one_probe_decides() {
         let b = Breaker::default();
         for _ in 0..TRIP_AFTER {
