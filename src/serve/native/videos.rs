@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use crate::fetch::FetchError;
 use crate::serve::{uploads, ApiError, App};
 
+/// The most bytes a JSON body of `POST /v1/videos` may have.
+const MAX_JSON_BYTES: usize = 64 << 10;
+
 /// The JSON body of `POST /v1/videos`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,9 +41,17 @@ pub(super) async fn create(State(app): State<App>, request: Request) -> Result<R
         })?;
         return Ok(super::jobs::upload(State(app), form).await.into_response());
     }
-    let Json(body) = Json::<UrlBody>::from_request(request, &app)
-        .await
-        .map_err(|e| ApiError::invalid(e.body_text()).param("url"))?;
+    // The route takes bodies of any size (uploads are capped as they are
+    // written); a JSON body is read whole, so it is capped here.
+    let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("a JSON body of POST /v1/videos takes at most {MAX_JSON_BYTES} bytes"),
+        )
+    })?;
+    let body: UrlBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("the JSON body: {e}; send {{\"url\": \"https://…\"}}")).param("url"))?;
     Ok(from_url(&app, &body.url).await?.into_response())
 }
 

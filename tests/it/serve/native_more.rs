@@ -144,6 +144,13 @@ fn a_video_is_fetched_from_a_url_into_the_uploads_and_a_refused_url_is_a_400_on_
     );
     assert!(uploads_in(&small).is_empty(), "{:?}", uploads_in(&small));
 
+    // A JSON body is small, and says `url`.
+    let huge = json!({ "url": "x".repeat(1 << 20) });
+    let (status, _, body) = send(server.client().post(server.url("/v1/videos")).json(&huge));
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = send(server.client().post(server.url("/v1/videos")).json(&json!({ "link": "http://x" })));
+    assert_eq!((status, json_of(&body)["error"]["param"].clone()), (StatusCode::BAD_REQUEST, json!("url")));
+
     // Loopback, and a cloud metadata address, without `fetch.allow`.
     let (guarded, _) = with_fake();
     for url in [format!("http://{origin}/clip.mp4"), "http://169.254.169.254/latest/meta-data/".to_string()] {
