@@ -40,6 +40,7 @@ pub struct App {
     pub runs: Arc<Runs>,
     pub server: Arc<ServerConfig>,
     pub keys: Arc<keys::Keys>,
+    pub metrics: Arc<native::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for App {
@@ -55,7 +56,10 @@ impl App {
         let gateway = Arc::new(gateway);
         let runs = Arc::new(Runs::new(gateway.clone(), &server));
         let keys = Arc::new(keys::Keys::from_env(&server.admin_key_env));
-        Self { gateway, runs, server, keys }
+        let metrics = Arc::new(native::metrics::Metrics::new());
+        let counted = metrics.clone();
+        runs.on_finish(Arc::new(move |run, state| counted.run_finished(run, state)));
+        Self { gateway, runs, server, keys, metrics }
     }
 }
 

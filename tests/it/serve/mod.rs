@@ -4,6 +4,7 @@
 
 mod keys;
 mod native;
+mod native_more;
 mod openai;
 
 use std::net::SocketAddr;
