@@ -154,6 +154,11 @@ pub fn parse(mut body: Value, config: &Config) -> Result<ChatRequest, ApiError> 
     let Some(Value::Array(messages)) = fields.get_mut("messages") else {
         return Err(ApiError::invalid("`messages` is missing: an array of messages").param("messages"));
     };
+    if let Some(i) = messages.iter().position(|m| !m.get("role").is_some_and(Value::is_string)) {
+        return Err(
+            ApiError::invalid("a message that is not an object with a `role` string").param(format!("messages[{i}]"))
+        );
+    }
     let last_user = messages.iter().rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"));
     let Some(last_user) = last_user else {
         return Err(ApiError::invalid("no user message: the video and the question go in one").param("messages"));
@@ -582,6 +587,8 @@ mod tests {
         let url = |u: &str| json!({ "type": "video_url", "video_url": { "url": u } });
         let two = refused(chat(json!([text.clone(), url("https://e.com/a.mp4"), url("https://e.com/b.mp4")])));
         assert_eq!(two.param.as_deref(), Some("messages[1].content[2]"), "{two}");
+        let odd = refused(json!({ "model": "vidgate/ask", "messages": ["hello", { "role": "user", "content": "q" }] }));
+        assert_eq!(odd.param.as_deref(), Some("messages[0]"), "{odd}");
         let none = refused(chat(json!([text.clone()])));
         assert_eq!(none.param.as_deref(), Some("messages"), "{none}");
         assert!(none.message.contains("no video"), "{none}");
