@@ -409,6 +409,8 @@ fn server_settings_out_of_range_are_refused_with_their_key() {
         ("[server]\nbind = \"localhost\"\n", "server.bind"),
         ("[server]\nmax_concurrent_runs = 0\n", "server.max_concurrent_runs"),
         ("[server]\nmax_upload_bytes = 0\n", "server.max_upload_bytes"),
+        ("[server]\nmax_inline_video_bytes = 0\n", "server.max_inline_video_bytes"),
+        ("[server]\nmax_inline_video_bytes = 2147483648\n", "server.max_inline_video_bytes"),
         ("[server]\nkeep_uploads_hours = nan\n", "server.keep_uploads_hours"),
         ("[server]\nkeep_reports_days = -1.0\n", "server.keep_reports_days"),
         ("[server]\nadmin_key_env = \" \"\n", "server.admin_key_env"),

@@ -42,7 +42,7 @@ use crate::progress::Progress;
 use crate::schema::{Constraints, VideoReport, VideoRequest, VideoSource};
 
 /// The OpenAI-compatible routes. The chat body may carry a data URL as
-/// large as `server.max_upload_bytes` in base64: its size is checked as it
+/// large as `server.max_inline_video_bytes` in base64: its size is checked as it
 /// is read (see [`chat_completions`]), not by axum's default limit.
 pub fn routes() -> Router<App> {
     Router::new()
@@ -76,23 +76,37 @@ async fn get_model(State(app): State<App>, Path(id): Path<String>) -> Result<Jso
     Ok(Json(model_json(&request::model(app.gateway.config(), &id)?)))
 }
 
-/// The largest chat body: a data URL of `max_upload_bytes` in base64, and
+/// The largest chat body: a data URL of `max_video_bytes` in base64, and
 /// room for the rest of the request.
-fn body_limit(max_upload_bytes: u64) -> usize {
-    let base64 = max_upload_bytes.div_ceil(3).saturating_mul(4);
+fn body_limit(max_video_bytes: u64) -> usize {
+    let base64 = max_video_bytes.div_ceil(3).saturating_mul(4);
     usize::try_from(base64.saturating_add(1 << 20)).unwrap_or(usize::MAX)
+}
+
+/// 413 for a chat body whose inline video passes `max_bytes`.
+fn inline_too_large(max_bytes: u64) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        format!(
+            "the inline video is larger than a chat request may carry: {max_bytes} bytes at most \
+             (server.max_inline_video_bytes, or server.max_upload_bytes when smaller); \
+             upload a larger video with POST /v1/videos and send its id, or send an http(s) URL"
+        ),
+    )
+    .code("upload_too_large")
 }
 
 /// `POST /v1/chat/completions`.
 async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) -> Result<Response, ApiError> {
-    let max = app.server.max_upload_bytes;
+    let max = app.server.inline_video_cap();
     let (limit, mut bytes) = (body_limit(max), Vec::new());
     let mut body = body.into_data_stream();
     while let Some(chunk) = body.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::invalid(format!("the body broke off after {} bytes: {e}", bytes.len())))?;
         if bytes.len().saturating_add(chunk.len()) > limit {
-            return Err(uploads::too_large(max));
+            return Err(inline_too_large(max));
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -166,8 +180,12 @@ async fn video_source(app: &App, video: VideoRef, param: &str) -> Result<VideoSo
             let chunks = Base64Chunks { text: &base64, pos: 0, carry: Vec::new(), failed: failed.clone(), done: false };
             let dir = app.server.uploads_dir();
             let saved =
-                match uploads::save(&dir, ext, app.server.max_upload_bytes, futures_util::stream::iter(chunks)).await {
+                match uploads::save(&dir, ext, app.server.inline_video_cap(), futures_util::stream::iter(chunks)).await
+                {
                     Ok(saved) => saved,
+                    Err(e) if e.code == Some("upload_too_large") => {
+                        return Err(inline_too_large(app.server.inline_video_cap()).param(param))
+                    }
                     Err(e) => {
                         let bad = failed.lock().unwrap_or_else(|e| e.into_inner()).take();
                         return Err(match bad {

@@ -521,3 +521,27 @@ fn a_full_queue_is_a_429_and_the_decoded_video_is_not_kept() {
     assert_eq!(kept, 0, "the decoded video went with the refusal");
     server.app.runs.cancel(busy.id);
 }
+
+#[test]
+fn an_inline_video_over_the_chat_cap_is_a_413_naming_the_setting_and_costs_nothing() {
+    let fake = Arc::new(scripted("fake"));
+    let mut config: Config = config("fake");
+    config.server.max_inline_video_bytes = 1000;
+    let server = Server::start(config, vec![("fake", fake.clone() as Arc<dyn Provider>)]);
+    let video = clip("pal75bars");
+    assert!(std::fs::metadata(&video).unwrap().len() > 1000, "the clip is larger than the cap");
+    let part = json!({ "type": "video_url", "video_url": { "url": data_url(&video, "video/mp4") } });
+    for stream in [false, true] {
+        let mut body = chat("vidgate/describe", "", part.clone());
+        body["stream"] = json!(stream);
+        let (status, answer) = post(&server, &server.key, &body);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+        let error = &json(&answer)["error"];
+        assert_eq!(error["code"], json!("upload_too_large"), "{answer}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("server.max_inline_video_bytes") && message.contains("1000"), "{answer}");
+    }
+    assert_eq!(fake.calls(), 0, "nothing was sent to a provider");
+    let kept = std::fs::read_dir(server.app.server.uploads_dir()).map_or(0, |d| d.count());
+    assert_eq!(kept, 0, "nothing of the refused video is kept");
+}
