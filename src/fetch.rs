@@ -142,6 +142,15 @@ impl Downloaded {
     pub fn path(&self) -> &Path {
         self.file.path()
     }
+
+    /// Keep the download as the file `to` (on the same file system as
+    /// `fetch.temp_dir`) instead of deleting it.
+    ///
+    /// # Errors
+    /// The file cannot be moved there.
+    pub fn persist(self, to: &Path) -> std::io::Result<()> {
+        self.file.persist(to).map(drop).map_err(|e| e.error)
+    }
 }
 
 /// Fetch `url` into a temporary file, within the limits of `config`.

@@ -28,6 +28,7 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::info!(runs = resumed, "resuming the unfinished runs");
     }
+    vidgate::serve::native::retention::spawn(app.clone());
     let runs = app.runs.clone();
     let drained = tokio_util::sync::CancellationToken::new();
     let stopped = drained.clone();

@@ -86,10 +86,27 @@ impl Journal {
         })
     }
 
+    /// Drop the kept outcome (report or error) of every run finished before
+    /// `before_unix_s`: a restarted service no longer serves it. Unfinished
+    /// runs keep theirs. The ids of the runs whose outcome was dropped.
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn forget_outcomes(&self, before_unix_s: i64) -> Result<Vec<i64>, JournalError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "UPDATE runs SET outcome = NULL
+                 WHERE outcome IS NOT NULL AND status != 'running' AND finished_unix_s < ?1 RETURNING id",
+            )?;
+            let ids = stmt.query_map(params![before_unix_s], |row| row.get::<_, i64>(0))?;
+            ids.collect()
+        })
+    }
+
     /// The unfinished runs this `owner` may resume, oldest first, each with
-    /// its account and that account's daily cap: its own (a restart of the same instance), and any other
-    /// service's whose lease ran out. A command line run (no owner) is left
-    /// to `vidgate resume`.
+    /// its account and that account's daily cap: its own (a restart of the
+    /// same instance), and any other service's whose lease ran out. A
+    /// command line run (no owner) is left to `vidgate resume`.
     ///
     /// # Errors
     /// A read failure.
@@ -182,6 +199,26 @@ mod tests {
         let accounts: Vec<Option<RunAccount>> = j.resumable_runs("me").unwrap().into_iter().map(|(_, a)| a).collect();
         let account = |id: &str, cap| Some(RunAccount { id: id.into(), max_usd_per_day: cap });
         assert_eq!(accounts, vec![account(&key.id, Some(2.5)), account("no-such-key", None), None]);
+    }
+
+    #[test]
+    fn old_outcomes_are_forgotten_and_unfinished_runs_kept() {
+        let j = Journal::in_memory().unwrap();
+        let done = j.start_run(&request()).unwrap();
+        j.record_outcome(done, "done", &serde_json::json!({"status": "done"})).unwrap();
+        let running = j.start_run(&request()).unwrap();
+        assert_eq!(j.forget_outcomes(now_s() - 10).unwrap(), Vec::<i64>::new(), "nothing is old yet");
+        assert_eq!(j.forget_outcomes(now_s() + 10).unwrap(), vec![done]);
+        assert!(j.recent_runs(0).unwrap().is_empty());
+        assert!(j.forget_outcomes(now_s() + 10).unwrap().is_empty(), "forgotten once");
+        let ids: Vec<i64> = j
+            .with(|c| {
+                let mut stmt = c.prepare("SELECT id FROM runs WHERE status = 'running'")?;
+                let ids = stmt.query_map([], |r| r.get(0))?.collect();
+                ids
+            })
+            .unwrap();
+        assert_eq!(ids, vec![running]);
     }
 
     #[test]

@@ -70,6 +70,13 @@ impl Breaker {
         state.open_until.is_some_and(|until| Instant::now() < until || state.probing)
     }
 
+    /// How long the provider stays benched from now: `Some(ZERO)` when the
+    /// cooldown is over and a probe call decides (half-open), `None` when closed.
+    pub fn open_for(&self) -> Option<Duration> {
+        let state = self.state();
+        state.open_until.map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
     fn try_admit(&self) -> Admit {
         let mut state = self.state();
         if let Some(until) = state.open_until {
@@ -201,6 +208,22 @@ mod tests {
     }
 
     const COOL: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn it_says_how_long_it_stays_open() {
+        let b = Breaker::default();
+        assert_eq!(b.open_for(), None);
+        for _ in 0..TRIP_AFTER {
+            b.admit(COOL).await.unwrap().finish(&failed());
+        }
+        assert_eq!(b.open_for(), Some(COOL));
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(b.open_for(), Some(Duration::from_secs(15)));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(b.open_for(), Some(Duration::ZERO), "half-open: a probe decides");
+        b.admit(COOL).await.unwrap().finish(&answered());
+        assert_eq!(b.open_for(), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn failed_calls_in_a_row_bench_it_and_one_probe_decides() {

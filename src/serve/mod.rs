@@ -40,6 +40,7 @@ pub struct App {
     pub runs: Arc<Runs>,
     pub server: Arc<ServerConfig>,
     pub keys: Arc<keys::Keys>,
+    pub metrics: Arc<native::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for App {
@@ -55,7 +56,10 @@ impl App {
         let gateway = Arc::new(gateway);
         let runs = Arc::new(Runs::new(gateway.clone(), &server));
         let keys = Arc::new(keys::Keys::from_env(&server.admin_key_env));
-        Self { gateway, runs, server, keys }
+        let metrics = Arc::new(native::metrics::Metrics::new());
+        let counted = metrics.clone();
+        runs.on_finish(Arc::new(move |run, state| counted.run_finished(run, state)));
+        Self { gateway, runs, server, keys, metrics }
     }
 }
 
@@ -94,7 +98,8 @@ pub struct ApiError {
     /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, ...
     pub kind: &'static str,
     pub code: Option<&'static str>,
-    pub param: Option<&'static str>,
+    /// The request field at fault, e.g. `messages[0].content[1]`.
+    pub param: Option<std::borrow::Cow<'static, str>>,
     /// Seconds, sent as `Retry-After`.
     pub retry_after_s: Option<u64>,
 }
@@ -118,8 +123,8 @@ impl ApiError {
         self
     }
 
-    pub fn param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+    pub fn param(mut self, param: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.param = Some(param.into());
         self
     }
 

@@ -1,12 +1,16 @@
 //! The native API for long work: uploads, runs, their events and reports,
 //! plans, providers, health and metrics.
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+mod info;
 mod jobs;
+pub mod metrics;
+pub mod retention;
+mod videos;
 
 use super::runs::Run;
 use super::{ApiError, App};
@@ -15,9 +19,12 @@ use super::{ApiError, App};
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
-        // The upload is streamed to disk and capped by `server.max_upload_bytes`
-        // itself, not by axum's 2 MB default for buffered bodies.
-        .route("/v1/videos", post(jobs::upload).layer(axum::extract::DefaultBodyLimit::disable()))
+        // An upload is capped by server.max_upload_bytes as it is written.
+        .route("/v1/videos", post(videos::create).layer(DefaultBodyLimit::disable()))
+        .route("/v1/videos/{id}", get(videos::get))
+        .route("/v1/plan", post(info::plan))
+        .route("/v1/providers", get(info::providers))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/runs", get(list_runs).post(jobs::submit))
         .route("/v1/runs/{id}/events", get(jobs::events))
         .route("/v1/runs/{id}", get(run_status).delete(cancel_run))

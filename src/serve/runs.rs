@@ -133,6 +133,20 @@ pub struct Runs {
     /// This service instance in the journal: its uploads dir and journal.
     owner: String,
     keep_reports_days: f64,
+    /// Told of every run that ends (metrics).
+    on_finish: OnFinish,
+}
+
+/// Called with each run as it ends, and its last state.
+pub type FinishHook = Arc<dyn Fn(&Run, &RunState) + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct OnFinish(Arc<Mutex<Vec<FinishHook>>>);
+
+impl std::fmt::Debug for OnFinish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnFinish")
+    }
 }
 
 impl Runs {
@@ -147,7 +161,24 @@ impl Runs {
             owner: format!("{}|{}", server.uploads_dir().display(), gateway.journal().path()),
             gateway,
             keep_reports_days: server.keep_reports_days,
+            on_finish: OnFinish::default(),
         }
+    }
+
+    /// Call `hook` with every run that ends from now on.
+    pub fn on_finish(&self, hook: FinishHook) {
+        self.on_finish.0.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+    }
+
+    /// Forget the finished run `id` (its report is no longer served);
+    /// whether it was held and over. A run not over is kept.
+    pub fn forget_finished(&self, id: i64) -> bool {
+        let mut held = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let over = held.get(&id).is_some_and(|r| r.state.borrow().is_over());
+        if over {
+            held.remove(&id);
+        }
+        over
     }
 
     /// Serve again the runs finished within `server.keep_reports_days`, in
@@ -256,7 +287,7 @@ impl Runs {
         self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, run.clone());
         let (gateway, slots, waiting, task_run) =
             (self.gateway.clone(), self.slots.clone(), self.waiting.clone(), run.clone());
-        let (closing, stopping) = (self.closing.clone(), self.stopping.clone());
+        let (closing, stopping, hooks) = (self.closing.clone(), self.stopping.clone(), self.on_finish.clone());
         tokio::spawn(async move {
             let run = task_run;
             let permit = tokio::select! {
@@ -268,7 +299,7 @@ impl Runs {
             waiting.fetch_sub(1, Ordering::SeqCst);
             let _permit = match permit {
                 Some(Some(p)) => p,
-                Some(None) => return finish(&gateway, &run, RunState::Cancelled).await,
+                Some(None) => return finish(&gateway, &run, RunState::Cancelled, &hooks).await,
                 None => return,
             };
             run.state.send_replace(RunState::Running);
@@ -309,7 +340,7 @@ impl Runs {
                 }
                 None => RunState::Cancelled,
             };
-            finish(&gateway, &run, state).await;
+            finish(&gateway, &run, state, &hooks).await;
         });
         run
     }
@@ -365,7 +396,7 @@ impl Runs {
 }
 
 /// The run is over: its outcome goes to the journal, then to its readers.
-async fn finish(gateway: &Gateway, run: &Run, state: RunState) {
+async fn finish(gateway: &Gateway, run: &Run, state: RunState, hooks: &OnFinish) {
     let id = run.id;
     match serde_json::to_value(&state) {
         Ok(outcome) => {
@@ -375,6 +406,10 @@ async fn finish(gateway: &Gateway, run: &Run, state: RunState) {
             }
         }
         Err(e) => tracing::warn!(run = id, error = %e, "cannot write the run's outcome"),
+    }
+    let hooks = hooks.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for hook in hooks {
+        hook(run, &state);
     }
     run.state.send_replace(state);
 }

@@ -56,8 +56,7 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    let ext: String = ext.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
-    let ext = if ext.is_empty() { "bin".to_string() } else { ext.to_ascii_lowercase() };
+    let ext = extension(ext);
     tokio::fs::create_dir_all(dir).await.map_err(|e| server_error(dir, &e))?;
     let id = new_id();
     let path = dir.join(format!("{id}.{ext}"));
@@ -78,6 +77,17 @@ where
         return Err(ApiError::invalid("the upload is empty (0 bytes)"));
     }
     Ok(Upload { id, path: partial.keep(), bytes: written })
+}
+
+/// A file name extension made safe: at most 8 ASCII letters and digits,
+/// lower case; `bin` when none is left.
+pub fn extension(ext: &str) -> String {
+    let ext: String = ext.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    if ext.is_empty() {
+        "bin".to_string()
+    } else {
+        ext.to_ascii_lowercase()
+    }
 }
 
 /// The upload `id` in `dir`, if there is one.

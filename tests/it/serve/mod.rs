@@ -7,6 +7,8 @@ mod budget;
 mod keys;
 mod kill;
 mod native;
+mod native_more;
+mod openai;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
