@@ -288,6 +288,10 @@ impl Gateway {
             Some(Protocol::Anthropic) => {
                 Ok(Arc::new(Anthropic::from_profile(name, profile, &self.config).map_err(|e| e.message)?))
             }
+            Some(Protocol::OpenaiTranscription) => Ok(Arc::new(
+                crate::provider::transcription::Transcription::from_profile(name, profile, &self.config)
+                    .map_err(|e| e.message)?,
+            )),
             None => Err(format!("providers.{name}.protocol is not set")),
         }
     }

@@ -24,86 +24,11 @@
 //! Silence (or a track with no voiced frame) gives no segment at all, so it
 //! costs nothing to transcribe.
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config::VadSettings;
 use crate::media::SAMPLE_RATE;
 
 /// Samples in one analysis frame (30 ms at 16 kHz).
 const FRAME: usize = SAMPLE_RATE as usize * 30 / 1000;
-
-/// The detector's settings (config `[speech.vad]`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VadSettings {
-    /// A voiced frame is louder than this, dBFS.
-    pub threshold_db: f64,
-    /// ... and louder than the noise floor by this much, dB.
-    pub margin_db: f64,
-    /// How fast the noise floor rises when frames are louder than it.
-    pub floor_rise_db_per_s: f64,
-    /// Silence that ends a segment.
-    pub hangover_ms: u64,
-    /// Audio kept before the first and after the last voiced frame.
-    pub pad_ms: u64,
-    /// Segments with less voiced time than this are dropped.
-    pub min_voiced_ms: u64,
-    /// The longest segment, overlap included.
-    pub max_segment_ms: u64,
-    /// Audio two segments cut apart share.
-    pub overlap_ms: u64,
-    /// Where, before the end of a segment too long, the cut is looked for.
-    pub cut_search_ms: u64,
-}
-
-impl Default for VadSettings {
-    fn default() -> Self {
-        Self {
-            threshold_db: -45.0,
-            margin_db: 10.0,
-            floor_rise_db_per_s: 2.0,
-            hangover_ms: 700,
-            pad_ms: 200,
-            min_voiced_ms: 150,
-            max_segment_ms: 30_000,
-            overlap_ms: 1_000,
-            cut_search_ms: 5_000,
-        }
-    }
-}
-
-impl VadSettings {
-    /// Checks the values against each other.
-    ///
-    /// # Errors
-    /// The key and why.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(self.threshold_db.is_finite() && self.threshold_db < 0.0) {
-            return Err(("threshold_db", format!("{} is not a level below 0 dBFS", self.threshold_db)));
-        }
-        if !(self.margin_db.is_finite() && self.margin_db >= 0.0) {
-            return Err(("margin_db", format!("{} is not a finite number ≥ 0", self.margin_db)));
-        }
-        if !(self.floor_rise_db_per_s.is_finite() && self.floor_rise_db_per_s >= 0.0) {
-            return Err(("floor_rise_db_per_s", format!("{} is not a finite number ≥ 0", self.floor_rise_db_per_s)));
-        }
-        if !(1_000..=600_000).contains(&self.max_segment_ms) {
-            return Err(("max_segment_ms", format!("{} is outside 1000..=600000", self.max_segment_ms)));
-        }
-        if self.overlap_ms.saturating_add(self.cut_search_ms) >= self.max_segment_ms {
-            return Err((
-                "overlap_ms",
-                format!(
-                    "overlap_ms {} + cut_search_ms {} must stay below max_segment_ms {}",
-                    self.overlap_ms, self.cut_search_ms, self.max_segment_ms
-                ),
-            ));
-        }
-        if self.hangover_ms > 10_000 || self.pad_ms > 5_000 {
-            return Err(("hangover_ms", "hangover_ms is at most 10000 and pad_ms at most 5000".into()));
-        }
-        Ok(())
-    }
-}
 
 /// One stretch of speech: its samples and where it lies, in samples from the
 /// start of the stream.
@@ -435,8 +360,8 @@ mod tests {
     fn settings_that_contradict_each_other_are_refused() {
         assert!(VadSettings::default().validate().is_ok());
         let bad = VadSettings { overlap_ms: 26_000, ..VadSettings::default() };
-        assert_eq!(bad.validate().unwrap_err().0, "overlap_ms");
+        assert_eq!(bad.validate().unwrap_err().key, "overlap_ms");
         let bad = VadSettings { threshold_db: 3.0, ..VadSettings::default() };
-        assert_eq!(bad.validate().unwrap_err().0, "threshold_db");
+        assert_eq!(bad.validate().unwrap_err().key, "threshold_db");
     }
 }
