@@ -20,6 +20,7 @@
 
 mod plan;
 mod run;
+mod speech;
 mod video;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use crate::schema::VideoReport;
 
 pub use plan::{Candidate, Plan, Shape};
 pub use run::{Account, RunOptions};
+pub use speech::SpeechPlan;
 
 /// Why a run gave no report.
 #[derive(Debug, thiserror::Error)]

@@ -9,15 +9,26 @@ use vidgate::speech::{Segmenter, VadSettings};
 
 use crate::util::{block_on, make_clip, probe};
 
-/// 6 s of small testsrc, H.264, with the lavfi `audio` source as its AAC
-/// track (none when absent).
-pub fn clip_with_audio(name: &str, audio: Option<&str>) -> PathBuf {
-    let mut args = vec!["-f", "lavfi", "-i", "testsrc=duration=6:size=160x120:rate=10"];
-    if let Some(audio) = audio {
-        args.extend(["-f", "lavfi", "-i", audio, "-t", "6", "-c:a", "aac"]);
+/// `seconds` of small testsrc, H.264, with the sound the ffmpeg arguments
+/// `audio` add (inputs, filters, maps) as its AAC track; none when empty.
+pub fn clip_with_sound(name: &str, seconds: u32, audio: &[&str]) -> PathBuf {
+    let video = format!("testsrc=duration={seconds}:size=160x120:rate=10");
+    let length = seconds.to_string();
+    let mut args = vec!["-f", "lavfi", "-i", &video];
+    args.extend_from_slice(audio);
+    args.extend(["-t", &length, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]);
+    if !audio.is_empty() {
+        args.extend(["-c:a", "aac"]);
     }
-    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]);
     make_clip(name, &args)
+}
+
+/// 6 s of small testsrc with the lavfi `audio` source as its sound (none when absent).
+pub fn clip_with_audio(name: &str, audio: Option<&str>) -> PathBuf {
+    match audio {
+        Some(source) => clip_with_sound(name, 6, &["-f", "lavfi", "-i", source]),
+        None => clip_with_sound(name, 6, &[]),
+    }
 }
 
 /// A mono track that is silent but for a 220 Hz tone from 2.0 s to 3.5 s.
@@ -80,3 +91,6 @@ fn a_silent_track_makes_no_segment_and_no_track_starts_no_ffmpeg() {
     assert!(found.is_empty(), "{found:?}");
     assert!(speech(&mute_clip(), None).is_none(), "no audio stream: nothing to decode");
 }
+
+mod fake;
+mod story;
