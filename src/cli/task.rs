@@ -113,7 +113,7 @@ pub async fn resume(format: Format, config: Config) -> anyhow::Result<()> {
 }
 
 /// `http://` and `https://` arguments are URL sources; anything else is a file.
-fn source_of(video: &std::path::Path) -> VideoSource {
+pub(super) fn source_of(video: &std::path::Path) -> VideoSource {
     match video.to_str().filter(|t| vidgate::fetch::is_url(t)) {
         Some(url) => VideoSource::Url { url: url.to_string() },
         None => VideoSource::Path { path: video.to_path_buf() },

@@ -242,3 +242,50 @@ fn a_speech_chain_must_name_speech_providers() {
     let err = Config::load(&sources).unwrap_err().to_string();
     assert!(err.contains("speech.chain") && err.contains("`a` is not a speech provider"), "{err}");
 }
+
+#[test]
+fn vidgate_transcribe_prints_the_transcript_as_subtitles() {
+    let Some((clip, speech_ms)) = spoken_clip() else { return };
+    let fake = FakeWhisper::start(SENTENCE);
+    let var = "VIDGATE_TEST_WHISPER_CLI";
+    let config = clip_dir().join("speech-cli.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[speech]\nchain = [\"fake-whisper\"]\n\n[providers.fake-whisper]\nprotocol = \"openai_transcription\"\n\
+             base_url = \"{}\"\napi_key_env = \"{var}\"\nmodel = \"whisper-1\"\n\n\
+             [providers.fake-whisper.models.\"whisper-1\"]\naudio_usd_per_minute = 0.006\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    let transcribe = |format: &str| {
+        let out = vidgate()
+            .env(var, KEY)
+            .arg("--config")
+            .arg(&config)
+            .args(["transcribe", "--language", "en", "--format", format])
+            .arg(&clip)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    };
+    let (srt, stderr) = transcribe("srt");
+    let cue: Vec<&str> = srt.lines().collect();
+    assert_eq!(cue.first(), Some(&"1"), "{srt}");
+    assert_eq!(cue.get(2), Some(&SENTENCE), "{srt}");
+    // 00:00:0S,mmm --> 00:00:0S,mmm, near 3 s and the speech's end.
+    let (start, end) = cue[1].split_once(" --> ").unwrap();
+    let ms = |t: &str| vidgate::timecode::parse(&t.replace(',', ".")).unwrap();
+    assert!(ms(start).abs_diff(SPEECH_AT_MS) <= 1_000 && ms(end).abs_diff(SPEECH_AT_MS + speech_ms) <= 1_000, "{srt}");
+    assert!(stderr.contains("1 segments of speech"), "{stderr}");
+    assert_eq!(fake.heard()[0].language.as_deref(), Some("en"));
+    let (vtt, _) = transcribe("vtt");
+    assert!(vtt.starts_with("WEBVTT") && vtt.contains(SENTENCE), "{vtt}");
+    let (json, _) = transcribe("json");
+    let report: VideoReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(report.speech[0].text, SENTENCE);
+    assert!(!json.contains(KEY));
+}
