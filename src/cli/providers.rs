@@ -74,7 +74,7 @@ pub fn run(args: ProvidersArgs, config: &Config) -> anyhow::Result<()> {
                 Some(p) if p.input_per_mtok == 0.0 && p.output_per_mtok == 0.0 => "free".to_string(),
                 Some(p) => format!("{} / {}", p.input_per_mtok, p.output_per_mtok),
                 None => match l.usd_per_audio_minute {
-                    Some(m) if m == 0.0 => "free".to_string(),
+                    Some(0.0) => "free".to_string(),
                     Some(m) => format!("{m}/audio min"),
                     None => "-".to_string(),
                 },
