@@ -339,6 +339,18 @@ fn print_plan(out: &mut impl Write, plan: &Plan) -> anyhow::Result<()> {
             )?;
         }
     }
+    if let Some(s) = &plan.speech {
+        writeln!(
+            out,
+            "speech: up to {} of sound on {} ({}) in {} calls, up to ${:.4}, counted in the budget{}",
+            timecode::format(s.audio_ms),
+            s.provider,
+            s.model,
+            s.calls,
+            s.estimated_usd,
+            s.error.as_ref().map_or(String::new(), |e| format!("; cannot serve this: {e}"))
+        )?;
+    }
     for s in &plan.skipped {
         writeln!(out, "skipped: {s}")?;
     }
