@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::check::Invalid;
 
+/// The most `max_inline_video_bytes` may be: 1 GiB.
+pub const MAX_INLINE_VIDEO_BYTES: u64 = 1 << 30;
+
 /// The HTTP service (`vidgate serve`, see [`crate::serve`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,6 +17,11 @@ pub struct ServerConfig {
     pub bind: String,
     /// The largest video an upload (or a data URL) may carry, in bytes.
     pub max_upload_bytes: u64,
+    /// The largest video a chat request may carry inline (a base64 data
+    /// URL), in bytes. The JSON body is read whole, so this bounds the
+    /// memory one request can take; larger videos go through
+    /// `POST /v1/videos` or a URL.
+    pub max_inline_video_bytes: u64,
     /// Runs that work at once; the others wait in the queue.
     pub max_concurrent_runs: usize,
     /// Runs that may wait for a free slot; one more is answered 429.
@@ -39,6 +47,7 @@ impl Default for ServerConfig {
         Self {
             bind: "127.0.0.1:8080".into(),
             max_upload_bytes: 4 << 30,
+            max_inline_video_bytes: 100 << 20,
             max_concurrent_runs: 4,
             queue_length: 64,
             keep_uploads_hours: 24.0,
@@ -62,6 +71,15 @@ impl ServerConfig {
         }
         if self.max_upload_bytes == 0 {
             return Err(Invalid::new("max_upload_bytes", "is 0: no video could be uploaded"));
+        }
+        if !(1..=MAX_INLINE_VIDEO_BYTES).contains(&self.max_inline_video_bytes) {
+            return Err(Invalid::new(
+                "max_inline_video_bytes",
+                format!(
+                    "is {}: give 1 to {MAX_INLINE_VIDEO_BYTES} bytes (a chat body is held in memory whole)",
+                    self.max_inline_video_bytes
+                ),
+            ));
         }
         if !(1..=1024).contains(&self.max_concurrent_runs) {
             return Err(Invalid::new(
@@ -90,6 +108,12 @@ impl ServerConfig {
             return Err(Invalid::new("admin_key_env", "is empty: name the environment variable holding the admin key"));
         }
         Ok(())
+    }
+
+    /// The largest video a chat request may carry inline: the smaller of
+    /// `max_inline_video_bytes` and `max_upload_bytes`.
+    pub fn inline_video_cap(&self) -> u64 {
+        self.max_inline_video_bytes.min(self.max_upload_bytes)
     }
 
     /// The directory uploads are written to.

@@ -412,6 +412,8 @@ fn server_settings_out_of_range_are_refused_with_their_key() {
         ("[server]\nbind = \"localhost\"\n", "server.bind"),
         ("[server]\nmax_concurrent_runs = 0\n", "server.max_concurrent_runs"),
         ("[server]\nmax_upload_bytes = 0\n", "server.max_upload_bytes"),
+        ("[server]\nmax_inline_video_bytes = 0\n", "server.max_inline_video_bytes"),
+        ("[server]\nmax_inline_video_bytes = 2147483648\n", "server.max_inline_video_bytes"),
         ("[server]\nkeep_uploads_hours = nan\n", "server.keep_uploads_hours"),
         ("[server]\nkeep_reports_days = -1.0\n", "server.keep_reports_days"),
         ("[server]\nadmin_key_env = \" \"\n", "server.admin_key_env"),
@@ -423,4 +425,31 @@ fn server_settings_out_of_range_are_refused_with_their_key() {
     let (ok, _f) = load_file("[server]\nbind = \"0.0.0.0:9000\"\nqueue_length = 0\n");
     let server = ok.unwrap().server;
     assert_eq!((server.bind.as_str(), server.queue_length, server.max_concurrent_runs), ("0.0.0.0:9000", 0, 4));
+}
+
+#[test]
+fn router_aliases_name_a_task_and_providers_that_exist() {
+    let (ok, _f) = load_file(
+        "[router.aliases.quick-look]\ntask = \"describe\"\nchain = [\"gemini\"]\n\n[router.aliases.\"team/ask\"]\ntask = \"ask\"\n",
+    );
+    let cfg = ok.unwrap();
+    let quick = &cfg.router.aliases["quick-look"];
+    assert_eq!((quick.task.as_str(), quick.chain.clone()), ("describe", vec!["gemini".to_string()]));
+    assert!(cfg.router.aliases["team/ask"].chain.is_empty());
+    for (text, needle) in [
+        ("[router.aliases.x]\ntask = \"summarize\"\n", "key `router.aliases.x.task`: `summarize` is not a task"),
+        (
+            "[router.aliases.x]\ntask = \"ask\"\nchain = [\"nope\"]\n",
+            "key `router.aliases.x.chain`: no provider called `nope`",
+        ),
+        ("[router.aliases.\"vidgate/fast\"]\ntask = \"ask\"\n", "built-in models"),
+        ("[router.aliases.\"a b\"]\ntask = \"ask\"\n", "not a model name"),
+        ("[router.aliases.x]\ntask = \"ask\"\nfps = 2\n", "fps"),
+    ] {
+        let (err, f) = load_file(text);
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains(needle), "{text}: {msg}");
+        // Only the merged whole knows the providers; the rest is the file's own fault.
+        assert!(needle.contains("nope") || msg.contains(&f.path().display().to_string()), "{msg}");
+    }
 }

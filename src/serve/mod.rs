@@ -98,7 +98,8 @@ pub struct ApiError {
     /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, ...
     pub kind: &'static str,
     pub code: Option<&'static str>,
-    pub param: Option<&'static str>,
+    /// The request field at fault, e.g. `messages[0].content[1]`.
+    pub param: Option<std::borrow::Cow<'static, str>>,
     /// Seconds, sent as `Retry-After`.
     pub retry_after_s: Option<u64>,
 }
@@ -122,8 +123,8 @@ impl ApiError {
         self
     }
 
-    pub fn param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+    pub fn param(mut self, param: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.param = Some(param.into());
         self
     }
 

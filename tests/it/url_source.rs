@@ -20,7 +20,7 @@ use vidgate::schema::{Task, VideoRequest, VideoSource};
 use crate::util::*;
 
 /// A small HTTP/1.1 server whose answer depends on the path.
-async fn server(clip: PathBuf) -> SocketAddr {
+pub(crate) async fn server(clip: PathBuf) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

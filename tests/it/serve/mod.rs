@@ -5,6 +5,7 @@
 mod keys;
 mod native;
 mod native_more;
+mod openai;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
