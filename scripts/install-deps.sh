@@ -3,8 +3,9 @@
 # time; vidgate never downloads one), cmake + clang for the llama.cpp build of
 # the local backend, and, for the tests only, Python's gguf and numpy (the tiny
 # vision model generator), GNU time (the peak-memory checks), Chromium with
-# its WebDriver (the web page's browser tests) and the official `openai`
-# Python client (a client of `vidgate serve`). Installs only what is missing.
+# its WebDriver (the web page's browser tests), the official `openai`
+# Python client (a client of `vidgate serve`) and espeak-ng (speech with a
+# known text, under the speech track's test clips). Installs only what is missing.
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
@@ -14,6 +15,7 @@ dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 if ! python3 -c 'import gguf, numpy' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy==2.4.6" >&2
 fi

@@ -697,6 +697,19 @@ pub fn unit_key(video: &str, provider: &str, model: &str, settings: &str, job: &
             }
         }
         JobInput::Text(text) => field("text", text.as_bytes()),
+        // Within one video, a time range names one stretch of its sound.
+        JobInput::Audio(clip) => field(
+            "audio",
+            format!(
+                "{}-{}/{}-{}/{}",
+                clip.range.start_ms,
+                clip.range.end_ms,
+                clip.owned.start_ms,
+                clip.owned.end_ms,
+                clip.wav.len()
+            )
+            .as_bytes(),
+        ),
     }
     hex::encode(h.finalize())
 }

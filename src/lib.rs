@@ -26,6 +26,7 @@ pub mod router;
 pub mod schema;
 pub mod secret;
 pub mod serve;
+pub mod speech;
 pub mod timecode;
 pub mod timeline;
 

@@ -82,7 +82,8 @@ pub fn vtt(events: &[Event]) -> String {
     out
 }
 
-/// Markdown: the story, the answer, then the timeline as a list.
+/// Markdown: the story, the answer, the timeline as a list, then what was
+/// said (the speech track), each part when the report has it.
 pub fn markdown(report: &VideoReport) -> String {
     let mut out = String::new();
     if let Some(story) = &report.story {
@@ -101,6 +102,21 @@ pub fn markdown(report: &VideoReport) -> String {
                 crate::timecode::format(e.start_ms),
                 crate::timecode::format(e.end_ms),
                 text
+            );
+        }
+        out.push('\n');
+    }
+    if !report.speech.is_empty() {
+        // What was heard, apart from what was seen: quoted, with its speaker's provider.
+        out.push_str("## Speech\n\n");
+        for o in &report.speech {
+            let _ = writeln!(
+                out,
+                "- **{}–{}** “{}” ({})",
+                crate::timecode::format(o.range.start_ms),
+                crate::timecode::format(o.range.end_ms),
+                flat(&o.text),
+                flat(&o.provider)
             );
         }
         out.push('\n');
@@ -296,6 +312,22 @@ mod tests {
         }
         assert!(markdown(&report).starts_with("## Story\n\nA[2J story\nin two lines\n\n"));
         assert_eq!(text(&events).lines().nth(1), Some("00:01.000  Sign 1: OPEN now"));
+    }
+
+    #[test]
+    fn markdown_lists_what_was_said_apart_from_what_was_seen() {
+        let said = crate::schema::Observation {
+            range: crate::schema::TimeRange { start_ms: 3_000, end_ms: 5_500 },
+            text: " Hello\nthere. ".into(),
+            provider: "groq-whisper".into(),
+            model: None,
+        };
+        let report = VideoReport { events: events(), speech: vec![said], ..VideoReport::default() };
+        let md = markdown(&report);
+        let speech = md.split("## Speech\n\n").nth(1).expect("a speech section");
+        assert!(speech.starts_with("- **00:03.000–00:05.500** “Hello there.” (groq-whisper)\n"), "{md}");
+        assert!(md.find("## Timeline").unwrap() < md.find("## Speech").unwrap());
+        assert!(!markdown(&VideoReport::default()).contains("## Speech"));
     }
 
     #[test]

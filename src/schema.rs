@@ -264,6 +264,11 @@ pub struct VideoReport {
     /// What the providers saw, before merging.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observations: Vec<Observation>,
+    /// What is said in the video, with times: the speech track's
+    /// transcript, by the speech provider that heard it. These words came
+    /// from the sound, not from the pictures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speech: Vec<Observation>,
     pub usage: Usage,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,

@@ -514,7 +514,7 @@ fn describe_runs_offline_on_the_local_model() {
     assert_eq!(report["usage"]["cost_usd"], 0.0);
     assert!(report["usage"]["input_tokens"].as_u64().unwrap() > 5 * 16, "five frames of 16 image tokens");
     // The story was merged by the same local model, with text generation.
-    assert_eq!(report["prompt_versions"], serde_json::json!(["chunk@1", "story@1"]));
+    assert_eq!(report["prompt_versions"], serde_json::json!(["chunk@1", "story@2"]));
     assert!(report["attempts"].as_array().unwrap().iter().all(|a| a["outcome"]["kind"] == "ok"), "{report}");
     assert!(report["story"].is_string(), "{report}");
 }

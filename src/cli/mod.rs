@@ -8,6 +8,7 @@ mod providers;
 mod sampling;
 mod serve;
 mod task;
+mod transcribe;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub enum Command {
     Ask(AskArgs),
     /// Find the stretches of the video where something happens.
     Find(FindArgs),
+    /// What is said in the video, with times: the speech track alone
+    /// (speech.chain), as text, SubRip, WebVTT or JSON.
+    Transcribe(transcribe::TranscribeArgs),
     /// Show what a task would send to each provider and cost; spends nothing.
     Plan(task::PlanArgs),
     /// Finish the last run that was interrupted (its finished units are reused).
@@ -127,6 +131,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Find(f) => {
             let config = load_config(args.config, f.task.config_overrides())?;
             task::run(Task::Find { what: f.what }, f.task, config).await
+        }
+        Command::Transcribe(t) => {
+            let config = load_config(args.config, t.config_overrides())?;
+            transcribe::run(t, config).await
         }
         Command::Plan(p) => {
             let config = load_config(args.config, p.sampling.config_overrides())?;

@@ -40,6 +40,9 @@ struct Listed {
     download_bytes: Option<u64>,
     /// US dollars per million tokens, for `model`.
     price: Option<Price>,
+    /// US dollars per minute of audio, for a speech model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usd_per_audio_minute: Option<f64>,
     /// What the profile is, in its own words.
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
@@ -70,7 +73,11 @@ pub fn run(args: ProvidersArgs, config: &Config) -> anyhow::Result<()> {
             let price = match l.price {
                 Some(p) if p.input_per_mtok == 0.0 && p.output_per_mtok == 0.0 => "free".to_string(),
                 Some(p) => format!("{} / {}", p.input_per_mtok, p.output_per_mtok),
-                None => "-".to_string(),
+                None => match l.usd_per_audio_minute {
+                    Some(0.0) => "free".to_string(),
+                    Some(m) => format!("{m}/audio min"),
+                    None => "-".to_string(),
+                },
             };
             writeln!(
                 out,
@@ -114,6 +121,7 @@ fn listed(name: &str, p: &ProviderProfile, config: &Config) -> Listed {
         key_present: None,
         download_bytes: None,
         price: p.model.as_deref().and_then(|m| p.price_for(m)),
+        usd_per_audio_minute: p.model.as_deref().and_then(|m| p.model_profile(m)?.audio_usd_per_minute),
         description: p.description.clone(),
         prices_checked: p.prices_checked.clone(),
         prices_source: p.prices_source.clone(),
@@ -158,7 +166,13 @@ fn local_status(name: &str, p: &ProviderProfile, config: &Config, l: &mut Listed
 fn remote_status(name: &str, p: &ProviderProfile, l: &mut Listed) -> Result<String, String> {
     let base_url = p.base_url.as_deref().ok_or_else(|| format!("providers.{name}.base_url is not set"))?;
     let model = p.model.as_deref().ok_or_else(|| format!("providers.{name}.model is not set"))?;
-    if l.price.is_none() {
+    if p.protocol == Some(Protocol::OpenaiTranscription) {
+        if l.usd_per_audio_minute.is_none() {
+            return Err(format!(
+                "no price for model `{model}`: set providers.{name}.models.\"{model}\".audio_usd_per_minute"
+            ));
+        }
+    } else if l.price.is_none() {
         return Err(format!("no price for model `{model}`: set [providers.{name}.price]"));
     }
     if let Some(var) = &p.api_key_env {

@@ -113,7 +113,7 @@ pub async fn resume(format: Format, config: Config) -> anyhow::Result<()> {
 }
 
 /// `http://` and `https://` arguments are URL sources; anything else is a file.
-fn source_of(video: &std::path::Path) -> VideoSource {
+pub(super) fn source_of(video: &std::path::Path) -> VideoSource {
     match video.to_str().filter(|t| vidgate::fetch::is_url(t)) {
         Some(url) => VideoSource::Url { url: url.to_string() },
         None => VideoSource::Path { path: video.to_path_buf() },
@@ -338,6 +338,18 @@ fn print_plan(out: &mut impl Write, plan: &Plan) -> anyhow::Result<()> {
                 c.model
             )?;
         }
+    }
+    if let Some(s) = &plan.speech {
+        writeln!(
+            out,
+            "speech: up to {} of sound on {} ({}) in {} calls, up to ${:.4}, counted in the budget{}",
+            timecode::format(s.audio_ms),
+            s.provider,
+            s.model,
+            s.calls,
+            s.estimated_usd,
+            s.error.as_ref().map_or(String::new(), |e| format!("; cannot serve this: {e}"))
+        )?;
     }
     for s in &plan.skipped {
         writeln!(out, "skipped: {s}")?;

@@ -17,6 +17,7 @@ mod retry;
 mod router;
 mod sampling;
 mod server;
+mod speech;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ pub use retry::RetryConfig;
 pub use router::{RouteAlias, RouterConfig};
 pub use sampling::SamplingConfig;
 pub use server::ServerConfig;
+pub use speech::{SpeechConfig, SpeechTrack, VadSettings};
 
 /// The profiles shipped in `providers/` as (name, TOML text), compiled in:
 /// every `*.toml` there but the model catalogue, by name (see `build.rs`),
@@ -59,6 +61,7 @@ pub struct Config {
     pub merge: MergeConfig,
     pub fetch: FetchConfig,
     pub server: ServerConfig,
+    pub speech: SpeechConfig,
     /// Read prompt templates from here instead of the built-in ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts_dir: Option<PathBuf>,
@@ -82,6 +85,7 @@ impl Config {
         self.merge.validate().map_err(|e| e.within("merge"))?;
         self.router.validate().map_err(|e| e.within("router"))?;
         self.models.validate().map_err(|e| e.within("models"))?;
+        self.speech.validate().map_err(|e| e.within("speech"))?;
         for (name, profile) in &self.providers {
             profile.validate().map_err(|e| e.within(&format!("providers.{name}")))?;
         }
@@ -100,6 +104,12 @@ impl Config {
                         format!("no provider called `{name}`; known: {}", known.join(", ")),
                     ));
                 };
+                if profile.protocol == Some(Protocol::OpenaiTranscription) {
+                    return Err(Invalid::new(
+                        format!("router.{key}"),
+                        format!("`{name}` is a speech provider: name it in speech.chain"),
+                    ));
+                }
                 if profile.protocol.is_none() {
                     let protocols: Vec<String> = Protocol::ALL.iter().map(|p| format!("\"{}\"", p.as_str())).collect();
                     return Err(Invalid::new(
@@ -107,6 +117,24 @@ impl Config {
                         format!("missing: one of {}", protocols.join(", ")),
                     ));
                 }
+            }
+        }
+        for name in &self.speech.chain {
+            let protocol = self.providers.get(name).and_then(|p| p.protocol);
+            if protocol != Some(Protocol::OpenaiTranscription) {
+                let speech: Vec<_> = self
+                    .providers
+                    .iter()
+                    .filter(|(_, p)| p.protocol == Some(Protocol::OpenaiTranscription))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                return Err(Invalid::new(
+                    "speech.chain",
+                    format!(
+                        "`{name}` is not a speech provider (protocol \"openai_transcription\"); speech providers: {}",
+                        speech.join(", ")
+                    ),
+                ));
             }
         }
         Ok(())

@@ -20,11 +20,15 @@ pub enum Protocol {
     Openai,
     LlamaLocal,
     Anthropic,
+    /// OpenAI's `/v1/audio/transcriptions` (speech to text), as OpenAI, Groq,
+    /// a whisper.cpp server and vLLM serve it.
+    OpenaiTranscription,
 }
 
 impl Protocol {
     /// Every protocol, for messages that list them.
-    pub const ALL: [Protocol; 4] = [Protocol::Gemini, Protocol::Openai, Protocol::LlamaLocal, Protocol::Anthropic];
+    pub const ALL: [Protocol; 5] =
+        [Protocol::Gemini, Protocol::Openai, Protocol::LlamaLocal, Protocol::Anthropic, Protocol::OpenaiTranscription];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -32,6 +36,7 @@ impl Protocol {
             Protocol::Openai => "openai",
             Protocol::LlamaLocal => "llama_local",
             Protocol::Anthropic => "anthropic",
+            Protocol::OpenaiTranscription => "openai_transcription",
         }
     }
 }
@@ -175,6 +180,17 @@ pub struct ModelProfile {
     pub video_tokens_per_frame: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
+    /// Speech models: US dollars per minute of audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_usd_per_minute: Option<f64>,
+    /// Speech models: the least audio billed for one request, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_min_billed_s: Option<f64>,
+    /// Speech models: answers `verbose_json`, with the times of each
+    /// segment of text (default true). `false`: `json`, one text for the
+    /// whole clip (`gpt-4o-transcribe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verbose_json: Option<bool>,
 }
 
 impl ModelProfile {
@@ -198,6 +214,9 @@ impl ModelProfile {
             video_max_frames,
             video_tokens_per_frame,
             price,
+            audio_usd_per_minute,
+            audio_min_billed_s,
+            verbose_json,
         } = known;
         self.context_tokens = self.context_tokens.or(*context_tokens);
         self.max_output_tokens = self.max_output_tokens.or(*max_output_tokens);
@@ -216,6 +235,9 @@ impl ModelProfile {
         self.video_max_frames = self.video_max_frames.or(*video_max_frames);
         self.video_tokens_per_frame = self.video_tokens_per_frame.or(*video_tokens_per_frame);
         self.price = self.price.or(*price);
+        self.audio_usd_per_minute = self.audio_usd_per_minute.or(*audio_usd_per_minute);
+        self.audio_min_billed_s = self.audio_min_billed_s.or(*audio_min_billed_s);
+        self.verbose_json = self.verbose_json.or(*verbose_json);
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod plan;
 mod run;
+mod speech;
 mod video;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use crate::schema::VideoReport;
 
 pub use plan::{Candidate, Plan, Shape};
 pub use run::{Account, RunOptions};
+pub use speech::SpeechPlan;
 
 /// Why a run gave no report.
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +292,10 @@ impl Gateway {
             Some(Protocol::Anthropic) => {
                 Ok(Arc::new(Anthropic::from_profile(name, profile, &self.config).map_err(|e| e.message)?))
             }
+            Some(Protocol::OpenaiTranscription) => Ok(Arc::new(
+                crate::provider::transcription::Transcription::from_profile(name, profile, &self.config)
+                    .map_err(|e| e.message)?,
+            )),
             None => Err(format!("providers.{name}.protocol is not set")),
         }
     }

@@ -64,7 +64,11 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub downgrades: Vec<String>,
     pub candidates: Vec<Candidate>,
-    /// The first candidate fits the budget.
+    /// The speech track, when the run transcribes the video's sound; its
+    /// cost is part of what must fit the budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech: Option<super::SpeechPlan>,
+    /// The first candidate (and the speech track) fits the budget.
     pub fits: bool,
 }
 
@@ -237,6 +241,7 @@ impl Gateway {
                     skipped: Vec::new(),
                     downgrades,
                     candidates,
+                    speech: None,
                     fits,
                 });
             }
@@ -320,10 +325,19 @@ pub(crate) fn over_budget_message(plan: &Plan) -> String {
     let Some(c) = plan.first() else {
         return "no provider of the chain can serve this request".into();
     };
-    let what = match c.frames {
+    let mut what = match c.frames {
         Some(n) => format!("{n} frames at {} px in {} calls", c.width, c.observe_calls),
         None => "the video in one call".into(),
     };
+    if let Some(s) = &plan.speech {
+        what.push_str(&format!(
+            " and up to {} of speech on {} in {} calls (up to ${:.4})",
+            crate::timecode::format(s.audio_ms),
+            s.provider,
+            s.calls,
+            s.estimated_usd
+        ));
+    }
     let lowered = if plan.downgrades.is_empty() {
         "nothing could be lowered (budget.downgrade)".to_string()
     } else {
@@ -337,7 +351,7 @@ pub(crate) fn over_budget_message(plan: &Plan) -> String {
         merge = c.merge_calls,
         input = c.input_tokens,
         output = c.output_tokens,
-        cost = c.estimated_usd,
+        cost = c.estimated_usd + plan.speech.as_ref().map_or(0.0, |s| s.estimated_usd),
         budget = plan.budget_usd,
     )
 }

@@ -6,6 +6,7 @@ mod chain;
 mod observe;
 mod report;
 mod source;
+mod speech;
 
 use report::{events_of, joined_text, output_provider};
 use source::{source_name, Source};
@@ -40,6 +41,7 @@ struct Prepared {
     members: Vec<Member>,
     budgets: Vec<Budget>,
     plan: Plan,
+    speech: super::speech::SpeechTrackPlan,
 }
 
 /// Everything one run shares.
@@ -262,12 +264,16 @@ impl Gateway {
         for budget in &budgets {
             left = left.min(budget.remaining().await);
         }
-        let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left)?;
+        let speech = self.speech_track(&info, request.sampling.range, &members, false);
+        let speech_usd = speech.plan.as_ref().map_or(0.0, |s| s.estimated_usd);
+        let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left - speech_usd)?;
+        plan.budget_usd = left;
+        plan.speech = speech.plan.clone();
         plan.skipped = skipped;
         for c in &mut plan.candidates {
             c.download_bytes = downloads.get(&c.provider).copied();
         }
-        Ok(Prepared { source, info, names, members, budgets, plan })
+        Ok(Prepared { source, info, names, members, budgets, plan, speech })
     }
 
     async fn run_inner(
@@ -279,7 +285,7 @@ impl Gateway {
         unsaved: Arc<AtomicU32>,
         account: Option<&Account>,
     ) -> Result<VideoReport, GatewayError> {
-        let Prepared { source, info, names, members, budgets, plan } =
+        let Prepared { source, info, names, members, budgets, plan, speech } =
             self.prepare(request, progress.as_ref(), false, account).await?;
         if !plan.fits {
             return Err(GatewayError::OverBudget(over_budget_message(&plan)));
@@ -308,6 +314,7 @@ impl Gateway {
         let mut report = VideoReport::default();
         report.warnings.extend(plan.skipped.iter().map(|s| format!("provider skipped: {s}")));
         report.warnings.extend(plan.downgrades.iter().map(|d| format!("lowered to fit the budget: {d}")));
+        report.warnings.extend(speech.notes.iter().cloned());
         let merge = MergeLimits::for_members(&self.config.merge, &[]);
         let mut ctx = Ctx {
             gateway: self,
@@ -323,6 +330,9 @@ impl Gateway {
         };
 
         let native_events = ctx.observe(&members, &plan).await?;
+        if speech.plan.is_some() {
+            ctx.hear(&speech.members, request.sampling.range).await?;
+        }
         let text_names = if self.config.router.text_chain.is_empty() {
             names.clone()
         } else {

@@ -1,11 +1,12 @@
-//! Reading videos: probe them, then stream sampled frames out of ffmpeg, or
-//! copy a time range out as a file of its own.
+//! Reading videos: probe them, then stream sampled frames (or the audio, as
+//! PCM) out of ffmpeg, or copy a time range out as a file of its own.
 //!
 //! ffmpeg and ffprobe are the system's (a declared requirement); vidgate never
 //! downloads them. They read only the file named, through the `file` protocol
 //! and an allow-list of container formats, so a playlist or concat list cannot
 //! make them open anything else.
 
+mod audio;
 mod cut;
 mod error;
 mod extract;
@@ -21,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 
+pub use audio::{pcm, samples_ms, wav, PcmStream, SAMPLE_RATE};
 pub use cut::{cut, Cut};
 pub use error::MediaError;
 pub use extract::{encode_jpeg, extract, ExtractionWarnings, FrameStream};

@@ -16,6 +16,7 @@ pub mod openai_compat;
 pub mod scripted;
 pub mod setup;
 pub mod structured;
+pub mod transcription;
 pub(crate) mod usage;
 
 use std::path::PathBuf;
@@ -68,6 +69,36 @@ pub enum JobInput {
     Video { path: PathBuf, range: Option<TimeRange>, duration_ms: u64, size_bytes: u64, fps: Option<f64> },
     /// Text only: merging observations into a story.
     Text(String),
+    /// Speech to transcribe, for speech providers.
+    Audio(AudioClip),
+}
+
+/// A stretch of the video's sound, as a WAV file (16 kHz mono), and where
+/// it lies in the video.
+#[derive(Clone)]
+pub struct AudioClip {
+    /// The WAV file's bytes, shared by every retry and fallback.
+    pub wav: Arc<[u8]>,
+    /// Where the clip lies in the video.
+    pub range: TimeRange,
+    /// The part of `range` this clip speaks for: text heard in its overlap
+    /// with a neighbouring clip, outside this part, is the neighbour's.
+    pub owned: TimeRange,
+}
+
+impl std::fmt::Debug for AudioClip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioClip")
+            .field("range", &self.range)
+            .field("owned", &self.owned)
+            .field("wav", &format_args!("{} bytes", self.wav.len()))
+            .finish()
+    }
+}
+
+/// The error of a backend that hears no audio, given an audio job.
+pub(crate) fn no_audio(provider: &str) -> ProviderError {
+    ProviderError::new(provider, ErrorClass::FallBack, "this provider takes no audio (it is not a speech provider)")
 }
 
 /// One unit of work for one provider. Cheap to clone, so a retry or a fallback
@@ -102,8 +133,8 @@ impl JobInput {
 
 impl Job {
     /// The part of the video this job speaks for: `span` when set, else what
-    /// its input covers (the frames from first to last, the video's range, or
-    /// a token millisecond for text).
+    /// its input covers (the frames from first to last, the video's range, the
+    /// audio clip's, or a token millisecond for text).
     pub fn covered(&self) -> TimeRange {
         if let Some(span) = self.span {
             return span;
@@ -114,6 +145,7 @@ impl Job {
                 range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) })
             }
             JobInput::Text(_) => TimeRange { start_ms: 0, end_ms: 1 },
+            JobInput::Audio(clip) => clip.range,
         }
     }
 

@@ -143,7 +143,7 @@ fn observe(provider: &str, job: &Job, text: &str) -> Vec<Observation> {
         JobInput::Video { range, duration_ms, .. } => {
             vec![range.unwrap_or(TimeRange { start_ms: 0, end_ms: (*duration_ms).max(1) })]
         }
-        JobInput::Text(_) => vec![job.covered()],
+        JobInput::Text(_) | JobInput::Audio(_) => vec![job.covered()],
     };
     ranges
         .into_iter()

@@ -485,7 +485,7 @@ fn describe_with_gemini_never_shows_the_key_even_at_trace_level() {
     // The video went whole, was answered with a timeline, and the story was merged from it.
     assert_eq!(report["observations"][0]["text"], "A test pattern with a moving counter.");
     assert_eq!(report["observations"][1]["range"]["start_ms"], 4000);
-    assert_eq!(report["prompt_versions"][0], "timeline@2");
+    assert_eq!(report["prompt_versions"][0], "timeline@3");
     assert!(report["story"].as_str().unwrap().starts_with("Okay!"), "the merge call's answer");
     assert!(stderr.lines().count() > 5, "trace logging is on");
     assert!(!stdout.contains(KEY) && !stderr.contains(KEY), "the key leaked");

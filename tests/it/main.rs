@@ -16,6 +16,7 @@
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
 //! - `providers`: profiles on the command line: known models, readiness, plans and first use
 //! - `structured`: the same timeline answers through every backend: the same outcome for the same violation
+//! - `speech`: the speech track: audio out of ffmpeg, speech segments, transcription, the story
 //! - `secrets`: keys never leak into output, logs, reports or the journal
 //! - `url_source`: URL sources: SSRF refusals, redirects, byte and time limits
 //! - `cli`: the `vidgate` command itself
@@ -37,6 +38,7 @@ mod probe;
 mod providers;
 mod secrets;
 mod serve;
+mod speech;
 mod structured;
 mod url_source;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary

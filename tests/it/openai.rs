@@ -533,7 +533,7 @@ fn describe_on_the_command_line() {
     // Three frame calls, then one call that merges them into the story.
     assert_eq!(report["attempts"].as_array().unwrap().len(), 4);
     assert!((report["usage"]["cost_usd"].as_f64().unwrap() - 0.0044).abs() < 1e-9, "{}", report["usage"]);
-    assert_eq!(report["prompt_versions"], json!(["chunk@1", "story@1"]));
+    assert_eq!(report["prompt_versions"], json!(["chunk@1", "story@2"]));
     assert_eq!(report["story"], "A test pattern at .");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY) && !stderr.contains(KEY));
 

@@ -20,7 +20,7 @@ impl Ctx<'_> {
         let span = TimeRange { start_ms: 0, end_ms: self.info.duration_ms.max(1) };
         // One observation may not take more than half a window.
         let longest = self.merge.window_chars / 2;
-        let lines: Vec<(TimeRange, String)> = folded
+        let mut lines: Vec<(TimeRange, String)> = folded
             .iter()
             .map(|e| {
                 let range = TimeRange { start_ms: e.start_ms, end_ms: e.end_ms.max(e.start_ms + 1) };
@@ -33,6 +33,9 @@ impl Ctx<'_> {
                 (range, line)
             })
             .collect();
+        // What is said, beside what is seen, in time order.
+        lines.extend(self.speech_lines(longest));
+        lines.sort_by_key(|(range, _)| range.start_ms);
         let result = match task {
             Task::Describe => self.story(&chain, lines, span).await.map(|story| self.report.story = Some(story)),
             Task::Timeline if native_events => Ok(()),

@@ -51,7 +51,7 @@ pub(super) fn estimate(job: &Job, price: &Price, tool_schema: Option<&serde_json
             }
         }
         JobInput::Text(text) => chars += (TEXT_SEPARATOR.len() + text.chars().count()) as u64,
-        JobInput::Video { .. } => {}
+        JobInput::Video { .. } | JobInput::Audio(_) => {}
     }
     let mut tool = 0;
     if let Some(schema) = tool_schema.filter(|_| job.structured()) {

@@ -126,6 +126,7 @@ pub(super) fn build_request(
                 "the Anthropic Messages API takes frames, not a video file",
             ));
         }
+        JobInput::Audio(_) => return Err(crate::provider::no_audio(provider)),
         JobInput::Frames(frames) if frames.is_empty() => {
             return Err(ProviderError::new(provider, ErrorClass::Fatal, "the job has no frames"));
         }
@@ -212,7 +213,7 @@ pub(super) fn request_bytes(job: &Job) -> u64 {
                 .sum::<u64>()
         }
         JobInput::Text(t) => text + t.len() as u64,
-        JobInput::Video { .. } => text,
+        JobInput::Video { .. } | JobInput::Audio(_) => text,
     }
 }
 

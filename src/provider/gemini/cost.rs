@@ -123,6 +123,7 @@ pub(super) fn estimate(
             chars += frames.iter().map(|f| frame_label(f.pts_ms).chars().count() as u64).sum::<u64>();
         }
         JobInput::Text(text) => chars += (TEXT_SEPARATOR.len() + text.chars().count()) as u64,
+        JobInput::Audio(_) => {}
     }
     let other = media + chars.div_ceil(4);
     let output_tokens = u64::from(job.max_output_tokens);

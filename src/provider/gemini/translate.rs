@@ -161,6 +161,7 @@ pub(super) fn build_request(
             parts.push(Part { data, video_metadata: metadata });
         }
         (JobInput::Video { .. }, None) => return Err(fatal("a video job needs the video's bytes or file URI".into())),
+        (JobInput::Audio(_), None) => return Err(crate::provider::no_audio(provider)),
         (_, Some(_)) => return Err(fatal("a video part was given for a job without a video".into())),
         (JobInput::Frames(frames), None) if frames.is_empty() => return Err(fatal("the job has no frames".into())),
         (JobInput::Frames(frames), None) => {

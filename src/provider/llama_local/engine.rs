@@ -92,6 +92,7 @@ impl Engine<'_> {
             JobInput::Video { .. } => {
                 return Err(Stop::Failed("the local model takes frames, not a video file".into()))
             }
+            JobInput::Audio(_) => return Err(Stop::Failed("the local model takes no audio".into())),
         };
         let head = self.tokenize(&self.wrap.head, true, true);
         let mut tail = self.tokenize(&prompt::content(job), false, false);

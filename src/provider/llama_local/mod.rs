@@ -275,6 +275,7 @@ impl LlamaLocal {
                 }
             }
             JobInput::Text(_) => Ok(()),
+            JobInput::Audio(_) => Err(crate::provider::no_audio(&self.settings.provider)),
         }
     }
 

@@ -94,6 +94,7 @@ pub(super) fn estimate(job: &Job, model: &ModelProfile, price: &Price, detail: I
             }
         }
         JobInput::Text(text) => chars += (TEXT_SEPARATOR.len() + text.chars().count()) as u64,
+        JobInput::Audio(_) => {}
         JobInput::Video { .. } => {
             let video = VideoOptions::from_profile(model).ok().flatten();
             if let Some((video, sampled)) = video.and_then(|v| Some((v, v.sample(job)?))) {

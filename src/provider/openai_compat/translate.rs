@@ -113,6 +113,7 @@ pub(super) fn build_request(
                 "this model takes frames, not a video file (its profile has no native_video = true)",
             ));
         }
+        JobInput::Audio(_) => return Err(crate::provider::no_audio(provider)),
         JobInput::Frames(frames) if frames.is_empty() => {
             return Err(ProviderError::new(provider, ErrorClass::Fatal, "the job has no frames"));
         }
@@ -307,7 +308,7 @@ pub(super) fn parse_error_body(body: &[u8]) -> Option<ApiError> {
 }
 
 /// What an error body says, for the one classification (`error::classify`).
-pub(super) fn error_facts(body: &[u8]) -> Option<ErrorFacts> {
+pub(crate) fn error_facts(body: &[u8]) -> Option<ErrorFacts> {
     parse_error_body(body).map(|api| ErrorFacts {
         code: api.code.or(api.kind),
         message: api.message,
