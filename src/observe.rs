@@ -117,21 +117,7 @@ impl Running {
             Ok((id, result)) => (id, result),
             // A call that panicked answered nothing: its unit failed, like
             // any other, so the run cannot pass with a hole in it.
-            Err(join) => {
-                let id = join.id();
-                let why = match join.try_into_panic() {
-                    Ok(payload) => {
-                        let message = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        format!("the call panicked: {message}")
-                    }
-                    Err(_) => "the call was cancelled".to_string(),
-                };
-                (id, Err(ProviderError::new(self.provider.clone(), ErrorClass::FallBack, why)))
-            }
+            Err(join) => (join.id(), Err(ProviderError::new(self.provider.clone(), ErrorClass::FallBack, why(join)))),
         };
         let span = self.spans.remove(&id).unwrap_or(TimeRange { start_ms: 0, end_ms: 1 });
         match result {
@@ -139,6 +125,21 @@ impl Running {
             Err(e) => observed.failures.push((span, e)),
         }
         true
+    }
+}
+
+/// Why a call's task ended without an answer: its panic's message, or cancelled.
+pub(crate) fn why(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format!("the call panicked: {message}")
+        }
+        Err(_) => "the call was cancelled".to_string(),
     }
 }
 

@@ -2,11 +2,13 @@
 //! someone speaks, each segment transcribed (and journaled) through the
 //! speech chain; and `transcribe`, the track alone.
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+
+use tokio::task::{Id, JoinError, JoinSet};
 
 use super::*;
 use crate::gateway::speech::{SpeechTrackPlan, NO_CHAIN, SPEECH_PROMPT_VERSION};
-use crate::provider::AudioClip;
+use crate::provider::{AudioClip, ErrorClass};
 use crate::speech::{Segment, Segmenter};
 
 impl Ctx<'_> {
@@ -28,7 +30,10 @@ impl Ctx<'_> {
             .min(config.speech.max_concurrency) as usize;
         let start_ms = pcm.start_ms();
         let mut vad = Some(Segmenter::new(config.speech.vad));
-        let mut inflight = FuturesUnordered::new();
+        // Each call is its own task: it runs while the sound is still being
+        // decoded, and a provider that panics fails only its segment.
+        let mut inflight = JoinSet::new();
+        let mut spans = HashMap::new();
         let mut done = Vec::new();
         while let Some(segmenter) = vad.as_mut() {
             let segments = match pcm.next_chunk().await {
@@ -41,17 +46,16 @@ impl Ctx<'_> {
             };
             for segment in segments {
                 while inflight.len() >= concurrency {
-                    done.extend(inflight.next().await);
+                    done.extend(joined(inflight.join_next_with_id().await, &mut spans));
                 }
                 let job = speech_job(&segment, start_ms);
                 let chain = chain.clone();
-                inflight.push(async move {
-                    let result = chain.run(&job).await;
-                    (job.covered(), result)
-                });
+                let covered = job.covered();
+                let task = inflight.spawn(async move { chain.run(&job).await });
+                spans.insert(task.id(), covered);
             }
         }
-        while let Some(result) = inflight.next().await {
+        while let Some(result) = joined(inflight.join_next_with_id().await, &mut spans) {
             done.push(result);
         }
         self.report.reused_units += chain.reused();
@@ -179,4 +183,18 @@ impl Gateway {
         ctx.hear(&members, range).await?;
         Ok(ctx.finish())
     }
+}
+
+/// A finished speech call with the span it covered; a task that panicked
+/// or was aborted is a failure of its segment. `None` once none is left.
+fn joined<T>(
+    next: Option<Result<(Id, Result<T, ProviderError>), JoinError>>,
+    spans: &mut HashMap<Id, TimeRange>,
+) -> Option<(TimeRange, Result<T, ProviderError>)> {
+    let (id, result) = match next? {
+        Ok((id, result)) => (id, result),
+        Err(join) => (join.id(), Err(ProviderError::new("speech", ErrorClass::FallBack, crate::observe::why(join)))),
+    };
+    let span = spans.remove(&id).unwrap_or(TimeRange { start_ms: 0, end_ms: 0 });
+    Some((span, result))
 }
