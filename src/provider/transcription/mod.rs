@@ -49,6 +49,13 @@ impl Transcription {
         let usd_per_minute = model_profile.audio_usd_per_minute.ok_or_else(|| {
             fail(format!("no price for model `{model}`: set providers.{name}.models.\"{model}\".audio_usd_per_minute"))
         })?;
+        for (key, value) in
+            [("audio_usd_per_minute", Some(usd_per_minute)), ("audio_min_billed_s", model_profile.audio_min_billed_s)]
+        {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && (0.0..=1e6).contains(v))) {
+                return Err(fail(format!("providers.{name}.models.\"{model}\".{key} is {v}: give 0 to 1000000")));
+            }
+        }
         let wait_cap = crate::timecode::seconds(config.retry.max_wait_s);
         let error_facts = crate::provider::openai_compat::translate::error_facts;
         let http = Executor::new(name, Auth::from_profile(name, profile)?, error_facts, wait_cap)?;
@@ -227,6 +234,20 @@ mod tests {
         p.models.clear();
         let err = Transcription::from_profile("groq-whisper", &p, &Config::default()).unwrap_err();
         assert!(err.message.contains("providers.groq-whisper.models.\"whisper-1\".audio_usd_per_minute"), "{err}");
+    }
+
+    #[test]
+    fn a_price_that_is_not_a_sane_number_is_refused_with_its_key() {
+        for (price, minimum, key) in [
+            (f64::NAN, None, "audio_usd_per_minute is NaN"),
+            (-0.5, None, "audio_usd_per_minute is -0.5"),
+            (0.006, Some(f64::INFINITY), "audio_min_billed_s is inf"),
+        ] {
+            let mut p = profile(minimum);
+            p.models.get_mut("whisper-1").unwrap().audio_usd_per_minute = Some(price);
+            let err = Transcription::from_profile("p", &p, &Config::default()).unwrap_err();
+            assert!(err.message.contains(key), "{err}");
+        }
     }
 
     #[test]

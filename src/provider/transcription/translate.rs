@@ -113,7 +113,13 @@ pub(super) fn parse(body: &[u8], clip: &AudioClip, provider: &str, model: &str) 
         err.maybe_billed = true;
         err
     })?;
-    let billed_s = answer.usage.and_then(|u| u.seconds).or(answer.duration).filter(|s| s.is_finite() && *s >= 0.0);
+    // What the server says it billed, but never more than the clip it was
+    // sent (and a second for rounding): a server cannot charge the budget
+    // for sound it never heard.
+    let sent_s = clip.range.duration_ms() as f64 / 1000.0 + 1.0;
+    let sane = |s: &f64| s.is_finite() && *s >= 0.0;
+    let billed_s =
+        answer.usage.and_then(|u| u.seconds).filter(sane).or(answer.duration.filter(sane)).map(|s| s.min(sent_s));
     let observation = |range: TimeRange, text: &str| Observation {
         range,
         text: text.trim().to_string(),
@@ -195,6 +201,15 @@ mod tests {
         );
         assert_eq!(t.billed_s, Some(9.0));
         assert_eq!(t.observations[0].provider, "groq");
+    }
+
+    #[test]
+    fn the_billed_duration_is_never_more_than_the_clip_sent() {
+        let huge = br#"{"text": "hi", "duration": 1e12}"#;
+        assert_eq!(parse(huge, &clip(0, 3_000, (0, 3_000)), "p", "m").unwrap().billed_s, Some(4.0));
+        // A bad `usage.seconds` does not hide a good `duration`.
+        let both = br#"{"text": "hi", "duration": 2.5, "usage": {"type": "duration", "seconds": -7}}"#;
+        assert_eq!(parse(both, &clip(0, 3_000, (0, 3_000)), "p", "m").unwrap().billed_s, Some(2.5));
     }
 
     #[test]
