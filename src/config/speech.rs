@@ -112,11 +112,13 @@ impl VadSettings {
     /// # Errors
     /// A value out of its range, named by its key within the section.
     pub fn validate(&self) -> Result<(), Invalid> {
-        if !(self.threshold_db.is_finite() && self.threshold_db < 0.0) {
-            return Err(Invalid::new("threshold_db", format!("{} is not a level below 0 dBFS", self.threshold_db)));
+        // Levels are measured down to -100 dBFS: a threshold below that would
+        // call digital silence speech.
+        if !(self.threshold_db >= -100.0 && self.threshold_db < 0.0) {
+            return Err(Invalid::new("threshold_db", format!("{} is outside [-100, 0) dBFS", self.threshold_db)));
         }
-        if !(self.margin_db.is_finite() && self.margin_db >= 0.0) {
-            return Err(Invalid::new("margin_db", format!("{} is not a finite number ≥ 0", self.margin_db)));
+        if !(self.margin_db >= 0.0 && self.margin_db <= 60.0) {
+            return Err(Invalid::new("margin_db", format!("{} is outside [0, 60] dB", self.margin_db)));
         }
         if !(self.floor_rise_db_per_s.is_finite() && self.floor_rise_db_per_s >= 0.0) {
             return Err(Invalid::new(
@@ -126,6 +128,15 @@ impl VadSettings {
         }
         if !(1_000..=600_000).contains(&self.max_segment_ms) {
             return Err(Invalid::new("max_segment_ms", format!("{} is outside 1000..=600000", self.max_segment_ms)));
+        }
+        if self.min_voiced_ms > self.max_segment_ms {
+            return Err(Invalid::new(
+                "min_voiced_ms",
+                format!(
+                    "{} is more than max_segment_ms {}: no segment could pass",
+                    self.min_voiced_ms, self.max_segment_ms
+                ),
+            ));
         }
         if self.overlap_ms.saturating_add(self.cut_search_ms) >= self.max_segment_ms {
             return Err(Invalid::new(

@@ -453,3 +453,20 @@ fn router_aliases_name_a_task_and_providers_that_exist() {
         assert!(needle.contains("nope") || msg.contains(&f.path().display().to_string()), "{msg}");
     }
 }
+
+#[test]
+fn speech_detector_settings_out_of_range_are_refused_with_their_key() {
+    for (text, key) in [
+        ("[speech.vad]\nthreshold_db = -1e300\n", "speech.vad.threshold_db"),
+        ("[speech.vad]\nthreshold_db = nan\n", "speech.vad.threshold_db"),
+        ("[speech.vad]\nmargin_db = 1000.0\n", "speech.vad.margin_db"),
+        ("[speech.vad]\nmin_voiced_ms = 999999999\n", "speech.vad.min_voiced_ms"),
+        ("[speech.vad]\nmax_segment_ms = 10\n", "speech.vad.max_segment_ms"),
+    ] {
+        let (err, _f) = load_file(text);
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains(key), "{text}: {msg}");
+    }
+    let (ok, _f) = load_file("[speech.vad]\nthreshold_db = -60.0\n");
+    assert_eq!(ok.unwrap().speech.vad.threshold_db, -60.0);
+}
