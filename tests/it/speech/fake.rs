@@ -104,7 +104,9 @@ async fn answer(
     shared.heard.lock().unwrap().push(heard.clone());
     if let Some(status) = shared.status {
         let code = StatusCode::from_u16(status).unwrap();
-        return (code, Json(error("Incorrect API key provided: sk-vi***. You can find your API key at ...")));
+        // Quotes the key it was sent back, as a hostile or careless server might.
+        let key = heard.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("none");
+        return (code, Json(error(&format!("Incorrect API key provided: {key}. You can find your API key at ..."))));
     }
     let seconds = heard.wav_ms as f64 / 1000.0;
     let segments: Vec<Value> = heard

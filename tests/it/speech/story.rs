@@ -173,6 +173,7 @@ fn a_refused_speech_provider_hands_the_segment_to_the_next() {
     assert!(story.contains(&format!("said: \"{SENTENCE}\"")), "{story}");
     // The key never shows, even quoted back in the error body.
     let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("Incorrect API key provided"), "the refusal is in the report: {json}");
     assert!(!json.contains(KEY), "{json}");
 }
 
