@@ -4,7 +4,7 @@
 //! player can seek.
 
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -70,7 +70,9 @@ async fn from_url(app: &App, url: &str) -> Result<(StatusCode, Json<Value>), Api
         "fetch.max_bytes"
     };
     let got = crate::fetch::fetch(url, &limits, None).await.map_err(|e| refused(e, setting))?;
-    let ext = std::path::Path::new(got.final_url.split(['?', '#']).next().unwrap_or_default())
+    // From the URL's path only: `https://host.com` has no extension `com`.
+    let url_path = reqwest::Url::parse(&got.final_url).map(|u| u.path().to_string()).unwrap_or_default();
+    let ext = std::path::Path::new(&url_path)
         .extension()
         .and_then(|e| e.to_str())
         .map_or_else(|| "bin".to_string(), uploads::extension);
@@ -123,5 +125,15 @@ pub(super) async fn get(
         .try_call(request)
         .await
         .map_err(|e| server_error(format!("cannot read video {id}: {e}")))?;
-    Ok(served.into_response())
+    let mut response = served.into_response();
+    // The extension came from the client: whatever it says, this answer is
+    // a video or plain bytes, never a page a browser would run.
+    let headers = response.headers_mut();
+    let is_video =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("video/"));
+    if !is_video {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(response)
 }

@@ -32,9 +32,14 @@ fn json_of(body: &[u8]) -> Value {
 
 /// Upload `path` as multipart field `file`; its id.
 fn upload(server: &Server, path: &std::path::Path) -> String {
+    upload_as(server, path, "clip.mp4")
+}
+
+/// Upload the file at `path` under the file name `name`.
+fn upload_as(server: &Server, path: &std::path::Path, name: &str) -> String {
     let boundary = "vidgate-test-boundary";
     let mut form = format!(
-        "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"clip.mp4\"\r\n\
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
          content-type: video/mp4\r\n\r\n"
     )
     .into_bytes();
@@ -186,6 +191,17 @@ fn a_stored_video_is_served_with_range_requests_and_no_other_file_is() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {}", String::from_utf8_lossy(&body));
         assert_eq!(json_of(&body)["error"]["type"], "not_found_error");
     }
+    // A file in the uploads dir that is not an upload is not served either.
+    std::fs::write(server.app.server.uploads_dir().join("notes.txt"), "not an upload").unwrap();
+    let (status, _, _) = send(server.client().get(server.url("/v1/videos/notes")));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A video uploaded as `.html` is served as bytes, never as a page.
+    let page = upload_as(&server, &clip, "page.html");
+    let (status, headers, body) = send(server.client().get(server.url(&format!("/v1/videos/{page}"))));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(body, bytes);
     // A key is needed.
     let (status, _, _) = send(reqwest::Client::new().get(server.url(&format!("/v1/videos/{id}"))));
     assert_eq!(status, StatusCode::UNAUTHORIZED);
