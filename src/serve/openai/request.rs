@@ -317,9 +317,15 @@ fn check_format(format: Option<&str>, param: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The first characters of a URL or base64 text, lower case, enough to tell
+/// its scheme (never a copy of the whole, which may be a gigabyte).
+fn head(text: &str) -> String {
+    text.chars().take(8).collect::<String>().to_ascii_lowercase()
+}
+
 /// A field that is a URL or bare base64 (`mime` its stated type).
 fn bare_or_url(text: String, mime: Option<String>, param: &str) -> Result<VideoRef, ApiError> {
-    let lower = text.get(..8).unwrap_or(&text).to_ascii_lowercase();
+    let lower = head(&text);
     if lower.starts_with("data:") || lower.starts_with("http://") || lower.starts_with("https://") {
         return resolve_url(text, param);
     }
@@ -331,7 +337,7 @@ fn bare_or_url(text: String, mime: Option<String>, param: &str) -> Result<VideoR
 
 /// A data URL, an http(s) URL or an upload id.
 fn resolve_url(mut url: String, param: &str) -> Result<VideoRef, ApiError> {
-    let head = url.get(..8).unwrap_or(&url).to_ascii_lowercase();
+    let head = head(&url);
     if head.starts_with("data:") {
         let Some(comma) = url.find(',') else {
             return Err(ApiError::invalid("the data URL has no `,` before its data").param(param.to_string()));
