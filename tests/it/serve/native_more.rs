@@ -256,6 +256,8 @@ fn providers_show_protocol_models_price_and_breaker_never_a_key() {
             ..ProviderProfile::default()
         },
     );
+    // The key is set, so a listing that showed it would show its value.
+    std::env::set_var("VIDGATE_TEST_PROVIDERS_KEY", PROVIDER_KEY);
     let (server, _) = fake_server(c);
     let (status, _, body) = send(server.client().get(server.url("/v1/providers")));
     assert_eq!(status, StatusCode::OK);
