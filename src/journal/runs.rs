@@ -26,6 +26,9 @@ pub struct FinishedRun {
 pub struct RunAccount {
     pub id: String,
     pub max_usd_per_day: Option<f64>,
+    /// The key was revoked (or is gone) since the run began: it pays for
+    /// nothing more.
+    pub revoked: bool,
 }
 
 impl Journal {
@@ -136,7 +139,8 @@ impl Journal {
 
 fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Option<RunAccount>)>> {
     let mut stmt = c.prepare(
-        "SELECT r.id, r.request, r.started_unix_s, r.video_hash, r.lease_until_unix_s, r.account, k.max_usd_per_day
+        "SELECT r.id, r.request, r.started_unix_s, r.video_hash, r.lease_until_unix_s, r.account, k.max_usd_per_day,
+                k.id IS NULL OR k.revoked_unix_s IS NOT NULL
          FROM runs r LEFT JOIN api_keys k ON k.id = r.account
          WHERE r.status = 'running' AND r.owner IS NOT NULL AND (r.owner = ?1 OR r.lease_until_unix_s <= ?2)
          ORDER BY r.id",
@@ -154,7 +158,7 @@ fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Op
                 lease_until_unix_s: row.get(4)?,
             };
             let account = match row.get::<_, Option<String>>(5)? {
-                Some(id) => Some(RunAccount { id, max_usd_per_day: row.get(6)? }),
+                Some(id) => Some(RunAccount { id, max_usd_per_day: row.get(6)?, revoked: row.get(7)? }),
                 None => None,
             };
             out.push((record, account));
@@ -196,9 +200,21 @@ mod tests {
         j.set_run_owner(gone, Some("no-such-key"), "me").unwrap();
         let free = j.start_run(&request()).unwrap();
         j.set_run_owner(free, None, "me").unwrap();
+        let revoked = j.create_key(&super::super::NewKey { name: "r".into(), ..Default::default() }).unwrap().record;
+        let stopped = j.start_run(&request()).unwrap();
+        j.set_run_owner(stopped, Some(&revoked.id), "me").unwrap();
+        j.revoke_key("r").unwrap();
         let accounts: Vec<Option<RunAccount>> = j.resumable_runs("me").unwrap().into_iter().map(|(_, a)| a).collect();
-        let account = |id: &str, cap| Some(RunAccount { id: id.into(), max_usd_per_day: cap });
-        assert_eq!(accounts, vec![account(&key.id, Some(2.5)), account("no-such-key", None), None]);
+        let account = |id: &str, cap, revoked| Some(RunAccount { id: id.into(), max_usd_per_day: cap, revoked });
+        assert_eq!(
+            accounts,
+            vec![
+                account(&key.id, Some(2.5), false),
+                account("no-such-key", None, true),
+                None,
+                account(&revoked.id, None, true)
+            ]
+        );
     }
 
     #[test]

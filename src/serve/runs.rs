@@ -201,6 +201,20 @@ impl Runs {
             if !self.gateway.on_journal(move |j| j.claim_run(id, &owner)).await? {
                 continue;
             }
+            // A key revoked since the run began pays for nothing more: the
+            // run ends, failed, with what the journal says of it.
+            if let Some(a) = account.as_ref().filter(|a| a.revoked) {
+                let key = Some(a.id.clone());
+                let run = self.new_run(id, record.request.clone(), key, record.started_unix_s, RunState::Queued);
+                self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, run.clone());
+                let state = RunState::Failed {
+                    error: "the run's API key was revoked before the run could finish".into(),
+                    http_status: 403,
+                    partial: None,
+                };
+                finish(&self.gateway, &run, state, &self.on_finish).await;
+                continue;
+            }
             // Its key's cap as the key holds it now: the day's spend of the
             // key, before the restart too, counts against it.
             let account = account.map(|a| Account { id: a.id, max_usd_per_day: a.max_usd_per_day });

@@ -81,3 +81,35 @@ fn a_resumed_run_still_counts_against_its_keys_daily_cap() {
     assert_eq!(*http_status, 402, "{error}");
     assert_eq!(after.calls(), 0, "nothing is spent past the key's cap");
 }
+
+#[test]
+fn a_run_whose_key_was_revoked_is_not_resumed_and_spends_nothing_more() {
+    use super::restart::{instance, slow, units};
+    let dir = tempfile::tempdir().unwrap();
+    let first = instance(dir.path(), slow(Duration::from_millis(200)));
+    let new = NewKey { name: "gone".into(), ..NewKey::default() };
+    let key = first.gateway.journal().create_key(&new).unwrap().record;
+    let account = Account { id: key.id.clone(), max_usd_per_day: None };
+    let request = VideoRequest::new(testsrc_10s(), Task::Timeline);
+    let run = block_on(first.runs.submit(Submission { request, account: Some(account) })).unwrap();
+    block_on(async {
+        while units(&run, false) < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    block_on(first.runs.drain(Duration::ZERO));
+    first.gateway.journal().revoke_key("gone").unwrap();
+
+    let after = slow(Duration::ZERO);
+    let second = instance(dir.path(), after.clone());
+    assert_eq!(block_on(second.runs.restore()).unwrap(), 0, "nothing is resumed");
+    let stopped = second.runs.get(run.id).expect("the run is still shown under its id");
+    let state = block_on(stopped.finished());
+    let RunState::Failed { error, http_status, .. } = &state else { panic!("{state:?}") };
+    assert_eq!(*http_status, 403, "{error}");
+    assert!(error.contains("revoked"), "{error}");
+    assert_eq!(after.calls(), 0, "nothing is spent for a revoked key");
+    // The failure is the journal's too: a third start resumes nothing.
+    let third = instance(dir.path(), slow(Duration::ZERO));
+    assert_eq!(block_on(third.runs.restore()).unwrap(), 0);
+}
