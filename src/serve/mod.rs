@@ -41,6 +41,9 @@ pub struct App {
     pub server: Arc<ServerConfig>,
     pub keys: Arc<keys::Keys>,
     pub metrics: Arc<native::metrics::Metrics>,
+    /// Chat bodies read at once (each may hold an inline video in memory):
+    /// as many as runs work at once; one more is answered 429.
+    pub chat_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for App {
@@ -59,7 +62,8 @@ impl App {
         let metrics = Arc::new(native::metrics::Metrics::new());
         let counted = metrics.clone();
         runs.on_finish(Arc::new(move |run, state| counted.run_finished(run, state)));
-        Self { gateway, runs, server, keys, metrics }
+        let chat_bodies = Arc::new(tokio::sync::Semaphore::new(server.max_concurrent_runs));
+        Self { gateway, runs, server, keys, metrics, chat_bodies }
     }
 }
 

@@ -99,6 +99,19 @@ fn inline_too_large(max_bytes: u64) -> ApiError {
 
 /// `POST /v1/chat/completions`.
 async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) -> Result<Response, ApiError> {
+    // A body is held whole until its video is on disk: only so many at once,
+    // so that memory stays within `max_concurrent_runs` inline videos.
+    let reading = app.chat_bodies.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            format!(
+                "{} chat requests are being read already (server.max_concurrent_runs); try again shortly",
+                app.server.max_concurrent_runs
+            ),
+        )
+        .retry_after(1)
+    })?;
     let max = app.server.inline_video_cap();
     let (limit, mut bytes) = (body_limit(max), Vec::new());
     let mut body = body.into_data_stream();
@@ -119,6 +132,7 @@ async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) ->
     let inline = matches!(video.video, VideoRef::Inline { .. });
     // The base64 text is gone once decoded: it is not held while the run works.
     let source = video_source(&app, video.video, &video.param).await?;
+    drop(reading);
     let decoded = match &source {
         VideoSource::Path { path } if inline => Some(path.clone()),
         _ => None,

@@ -545,3 +545,44 @@ fn an_inline_video_over_the_chat_cap_is_a_413_naming_the_setting_and_costs_nothi
     let kept = std::fs::read_dir(server.app.server.uploads_dir()).map_or(0, |d| d.count());
     assert_eq!(kept, 0, "nothing of the refused video is kept");
 }
+
+#[test]
+fn chat_bodies_are_read_no_more_than_runs_work_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let fake = Arc::new(scripted("fake"));
+    let mut config: Config = config("fake");
+    config.server.max_concurrent_runs = 1;
+    let server = Server::start(config, vec![("fake", fake.clone() as Arc<dyn Provider>)]);
+    let (addr, key) = (server.addr, server.key.clone());
+    // A client that sends the start of a large body, then waits.
+    let socket = block_on(async move {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: 50000000\r\n\r\n\
+             {{\"model\": \"vidgate/describe\", \"messages\": [{{\"role\": \"user\", \"content\": \"AAAA"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&vec![b'A'; 1 << 20]).await.unwrap();
+        socket.flush().await.unwrap();
+        socket
+    });
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.app.chat_bodies.available_permits() > 0 {
+        assert!(std::time::Instant::now() < until, "the first body is never read");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A second body meanwhile is refused before it is read.
+    let (status, answer) = post(&server, &server.key, &describe("gradients", false));
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert!(json(&answer)["error"]["message"].as_str().unwrap().contains("server.max_concurrent_runs"), "{answer}");
+    // Once the first client goes away, the next is served.
+    drop(socket);
+    while server.app.chat_bodies.available_permits() == 0 {
+        assert!(std::time::Instant::now() < until, "the abandoned body is never let go");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, answer) = post(&server, &server.key, &describe("gradients", false));
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(fake.calls() > 0);
+}
