@@ -185,10 +185,13 @@ impl Gateway {
     }
 }
 
+/// What `JoinSet::join_next_with_id` gives for one speech call.
+type Joined<T> = Result<(Id, Result<T, ProviderError>), JoinError>;
+
 /// A finished speech call with the span it covered; a task that panicked
 /// or was aborted is a failure of its segment. `None` once none is left.
 fn joined<T>(
-    next: Option<Result<(Id, Result<T, ProviderError>), JoinError>>,
+    next: Option<Joined<T>>,
     spans: &mut HashMap<Id, TimeRange>,
 ) -> Option<(TimeRange, Result<T, ProviderError>)> {
     let (id, result) = match next? {
