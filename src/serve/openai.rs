@@ -183,7 +183,7 @@ async fn video_source(app: &App, video: VideoRef, param: &str) -> Result<VideoSo
     let param = param.to_string();
     match video {
         VideoRef::Url(url) => Ok(VideoSource::Url { url }),
-        VideoRef::Upload(id) => uploads::find(&app.server.uploads_dir(), &id)
+        VideoRef::Upload(id) => uploads::find_for_use(&app.server.uploads_dir(), &id)
             .map(|found| VideoSource::Path { path: found.path })
             .ok_or_else(|| {
                 ApiError::invalid(format!("no upload {id:?}: upload the video with POST /v1/videos")).param(param)

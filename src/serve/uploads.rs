@@ -103,6 +103,18 @@ pub fn find(dir: &Path, id: &str) -> Option<Upload> {
     })
 }
 
+/// [`find`], for a run that reads the upload: its last use becomes now, so
+/// retention keeps it longer (a file that cannot be touched is kept as long
+/// as it was).
+pub fn find_for_use(dir: &Path, id: &str) -> Option<Upload> {
+    let found = find(dir, id)?;
+    let _ = std::fs::File::options()
+        .append(true)
+        .open(&found.path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    Some(found)
+}
+
 /// 413, naming the limit and its setting.
 pub fn too_large(max_bytes: u64) -> ApiError {
     ApiError::new(

@@ -68,14 +68,9 @@ impl RunBody {
     pub(super) fn request(self, app: &App) -> Result<VideoRequest, ApiError> {
         let source = match (self.video, self.url) {
             (Some(id), None) => {
-                let found = uploads::find(&app.server.uploads_dir(), &id).ok_or_else(|| {
+                let found = uploads::find_for_use(&app.server.uploads_dir(), &id).ok_or_else(|| {
                     ApiError::invalid(format!("no upload {id:?}: upload it with POST /v1/videos")).param("video")
                 })?;
-                // Its last use, for retention; a file that cannot be touched is kept as long as it was.
-                let _ = std::fs::File::options()
-                    .append(true)
-                    .open(&found.path)
-                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
                 VideoSource::Path { path: found.path }
             }
             (None, Some(url)) => VideoSource::Url { url },

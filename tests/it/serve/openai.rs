@@ -586,3 +586,22 @@ fn chat_bodies_are_read_no_more_than_runs_work_at_once() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(fake.calls() > 0);
 }
+
+#[test]
+fn an_upload_a_chat_run_reads_counts_as_used_for_retention() {
+    let (server, _) = start(scripted("fake"));
+    let dir = server.app.server.uploads_dir();
+    let (used, idle) = (upload(&server, &clip("testsrc")), upload(&server, &clip("testsrc2")));
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    for id in [&used, &idle] {
+        let path = vidgate::serve::uploads::find(&dir, id).unwrap().path;
+        std::fs::File::options().append(true).open(path).unwrap().set_modified(day_ago).unwrap();
+    }
+    let part = json!({ "type": "file", "file": { "file_id": used } });
+    let (status, answer) = post(&server, &server.key, &chat("vidgate/describe", "", part));
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // Kept 24 h after their last use (the default): the idle one is old, the used one new.
+    let swept = block_on(vidgate::serve::native::retention::sweep(&server.app, std::time::SystemTime::now())).unwrap();
+    assert!(swept.uploads.iter().any(|p| p.to_string_lossy().contains(&idle)), "{swept:?}");
+    assert!(vidgate::serve::uploads::find(&dir, &used).is_some(), "the used upload is kept: {swept:?}");
+}
