@@ -641,7 +641,8 @@ impl SharedLedger for Journal {
     }
 }
 
-fn now_s() -> i64 {
+/// Seconds since the Unix epoch (0 for a clock before it).
+pub(crate) fn now_s() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 

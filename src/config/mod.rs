@@ -37,7 +37,7 @@ pub use profile::{
     RateLimits, VideoPart, VideoSampling,
 };
 pub use retry::RetryConfig;
-pub use router::{RouteAlias, RouterConfig};
+pub use router::{RouteAlias, RouterConfig, TASKS};
 pub use sampling::SamplingConfig;
 pub use server::ServerConfig;
 pub use speech::{SpeechConfig, SpeechTrack, VadSettings};

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::check::Invalid;
 use crate::timecode::MAX_SECONDS;
 
-/// The tasks `router.tasks` may name.
-const TASKS: [&str; 4] = ["describe", "timeline", "ask", "find"];
+/// The tasks `router.tasks` and aliases may name.
+pub const TASKS: [&str; 4] = ["describe", "timeline", "ask", "find"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

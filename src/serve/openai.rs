@@ -38,6 +38,7 @@ use self::request::{ChatRequest, VideoRef};
 use super::keys::Caller;
 use super::runs::{Run, RunState, Runs, Submission};
 use super::{uploads, ApiError, App};
+use crate::journal::now_s;
 use crate::progress::Progress;
 use crate::schema::{Constraints, VideoReport, VideoRequest, VideoSource};
 
@@ -55,10 +56,6 @@ pub fn routes() -> Router<App> {
 fn started_unix_s() -> i64 {
     static STARTED: OnceLock<i64> = OnceLock::new();
     *STARTED.get_or_init(now_s)
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn model_json(model: &request::Model) -> Value {

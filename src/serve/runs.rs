@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::ApiError;
 use crate::config::ServerConfig;
 use crate::gateway::{Account, Gateway, GatewayError, RunOptions};
-use crate::journal::RunRecord;
+use crate::journal::{now_s, RunRecord};
 use crate::progress::Progress;
 use crate::schema::{VideoReport, VideoRequest};
 
@@ -426,8 +426,4 @@ async fn finish(gateway: &Gateway, run: &Run, state: RunState, hooks: &OnFinish)
         hook(run, &state);
     }
     run.state.send_replace(state);
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

@@ -19,8 +19,7 @@ use crate::config::Config;
 use crate::schema::{Millis, SamplingMode, SamplingPlan, Task, TimeRange};
 use crate::serve::ApiError;
 
-/// The tasks, each served as the model `vidgate/<task>`.
-const TASKS: [&str; 4] = ["describe", "timeline", "ask", "find"];
+use crate::config::TASKS;
 
 /// The highest `video_metadata.fps` taken (the frame sampler's own limit).
 const MAX_FPS: f64 = 120.0;
