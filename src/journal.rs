@@ -26,11 +26,13 @@ use sha2::{Digest, Sha256};
 use crate::policy::{BudgetError, SharedLedger};
 
 mod accounts;
+mod flight;
 mod keys;
 
 use crate::provider::{Job, JobInput};
 use crate::schema::{Observation, Usage, VideoRequest, VideoSource};
 pub use accounts::AccountLedger;
+pub use flight::UnitHold;
 pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
 mod runs;
@@ -86,6 +88,7 @@ pub struct Journal {
     ops: Option<mpsc::Sender<Op>>,
     worker: Option<std::thread::JoinHandle<()>>,
     path: String,
+    in_flight: flight::InFlight,
 }
 
 impl std::fmt::Debug for Journal {
@@ -211,7 +214,13 @@ impl Journal {
                 }
             })
             .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
-        Ok(Self { ops: Some(ops), worker: Some(worker), path })
+        Ok(Self { ops: Some(ops), worker: Some(worker), path, in_flight: flight::InFlight::default() })
+    }
+
+    /// Hold the unit `key` for this process until the hold is dropped:
+    /// a second caller waits here until the first has written its answer.
+    pub async fn hold_unit(&self, key: String) -> UnitHold {
+        self.in_flight.hold(key).await
     }
 
     pub fn path(&self) -> &str {

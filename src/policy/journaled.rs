@@ -59,13 +59,13 @@ impl Journaled {
         &self.chain
     }
 
+    /// The journal's key of `job` answered by `member`.
+    fn key(&self, member: &dyn Provider, job: &Job) -> String {
+        unit_key(&self.video, member.id(), member.model(), &member.settings_key(), job)
+    }
+
     async fn lookup(&self, job: &Job) -> Option<UnitRecord> {
-        let keys: Vec<String> = self
-            .chain
-            .members()
-            .iter()
-            .map(|m| unit_key(&self.video, m.id(), m.model(), &m.settings_key(), job))
-            .collect();
+        let keys: Vec<String> = self.chain.members().iter().map(|m| self.key(m.as_ref(), job)).collect();
         let journal = self.journal.clone();
         let found = tokio::task::spawn_blocking(move || {
             for key in keys {
@@ -107,6 +107,12 @@ impl Provider for Journaled {
     }
 
     async fn run(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
+        // Another run of this process buying the same unit now is waited
+        // for, and its answer read back below, instead of being bought twice.
+        let _hold = match self.chain.members().first() {
+            Some(m) => Some(self.journal.hold_unit(self.key(m.as_ref(), job)).await),
+            None => None,
+        };
         if let Some(record) = self.lookup(job).await {
             self.reused.fetch_add(1, Ordering::SeqCst);
             tracing::debug!(provider = %record.provider, "unit read back from the journal");
@@ -120,7 +126,7 @@ impl Provider for Journaled {
         }
         let (i, output) = self.chain.run_unit(job).await?;
         let member = &self.chain.members()[i];
-        let key = unit_key(&self.video, member.id(), member.model(), &member.settings_key(), job);
+        let key = self.key(member.as_ref(), job);
         let record = UnitRecord {
             provider: member.id().to_string(),
             model: member.model().to_string(),
@@ -140,5 +146,43 @@ impl Provider for Journaled {
         }
         self.unit_done(member.id(), false);
         Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::scripted::{ScriptedProvider, Step};
+    use crate::provider::JobInput;
+    use crate::schema::Task;
+    use std::time::Duration;
+
+    fn job(text: &str) -> Job {
+        Job {
+            task: Task::Describe,
+            input: JobInput::Text(text.into()),
+            prompt: "merge".into(),
+            prompt_version: "merge@1".into(),
+            max_output_tokens: 100,
+            span: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn two_runs_needing_one_unit_at_once_buy_it_once() {
+        let slow = Step::Delay(
+            Duration::from_millis(100),
+            Box::new(Step::Answer { text: "seen".into(), usage: Usage::default() }),
+        );
+        let provider = Arc::new(ScriptedProvider::new("p").with_fallback(slow));
+        let journal = Arc::new(Journal::in_memory().unwrap());
+        let run = || Journaled::new(FallbackChain::new(vec![provider.clone()]), journal.clone(), "video");
+        let (a, b) = (run(), run());
+        let (x, y) = (job("x"), job("y"));
+        let (same_a, same_b, other) = tokio::join!(a.run(&x), b.run(&x), a.run(&y));
+        assert_eq!(same_a.unwrap().observations, same_b.unwrap().observations);
+        assert!(other.is_ok());
+        assert_eq!(provider.calls(), 2, "x once, y once");
+        assert_eq!(a.reused() + b.reused(), 1, "one of the two read x back");
     }
 }
