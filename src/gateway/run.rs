@@ -330,6 +330,21 @@ impl Gateway {
         };
 
         let native_events = ctx.observe(&members, &plan).await?;
+        let speech = if speech.left_to_video && !native_events {
+            // The video call failed and frames went instead: nobody heard it.
+            let late = self.speech_track(&ctx.info, request.sampling.range, &[], false);
+            if let Some(p) = &late.plan {
+                ctx.report.warnings.push(format!(
+                    "the video went as frames after its call failed: its speech was transcribed by {} \
+                     (about ${:.4}, which the plan had left to the video call)",
+                    p.provider, p.estimated_usd
+                ));
+            }
+            ctx.report.warnings.extend(late.notes.iter().cloned());
+            late
+        } else {
+            speech
+        };
         if speech.plan.is_some() {
             ctx.hear(&speech.members, request.sampling.range).await?;
         }

@@ -37,6 +37,9 @@ pub(crate) struct SpeechTrackPlan {
     pub members: Vec<Member>,
     /// Why a speech provider is left out, or the track is.
     pub notes: Vec<String>,
+    /// `auto` left the speech to the provider the video goes to whole: if
+    /// that call fails and frames go instead, the track is made after all.
+    pub left_to_video: bool,
 }
 
 /// Where an empty chain is named in errors and notes.
@@ -69,6 +72,7 @@ impl Gateway {
                 SpeechTrack::Auto => !heard,
             };
         if !wanted || !info.has_audio() {
+            track.left_to_video = !wanted && heard && config.track == SpeechTrack::Auto;
             return track;
         }
         if config.chain.is_empty() {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use vidgate::config::{Config, ModelProfile, Protocol, ProviderProfile, SpeechTrack};
 use vidgate::gateway::{Gateway, GatewayError};
-use vidgate::provider::scripted::ScriptedProvider;
-use vidgate::provider::{Capabilities, JobInput};
+use vidgate::provider::scripted::{ScriptedProvider, Step};
+use vidgate::provider::{Capabilities, ErrorClass, JobInput, ProviderError};
 use vidgate::schema::{SamplingMode, SamplingPlan, Task, VideoReport, VideoRequest};
 
 use super::fake::FakeWhisper;
@@ -204,18 +204,22 @@ fn the_plan_counts_the_speech_track_and_a_run_over_budget_spends_nothing() {
     assert!(plan.fits && (plan.speech.unwrap().estimated_usd - 0.001).abs() < 1e-9);
 }
 
-#[test]
-fn a_video_sent_whole_to_a_provider_that_hears_it_skips_the_track_unless_always() {
-    let Some((clip, _)) = spoken_clip() else { return };
-    let fake = FakeWhisper::start(SENTENCE);
-    let hears = Capabilities {
+/// A provider that takes the video whole and hears its sound (as Gemini).
+fn hears() -> Capabilities {
+    Capabilities {
         native_video: true,
         audio: true,
         max_images_per_call: 1,
         max_inline_bytes: 1 << 30,
         ..Capabilities::default()
-    };
-    let native = || Arc::new(scripted("a").with_capabilities(hears.clone()));
+    }
+}
+
+#[test]
+fn a_video_sent_whole_to_a_provider_that_hears_it_skips_the_track_unless_always() {
+    let Some((clip, _)) = spoken_clip() else { return };
+    let fake = FakeWhisper::start(SENTENCE);
+    let native = || Arc::new(scripted("a").with_capabilities(hears()));
     let a = native();
     let g = crate::gateway::gateway(speech_config(&[("whisper", whisper(&fake, "native", 0.006))]), &[("a", &a)]);
     let report = run(&g, request(clip.clone(), Task::Describe)).unwrap();
@@ -229,6 +233,25 @@ fn a_video_sent_whole_to_a_provider_that_hears_it_skips_the_track_unless_always(
     let report = run(&g, request(clip, Task::Describe)).unwrap();
     assert_eq!(fake.heard().len(), 1);
     assert_eq!(report.speech.len(), 1);
+}
+
+#[test]
+fn speech_left_to_a_video_call_that_failed_is_transcribed_for_the_frames_sent_instead() {
+    let Some((clip, _)) = spoken_clip() else { return };
+    let fake = FakeWhisper::start(SENTENCE);
+    let down = ProviderError::new("a", ErrorClass::FallBack, "the model is down");
+    let a = Arc::new(scripted("a").with_capabilities(hears()).with_fallback(Step::Fail(down)));
+    let b = Arc::new(scripted("b"));
+    let mut c = speech_config(&[("whisper", whisper(&fake, "late", 0.006))]);
+    c.providers.insert("b".into(), c.providers["a"].clone());
+    c.router.chain = vec!["a".into(), "b".into()];
+    let g = crate::gateway::gateway(c, &[("a", &a), ("b", &b)]);
+    let report = run(&g, request(clip, Task::Describe)).unwrap();
+    assert!(a.jobs().iter().any(|j| matches!(j.input, JobInput::Video { .. })), "the video was tried whole");
+    assert!(b.jobs().iter().any(|j| matches!(j.input, JobInput::Frames(_))), "then frames went to b");
+    assert_eq!(fake.heard().len(), 1, "{report:?}");
+    assert_eq!(report.speech.len(), 1);
+    assert!(report.warnings.iter().any(|w| w.contains("speech was transcribed by whisper")), "{:?}", report.warnings);
 }
 
 #[test]
