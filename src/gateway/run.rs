@@ -260,10 +260,7 @@ impl Gateway {
             return Err(GatewayError::Setup(skipped.join("; ")));
         }
         let budgets = self.budgets(request.constraints.max_cost_usd, account);
-        let mut left = f64::MAX;
-        for budget in &budgets {
-            left = left.min(budget.remaining().await);
-        }
+        let left = least_left(&budgets).await;
         let speech = self.speech_track(&info, request.sampling.range, &members, false);
         let speech_usd = speech.plan.as_ref().map_or(0.0, |s| s.estimated_usd);
         let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left - speech_usd)?;
@@ -367,6 +364,15 @@ pub(super) fn changed(run: i64, video: impl std::fmt::Display, expected: &str, n
         &expected[..expected.len().min(12)],
         &now[..now.len().min(12)]
     ))
+}
+
+/// What the tightest of `budgets` has left.
+pub(super) async fn least_left(budgets: &[Budget]) -> f64 {
+    let mut left = f64::MAX;
+    for budget in budgets {
+        left = left.min(budget.remaining().await);
+    }
+    left
 }
 
 pub(super) fn fatal(message: String) -> ProviderError {
