@@ -173,7 +173,7 @@ fn run_latency(server: &tokio::runtime::Runtime, client_rt: &tokio::runtime::Run
     request.sampling = sampling;
 
     let direct = {
-        let (gateway, request) = (app.gateway.clone(), request.clone());
+        let (gateway, request) = (app.gateway().clone(), request.clone());
         move || {
             let (gateway, request) = (gateway.clone(), request.clone());
             async move {

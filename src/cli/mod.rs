@@ -141,7 +141,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             task::plan(p, config).await
         }
         Command::Keys(command) => keys::run(command, &load_config(args.config, Vec::new())?),
-        Command::Serve(a) => serve::run(a, load_config(args.config, Vec::new())?).await,
+        Command::Serve(a) => {
+            let file = args.config.clone();
+            serve::run(a, load_config(args.config, Vec::new())?, move || load_config(file.clone(), Vec::new())).await
+        }
         Command::Resume { format } => task::resume(format, load_config(args.config, Vec::new())?).await,
     }
 }

@@ -15,7 +15,13 @@ pub struct ServeArgs {
     pub bind: Option<SocketAddr>,
 }
 
-pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+/// Serve `config`; on SIGHUP, `reread` gives the config anew and the service
+/// reloads it (a config it refuses is logged, and the one in force stays).
+pub async fn run(
+    args: ServeArgs,
+    config: Config,
+    reread: impl Fn() -> anyhow::Result<Config> + Send + 'static,
+) -> anyhow::Result<()> {
     config.validate().context("the config")?;
     let bind = match args.bind {
         Some(b) => b,
@@ -29,6 +35,7 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         tracing::info!(runs = resumed, "resuming the unfinished runs");
     }
     vidgate::serve::native::retention::spawn(app.clone());
+    reload_on_hangup(app.clone(), reread);
     let runs = app.runs.clone();
     let drained = tokio_util::sync::CancellationToken::new();
     let stopped = drained.clone();
@@ -47,6 +54,32 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         } => Ok(()),
     }
+}
+
+/// On each SIGHUP, read the config again and serve with it.
+fn reload_on_hangup(app: App, reread: impl Fn() -> anyhow::Result<Config> + Send + 'static) {
+    #[cfg(unix)]
+    {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP cannot be caught: the config is read at start only");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match reread().and_then(|config| Ok(app.reload(config)?)) {
+                    Ok(reload) => tracing::info!(%reload, "config reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "config reload refused; the config in force stays")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (app, reread);
 }
 
 /// SIGTERM or Ctrl-C.

@@ -19,6 +19,7 @@
 //! the run moves on, so nothing is bought twice.
 
 mod plan;
+mod reload;
 mod run;
 mod speech;
 mod video;
@@ -39,6 +40,7 @@ use crate::router::RouteError;
 use crate::schema::VideoReport;
 
 pub use plan::{Candidate, Plan, Shape};
+pub use reload::{Live, Reload};
 pub use run::{Account, RunOptions};
 pub use speech::SpeechPlan;
 

@@ -203,7 +203,7 @@ async fn resolve(app: &App, key: Option<String>) -> Result<Caller, ApiError> {
         return Ok(Caller { id: "admin".into(), name: format!("${}", app.keys.admin_env), admin: true, account: None });
     }
     // A key's hash is looked up; the key itself goes no further.
-    let found = app.gateway.journal().find_key(key).await.map_err(|e| ApiError::from(GatewayError::from(e)))?;
+    let found = app.gateway().journal().find_key(key).await.map_err(|e| ApiError::from(GatewayError::from(e)))?;
     let found = found.ok_or_else(invalid_key)?;
     app.keys.admit(&found).map_err(|wait_s| {
         ApiError::new(
@@ -252,7 +252,7 @@ async fn on_journal<T: Send + 'static>(
     app: &App,
     f: impl FnOnce(&Journal) -> Result<T, KeyError> + Send + 'static,
 ) -> Result<T, KeyError> {
-    app.gateway.on_journal(move |j| Ok(f(j))).await?
+    app.gateway().on_journal(move |j| Ok(f(j))).await?
 }
 
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {

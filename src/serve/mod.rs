@@ -29,14 +29,15 @@ use axum::Router;
 use serde_json::json;
 
 use crate::config::ServerConfig;
-use crate::gateway::{Gateway, GatewayError};
+use crate::gateway::{Gateway, GatewayError, Live, Reload};
 
 pub use runs::{RunState, Runs};
 
 /// Everything the routes share. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
-    pub gateway: Arc<Gateway>,
+    /// The gateway in force; [`App::reload`] replaces it.
+    live: Arc<Live>,
     pub runs: Arc<Runs>,
     pub server: Arc<ServerConfig>,
     pub keys: Arc<keys::Keys>,
@@ -48,7 +49,7 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("gateway", &self.gateway).finish_non_exhaustive()
+        f.debug_struct("App").field("gateway", &self.gateway()).finish_non_exhaustive()
     }
 }
 
@@ -56,14 +57,32 @@ impl App {
     /// The service on `gateway`, with the `[server]` section of its config.
     pub fn new(gateway: Gateway) -> Self {
         let server = Arc::new(gateway.config().server.clone());
-        let gateway = Arc::new(gateway);
-        let runs = Arc::new(Runs::new(gateway.clone(), &server));
+        let live = Arc::new(Live::new(Arc::new(gateway)));
+        let runs = Arc::new(Runs::new(live.clone(), &server));
         let keys = Arc::new(keys::Keys::from_env(&server.admin_key_env));
         let metrics = Arc::new(native::metrics::Metrics::new());
         let counted = metrics.clone();
         runs.on_finish(Arc::new(move |run, state| counted.run_finished(run, state)));
         let chat_bodies = Arc::new(tokio::sync::Semaphore::new(server.max_concurrent_runs));
-        Self { gateway, runs, server, keys, metrics, chat_bodies }
+        Self { live, runs, server, keys, metrics, chat_bodies }
+    }
+
+    /// The gateway new requests and runs work on.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.live.current()
+    }
+
+    /// Serve from now on with `config`: providers whose profile changed are
+    /// built anew, the others keep their limiters, breakers and clients, and
+    /// the journal (spend, reservations, runs) is the same. Runs under way
+    /// finish on the config they started with. `[server]` settings are read
+    /// at start only: a change there is reported, not applied.
+    ///
+    /// # Errors
+    /// The new config is refused (invalid, or another journal); the one in
+    /// force stays.
+    pub fn reload(&self, config: crate::config::Config) -> Result<Reload, GatewayError> {
+        self.live.reload(config)
     }
 }
 

@@ -64,13 +64,13 @@ fn model_json(model: &request::Model) -> Value {
 
 /// `GET /v1/models`: the four tasks as `vidgate/<task>`, then the router aliases.
 async fn list_models(State(app): State<App>) -> Json<Value> {
-    let data: Vec<Value> = request::models(app.gateway.config()).iter().map(model_json).collect();
+    let data: Vec<Value> = request::models(app.gateway().config()).iter().map(model_json).collect();
     Json(json!({ "object": "list", "data": data }))
 }
 
 /// `GET /v1/models/{id}` (ids have a `/`).
 async fn get_model(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(model_json(&request::model(app.gateway.config(), &id)?)))
+    Ok(Json(model_json(&request::model(app.gateway().config(), &id)?)))
 }
 
 /// The largest chat body: a data URL of `max_video_bytes` in base64, and
@@ -123,7 +123,7 @@ async fn chat_completions(State(app): State<App>, caller: Caller, body: Body) ->
     let body: Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
     drop(bytes);
-    let chat = request::parse(body, app.gateway.config())?;
+    let chat = request::parse(body, app.gateway().config())?;
     let task = chat.task()?;
     let ChatRequest { model, stream: streamed, include_usage, video, .. } = chat;
     let inline = matches!(video.video, VideoRef::Inline { .. });
@@ -206,7 +206,7 @@ async fn video_source(app: &App, video: VideoRef, param: &str) -> Result<VideoSo
                         .param(param));
                     }
                 };
-            match crate::media::probe(&saved.path, &app.gateway.config().limits).await {
+            match crate::media::probe(&saved.path, &app.gateway().config().limits).await {
                 Ok(_) => Ok(VideoSource::Path { path: saved.path }),
                 Err(e) => {
                     let _ = std::fs::remove_file(&saved.path);

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ApiError;
 use crate::config::ServerConfig;
-use crate::gateway::{Account, Gateway, GatewayError, RunOptions};
+use crate::gateway::{Account, Gateway, GatewayError, Live, RunOptions};
 use crate::journal::{now_s, RunRecord};
 use crate::progress::Progress;
 use crate::schema::{VideoReport, VideoRequest};
@@ -120,7 +120,8 @@ pub struct Submission {
 /// The service's runs.
 #[derive(Debug)]
 pub struct Runs {
-    gateway: Arc<Gateway>,
+    /// The gateway new runs start on (a config reload replaces it).
+    live: Arc<Live>,
     runs: Mutex<HashMap<i64, Arc<Run>>>,
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
@@ -150,7 +151,8 @@ impl std::fmt::Debug for OnFinish {
 }
 
 impl Runs {
-    pub fn new(gateway: Arc<Gateway>, server: &ServerConfig) -> Self {
+    pub fn new(live: Arc<Live>, server: &ServerConfig) -> Self {
+        let journal = live.current().journal().path().to_string();
         Self {
             runs: Mutex::default(),
             slots: Arc::new(Semaphore::new(server.max_concurrent_runs)),
@@ -158,11 +160,16 @@ impl Runs {
             queue_length: server.queue_length,
             closing: CancellationToken::new(),
             stopping: CancellationToken::new(),
-            owner: format!("{}|{}", server.uploads_dir().display(), gateway.journal().path()),
-            gateway,
+            owner: format!("{}|{}", server.uploads_dir().display(), journal),
+            live,
             keep_reports_days: server.keep_reports_days,
             on_finish: OnFinish::default(),
         }
+    }
+
+    /// The gateway new runs start on.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.live.current()
     }
 
     /// Call `hook` with every run that ends from now on.
@@ -189,16 +196,16 @@ impl Runs {
     /// The journal cannot be read.
     pub async fn restore(&self) -> Result<usize, GatewayError> {
         let since = now_s() - (self.keep_reports_days * 86_400.0) as i64;
-        for done in self.gateway.on_journal(move |j| j.recent_runs(since)).await? {
+        for done in self.gateway().on_journal(move |j| j.recent_runs(since)).await? {
             let Ok(state) = serde_json::from_value::<RunState>(done.outcome) else { continue };
             let run = self.new_run(done.id, done.request, done.account, done.started_unix_s, state);
             self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id, run);
         }
         let owner = self.owner.clone();
         let mut resumed = 0;
-        for (record, account) in self.gateway.on_journal(move |j| j.resumable_runs(&owner)).await? {
+        for (record, account) in self.gateway().on_journal(move |j| j.resumable_runs(&owner)).await? {
             let (id, owner) = (record.id, self.owner.clone());
-            if !self.gateway.on_journal(move |j| j.claim_run(id, &owner)).await? {
+            if !self.gateway().on_journal(move |j| j.claim_run(id, &owner)).await? {
                 continue;
             }
             // A key revoked since the run began pays for nothing more: the
@@ -212,7 +219,7 @@ impl Runs {
                     http_status: 403,
                     partial: None,
                 };
-                finish(&self.gateway, &run, state, &self.on_finish).await;
+                finish(&self.gateway(), &run, state, &self.on_finish).await;
                 continue;
             }
             // Its key's cap as the key holds it now: the day's spend of the
@@ -256,7 +263,7 @@ impl Runs {
             .retry_after(5));
         }
         let stored = submission.request.clone();
-        let id = match self.gateway.on_journal(move |j| j.start_run(&stored)).await {
+        let id = match self.gateway().on_journal(move |j| j.start_run(&stored)).await {
             Ok(id) => id,
             Err(e) => {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -264,7 +271,7 @@ impl Runs {
             }
         };
         let (account, owner) = (submission.account.as_ref().map(|a| a.id.clone()), self.owner.clone());
-        if let Err(e) = self.gateway.on_journal(move |j| j.set_run_owner(id, account.as_deref(), &owner)).await {
+        if let Err(e) = self.gateway().on_journal(move |j| j.set_run_owner(id, account.as_deref(), &owner)).await {
             tracing::warn!(run = id, error = %e, "cannot note the run's owner in the journal");
         }
         Ok(self.launch(id, submission, None))
@@ -299,8 +306,8 @@ impl Runs {
         let created = resumed.as_ref().map_or_else(now_s, |r| r.started_unix_s);
         let run = self.new_run(id, submission.request.clone(), key, created, RunState::Queued);
         self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, run.clone());
-        let (gateway, slots, waiting, task_run) =
-            (self.gateway.clone(), self.slots.clone(), self.waiting.clone(), run.clone());
+        let (live, slots, waiting, task_run) =
+            (self.live.clone(), self.slots.clone(), self.waiting.clone(), run.clone());
         let (closing, stopping, hooks) = (self.closing.clone(), self.stopping.clone(), self.on_finish.clone());
         tokio::spawn(async move {
             let run = task_run;
@@ -313,9 +320,11 @@ impl Runs {
             waiting.fetch_sub(1, Ordering::SeqCst);
             let _permit = match permit {
                 Some(Some(p)) => p,
-                Some(None) => return finish(&gateway, &run, RunState::Cancelled, &hooks).await,
+                Some(None) => return finish(&live.current(), &run, RunState::Cancelled, &hooks).await,
                 None => return,
             };
+            // The config in force when the run starts serves it to its end.
+            let gateway = live.current();
             run.state.send_replace(RunState::Running);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let forward = {

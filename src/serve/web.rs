@@ -85,7 +85,8 @@ async fn thumbnail(
         ))
         .param("width"));
     }
-    let config = app.gateway.config();
+    let gateway = app.gateway();
+    let config = gateway.config();
     let info = media::probe(&upload.path, &config.limits).await.map_err(|e| ApiError::invalid(e.to_string()))?;
     let t_ms = query.t_ms.min(info.duration_ms.saturating_sub(1));
     let plan = SamplingPlan {

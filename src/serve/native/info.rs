@@ -22,7 +22,7 @@ pub(super) async fn plan(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     let request = body.request(&app)?;
-    let plan = app.gateway.plan_for(&request, caller.account.as_ref()).await?;
+    let plan = app.gateway().plan_for(&request, caller.account.as_ref()).await?;
     let first = plan.first().cloned();
     let chain: Vec<&str> = plan.candidates.iter().map(|c| c.provider.as_str()).collect();
     let mut answer = json!({
@@ -47,13 +47,14 @@ pub(super) async fn plan(
 /// No key, key variable or credential is shown; a base URL loses its
 /// userinfo and query values.
 pub(super) async fn providers(State(app): State<App>) -> Json<Value> {
-    let config = app.gateway.config();
+    let gateway = app.gateway();
+    let config = gateway.config();
     let data: Vec<Value> = config
         .providers
         .iter()
         .map(|(name, profile)| {
             let model = profile.model.clone().unwrap_or_default();
-            let open_for = app.gateway.breaker(name).open_for();
+            let open_for = gateway.breaker(name).open_for();
             let breaker = match open_for {
                 None => json!({ "state": "closed" }),
                 Some(d) if d.is_zero() => json!({ "state": "half_open" }),

@@ -34,7 +34,7 @@ pub(super) async fn upload(State(app): State<App>, mut form: Multipart) -> Resul
             .unwrap_or("bin")
             .to_string();
         let saved = uploads::save(&dir, &ext, app.server.max_upload_bytes, field).await?;
-        let info = match crate::media::probe(&saved.path, &app.gateway.config().limits).await {
+        let info = match crate::media::probe(&saved.path, &app.gateway().config().limits).await {
             Ok(info) => info,
             Err(e) => {
                 let _ = std::fs::remove_file(&saved.path);

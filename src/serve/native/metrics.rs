@@ -157,8 +157,8 @@ impl Metrics {
         self.runs.get_or_create(&StateLabel { state: "running" }).set(running as i64);
         self.runs.get_or_create(&StateLabel { state: "queued" }).set(waiting as i64);
         self.queue.set(waiting as i64);
-        for name in app.gateway.config().providers.keys() {
-            let open_for = app.gateway.breaker(name).open_for();
+        for name in app.gateway().config().providers.keys() {
+            let open_for = app.gateway().breaker(name).open_for();
             let label = ProviderLabel { provider: name.clone() };
             self.breaker_open.get_or_create(&label).set(i64::from(open_for.is_some()));
             self.breaker_cooldown.get_or_create(&label).set(open_for.map_or(0.0, |d| d.as_secs_f64()));

@@ -61,7 +61,7 @@ pub async fn sweep(app: &App, now: SystemTime) -> Result<Swept, GatewayError> {
         .checked_sub(Duration::from_secs_f64(app.server.keep_reports_days * 86_400.0))
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs() as i64);
-    let forgotten = app.gateway.on_journal(move |j| j.forget_outcomes(reports_before)).await?;
+    let forgotten = app.gateway().on_journal(move |j| j.forget_outcomes(reports_before)).await?;
     for id in forgotten {
         if app.runs.forget_finished(id) {
             swept.runs.push(id);

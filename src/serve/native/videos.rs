@@ -60,11 +60,11 @@ pub(super) async fn create(State(app): State<App>, request: Request) -> Result<R
 async fn from_url(app: &App, url: &str) -> Result<(StatusCode, Json<Value>), ApiError> {
     let dir = app.server.uploads_dir();
     tokio::fs::create_dir_all(&dir).await.map_err(|e| server_error(format!("{}: {e}", dir.display())))?;
-    let mut limits = app.gateway.config().fetch.clone();
+    let mut limits = app.gateway().config().fetch.clone();
     // The download is written where it stays, so it can be kept by a rename.
     limits.temp_dir = Some(dir.clone());
     limits.max_bytes = limits.max_bytes.min(app.server.max_upload_bytes);
-    let setting = if limits.max_bytes < app.gateway.config().fetch.max_bytes {
+    let setting = if limits.max_bytes < app.gateway().config().fetch.max_bytes {
         "server.max_upload_bytes"
     } else {
         "fetch.max_bytes"
@@ -81,7 +81,7 @@ async fn from_url(app: &App, url: &str) -> Result<(StatusCode, Json<Value>), Api
     let bytes = got.bytes;
     let shown = got.final_url.clone();
     got.persist(&path).map_err(|e| server_error(format!("cannot keep the download as {}: {e}", path.display())))?;
-    match crate::media::probe(&path, &app.gateway.config().limits).await {
+    match crate::media::probe(&path, &app.gateway().config().limits).await {
         Ok(info) => Ok((StatusCode::CREATED, Json(json!({ "id": id, "bytes": bytes, "probe": info })))),
         Err(e) => {
             let _ = tokio::fs::remove_file(&path).await;

@@ -51,7 +51,7 @@ fn a_resumed_run_still_counts_against_its_keys_daily_cap() {
     let dir = tempfile::tempdir().unwrap();
     let first = instance(dir.path(), slow(Duration::from_millis(200)));
     let new = NewKey { name: "capped".into(), max_usd_per_day: Some(1.0), ..NewKey::default() };
-    let key = first.gateway.journal().create_key(&new).unwrap().record;
+    let key = first.gateway().journal().create_key(&new).unwrap().record;
     let account = Account { id: key.id.clone(), max_usd_per_day: key.max_usd_per_day };
     let request = VideoRequest::new(testsrc_10s(), Task::Timeline);
     let run = block_on(first.runs.submit(Submission { request, account: Some(account) })).unwrap();
@@ -61,7 +61,8 @@ fn a_resumed_run_still_counts_against_its_keys_daily_cap() {
         }
     });
     block_on(first.runs.drain(Duration::ZERO));
-    let journal = first.gateway.journal();
+    let gateway = first.gateway();
+    let journal = gateway.journal();
     let before = journal.account_spent_today(&key.id).unwrap();
     assert!(before >= 2.0 * UNIT_USD, "the run's spend counts under its key: {before}");
     journal.queue_spend_for("elsewhere", 1.0 - before - UNIT_USD / 2.0, Some(&key.id));
@@ -88,7 +89,7 @@ fn a_run_whose_key_was_revoked_is_not_resumed_and_spends_nothing_more() {
     let dir = tempfile::tempdir().unwrap();
     let first = instance(dir.path(), slow(Duration::from_millis(200)));
     let new = NewKey { name: "gone".into(), ..NewKey::default() };
-    let key = first.gateway.journal().create_key(&new).unwrap().record;
+    let key = first.gateway().journal().create_key(&new).unwrap().record;
     let account = Account { id: key.id.clone(), max_usd_per_day: None };
     let request = VideoRequest::new(testsrc_10s(), Task::Timeline);
     let run = block_on(first.runs.submit(Submission { request, account: Some(account) })).unwrap();
@@ -98,7 +99,7 @@ fn a_run_whose_key_was_revoked_is_not_resumed_and_spends_nothing_more() {
         }
     });
     block_on(first.runs.drain(Duration::ZERO));
-    first.gateway.journal().revoke_key("gone").unwrap();
+    first.gateway().journal().revoke_key("gone").unwrap();
 
     let after = slow(Duration::ZERO);
     let second = instance(dir.path(), after.clone());

@@ -202,8 +202,8 @@ fn a_key_over_its_daily_budget_is_refused_before_any_call() {
     Journal::open(&journal).unwrap().queue_spend_for("elsewhere", 1.0, Some(&broke.id));
     // Its plan says so, spending nothing; the gateway's own plan fits.
     let request = VideoRequest::new(clip("testsrc2"), Task::Timeline);
-    assert!(block_on(server.app.gateway.plan(&request)).unwrap().fits);
-    assert!(!block_on(server.app.gateway.plan_for(&request, Some(&broke))).unwrap().fits);
+    assert!(block_on(server.app.gateway().plan(&request)).unwrap().fits);
+    assert!(!block_on(server.app.gateway().plan_for(&request, Some(&broke))).unwrap().fits);
     let (id, state) = run(&server, &broke, &clip("testsrc2"));
     let RunState::Failed { http_status, error, .. } = &state else { panic!("refused: {state:?}") };
     assert_eq!(*http_status, 402, "{error}");

@@ -20,6 +20,7 @@ use vidgate::provider::scripted::ScriptedProvider;
 use vidgate::provider::Provider;
 use vidgate::serve::App;
 
+mod reload;
 mod restart;
 mod web;
 

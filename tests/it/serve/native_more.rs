@@ -215,7 +215,7 @@ fn a_plan_answers_cost_frames_and_chain_and_spends_nothing() {
     let run = submit(&server, &server.client(), &json!({ "video": id, "task": "timeline" }));
     assert_eq!(finished(&server, run)["status"], "done");
     let calls = fake.calls();
-    let spent = server.app.gateway.journal().spent_today().unwrap();
+    let spent = server.app.gateway().journal().spent_today().unwrap();
     assert!(calls > 0 && spent > 0.0);
     let body = json!({ "video": id, "task": "ask", "question": "what colour is it?",
                        "sampling": { "max_frames": 5, "width": 256 } });
@@ -232,7 +232,7 @@ fn a_plan_answers_cost_frames_and_chain_and_spends_nothing() {
     assert!((usd - calls_planned as f64 * UNIT_USD).abs() < 1e-9, "{plan}");
     assert_eq!(plan["candidates"][0]["provider"], "fake", "{plan}");
     assert_eq!(fake.calls(), calls, "a plan calls no provider");
-    assert_eq!(server.app.gateway.journal().spent_today().unwrap(), spent, "a plan spends nothing");
+    assert_eq!(server.app.gateway().journal().spent_today().unwrap(), spent, "a plan spends nothing");
     // A bad body is the same 400 as for a run.
     let (status, _, answer) =
         send(server.client().post(server.url("/v1/plan")).json(&json!({ "video": id, "task": "ask" })));
@@ -359,7 +359,7 @@ fn retention_removes_old_uploads_and_forgets_old_reports_but_not_unfinished_runs
     let (status, _, _) = send(server.client().get(server.url(&format!("/v1/runs/{done}"))));
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(server.app.runs.get(busy).is_some());
-    let kept = server.app.gateway.journal().recent_runs(0).unwrap();
+    let kept = server.app.gateway().journal().recent_runs(0).unwrap();
     assert!(kept.iter().all(|r| r.id != done), "the journal still serves run {done}: {kept:?}");
     assert_eq!(finished(&server, busy)["status"], "done");
     // The sweep interval follows the shortest retention.
@@ -377,7 +377,7 @@ fn twenty_clients_at_once_each_get_their_own_report_and_each_unit_is_paid_once()
             } else {
                 let made = server
                     .app
-                    .gateway
+                    .gateway()
                     .journal()
                     .create_key(&vidgate::journal::NewKey { name: format!("client-{i}"), ..Default::default() })
                     .unwrap();

@@ -58,7 +58,7 @@ fn get(app: &App, path: &str) -> serde_json::Value {
         let mut request = client.get(format!("{base}{path}"));
         let name = format!("restart-{}", vidgate::serve::uploads::new_id());
         let new = vidgate::journal::NewKey { name, ..Default::default() };
-        let key = app.gateway.journal().create_key(&new).unwrap().key.expose().to_string();
+        let key = app.gateway().journal().create_key(&new).unwrap().key.expose().to_string();
         request = request.bearer_auth(key);
         let body = request.send().await.unwrap().json().await.unwrap();
         server.abort();
