@@ -36,7 +36,9 @@ pub use accounts::AccountLedger;
 pub use flight::UnitHold;
 pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
+mod prune;
 mod runs;
+pub use prune::{JournalStats, Pruned, TABLES};
 pub use runs::{FinishedRun, RunAccount};
 
 /// A journal that cannot be opened, read or written.
@@ -575,6 +577,12 @@ fn create(path: &Path) -> Result<(), String> {
 /// Settings of each connection, and the tables, made or brought up to date.
 fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
+    // A new journal gives the pages that a prune frees back to the disk
+    // incrementally; SQLite takes this only before the first table.
+    let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))?;
+    if tables == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     // WAL with FULL sync: a committed unit survives a crash or a power cut.
     let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
@@ -601,7 +609,8 @@ fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
         }
         tx.execute_batch(
             "CREATE INDEX IF NOT EXISTS spend_by_account ON spend(account, day);
-             CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);",
+             CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+             CREATE INDEX IF NOT EXISTS units_by_age ON units(created_unix_s);",
         )?;
         if version(&tx)? < 3 {
             let file = tx.path().filter(|p| !p.is_empty()).map(PathBuf::from);

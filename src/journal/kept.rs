@@ -6,7 +6,7 @@
 //! `video_hash` is set to that sha256 when the run is entered. A resume reads
 //! that file, and checks its hash as it does any path's. The copy is needed
 //! only while a run that may be resumed names it: it is removed when the
-//! last unfinished run naming it ends.
+//! last unfinished run naming it ends, and by [`super::Journal::prune`].
 //!
 //! Placing a copy (with its run's row) and removing one (when no unfinished
 //! run names it) each happen under the journal's write lock, so a run
@@ -122,6 +122,26 @@ pub(super) fn release_run(c: &mut Connection, id: i64) -> rusqlite::Result<()> {
         release(&tx, &path)?;
     }
     tx.commit()
+}
+
+/// Remove every file in the copies' dir that no unfinished run names (what
+/// a process that died between a run's end and the removal left). Call it
+/// under the write lock. How many files were removed.
+pub(super) fn sweep(c: &Connection, dir: &Path) -> rusqlite::Result<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        // A copy being written by a run not yet entered is left alone.
+        if name.to_string_lossy().starts_with(".incoming-") || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if release(c, &path.to_string_lossy())? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Version 3: each run stored with its video's bytes is rewritten as a hash
