@@ -29,6 +29,7 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         tracing::info!(runs = resumed, "resuming the unfinished runs");
     }
     vidgate::serve::native::retention::spawn(app.clone());
+    vidgate::serve::native::retention::spawn_pruning(app.clone());
     let runs = app.runs.clone();
     let drained = tokio_util::sync::CancellationToken::new();
     let stopped = drained.clone();
