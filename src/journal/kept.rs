@@ -150,11 +150,16 @@ pub(super) fn sweep(c: &Connection, dir: &Path) -> rusqlite::Result<u64> {
 /// the hash and the path its copy had.
 pub(super) fn migrate(c: &Connection, file: Option<&Path>) -> rusqlite::Result<()> {
     let dir = file.map(dir_of);
-    let rows: Vec<(i64, String, String)> = c
-        .prepare("SELECT id, request, status FROM runs WHERE instr(request, '\"kind\":\"bytes\"') > 0")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+    // One row in memory at a time: each may hold a whole video.
+    let ids: Vec<i64> = c
+        .prepare("SELECT id FROM runs WHERE instr(request, '\"kind\":\"bytes\"') > 0")?
+        .query_map([], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for (id, text, status) in rows {
+    for id in ids {
+        let (text, status): (String, String) =
+            c.query_row("SELECT request, status FROM runs WHERE id = ?1", params![id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
         let Ok(request) = stored_request(&text) else { continue };
         let VideoSource::Bytes { data, format } = &request.source else { continue };
         let running = status == "running";
