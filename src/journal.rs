@@ -27,6 +27,7 @@ use crate::policy::{BudgetError, SharedLedger};
 
 mod accounts;
 mod flight;
+mod kept;
 mod keys;
 
 use crate::provider::{Job, JobInput};
@@ -35,7 +36,9 @@ pub use accounts::AccountLedger;
 pub use flight::UnitHold;
 pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
+mod prune;
 mod runs;
+pub use prune::{JournalStats, Pruned, TABLES};
 pub use runs::{FinishedRun, RunAccount};
 
 /// A journal that cannot be opened, read or written.
@@ -88,6 +91,8 @@ pub struct Journal {
     ops: Option<mpsc::Sender<Op>>,
     worker: Option<std::thread::JoinHandle<()>>,
     path: String,
+    /// The journal's file (absolute), none in memory.
+    file: Option<PathBuf>,
     in_flight: flight::InFlight,
 }
 
@@ -99,7 +104,7 @@ impl std::fmt::Debug for Journal {
 
 /// Bumped with each change below; a journal of an older version is brought
 /// up to date when opened.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS units (
@@ -149,7 +154,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
 /// Version 1: the run's video hash and lease. Version 2 (`vidgate serve`):
 /// the account (API key id) a run, a spend row and a reservation belong to,
 /// and a run's outcome (its report or error) for readers after a restart.
-const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
+/// Version 3: the kept copy of a video given as bytes (see [`kept`]), which
+/// a run's request names instead of holding the bytes.
+const ADDED_COLUMNS: [(&str, &str, &str); 8] = [
     ("runs", "video_hash", "TEXT"),
     ("runs", "lease_until_unix_s", "INTEGER NOT NULL DEFAULT 0"),
     ("runs", "account", "TEXT"),
@@ -157,6 +164,7 @@ const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("runs", "owner", "TEXT"),
     ("spend", "account", "TEXT"),
     ("reservations", "account", "TEXT"),
+    ("runs", "kept_video", "TEXT"),
 ];
 
 const EMPTY_FILE: &str = "the file is empty (0 bytes): it was truncated or replaced, and the spend and \
@@ -189,7 +197,8 @@ impl Journal {
         // Never create here: a file that vanished since is an error, not a new journal.
         let flags = OpenFlags::default().difference(OpenFlags::SQLITE_OPEN_CREATE);
         let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(e.to_string()))?;
-        Self::start(conn, shown)
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::start(conn, shown, Some(file))
     }
 
     /// A journal that lives only as long as this value (tests, `journal.enabled = false`).
@@ -199,10 +208,10 @@ impl Journal {
     pub fn in_memory() -> Result<Self, JournalError> {
         let conn = Connection::open_in_memory()
             .map_err(|e| JournalError { path: ":memory:".into(), message: e.to_string() })?;
-        Self::start(conn, ":memory:".into())
+        Self::start(conn, ":memory:".into(), None)
     }
 
-    fn start(mut conn: Connection, path: String) -> Result<Self, JournalError> {
+    fn start(mut conn: Connection, path: String, file: Option<PathBuf>) -> Result<Self, JournalError> {
         let fail = |message: String| JournalError { path: path.clone(), message };
         prepare(&mut conn).map_err(|e| fail(e.to_string()))?;
         let (ops, queue) = mpsc::channel::<Op>();
@@ -214,7 +223,7 @@ impl Journal {
                 }
             })
             .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
-        Ok(Self { ops: Some(ops), worker: Some(worker), path, in_flight: flight::InFlight::default() })
+        Ok(Self { ops: Some(ops), worker: Some(worker), path, file, in_flight: flight::InFlight::default() })
     }
 
     /// Hold the unit `key` for this process until the hold is dropped:
@@ -364,26 +373,53 @@ impl Journal {
     /// Remember that a run started, leased to this process; returns its id.
     /// Keep the lease with [`Journal::renew_lease`] while the run lives.
     ///
+    /// A video given as bytes is never stored in the row: the bytes are
+    /// kept in a file beside the journal and the row names that file and
+    /// their hash (see [`kept`]), which is what a resume reads.
+    ///
     /// # Errors
-    /// A write failure.
+    /// A write failure; bytes that cannot be kept.
     pub fn start_run(&self, request: &VideoRequest) -> Result<i64, JournalError> {
-        // A URL's userinfo and query values may be credentials: never stored.
-        let text = match &request.source {
-            VideoSource::Url { url } => serde_json::to_string(&VideoRequest {
-                source: VideoSource::Url { url: crate::secret::redact_urls(url) },
-                ..request.clone()
-            }),
-            _ => serde_json::to_string(request),
-        }
-        .map_err(|e| self.error(e))?;
-        self.with(move |c| {
+        let kept_dir = self.file.as_deref().map(kept::dir_of);
+        let (stored, staged) = match &request.source {
+            // A URL's userinfo and query values may be credentials: never stored.
+            VideoSource::Url { url } => {
+                let source = VideoSource::Url { url: crate::secret::redact_urls(url) };
+                (VideoRequest { source, ..request.clone() }, None)
+            }
+            VideoSource::Bytes { data, format } => {
+                let staged = kept::stage(kept_dir.as_deref(), data, format.as_deref()).map_err(|e| self.error(e))?;
+                (staged.request(request), Some(staged))
+            }
+            VideoSource::Path { .. } => (request.clone(), None),
+        };
+        // A resumed run of bytes reads their kept copy: it names it too.
+        let kept = match (&stored.source, &kept_dir) {
+            (VideoSource::Path { path }, Some(dir)) if path.parent() == Some(dir.as_path()) => {
+                Some(path.to_string_lossy().into_owned())
+            }
+            _ => None,
+        };
+        let text = serde_json::to_string(&stored).map_err(|e| self.error(e))?;
+        let placed = self.with(move |c| {
             let now = now_s();
-            c.execute(
-                "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s) VALUES (?1, ?2, 'running', ?3)",
-                params![text, now, now + RUN_LEASE_S],
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let hash = staged.as_ref().map(|s| s.hash.clone());
+            if let Some(staged) = staged {
+                if let Err(e) = staged.place() {
+                    return Ok(Err(e));
+                }
+            }
+            tx.execute(
+                "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s, video_hash, kept_video)
+                 VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
+                params![text, now, now + RUN_LEASE_S, hash, kept],
             )?;
-            Ok(c.last_insert_rowid())
-        })
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Ok(id))
+        })?;
+        placed.map_err(|e| self.error(e))
     }
 
     /// Note the content hash of the run's video, which a resume checks.
@@ -409,15 +445,16 @@ impl Journal {
         })
     }
 
-    /// Mark a run finished (`done` or `failed`).
+    /// Mark a run finished (`done` or `failed`); the kept copy of its
+    /// video's bytes goes when no unfinished run names it.
     ///
     /// # Errors
     /// A write failure.
     pub fn finish_run(&self, id: i64, status: &str) -> Result<(), JournalError> {
         let status = status.to_string();
         self.with(move |c| {
-            c.execute("UPDATE runs SET status = ?1, finished_unix_s = ?2 WHERE id = ?3", params![status, now_s(), id])
-                .map(drop)
+            c.execute("UPDATE runs SET status = ?1, finished_unix_s = ?2 WHERE id = ?3", params![status, now_s(), id])?;
+            kept::release_run(c, id)
         })
     }
 
@@ -540,6 +577,12 @@ fn create(path: &Path) -> Result<(), String> {
 /// Settings of each connection, and the tables, made or brought up to date.
 fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
+    // A new journal gives the pages that a prune frees back to the disk
+    // incrementally; SQLite takes this only before the first table.
+    let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))?;
+    if tables == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     // WAL with FULL sync: a committed unit survives a crash or a power cut.
     let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
@@ -566,8 +609,13 @@ fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
         }
         tx.execute_batch(
             "CREATE INDEX IF NOT EXISTS spend_by_account ON spend(account, day);
-             CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);",
+             CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+             CREATE INDEX IF NOT EXISTS units_by_age ON units(created_unix_s);",
         )?;
+        if version(&tx)? < 3 {
+            let file = tx.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+            kept::migrate(&tx, file.as_deref())?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()
@@ -975,6 +1023,88 @@ mod tests {
         let second = j.start_run(&req).unwrap();
         let found = j.last_unfinished_run().unwrap().unwrap();
         assert_eq!((found.id, found.request), (second, req));
+    }
+
+    fn bytes_request(data: &[u8]) -> VideoRequest {
+        let mut req = VideoRequest::new("x", Task::Describe);
+        req.source = VideoSource::Bytes { data: data.to_vec(), format: Some("webm".into()) };
+        req
+    }
+
+    fn stored_requests(j: &Journal) -> Vec<String> {
+        j.with(|c| c.prepare("SELECT request FROM runs ORDER BY id")?.query_map([], |r| r.get(0))?.collect()).unwrap()
+    }
+
+    #[test]
+    fn a_video_given_as_bytes_is_stored_as_a_hash_and_a_path_kept_while_a_run_may_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let hash = hex::encode(Sha256::digest(&data));
+        let kept = dir.path().join("j.sqlite3.videos").join(format!("{hash}.webm"));
+        let first = j.start_run(&bytes_request(&data)).unwrap();
+        let second = j.start_run(&bytes_request(&data)).unwrap();
+        for text in stored_requests(&j) {
+            assert!(text.len() < 1000, "no bytes in the row: {} chars", text.len());
+            assert!(text.contains(&kept.display().to_string()), "{text}");
+        }
+        assert_eq!(std::fs::read(&kept).unwrap(), data, "the bytes are kept once, by their hash");
+        let Unfinished::Live(run) = j.unfinished().unwrap() else { panic!("the run is alive") };
+        assert_eq!(run.request.source, VideoSource::Path { path: kept.clone() });
+        assert_eq!(run.video_hash.as_deref(), Some(hash.as_str()), "the hash a resume checks");
+        j.finish_run(first, "done").unwrap();
+        assert!(kept.exists(), "the other unfinished run still needs it");
+        // A resume enters a new run on the kept copy: it names it too.
+        let resumed = j.start_run(&run.request).unwrap();
+        j.finish_run(second, "failed").unwrap();
+        assert!(kept.exists(), "the resumed run still needs it");
+        j.finish_run(resumed, "done").unwrap();
+        assert!(!kept.exists(), "no run that may resume needs it any more");
+        let leftovers: Vec<_> = std::fs::read_dir(kept.parent().unwrap()).unwrap().collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_journal_of_version_2_loses_its_video_bytes_and_keeps_its_unfinished_run_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        let data = vec![42u8; 100_000];
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA).unwrap();
+            for (table, name, kind) in &ADDED_COLUMNS[..7] {
+                old.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind};")).unwrap();
+            }
+            old.pragma_update(None, "user_version", 2).unwrap();
+            let text = serde_json::to_string(&bytes_request(&data)).unwrap();
+            for status in ["done", "running"] {
+                old.execute(
+                    "INSERT INTO runs (request, started_unix_s, status) VALUES (?1, 1, ?2)",
+                    params![text, status],
+                )
+                .unwrap();
+            }
+        }
+        let j = Journal::open(&path).unwrap();
+        for text in stored_requests(&j) {
+            assert!(text.len() < 1000 && !text.contains("\"kind\":\"bytes\""), "{text}");
+        }
+        let Unfinished::Abandoned(run) = j.unfinished().unwrap() else { panic!("the old run is resumable") };
+        assert_eq!(run.id, 2);
+        let VideoSource::Path { path: kept } = &run.request.source else { panic!("{:?}", run.request.source) };
+        assert_eq!(std::fs::read(kept).unwrap(), data);
+        assert_eq!(run.video_hash, Some(hex::encode(Sha256::digest(&data))));
+        assert_eq!(std::fs::read_dir(kept.parent().unwrap()).unwrap().count(), 1, "only the unfinished run's copy");
+        j.finish_run(run.id, "done").unwrap();
+        assert!(!kept.exists());
+    }
+
+    #[test]
+    fn an_in_memory_journal_stores_no_bytes_either() {
+        let j = Journal::in_memory().unwrap();
+        j.start_run(&bytes_request(&[7u8; 5000])).unwrap();
+        let stored = &stored_requests(&j)[0];
+        assert!(stored.len() < 1000 && stored.contains("not kept"), "{stored}");
     }
 
     #[test]

@@ -105,6 +105,6 @@ fn print_keys(out: &mut impl Write, keys: &[ApiKey]) -> anyhow::Result<()> {
 }
 
 /// A Unix time as an HTTP date (`Sat, 05 Dec 2026 05:21:55 GMT`).
-fn utc(unix_s: i64) -> String {
+pub(super) fn utc(unix_s: i64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_s.max(0) as u64))
 }

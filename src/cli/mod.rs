@@ -1,6 +1,7 @@
 //! Command-line flags and the commands behind them.
 
 mod frames;
+mod journal;
 mod keys;
 mod local;
 mod models;
@@ -74,6 +75,10 @@ pub enum Command {
     /// The API keys of `vidgate serve`: create, list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The journal of paid work: what it holds (stats), and dropping what
+    /// is older than some days (prune).
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,6 +146,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             task::plan(p, config).await
         }
         Command::Keys(command) => keys::run(command, &load_config(args.config, Vec::new())?),
+        Command::Journal(command) => journal::run(command, &load_config(args.config, Vec::new())?),
         Command::Serve(a) => {
             let file = args.config.clone();
             serve::run(a, load_config(args.config, Vec::new())?, move || load_config(file.clone(), Vec::new())).await

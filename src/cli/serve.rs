@@ -35,6 +35,7 @@ pub async fn run(
         tracing::info!(runs = resumed, "resuming the unfinished runs");
     }
     vidgate::serve::native::retention::spawn(app.clone());
+    vidgate::serve::native::retention::spawn_pruning(app.clone());
     reload_on_hangup(app.clone(), reread);
     let runs = app.runs.clone();
     let drained = tokio_util::sync::CancellationToken::new();

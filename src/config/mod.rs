@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use budget::{BudgetConfig, Downgrade};
 pub use check::{ConfigError, Invalid};
 pub use fetch::FetchConfig;
-pub use journal::JournalConfig;
+pub use journal::{JournalConfig, MAX_KEEP_DAYS};
 pub use limits::MediaLimits;
 pub use load::{check_file, platform_config_path, ConfigSources};
 pub use merge::MergeConfig;

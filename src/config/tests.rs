@@ -320,6 +320,19 @@ fn an_empty_journal_path_is_refused_with_its_key() {
 }
 
 #[test]
+fn journal_keep_days_is_refused_outside_its_range_with_its_key() {
+    for bad in ["0", "-3", "36501"] {
+        let (err, f) = load_file(&format!("[journal]\nkeep_days = {bad}\n"));
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains("journal.keep_days") && msg.contains("outside 1..=36500"), "{bad}: {msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    }
+    let (ok, _f) = load_file("[journal]\nkeep_days = 30\n");
+    assert_eq!(ok.unwrap().journal.keep_days, Some(30));
+    assert_eq!(Config::default().journal.keep_days, None, "kept forever unless asked");
+}
+
+#[test]
 fn each_section_validates_alone_and_the_whole_names_the_full_key() {
     let sampling = SamplingConfig { fps: 0.0, ..SamplingConfig::default() };
     assert_eq!(sampling.validate().unwrap_err(), Invalid::new("fps", "0 is outside (0, 60]"));

@@ -53,8 +53,8 @@ impl Journal {
             c.execute(
                 "UPDATE runs SET status = ?1, outcome = ?2, finished_unix_s = COALESCE(finished_unix_s, ?3) WHERE id = ?4",
                 params![status, outcome, now_s(), id],
-            )
-            .map(drop)
+            )?;
+            super::kept::release_run(c, id)
         })
     }
 

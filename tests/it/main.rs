@@ -11,6 +11,7 @@
 //! - `gateway`: the one call with scripted providers: fallback, reuse, budgets
 //! - `gemini`: the Gemini backend against a fake server with uploads and file states
 //! - `journal`: resume across processes and directories, leases, a fresh journal shared at once, failed writes
+//! - `prune`: the journal's retention: shrinking on disk, paying again for pruned work, unfinished runs kept, CLI, serve
 //! - `models`: model downloads: resume, size and checksum
 //! - `module_cycles`: no import cycles between the crate's module files
 //! - `openai`: the OpenAI-compatible backend against a fake server, fault by fault
@@ -36,6 +37,7 @@ mod module_cycles;
 mod openai;
 mod probe;
 mod providers;
+mod prune;
 mod secrets;
 mod serve;
 mod speech;

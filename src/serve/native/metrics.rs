@@ -29,6 +29,11 @@ struct StateLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabel {
+    table: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabel {
     provider: String,
 }
@@ -58,7 +63,10 @@ fn latency_histogram() -> Histogram {
 ///   what each provider's answered calls cost (the total may be more: calls
 ///   that failed after they may have been billed count there);
 /// - `breaker_open{provider}`: 1 while the provider is benched or half-open;
-///   `breaker_cooldown_seconds{provider}`: how long it stays benched.
+///   `breaker_cooldown_seconds{provider}`: how long it stays benched;
+/// - `journal_pruned_rows_total{table}`: rows the journal's retention
+///   (`journal.keep_days`) dropped, by table;
+/// - `journal_bytes`: the journal's bytes on disk (file and write-ahead log).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -71,6 +79,8 @@ pub struct Metrics {
     provider_spend: Family<ProviderLabel, FloatCounter>,
     breaker_open: Family<ProviderLabel, Gauge>,
     breaker_cooldown: Family<ProviderLabel, Gauge<f64, AtomicU64>>,
+    journal_pruned: Family<TableLabel, Counter>,
+    journal_bytes: Gauge,
     /// Scrapes set the gauges then encode: one at a time.
     scrape: Mutex<()>,
 }
@@ -94,6 +104,8 @@ impl Metrics {
             provider_spend: Family::default(),
             breaker_open: Family::default(),
             breaker_cooldown: Family::default(),
+            journal_pruned: Family::default(),
+            journal_bytes: Gauge::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -114,7 +126,24 @@ impl Metrics {
             "Seconds a benched provider stays benched",
             m.breaker_cooldown.clone(),
         );
+        registry.register(
+            "journal_pruned_rows",
+            "Rows the journal's retention dropped, by table",
+            m.journal_pruned.clone(),
+        );
+        registry.register("journal_bytes", "The journal's bytes on disk", m.journal_bytes.clone());
+        for table in crate::journal::TABLES {
+            // Every table shows from the start, at 0.
+            let _ = m.journal_pruned.get_or_create(&TableLabel { table });
+        }
         Self { registry, ..m }
+    }
+
+    /// Count the rows a prune of the journal dropped.
+    pub fn journal_pruned(&self, pruned: &crate::journal::Pruned) {
+        for (&table, &n) in &pruned.rows {
+            self.journal_pruned.get_or_create(&TableLabel { table }).inc_by(n);
+        }
     }
 
     /// Count a run that ended: its state, and its report's calls and spend.
@@ -163,6 +192,8 @@ impl Metrics {
             self.breaker_open.get_or_create(&label).set(i64::from(open_for.is_some()));
             self.breaker_cooldown.get_or_create(&label).set(open_for.map_or(0.0, |d| d.as_secs_f64()));
         }
+        let bytes = app.gateway().journal().bytes_on_disk();
+        self.journal_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

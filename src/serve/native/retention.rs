@@ -4,6 +4,10 @@
 //! reads stays, and so does an unfinished run.
 //!
 //! [`sweep`] does one pass at a given time; [`spawn`] runs it now and then.
+//!
+//! The journal itself is pruned when `journal.keep_days` is set: at start,
+//! then hourly ([`prune_journal`], [`spawn_pruning`]; what goes and what
+//! stays is in [`crate::journal::Journal::prune`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -94,6 +98,41 @@ pub fn spawn(app: App) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             if let Err(e) = sweep(&app, SystemTime::now()).await {
                 tracing::warn!(error = %e, "retention: cannot forget old reports in the journal");
+            }
+        }
+    })
+}
+
+/// How often [`spawn_pruning`] prunes the journal.
+pub const JOURNAL_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Prune the journal of what is older than `journal.keep_days`, counting
+/// the rows dropped in the metrics. `None` when no retention is set.
+///
+/// # Errors
+/// The journal cannot be read or written.
+pub async fn prune_journal(app: &App) -> Result<Option<crate::journal::Pruned>, GatewayError> {
+    let Some(days) = app.gateway().config().journal.keep_days else { return Ok(None) };
+    let age = Duration::from_secs(u64::try_from(days).unwrap_or(0).saturating_mul(86_400));
+    let pruned = app.gateway().on_journal(move |j| j.prune(age)).await?;
+    app.metrics.journal_pruned(&pruned);
+    Ok(Some(pruned))
+}
+
+/// Prune the journal now, then every [`JOURNAL_PRUNE_INTERVAL`], until the
+/// runtime ends, whenever `journal.keep_days` is set in the config in force
+/// (a reload may set or change it). Call it within a Tokio runtime. The
+/// first prune of a journal made before incremental vacuum rewrites the file
+/// once (see [`crate::journal::Journal::prune`]), while the journal's other
+/// work waits.
+pub fn spawn_pruning(app: App) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(JOURNAL_PRUNE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = prune_journal(&app).await {
+                tracing::warn!(error = %e, "retention: cannot prune the journal");
             }
         }
     })
