@@ -34,7 +34,7 @@ pub use merge::MergeConfig;
 pub use models::ModelsConfig;
 pub use profile::{
     AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile,
-    RateLimits, VideoPart, VideoSampling,
+    RateLimits, VideoPart, VideoSampling, DEFAULT_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S,
 };
 pub use retry::RetryConfig;
 pub use router::{RouteAlias, RouterConfig, TASKS};

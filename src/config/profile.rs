@@ -255,6 +255,12 @@ pub struct RateLimits {
     pub max_concurrency: Option<u32>,
 }
 
+/// How long a bearer token is used when its source does not say when it
+/// expires (`token_lifetime_s`): under the hour an access token of `gcloud` lives.
+pub const DEFAULT_TOKEN_LIFETIME_S: f64 = 3000.0;
+/// The longest `token_lifetime_s`: twelve hours, the longest an access token lives.
+pub const MAX_TOKEN_LIFETIME_S: f64 = 43_200.0;
+
 /// One service or deployment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -311,9 +317,15 @@ pub struct ProviderProfile {
     /// Vertex AI: the variable holding a bearer token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
-    /// Vertex AI: a command whose output is a bearer token.
+    /// Vertex AI: a command whose output is a bearer token, alone or as JSON
+    /// with its expiry (`gcloud auth print-access-token --format=json`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_command: Option<Vec<String>>,
+    /// Seconds a bearer token from `token_env` or `token_command` is used
+    /// before it is fetched again, when the command does not say when it
+    /// expires (default 3000; 1 to 43200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_lifetime_s: Option<f64>,
     /// Send the video inline below this request size; upload above it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_max_bytes: Option<u64>,
@@ -430,6 +442,15 @@ impl ProviderProfile {
         for (key, value) in [("timeout_s", self.timeout_s), ("file_timeout_s", self.file_timeout_s)] {
             if let Some(seconds) = value {
                 check::wait(key, seconds)?;
+            }
+        }
+        if let Some(life) = self.token_lifetime_s {
+            let max = MAX_TOKEN_LIFETIME_S;
+            if !(1.0..=max).contains(&life) {
+                return Err(Invalid::new(
+                    "token_lifetime_s",
+                    format!("{life} is outside 1..={max} seconds (a bearer token is used this long before it is fetched again)"),
+                ));
             }
         }
         if let Some(url) = &self.base_url {

@@ -210,6 +210,21 @@ fn a_bad_sampling_value_names_the_profile_the_key_the_value_and_the_range() {
 }
 
 #[test]
+fn a_token_lifetime_out_of_range_names_its_key_and_limit() {
+    for (line, why) in [
+        ("token_lifetime_s = 0.5", "0.5 is outside 1..=43200 seconds"),
+        ("token_lifetime_s = 86400", "86400 is outside 1..=43200 seconds"),
+        ("token_lifetime_s = nan", "NaN is outside 1..=43200 seconds"),
+    ] {
+        let (err, _f) = load_file(&format!("[providers.vertex]\n{line}\n"));
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains("key `providers.vertex.token_lifetime_s`") && msg.contains(why), "{line}: {msg}");
+    }
+    let (ok, _f) = load_file("[providers.vertex]\ntoken_lifetime_s = 1\n");
+    assert_eq!(ok.unwrap().providers["vertex"].token_lifetime_s, Some(1.0));
+}
+
+#[test]
 fn every_setting_that_becomes_a_wait_is_bounded() {
     let mut cases = Vec::new();
     for key in [

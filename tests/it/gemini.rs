@@ -22,7 +22,7 @@ use crate::util::*;
 
 const KEY: &str = "AIzaTestKey-vidgate-0123456789";
 
-fn recorded(name: &str) -> Value {
+pub(crate) fn recorded(name: &str) -> Value {
     let path = format!("{}/fixtures/recorded/gemini/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -137,7 +137,7 @@ async fn fake(processing: Processing) -> (MockServer, Fake) {
     (server, fake)
 }
 
-fn profile(server: &MockServer, test: &str) -> ProviderProfile {
+pub(crate) fn profile(server: &MockServer, test: &str) -> ProviderProfile {
     let var = format!("VIDGATE_GEMINI_KEY_{}", test.to_uppercase());
     std::env::set_var(&var, KEY);
     let mut models = std::collections::BTreeMap::new();
@@ -168,7 +168,7 @@ fn profile(server: &MockServer, test: &str) -> ProviderProfile {
     }
 }
 
-fn video_job(path: &std::path::Path) -> Job {
+pub(crate) fn video_job(path: &std::path::Path) -> Job {
     let info = probe(path);
     Job {
         task: Task::Describe,
@@ -186,13 +186,13 @@ fn video_job(path: &std::path::Path) -> Job {
     }
 }
 
-struct Run {
-    result: Result<ProviderOutput, ProviderError>,
-    log: AttemptLog,
-    elapsed: Duration,
+pub(crate) struct Run {
+    pub result: Result<ProviderOutput, ProviderError>,
+    pub log: AttemptLog,
+    pub elapsed: Duration,
 }
 
-async fn run_with(backend: Arc<Gemini>, profile: &ProviderProfile, job: &Job) -> Run {
+pub(crate) async fn run_with(backend: Arc<Gemini>, profile: &ProviderProfile, job: &Job) -> Run {
     let mut config = Config::default();
     config.retry.max_attempts = 3;
     let log = AttemptLog::default();
@@ -202,7 +202,7 @@ async fn run_with(backend: Arc<Gemini>, profile: &ProviderProfile, job: &Job) ->
     Run { result, log, elapsed: started.elapsed() }
 }
 
-fn backend(profile: &ProviderProfile) -> Arc<Gemini> {
+pub(crate) fn backend(profile: &ProviderProfile) -> Arc<Gemini> {
     let cache = clip_dir().join(format!("uploads-{}.json", rand_suffix()));
     Arc::new(Gemini::from_profile("gemini", profile, &Config::default()).unwrap().with_upload_cache(cache))
 }
@@ -213,7 +213,7 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-fn parts(body: &Value) -> Vec<Value> {
+pub(crate) fn parts(body: &Value) -> Vec<Value> {
     body["contents"][0]["parts"].as_array().cloned().unwrap_or_default()
 }
 

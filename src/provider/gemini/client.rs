@@ -77,7 +77,7 @@ impl Gemini {
                 if profile.token_env.is_none() && profile.token_command.is_none() {
                     return Err(fail(format!("providers.{name}: set token_env or token_command for Vertex AI")));
                 }
-                Auth::Token(TokenSource::new(profile.token_env.clone(), profile.token_command.clone()))
+                Auth::Token(TokenSource::from_profile(profile))
             }
             _ => Auth::Header(HeaderName::from_static("x-goog-api-key"), auth::api_key(name, profile)?),
         };
