@@ -260,6 +260,11 @@ pub struct RateLimits {
 pub const DEFAULT_TOKEN_LIFETIME_S: f64 = 3000.0;
 /// The longest `token_lifetime_s`: twelve hours, the longest an access token lives.
 pub const MAX_TOKEN_LIFETIME_S: f64 = 43_200.0;
+/// The largest `inline_max_bytes`: the Gemini API's limit on a request with
+/// the video inline (100 MB). Larger videos go through the Files API.
+pub const MAX_INLINE_BYTES: u64 = 100_000_000;
+/// `inline_max_bytes` when the profile does not set it.
+pub const DEFAULT_INLINE_BYTES: u64 = 20_000_000;
 
 /// One service or deployment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -326,7 +331,8 @@ pub struct ProviderProfile {
     /// expires (default 3000; 1 to 43200).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_lifetime_s: Option<f64>,
-    /// Send the video inline below this request size; upload above it.
+    /// Send the video inline up to this size in bytes; upload above it
+    /// (default 20 MB, at most the API's inline limit of 100 MB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_max_bytes: Option<u64>,
     /// Give up waiting for an uploaded file to become ACTIVE after this many
@@ -452,6 +458,15 @@ impl ProviderProfile {
                     format!("{life} is outside 1..={max} seconds (a bearer token is used this long before it is fetched again)"),
                 ));
             }
+        }
+        if let Some(bytes) = self.inline_max_bytes.filter(|b| *b > MAX_INLINE_BYTES) {
+            return Err(Invalid::new(
+                "inline_max_bytes",
+                format!(
+                    "{bytes} is over the API's inline limit of {MAX_INLINE_BYTES} bytes (100 MB): \
+                     larger videos go through the Files API"
+                ),
+            ));
         }
         if let Some(url) = &self.base_url {
             check::http_url("base_url", url)?;

@@ -13,7 +13,9 @@ use reqwest::Method;
 use super::files::{self, Files};
 use super::translate::{self, ParsedAnswer, RequestOptions, VideoPart};
 use super::{cost, status};
-use crate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
+use crate::config::{
+    AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile, DEFAULT_INLINE_BYTES, MAX_INLINE_BYTES,
+};
 use crate::provider::auth::{self, Auth, TokenSource};
 use crate::provider::executor::Executor;
 use crate::provider::setup::Basics;
@@ -59,6 +61,13 @@ impl Gemini {
     pub fn from_profile(name: &str, profile: &ProviderProfile, config: &Config) -> Result<Self, SetupError> {
         let fail = |message: String| SetupError { provider: name.to_string(), message };
         let Basics { root, model, price, model_profile } = Basics::from_profile(name, profile, Protocol::Gemini)?;
+        let inline_max_bytes = profile.inline_max_bytes.unwrap_or(DEFAULT_INLINE_BYTES);
+        if inline_max_bytes > MAX_INLINE_BYTES {
+            return Err(fail(format!(
+                "providers.{name}.inline_max_bytes: {inline_max_bytes} is over the API's inline limit of \
+                 {MAX_INLINE_BYTES} bytes (100 MB)"
+            )));
+        }
         let auth = profile.auth_scheme();
         let vertex = auth == AuthScheme::Bearer || profile.project.is_some();
         let api = if vertex {
@@ -107,7 +116,7 @@ impl Gemini {
             options,
             model_profile,
             price,
-            inline_max_bytes: profile.inline_max_bytes.unwrap_or(20_000_000),
+            inline_max_bytes,
             frames_per_call,
             files,
             delete_uploads: profile.delete_uploads.unwrap_or(false),
@@ -347,5 +356,18 @@ mod tests {
         );
         assert_ne!(base, key(|_, c| c.sampling.jpeg_quality = 50), "JPEG quality");
         assert_ne!(base, key(|_, c| c.sampling.width = 640), "frame width");
+    }
+
+    #[test]
+    fn inline_max_bytes_stops_at_the_apis_inline_limit() {
+        let build = |bytes: Option<u64>| {
+            let mut profile = crate::provider::test_profile(Protocol::Gemini, "gemini-test");
+            profile.inline_max_bytes = bytes;
+            Gemini::from_profile("gemini", &profile, &Config::default())
+        };
+        assert_eq!(build(None).unwrap().capabilities().max_inline_bytes, 20_000_000, "the default");
+        assert_eq!(build(Some(MAX_INLINE_BYTES)).unwrap().capabilities().max_inline_bytes, 100_000_000);
+        let err = build(Some(MAX_INLINE_BYTES + 1)).unwrap_err().to_string();
+        assert!(err.contains("providers.gemini.inline_max_bytes") && err.contains("100000000"), "{err}");
     }
 }
