@@ -251,6 +251,54 @@ fn a_small_video_goes_inline_with_the_prompt_after_it() {
     });
 }
 
+/// A video of many pieces, streamed into the body: it arrives whole, in a
+/// body as long as its Content-Length, and again on a retry.
+#[test]
+fn an_inline_video_of_many_pieces_arrives_whole() {
+    use sha2::{Digest, Sha256};
+    runtime().block_on(async {
+        let server = MockServer::start().await;
+        // A 503 first: the retry sends the body again, read anew from the file.
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(503)
+                    .set_body_json(json!({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json")))
+            .mount(&server)
+            .await;
+        let p = profile(&server, "pieces");
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("big.mp4");
+        // Not a multiple of 3: the base64 ends in padding.
+        let bytes: Vec<u8> = (0..2_000_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        std::fs::write(&video, &bytes).unwrap();
+        let mut job = video_job(&testsrc_10s());
+        if let JobInput::Video { path, size_bytes, .. } = &mut job.input {
+            *path = video.clone();
+            *size_bytes = bytes.len() as u64;
+        }
+        let r = run_with(backend(&p), &p, &job).await;
+        r.result.unwrap();
+        let received = server.received_requests().await.unwrap();
+        assert_eq!(received.len(), 2, "the 503, then the retry");
+        for request in &received {
+            let length = request.headers.get("content-length").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            assert_eq!(length, Some(request.body.len()), "announced before it was sent");
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let data = parts(&body)[0]["inlineData"]["data"].as_str().unwrap().to_string();
+            let decoded = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&decoded)), hex::encode(Sha256::digest(&bytes)));
+            assert_eq!(parts(&body)[1]["text"], "Describe the video.", "the JSON after the video");
+        }
+    });
+}
+
 #[test]
 fn a_large_video_is_uploaded_once_and_reused() {
     runtime().block_on(async {

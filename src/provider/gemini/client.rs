@@ -11,13 +11,14 @@ use reqwest::header::HeaderName;
 use reqwest::Method;
 
 use super::files::{self, Files};
+use super::inline::{self, InlineBody};
 use super::translate::{self, ParsedAnswer, RequestOptions, VideoPart};
 use super::{cost, status};
 use crate::config::{
     AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile, DEFAULT_INLINE_BYTES, MAX_INLINE_BYTES,
 };
 use crate::provider::auth::{self, Auth, TokenSource};
-use crate::provider::executor::Executor;
+use crate::provider::executor::{Executor, Streamed};
 use crate::provider::setup::Basics;
 use crate::provider::structured::{self, Constraint, RawAnswer};
 use crate::provider::usage;
@@ -164,10 +165,30 @@ impl Gemini {
         self.http.redact(text)
     }
 
-    /// One `generateContent` call.
-    async fn generate(&self, job: &Job, video: Option<VideoPart<'_>>) -> Result<ParsedAnswer, ProviderError> {
-        let request = translate::build_request(job, video, &self.options_for(job), &self.name)?;
-        let answer = self.http.request(Method::POST, self.generate_url()).json(&request)?.send().await?;
+    /// One `generateContent` call. A video inline is streamed from its file
+    /// into the body as it is sent.
+    async fn generate(&self, job: &Job, video: Option<&Video>) -> Result<ParsedAnswer, ProviderError> {
+        let part = video.map(|v| match &v.bytes {
+            VideoBytes::Inline { marker, .. } => VideoPart::Inline { mime_type: &v.mime, base64: marker },
+            VideoBytes::File { uri, .. } => VideoPart::File { mime_type: &v.mime, uri },
+        });
+        let request = translate::build_request(job, part, &self.options_for(job), &self.name)?;
+        let call = self.http.request(Method::POST, self.generate_url());
+        let call = match video.map(|v| &v.bytes) {
+            Some(VideoBytes::Inline { path, size, marker }) => {
+                let json = serde_json::to_vec(&request)
+                    .map_err(|e| self.error(ErrorClass::Fatal, format!("cannot write the request: {e}")))?;
+                let body = InlineBody::new(json, marker, path, *size)
+                    .ok_or_else(|| self.error(ErrorClass::Fatal, "the request lost the place of its video"))?;
+                call.streamed(Streamed {
+                    len: body.len(),
+                    content_type: "application/json",
+                    make: Box::new(move || body.body()),
+                })
+            }
+            _ => call.json(&request)?,
+        };
+        let answer = call.send().await?;
         translate::parse_response(&answer.body, job, &self.name).map_err(|e| self.http.redacted(e))
     }
 
@@ -176,10 +197,13 @@ impl Gemini {
     async fn video_part(&self, path: &Path, size: u64) -> Result<Option<(VideoBytes, String)>, ProviderError> {
         let mime = files::mime_type(path).to_string();
         if size <= self.inline_max_bytes {
-            let bytes = tokio::fs::read(path)
+            // Its length as it is now: the body announces it before it is read.
+            let size = tokio::fs::metadata(path)
                 .await
-                .map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
-            return Ok(Some((VideoBytes::Inline(bytes), mime)));
+                .map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?
+                .len();
+            let path = path.to_path_buf();
+            return Ok(Some((VideoBytes::Inline { path, size, marker: inline::marker() }, mime)));
         }
         let Some(files) = &self.files else {
             tracing::info!(provider = %self.name, "{size} bytes is over the inline limit and Vertex AI has no Files API: sending frames");
@@ -224,7 +248,7 @@ impl Gemini {
 
     /// The output for `job` by the rule of [`structured`], each call one
     /// `generateContent` with the same `video`.
-    async fn respond(&self, job: &Job, video: Option<VideoPart<'_>>) -> Result<ProviderOutput, ProviderError> {
+    async fn respond(&self, job: &Job, video: Option<&Video>) -> Result<ProviderOutput, ProviderError> {
         structured::answer(&self.name, job, self.constraint(), |job| async move {
             let estimate = cost::estimate(&job, &self.model_profile, &self.price, &self.options_for(&job), true);
             let answer = self.generate(&job, video).await?;
@@ -239,8 +263,24 @@ impl Gemini {
 
 /// How the video travels in one request.
 enum VideoBytes {
-    Inline(Vec<u8>),
-    File { name: String, uri: String, fresh: bool },
+    /// In the request, read from the file as it is sent. `marker` stands for
+    /// its base64 in the JSON written before.
+    Inline {
+        path: PathBuf,
+        size: u64,
+        marker: String,
+    },
+    File {
+        name: String,
+        uri: String,
+        fresh: bool,
+    },
+}
+
+/// The video of a request, and its mime type.
+struct Video {
+    bytes: VideoBytes,
+    mime: String,
 }
 
 #[async_trait]
@@ -308,13 +348,11 @@ impl Gemini {
             err.not_sent = true;
             return Err(video_unusable(err));
         };
-        let (video, uploaded) = match &bytes {
-            VideoBytes::Inline(data) => (VideoPart::Inline { mime_type: &mime, bytes: data }, None),
-            VideoBytes::File { name, uri, fresh } => {
-                (VideoPart::File { mime_type: &mime, uri }, Some((name.clone(), *fresh)))
-            }
+        let uploaded = match &bytes {
+            VideoBytes::Inline { .. } => None,
+            VideoBytes::File { name, fresh, .. } => Some((name.clone(), *fresh)),
         };
-        let result = self.respond(job, Some(video)).await;
+        let result = self.respond(job, Some(&Video { bytes, mime })).await;
         if let (Some((name, _)), true, Some(files)) = (&uploaded, self.delete_uploads, &self.files) {
             files.delete(&self.http, name).await;
         }
