@@ -76,7 +76,11 @@ impl Respond for Fake {
             if !key_ok {
                 return ResponseTemplate::new(403);
             }
-            self.state().uploads_started += 1;
+            let mut s = self.state();
+            s.uploads_started += 1;
+            // A new upload session: its offsets start again.
+            s.received = 0;
+            drop(s);
             return ResponseTemplate::new(200)
                 .insert_header("x-goog-upload-url", format!("{}/upload-session/1", self.base).as_str());
         }
@@ -178,6 +182,7 @@ pub(crate) fn video_job(path: &std::path::Path) -> Job {
             duration_ms: info.duration_ms,
             size_bytes: info.size_bytes,
             fps: None,
+            sha256: None,
         },
         prompt: "Describe the video.".into(),
         prompt_version: "chunk@1".into(),
@@ -323,6 +328,36 @@ fn a_large_video_is_uploaded_once_and_reused() {
         assert_eq!(state.uploads_started, 1, "the second request reuses the upload");
         assert_eq!(state.generate.len(), 2);
         assert!(state.urls.iter().all(|u| !u.contains(KEY)));
+    });
+}
+
+/// The upload record is keyed by the content hash the job carries (the
+/// run's): the file is not read again for it.
+#[test]
+fn an_upload_is_found_by_the_hash_the_job_carries() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let mut p = profile(&server, "carried");
+        p.inline_max_bytes = Some(50_000);
+        let gemini = backend(&p);
+        let clip = testsrc_10s();
+        let with_hash = |hash: Option<&str>| {
+            let mut job = video_job(&clip);
+            if let JobInput::Video { sha256, .. } = &mut job.input {
+                *sha256 = hash.map(Into::into);
+            }
+            job
+        };
+        let named = "5".repeat(64);
+        run_with(gemini.clone(), &p, &with_hash(Some(&named))).await.result.unwrap();
+        run_with(gemini.clone(), &p, &with_hash(Some(&named))).await.result.unwrap();
+        assert_eq!(fake.state().uploads_started, 1, "found by the hash it carries");
+        // Read for its hash, the file is another: its content's hash is not the one named.
+        run_with(gemini.clone(), &p, &with_hash(None)).await.result.unwrap();
+        assert_eq!(fake.state().uploads_started, 2);
+        let real = vidgate::models::hash_file(&clip).await.unwrap();
+        run_with(gemini, &p, &with_hash(Some(&real))).await.result.unwrap();
+        assert_eq!(fake.state().uploads_started, 2, "the run's hash of it finds that upload");
     });
 }
 

@@ -194,7 +194,12 @@ impl Gemini {
 
     /// The video as a part: inline when small, else uploaded (or reused). `None`
     /// when it cannot travel natively, so frames must be sent instead.
-    async fn video_part(&self, path: &Path, size: u64) -> Result<Option<(VideoBytes, String)>, ProviderError> {
+    async fn video_part(
+        &self,
+        path: &Path,
+        size: u64,
+        sha256: Option<&str>,
+    ) -> Result<Option<(VideoBytes, String)>, ProviderError> {
         let mime = files::mime_type(path).to_string();
         if size <= self.inline_max_bytes {
             // Its length as it is now: the body announces it before it is read.
@@ -210,7 +215,7 @@ impl Gemini {
             return Ok(None);
         };
         Ok(files
-            .ensure(&self.http, path, size, &mime)
+            .ensure(&self.http, path, size, &mime, sha256)
             .await?
             .map(|f| (VideoBytes::File { name: f.name, uri: f.uri, fresh: f.fresh }, f.mime_type)))
     }
@@ -335,11 +340,11 @@ impl Provider for Gemini {
 impl Gemini {
     async fn answer(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         self.estimate(job)?;
-        let JobInput::Video { path, size_bytes, .. } = &job.input else {
+        let JobInput::Video { path, size_bytes, sha256, .. } = &job.input else {
             return self.respond(job, None).await;
         };
         let native = self.model_profile.native_video.unwrap_or(true);
-        let part = if native { self.video_part(path, *size_bytes).await? } else { None };
+        let part = if native { self.video_part(path, *size_bytes, sha256.as_deref()).await? } else { None };
         let Some((bytes, mime)) = part else {
             let mut err = self.error(
                 ErrorClass::FallBack,

@@ -29,7 +29,10 @@ fn job(task: Task, input: JobInput) -> Job {
 }
 
 fn video_job(range: Option<TimeRange>, duration_ms: u64) -> Job {
-    job(Task::Describe, JobInput::Video { path: "clip.mp4".into(), range, duration_ms, size_bytes: 1, fps: None })
+    job(
+        Task::Describe,
+        JobInput::Video { path: "clip.mp4".into(), range, duration_ms, size_bytes: 1, fps: None, sha256: None },
+    )
 }
 
 fn frames_job(task: Task) -> Job {
