@@ -16,6 +16,7 @@ use vidgate::journal::Journal;
 use vidgate::schema::{Outcome, SamplingMode, SamplingPlan, Task, VideoRequest};
 
 use crate::gemini::{backend, profile, recorded, run_with, video_job};
+use crate::openai::completion;
 use crate::util::*;
 
 #[derive(Default)]
@@ -196,5 +197,54 @@ fn a_token_refused_after_the_resend_counts_as_refused() {
         assert!(!err.to_string().contains("ya29.token"), "{err}");
         assert_eq!(mints(&counter), 2, "the first token and one replacement");
         assert_eq!(fake.state().refused, 2);
+    });
+}
+
+/// The same for an OpenAI-compatible server behind a token (a gateway that
+/// takes OAuth tokens): the executor is shared, so is the resend.
+#[test]
+fn an_openai_compatible_server_gets_the_same_one_resend() {
+    use vidgate::provider::openai_compat::OpenAiCompat;
+    use vidgate::provider::{Job, JobInput, Provider};
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("count");
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::header("authorization", "Bearer ya29.token-2"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion("a test pattern")))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "token expired"}})))
+            .mount(&server)
+            .await;
+        let p = ProviderProfile {
+            protocol: Some(vidgate::config::Protocol::Openai),
+            base_url: Some(format!("{}/v1", server.uri())),
+            auth: Some(AuthScheme::Bearer),
+            token_command: Some(minting_command(&counter, None)),
+            model: Some("fake-vision".into()),
+            price: Some(vidgate::config::Price {
+                input_per_mtok: 1.0,
+                output_per_mtok: 2.0,
+                cached_input_per_mtok: None,
+                audio_input_per_mtok: None,
+            }),
+            ..ProviderProfile::default()
+        };
+        let openai = OpenAiCompat::from_profile("gateway", &p, &Config::default()).unwrap();
+        let job = Job {
+            task: Task::Describe,
+            input: JobInput::Text("[00:01.000] a test pattern".into()),
+            prompt: "Tell the story.".into(),
+            prompt_version: "story@1".into(),
+            max_output_tokens: 100,
+            span: None,
+        };
+        let out = openai.run(&job).await.unwrap();
+        assert_eq!(out.observations[0].text, "a test pattern");
+        assert_eq!(mints(&counter), 2, "the refused token and one new one");
+        assert_eq!(server.received_requests().await.unwrap().len(), 2, "sent twice, within one call");
     });
 }
