@@ -111,6 +111,12 @@ impl TokenSource {
         Ok(token)
     }
 
+    /// Whether the token in use is due to be fetched again (none is held,
+    /// or its time is up); `false` while a fetch is under way.
+    fn due(&self) -> bool {
+        self.current.try_lock().is_ok_and(|held| held.as_ref().is_none_or(|h| Instant::now() >= h.renew_at))
+    }
+
     /// `text` without any token handed out lately.
     fn redact(&self, text: &str) -> String {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,6 +222,12 @@ impl Auth {
             Auth::Token(source) => source.replace(refused, provider).await.map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// Whether credentials that were refused may be tried again: a token
+    /// source's next token is due.
+    pub(super) fn token_due(&self) -> bool {
+        matches!(self, Auth::Token(source) if source.due())
     }
 
     /// Add the credentials to a request: `token` for a token source (from [`Auth::token`]).

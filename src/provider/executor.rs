@@ -55,7 +55,8 @@ pub struct Executor {
     wait_cap: Duration,
     read_error: ErrorReader,
     read_quota: QuotaReader,
-    /// Set when the key is refused: the provider is skipped for the rest of the run.
+    /// Set when the key is refused: the provider is skipped for the rest of
+    /// the run, or, for a token source, until its next token is due.
     disabled: AtomicBool,
     /// Quota headers said to hold off until then.
     pause_until: Mutex<Option<Instant>>,
@@ -151,6 +152,12 @@ impl Executor {
     }
 
     fn check_enabled(&self) -> Result<(), ProviderError> {
+        // Tokens that were refused are tried again once a new one is due:
+        // a process that lives for weeks outlives a lapsed login.
+        if self.disabled.load(Ordering::SeqCst) && self.auth.token_due() {
+            tracing::info!(provider = %self.provider, "a new bearer token is due: trying the credentials again");
+            self.disabled.store(false, Ordering::SeqCst);
+        }
         if self.disabled.load(Ordering::SeqCst) {
             return Err(self
                 .error(ErrorClass::FallBack, "disabled for this run: it refused our credentials")

@@ -21,6 +21,8 @@ use crate::util::*;
 
 #[derive(Default)]
 struct State {
+    /// How long a token is taken after its first use.
+    valid_for: Duration,
     /// When each token was first presented.
     first_seen: HashMap<String, Instant>,
     revoked: Option<String>,
@@ -30,11 +32,10 @@ struct State {
 }
 
 /// A Vertex AI `generateContent` that takes only the newest token of the
-/// command whose counter file is `counter`, for `valid_for` after its first use.
+/// command whose counter file is `counter`, for a while after its first use.
 #[derive(Clone)]
 struct Vertex {
     counter: PathBuf,
-    valid_for: Duration,
     delay: Duration,
     state: Arc<Mutex<State>>,
 }
@@ -61,7 +62,7 @@ impl Respond for Vertex {
         let newest = self.newest();
         let mut s = self.state();
         let first = *s.first_seen.entry(presented.clone()).or_insert_with(Instant::now);
-        let fresh = first.elapsed() < self.valid_for;
+        let fresh = first.elapsed() < s.valid_for;
         if presented != newest || !fresh || s.revoked.as_deref() == Some(presented.as_str()) {
             s.refused += 1;
             return ResponseTemplate::new(401).set_body_json(json!({"error": {"code": 401,
@@ -97,7 +98,8 @@ fn mints(counter: &Path) -> u32 {
 
 async fn vertex(counter: &Path, valid_for: Duration, delay: Duration) -> (MockServer, Vertex) {
     let server = MockServer::start().await;
-    let fake = Vertex { counter: counter.to_path_buf(), valid_for, delay, state: Arc::default() };
+    let state = State { valid_for, ..State::default() };
+    let fake = Vertex { counter: counter.to_path_buf(), delay, state: Arc::new(Mutex::new(state)) };
     Mock::given(wiremock::matchers::any()).respond_with(fake.clone()).mount(&server).await;
     (server, fake)
 }
@@ -182,21 +184,33 @@ fn a_revoked_token_is_replaced_once_and_the_request_sent_again() {
 }
 
 /// A token refused again after the resend is a refused credential: the
-/// provider falls back, and the command ran once more, not in a loop.
+/// provider falls back, and the command ran once more, not in a loop. Once
+/// the next token is due, the credentials are tried again (a login mended
+/// while the gateway runs).
 #[test]
-fn a_token_refused_after_the_resend_counts_as_refused() {
+fn a_token_refused_after_the_resend_counts_as_refused_until_the_next_is_due() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let counter = dir.path().join("count");
         // Tokens that are stale at once.
         let (server, fake) = vertex(&counter, Duration::ZERO, Duration::ZERO).await;
-        let p = vertex_profile(&server, "refused", minting_command(&counter, None));
-        let r = run_with(backend(&p), &p, &video_job(&testsrc_10s())).await;
-        let err = r.result.unwrap_err();
+        let mut p = vertex_profile(&server, "refused", minting_command(&counter, None));
+        p.token_lifetime_s = Some(1.0);
+        let gemini = backend(&p);
+        let job = video_job(&testsrc_10s());
+        let err = run_with(gemini.clone(), &p, &job).await.result.unwrap_err();
         assert!(err.disables_provider, "{err}");
         assert!(!err.to_string().contains("ya29.token"), "{err}");
         assert_eq!(mints(&counter), 2, "the first token and one replacement");
         assert_eq!(fake.state().refused, 2);
+        let err = run_with(gemini.clone(), &p, &job).await.result.unwrap_err();
+        assert!(err.to_string().contains("refused our credentials"), "{err}");
+        assert_eq!((mints(&counter), fake.state().refused), (2, 2), "nothing sent while refused");
+
+        fake.state().valid_for = Duration::from_secs(600);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        run_with(gemini, &p, &job).await.result.unwrap();
+        assert_eq!(mints(&counter), 3, "a new token, once due, and the call goes through");
     });
 }
 
