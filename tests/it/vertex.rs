@@ -262,3 +262,39 @@ fn an_openai_compatible_server_gets_the_same_one_resend() {
         assert_eq!(server.received_requests().await.unwrap().len(), 2, "sent twice, within one call");
     });
 }
+
+/// The command line at trace level, through a refused token and its
+/// replacement: neither token shows in any output.
+#[test]
+fn tokens_never_show_in_output_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("count");
+    let (server, fake) = runtime().block_on(vertex(&counter, Duration::from_secs(600), Duration::ZERO));
+    fake.state().revoked = Some("ya29.token-1".into());
+    let command = serde_json::to_string(&minting_command(&counter, Some(3600.0))).unwrap();
+    let config = dir.path().join("vidgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.myvertex]\nprotocol = \"gemini\"\nbase_url = \"{}\"\nauth = \"bearer\"\nproject = \"proj-1\"\n\
+             model = \"gemini-2.5-flash\"\ntoken_command = {command}\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let out = vidgate()
+        .args(["-vvv", "describe", "--provider", "myvertex", "--json", "--config"])
+        .arg(&config)
+        .arg(testsrc_10s())
+        .env("VIDGATE_LOG", "trace")
+        .env("XDG_CACHE_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.lines().count() > 5, "trace logging is on");
+    assert!(stderr.contains("sending again with a new one"), "the refused token was replaced");
+    assert!(!stdout.contains("ya29.token") && !stderr.contains("ya29.token"), "a token leaked");
+    assert_eq!((mints(&counter), fake.state().refused), (2, 1));
+}
