@@ -10,7 +10,7 @@ use std::io::Write;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use vidgate::config::{AuthScheme, Config, Price, Protocol, ProviderProfile};
+use vidgate::config::Config;
 use vidgate::provider::gemini::Gemini;
 use vidgate::provider::{Job, JobInput, Provider};
 use vidgate::schema::Task;
@@ -95,22 +95,12 @@ async fn main() {
     });
 
     std::env::set_var("VIDGATE_INLINE_RSS_KEY", "AIzaInlineRssKey-0123456789");
-    let profile = ProviderProfile {
-        protocol: Some(Protocol::Gemini),
-        base_url: Some(format!("http://{addr}")),
-        api_key_env: Some("VIDGATE_INLINE_RSS_KEY".into()),
-        auth: Some(AuthScheme::GoogApiKey),
-        model: Some("gemini-test".into()),
-        price: Some(Price {
-            input_per_mtok: 0.30,
-            output_per_mtok: 2.50,
-            cached_input_per_mtok: None,
-            audio_input_per_mtok: None,
-        }),
-        inline_max_bytes: Some(size.max(1)),
-        timeout_s: Some(120.0),
-        ..ProviderProfile::default()
-    };
+    // The shipped Gemini profile, pointed at the fake.
+    let mut profile = Config::builtin().expect("the shipped profiles").providers["gemini"].clone();
+    profile.base_url = Some(format!("http://{addr}"));
+    profile.api_key_env = Some("VIDGATE_INLINE_RSS_KEY".into());
+    profile.inline_max_bytes = Some(size.max(1));
+    profile.timeout_s = Some(120.0);
     let gemini = Gemini::from_profile("gemini", &profile, &Config::default()).expect("the provider");
     let job = Job {
         task: Task::Describe,
