@@ -84,6 +84,82 @@ pub fn format(ms: Millis) -> String {
     }
 }
 
+/// Seconds since the Unix epoch of an RFC 3339 time, as token services write
+/// expiries: `2026-12-06T03:15:00Z`, `2026-12-06T04:15:00.123456+01:00`. A
+/// time without an offset is read as UTC. `None` when it is not one.
+pub fn parse_rfc3339(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let b = text.as_bytes();
+    if !text.is_ascii() || b.len() < 19 || b.len() > 64 {
+        return None;
+    }
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    let (year, month, day) = (num(&text[0..4])?, num(&text[5..7])?, num(&text[8..10])?);
+    let (hour, minute, second) = (num(&text[11..13])?, num(&text[14..16])?, num(&text[17..19])?);
+    let mut rest = &text[19..];
+    let mut fraction = 0.0;
+    if let Some(after) = rest.strip_prefix('.') {
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        if digits == 0 {
+            return None;
+        }
+        fraction = format!("0.{}", &after[..digits]).parse().ok()?;
+        rest = &after[digits..];
+    }
+    let offset_s = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = &rest[1..];
+            if hm.len() != 5 || hm.as_bytes()[2] != b':' {
+                return None;
+            }
+            let (h, m) = (num(&hm[0..2])?, num(&hm[3..5])?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    // 60: a leap second.
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some((days * 86_400 + hour * 3600 + minute * 60 + second - offset_s) as f64 + fraction)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +217,33 @@ mod tests {
             assert_eq!(parse(&format(ms)), Some(ms));
         }
         assert_eq!(format(75_500), "01:15.500");
+    }
+
+    #[test]
+    fn rfc3339_times_read_as_unix_seconds() {
+        for (text, want) in [
+            ("1970-01-01T00:00:00Z", 0.0),
+            ("2000-03-01T00:00:00Z", 951_868_800.0),
+            ("2026-12-06T03:15:00Z", 1_796_526_900.0),
+            ("2026-12-06T04:15:00+01:00", 1_796_526_900.0),
+            ("2026-12-06T02:45:00.5-00:30", 1_796_526_900.5),
+            ("2026-12-06 03:15:00", 1_796_526_900.0),
+            ("2024-02-29T23:59:59.250000Z", 1_709_251_199.25),
+        ] {
+            assert_eq!(parse_rfc3339(text), Some(want), "{text}");
+        }
+        for text in [
+            "",
+            "2026-12-06",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-12-06T24:00:00Z",
+            "2026-12-06T03:15:00+1:00",
+            "2026-12-06T03:15:00.Z",
+            "2026-12-06T03:15:00 UTC",
+            "tomorrow at noon, roughly",
+        ] {
+            assert_eq!(parse_rfc3339(text), None, "{text}");
+        }
     }
 }

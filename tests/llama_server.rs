@@ -204,6 +204,7 @@ fn a_generated_vision_model_takes_a_video_as_input_video() {
             range: None,
             duration_ms: 10_000,
             fps: None,
+            sha256: None,
         },
         prompt: "Describe this video.".into(),
         prompt_version: "timeline@1".into(),

@@ -255,6 +255,17 @@ pub struct RateLimits {
     pub max_concurrency: Option<u32>,
 }
 
+/// How long a bearer token is used when its source does not say when it
+/// expires (`token_lifetime_s`): under the hour an access token of `gcloud` lives.
+pub const DEFAULT_TOKEN_LIFETIME_S: f64 = 3000.0;
+/// The longest `token_lifetime_s`: twelve hours, the longest an access token lives.
+pub const MAX_TOKEN_LIFETIME_S: f64 = 43_200.0;
+/// The largest `inline_max_bytes`: the Gemini API's limit on a request with
+/// the video inline (100 MB). Larger videos go through the Files API.
+pub const MAX_INLINE_BYTES: u64 = 100_000_000;
+/// `inline_max_bytes` when the profile does not set it.
+pub const DEFAULT_INLINE_BYTES: u64 = 20_000_000;
+
 /// One service or deployment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -311,10 +322,17 @@ pub struct ProviderProfile {
     /// Vertex AI: the variable holding a bearer token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
-    /// Vertex AI: a command whose output is a bearer token.
+    /// Vertex AI: a command whose output is a bearer token, alone or as JSON
+    /// with its expiry (`gcloud auth print-access-token --format=json`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_command: Option<Vec<String>>,
-    /// Send the video inline below this request size; upload above it.
+    /// Seconds a bearer token from `token_env` or `token_command` is used
+    /// before it is fetched again, when the command does not say when it
+    /// expires (default 3000; 1 to 43200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_lifetime_s: Option<f64>,
+    /// Send the video inline up to this size in bytes; upload above it
+    /// (default 20 MB, at most the API's inline limit of 100 MB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_max_bytes: Option<u64>,
     /// Give up waiting for an uploaded file to become ACTIVE after this many
@@ -431,6 +449,24 @@ impl ProviderProfile {
             if let Some(seconds) = value {
                 check::wait(key, seconds)?;
             }
+        }
+        if let Some(life) = self.token_lifetime_s {
+            let max = MAX_TOKEN_LIFETIME_S;
+            if !(1.0..=max).contains(&life) {
+                return Err(Invalid::new(
+                    "token_lifetime_s",
+                    format!("{life} is outside 1..={max} seconds (a bearer token is used this long before it is fetched again)"),
+                ));
+            }
+        }
+        if let Some(bytes) = self.inline_max_bytes.filter(|b| *b > MAX_INLINE_BYTES) {
+            return Err(Invalid::new(
+                "inline_max_bytes",
+                format!(
+                    "{bytes} is over the API's inline limit of {MAX_INLINE_BYTES} bytes (100 MB): \
+                     larger videos go through the Files API"
+                ),
+            ));
         }
         if let Some(url) = &self.base_url {
             check::http_url("base_url", url)?;

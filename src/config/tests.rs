@@ -210,6 +210,33 @@ fn a_bad_sampling_value_names_the_profile_the_key_the_value_and_the_range() {
 }
 
 #[test]
+fn a_token_lifetime_out_of_range_names_its_key_and_limit() {
+    for (line, why) in [
+        ("token_lifetime_s = 0.5", "0.5 is outside 1..=43200 seconds"),
+        ("token_lifetime_s = 86400", "86400 is outside 1..=43200 seconds"),
+        ("token_lifetime_s = nan", "NaN is outside 1..=43200 seconds"),
+    ] {
+        let (err, _f) = load_file(&format!("[providers.vertex]\n{line}\n"));
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains("key `providers.vertex.token_lifetime_s`") && msg.contains(why), "{line}: {msg}");
+    }
+    let (ok, _f) = load_file("[providers.vertex]\ntoken_lifetime_s = 1\n");
+    assert_eq!(ok.unwrap().providers["vertex"].token_lifetime_s, Some(1.0));
+}
+
+#[test]
+fn inline_max_bytes_is_capped_at_the_apis_inline_limit() {
+    let (err, f) = load_file("[providers.gemini]\ninline_max_bytes = 100000001\n");
+    let msg = err.unwrap_err().to_string();
+    assert!(msg.contains("key `providers.gemini.inline_max_bytes`"), "{msg}");
+    assert!(msg.contains("100000001 is over the API's inline limit of 100000000 bytes"), "{msg}");
+    assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    let (ok, _f) = load_file("[providers.gemini]\ninline_max_bytes = 100000000\n");
+    assert_eq!(ok.unwrap().providers["gemini"].inline_max_bytes, Some(100_000_000));
+    assert_eq!(Config::builtin().unwrap().providers["gemini"].inline_max_bytes, Some(DEFAULT_INLINE_BYTES));
+}
+
+#[test]
 fn every_setting_that_becomes_a_wait_is_bounded() {
     let mut cases = Vec::new();
     for key in [

@@ -125,7 +125,7 @@ impl Gateway {
         let observation_chars: u64;
         if caps.native_video {
             let job = prompts::load("timeline", self.config.prompts_dir.as_deref())
-                .and_then(|template| video::video_job(info, sampling, &template));
+                .and_then(|template| video::video_job(info, sampling, &template, None));
             match job.map_err(|e| e.to_string()).and_then(|job| member.shared.estimate(&job).map_err(|e| e.message)) {
                 Ok(e) => add(e, 1),
                 Err(e) => c.error = Some(e),

@@ -122,14 +122,14 @@ impl Gateway {
     /// # Errors
     /// As [`Gateway::run_with_progress`].
     pub async fn run_with(&self, mut request: VideoRequest, options: RunOptions) -> Result<VideoReport, GatewayError> {
-        self.run_expecting(&mut request, None, options).await
+        self.run_expecting(&mut request, KnownHash::None, options).await
     }
 
     /// A run whose video must have the content hash `expected` (a resumed run's).
     async fn run_expecting(
         &self,
         request: &mut VideoRequest,
-        expected: Option<String>,
+        expected: KnownHash,
         options: RunOptions,
     ) -> Result<VideoReport, GatewayError> {
         let RunOptions { progress, run_id, account } = options;
@@ -203,13 +203,13 @@ impl Gateway {
             }
             Unfinished::Abandoned(run) => run,
         };
-        check_resumable(&run).await?;
+        let known = check_resumable(&run).await?;
         let id = run.id;
         if !self.on_journal(move |j| j.take_over(id)).await? {
             return Err(GatewayError::Input(format!("run {id} was resumed by another process first")));
         }
         let mut request = run.request;
-        self.run_expecting(&mut request, run.video_hash, RunOptions { progress, ..RunOptions::default() }).await
+        self.run_expecting(&mut request, known, RunOptions { progress, ..RunOptions::default() }).await
     }
 
     /// Resume the unfinished run `run` under its own id (a restarted
@@ -221,9 +221,9 @@ impl Gateway {
     /// [`GatewayError::Input`] when its video changed or cannot be read;
     /// else as [`Gateway::run`].
     pub async fn resume_run(&self, run: RunRecord, options: RunOptions) -> Result<VideoReport, GatewayError> {
-        check_resumable(&run).await?;
+        let known = check_resumable(&run).await?;
         let mut request = run.request;
-        self.run_expecting(&mut request, run.video_hash, RunOptions { run_id: Some(run.id), ..options }).await
+        self.run_expecting(&mut request, known, RunOptions { run_id: Some(run.id), ..options }).await
     }
 
     /// The plan for a request, without spending anything.
@@ -277,7 +277,7 @@ impl Gateway {
         &self,
         request: &VideoRequest,
         run_id: i64,
-        expected: Option<String>,
+        expected: KnownHash,
         progress: Option<ProgressSender>,
         unsaved: Arc<AtomicU32>,
         account: Option<&Account>,
@@ -297,13 +297,23 @@ impl Gateway {
                 estimated_usd: first.map_or(0.0, |c| c.estimated_usd),
             },
         );
-        let video_hash: Arc<str> = crate::models::hash_file(&source.path)
-            .await
-            .map_err(|e| GatewayError::Input(format!("{}: cannot read it: {e}", source.path.display())))?
-            .into();
-        if let Some(expected) = expected.filter(|e| **e != *video_hash) {
-            return Err(changed(run_id, source_name(&request.source), &expected, &video_hash));
-        }
+        // Read once per run: the providers are handed this hash with the video.
+        let video_hash: Arc<str> = match expected {
+            KnownHash::Checked(hash) => hash.into(),
+            expected => {
+                let hash: Arc<str> = crate::models::hash_file(&source.path)
+                    .await
+                    .map_err(|e| GatewayError::Input(format!("{}: cannot read it: {e}", source.path.display())))?
+                    .into();
+                match expected {
+                    KnownHash::Expected(expected) if *expected != *hash => {
+                        return Err(changed(run_id, source_name(&request.source), &expected, &hash));
+                    }
+                    _ => {}
+                }
+                hash
+            }
+        };
         let hash = video_hash.to_string();
         if let Err(e) = self.on_journal(move |j| j.set_run_video(run_id, &hash)).await {
             tracing::warn!(error = %e, "cannot note the run's video in the journal: a resume will not check it");
@@ -379,8 +389,20 @@ pub(super) fn fatal(message: String) -> ProviderError {
     ProviderError::new("vidgate", crate::provider::ErrorClass::Fatal, message)
 }
 
-/// A run may be resumed: its video is the one it read, and its URL still whole.
-async fn check_resumable(run: &RunRecord) -> Result<(), GatewayError> {
+/// What a run knows of its video's content hash before it reads the video.
+enum KnownHash {
+    /// Nothing: a new run.
+    None,
+    /// A resumed run's: the video must still have it.
+    Expected(String),
+    /// A resumed run's, just found again in the file itself: not read again.
+    Checked(String),
+}
+
+/// A run may be resumed: its video is the one it read, and its URL still
+/// whole. What it knows of the video's hash after the check.
+async fn check_resumable(run: &RunRecord) -> Result<KnownHash, GatewayError> {
+    let mut known = run.video_hash.clone().map_or(KnownHash::None, KnownHash::Expected);
     if let (VideoSource::Path { path }, Some(expected)) = (&run.request.source, &run.video_hash) {
         let now = crate::models::hash_file(path).await.map_err(|e| {
             GatewayError::Input(format!("cannot resume run {}: {}: cannot read it: {e}", run.id, path.display()))
@@ -388,6 +410,7 @@ async fn check_resumable(run: &RunRecord) -> Result<(), GatewayError> {
         if &now != expected {
             return Err(changed(run.id, path.display(), expected, &now));
         }
+        known = KnownHash::Checked(now);
     }
     if let VideoSource::Url { url } = &run.request.source {
         // Its userinfo and query values were never stored (see `Journal::start_run`).
@@ -400,5 +423,5 @@ async fn check_resumable(run: &RunRecord) -> Result<(), GatewayError> {
             )));
         }
     }
-    Ok(())
+    Ok(known)
 }

@@ -33,8 +33,14 @@ pub(crate) fn native_fps(sampling: &SamplingPlan) -> Option<f64> {
 
 /// The call that sends the video whole, as the plan prices it and the run
 /// makes it: the plan's range and fps (lowered to fit the budget where it
-/// had to be) and the timeline prompt.
-pub(crate) fn video_job(info: &MediaInfo, sampling: &SamplingPlan, template: &Template) -> Result<Job, PromptError> {
+/// had to be) and the timeline prompt. `sha256`: the file's content hash,
+/// where the run has it.
+pub(crate) fn video_job(
+    info: &MediaInfo,
+    sampling: &SamplingPlan,
+    template: &Template,
+    sha256: Option<Arc<str>>,
+) -> Result<Job, PromptError> {
     let duration = timecode::format(info.duration_ms);
     Ok(Job {
         task: Task::Timeline,
@@ -44,6 +50,7 @@ pub(crate) fn video_job(info: &MediaInfo, sampling: &SamplingPlan, template: &Te
             duration_ms: info.duration_ms,
             size_bytes: info.size_bytes,
             fps: native_fps(sampling),
+            sha256,
         },
         prompt: template.render(&[("duration", &duration)])?.into(),
         prompt_version: template.id().into(),
@@ -148,6 +155,8 @@ impl VideoStep {
             duration_ms: length,
             size_bytes: made.size_bytes,
             fps: *fps,
+            // Another file than the one the run hashed.
+            sha256: None,
         };
         cut_job.prompt = cut.prompt.clone();
         cut_job.span = Some(TimeRange { start_ms: 0, end_ms: length });

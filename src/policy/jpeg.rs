@@ -148,6 +148,7 @@ mod tests {
             duration_ms: 10_000,
             size_bytes: 1_234,
             fps: None,
+            sha256: None,
         });
         for sent in [text, video] {
             assert_eq!(format!("{:?}", passed_on(&sent).await), format!("{sent:?}"));

@@ -11,20 +11,23 @@
 //! - maps transport failures (a timeout may have been billed; no connection
 //!   means unreachable; a broken or oversized body);
 //! - removes the key or token, and URL credentials, from every error it makes;
+//! - sends a request refused with HTTP 401 once more with a new token, where
+//!   the credentials are a token that can be fetched anew;
 //! - and, once the key is refused, refuses every later call of the run.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::auth::Auth;
 use super::error::{classify, Cause, ErrorFacts};
 use super::http::{self, BodyError, QuotaLeft};
 use super::{ErrorClass, ProviderError, SetupError};
+use crate::secret::Secret;
 
 /// Answers larger than this are refused rather than held in memory.
 pub const ANSWER_CAP: usize = 8 << 20;
@@ -52,7 +55,8 @@ pub struct Executor {
     wait_cap: Duration,
     read_error: ErrorReader,
     read_quota: QuotaReader,
-    /// Set when the key is refused: the provider is skipped for the rest of the run.
+    /// Set when the key is refused: the provider is skipped for the rest of
+    /// the run, or, for a token source, until its next token is due.
     disabled: AtomicBool,
     /// Quota headers said to hold off until then.
     pause_until: Mutex<Option<Instant>>,
@@ -140,7 +144,7 @@ impl Executor {
             method,
             url: url.into(),
             headers: Vec::new(),
-            body: None,
+            body: Payload::None,
             authorised: true,
             billed: true,
             cap: ANSWER_CAP,
@@ -148,6 +152,12 @@ impl Executor {
     }
 
     fn check_enabled(&self) -> Result<(), ProviderError> {
+        // Tokens that were refused are tried again once a new one is due:
+        // a process that lives for weeks outlives a lapsed login.
+        if self.disabled.load(Ordering::SeqCst) && self.auth.token_due() {
+            tracing::info!(provider = %self.provider, "a new bearer token is due: trying the credentials again");
+            self.disabled.store(false, Ordering::SeqCst);
+        }
         if self.disabled.load(Ordering::SeqCst) {
             return Err(self
                 .error(ErrorClass::FallBack, "disabled for this run: it refused our credentials")
@@ -227,7 +237,34 @@ fn host(url: &str) -> String {
         .unwrap_or_else(|| crate::secret::redact_urls(url))
 }
 
-/// One request, built up and then sent once.
+/// What a request carries.
+enum Payload {
+    None,
+    /// Bytes held whole, and their content type.
+    Bytes(bytes::Bytes, Option<&'static str>),
+    /// A body too large to hold, made anew for each send.
+    Stream(Streamed),
+}
+
+/// A body streamed from its source, made anew for each time it is sent
+/// (a resend after a refused token, a retry), with its length known before.
+pub struct Streamed {
+    pub len: u64,
+    pub content_type: &'static str,
+    pub make: Box<dyn Fn() -> reqwest::Body + Send + Sync>,
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payload::None => f.write_str("None"),
+            Payload::Bytes(bytes, kind) => write!(f, "Bytes({} bytes, {kind:?})", bytes.len()),
+            Payload::Stream(s) => write!(f, "Stream({} bytes, {})", s.len, s.content_type),
+        }
+    }
+}
+
+/// One request, built up and then sent once (twice when a token was refused).
 #[derive(Debug)]
 #[must_use]
 pub struct Request<'e> {
@@ -235,7 +272,7 @@ pub struct Request<'e> {
     method: Method,
     url: String,
     headers: Vec<(&'static str, String)>,
-    body: Option<(Vec<u8>, Option<&'static str>)>,
+    body: Payload,
     authorised: bool,
     billed: bool,
     cap: usize,
@@ -259,13 +296,19 @@ impl Request<'_> {
 
     /// A body already written as JSON.
     pub fn json_bytes(mut self, body: Vec<u8>) -> Self {
-        self.body = Some((body, Some("application/json")));
+        self.body = Payload::Bytes(body.into(), Some("application/json"));
         self
     }
 
     /// Raw bytes (an upload's chunk).
     pub fn bytes(mut self, body: Vec<u8>) -> Self {
-        self.body = Some((body, None));
+        self.body = Payload::Bytes(body.into(), None);
+        self
+    }
+
+    /// A body streamed rather than held (a video inline in JSON).
+    pub fn streamed(mut self, body: Streamed) -> Self {
+        self.body = Payload::Stream(body);
         self
     }
 
@@ -288,7 +331,41 @@ impl Request<'_> {
         self
     }
 
-    /// Send it once: the answer read whole, or a classified, redacted error.
+    /// The request as reqwest sends it, with `token` where the credentials are a token.
+    fn build(&self, token: Option<&Secret>) -> reqwest::RequestBuilder {
+        let exec = self.exec;
+        let mut builder = exec.client.request(self.method.clone(), &self.url).headers(exec.headers.clone());
+        for (name, value) in &self.headers {
+            builder = builder.header(*name, value);
+        }
+        builder = match &self.body {
+            Payload::None => builder,
+            Payload::Bytes(body, content_type) => {
+                if let Some(content_type) = content_type {
+                    builder = builder.header(CONTENT_TYPE, *content_type);
+                }
+                builder.body(body.clone())
+            }
+            Payload::Stream(s) => {
+                builder.header(CONTENT_TYPE, s.content_type).header(CONTENT_LENGTH, s.len).body((s.make)())
+            }
+        };
+        if self.authorised {
+            builder = exec.auth.apply(builder, token);
+        }
+        builder
+    }
+
+    /// Send it with `token`: the response, whatever its status.
+    async fn attempt(&self, token: Option<&Secret>) -> Result<reqwest::Response, ProviderError> {
+        let exec = self.exec;
+        exec.hold_off().await;
+        self.build(token).send().await.map_err(|e| exec.send_error(&e, &self.url, self.billed))
+    }
+
+    /// Send it: the answer read whole, or a classified, redacted error. A
+    /// token refused with HTTP 401 is fetched anew and the request sent once
+    /// more with it, before the refusal counts.
     ///
     /// # Errors
     /// The provider is disabled, the credentials cannot be had, the request
@@ -297,21 +374,20 @@ impl Request<'_> {
     pub async fn send(self) -> Result<Answer, ProviderError> {
         let exec = self.exec;
         exec.check_enabled()?;
-        exec.hold_off().await;
-        let mut builder = exec.client.request(self.method, &self.url).headers(exec.headers.clone());
-        for (name, value) in self.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some((body, content_type)) = self.body {
-            if let Some(content_type) = content_type {
-                builder = builder.header(CONTENT_TYPE, content_type);
+        let token = match self.authorised {
+            true => exec.auth.token(&exec.provider).await.map_err(|e| exec.redacted(e))?,
+            false => None,
+        };
+        let mut response = self.attempt(token.as_ref()).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            if let Some(refused) = &token {
+                if let Some(fresh) = exec.auth.replace(refused, &exec.provider).await.map_err(|e| exec.redacted(e))? {
+                    tracing::info!(provider = %exec.provider, "the bearer token was refused (HTTP 401): sending again with a new one");
+                    drop(response);
+                    response = self.attempt(Some(&fresh)).await?;
+                }
             }
-            builder = builder.body(body);
         }
-        if self.authorised {
-            builder = exec.auth.apply(builder, &exec.provider).await.map_err(|e| exec.redacted(e))?;
-        }
-        let response = builder.send().await.map_err(|e| exec.send_error(&e, &self.url, self.billed))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         exec.note_quota(&headers);

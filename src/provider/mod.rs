@@ -66,7 +66,17 @@ pub enum JobInput {
     /// The video file itself (or a trimmed copy), for native-video backends.
     /// `fps` is the sampling the plan chose, for a backend that samples the
     /// video itself (Gemini's `videoMetadata.fps`); its own setting when absent.
-    Video { path: PathBuf, range: Option<TimeRange>, duration_ms: u64, size_bytes: u64, fps: Option<f64> },
+    /// `sha256` is the file's content hash (hex) when the run has it already,
+    /// so that a backend that needs it (to reuse an upload) does not read
+    /// the file again for it.
+    Video {
+        path: PathBuf,
+        range: Option<TimeRange>,
+        duration_ms: u64,
+        size_bytes: u64,
+        fps: Option<f64>,
+        sha256: Option<Arc<str>>,
+    },
     /// Text only: merging observations into a story.
     Text(String),
     /// Speech to transcribe, for speech providers.
@@ -281,8 +291,14 @@ mod tests {
         };
         let frames = || JobInput::Frames(Vec::new().into());
         let text = || JobInput::Text("t".into());
-        let video =
-            || JobInput::Video { path: "v.mp4".into(), range: None, duration_ms: 1000, size_bytes: 1, fps: None };
+        let video = || JobInput::Video {
+            path: "v.mp4".into(),
+            range: None,
+            duration_ms: 1000,
+            size_bytes: 1,
+            fps: None,
+            sha256: None,
+        };
         let find = || Task::Find { what: "a dog".into() };
         for input in [frames(), text()] {
             assert!(job(Task::Timeline, input.clone()).structured());

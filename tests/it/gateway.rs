@@ -498,9 +498,10 @@ fn a_range_goes_as_a_cut_where_the_provider_cannot_take_it_itself() {
         let g = gateway(config(&["video"]), &[("video", &p)]);
         let report = run(&g, ranged()).unwrap();
         let jobs = p.jobs();
-        let JobInput::Video { path, range, duration_ms, size_bytes, .. } = &jobs[0].input else {
+        let JobInput::Video { path, range, duration_ms, size_bytes, sha256, .. } = &jobs[0].input else {
             panic!("a video job: {:?}", jobs[0].input)
         };
+        assert_eq!(*sha256, None, "offsets {offsets}: the cut is not the file the run hashed");
         assert_eq!((*range, *duration_ms), (None, 3_000), "offsets {offsets}: the cut alone");
         assert!(*size_bytes < size / 2, "offsets {offsets}: {size_bytes} of {size} bytes");
         assert!(path != &clip && !path.exists(), "offsets {offsets}: a copy, deleted after the call");
@@ -518,8 +519,11 @@ fn a_provider_that_takes_offsets_gets_the_range_of_the_file_itself() {
     let p = Arc::new(native("video", true, 1 << 30));
     let g = gateway(config(&["video"]), &[("video", &p)]);
     let report = run(&g, ranged()).unwrap();
-    let JobInput::Video { path, range, .. } = &p.jobs()[0].input else { panic!("a video job") };
+    let JobInput::Video { path, range, sha256, .. } = &p.jobs()[0].input else { panic!("a video job") };
     assert_eq!((path, *range), (&clip, TimeRange::new(4_000, 7_000)));
+    // The run's hash of the file goes with it: a backend need not read it again.
+    let hashed = block_on(vidgate::models::hash_file(&clip)).unwrap();
+    assert_eq!(sha256.as_deref(), Some(hashed.as_str()));
     assert_eq!((report.observations[0].range.start_ms, report.observations[0].range.end_ms), (4_000, 7_000));
 }
 

@@ -22,7 +22,7 @@ use crate::util::*;
 
 const KEY: &str = "AIzaTestKey-vidgate-0123456789";
 
-fn recorded(name: &str) -> Value {
+pub(crate) fn recorded(name: &str) -> Value {
     let path = format!("{}/fixtures/recorded/gemini/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -76,7 +76,11 @@ impl Respond for Fake {
             if !key_ok {
                 return ResponseTemplate::new(403);
             }
-            self.state().uploads_started += 1;
+            let mut s = self.state();
+            s.uploads_started += 1;
+            // A new upload session: its offsets start again.
+            s.received = 0;
+            drop(s);
             return ResponseTemplate::new(200)
                 .insert_header("x-goog-upload-url", format!("{}/upload-session/1", self.base).as_str());
         }
@@ -137,7 +141,7 @@ async fn fake(processing: Processing) -> (MockServer, Fake) {
     (server, fake)
 }
 
-fn profile(server: &MockServer, test: &str) -> ProviderProfile {
+pub(crate) fn profile(server: &MockServer, test: &str) -> ProviderProfile {
     let var = format!("VIDGATE_GEMINI_KEY_{}", test.to_uppercase());
     std::env::set_var(&var, KEY);
     let mut models = std::collections::BTreeMap::new();
@@ -168,7 +172,7 @@ fn profile(server: &MockServer, test: &str) -> ProviderProfile {
     }
 }
 
-fn video_job(path: &std::path::Path) -> Job {
+pub(crate) fn video_job(path: &std::path::Path) -> Job {
     let info = probe(path);
     Job {
         task: Task::Describe,
@@ -178,6 +182,7 @@ fn video_job(path: &std::path::Path) -> Job {
             duration_ms: info.duration_ms,
             size_bytes: info.size_bytes,
             fps: None,
+            sha256: None,
         },
         prompt: "Describe the video.".into(),
         prompt_version: "chunk@1".into(),
@@ -186,13 +191,13 @@ fn video_job(path: &std::path::Path) -> Job {
     }
 }
 
-struct Run {
-    result: Result<ProviderOutput, ProviderError>,
-    log: AttemptLog,
-    elapsed: Duration,
+pub(crate) struct Run {
+    pub result: Result<ProviderOutput, ProviderError>,
+    pub log: AttemptLog,
+    pub elapsed: Duration,
 }
 
-async fn run_with(backend: Arc<Gemini>, profile: &ProviderProfile, job: &Job) -> Run {
+pub(crate) async fn run_with(backend: Arc<Gemini>, profile: &ProviderProfile, job: &Job) -> Run {
     let mut config = Config::default();
     config.retry.max_attempts = 3;
     let log = AttemptLog::default();
@@ -202,7 +207,7 @@ async fn run_with(backend: Arc<Gemini>, profile: &ProviderProfile, job: &Job) ->
     Run { result, log, elapsed: started.elapsed() }
 }
 
-fn backend(profile: &ProviderProfile) -> Arc<Gemini> {
+pub(crate) fn backend(profile: &ProviderProfile) -> Arc<Gemini> {
     let cache = clip_dir().join(format!("uploads-{}.json", rand_suffix()));
     Arc::new(Gemini::from_profile("gemini", profile, &Config::default()).unwrap().with_upload_cache(cache))
 }
@@ -213,7 +218,7 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-fn parts(body: &Value) -> Vec<Value> {
+pub(crate) fn parts(body: &Value) -> Vec<Value> {
     body["contents"][0]["parts"].as_array().cloned().unwrap_or_default()
 }
 
@@ -251,6 +256,54 @@ fn a_small_video_goes_inline_with_the_prompt_after_it() {
     });
 }
 
+/// A video of many pieces, streamed into the body: it arrives whole, in a
+/// body as long as its Content-Length, and again on a retry.
+#[test]
+fn an_inline_video_of_many_pieces_arrives_whole() {
+    use sha2::{Digest, Sha256};
+    runtime().block_on(async {
+        let server = MockServer::start().await;
+        // A 503 first: the retry sends the body again, read anew from the file.
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(503)
+                    .set_body_json(json!({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json")))
+            .mount(&server)
+            .await;
+        let p = profile(&server, "pieces");
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("big.mp4");
+        // Not a multiple of 3: the base64 ends in padding.
+        let bytes: Vec<u8> = (0..2_000_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        std::fs::write(&video, &bytes).unwrap();
+        let mut job = video_job(&testsrc_10s());
+        if let JobInput::Video { path, size_bytes, .. } = &mut job.input {
+            *path = video.clone();
+            *size_bytes = bytes.len() as u64;
+        }
+        let r = run_with(backend(&p), &p, &job).await;
+        r.result.unwrap();
+        let received = server.received_requests().await.unwrap();
+        assert_eq!(received.len(), 2, "the 503, then the retry");
+        for request in &received {
+            let length = request.headers.get("content-length").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            assert_eq!(length, Some(request.body.len()), "announced before it was sent");
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let data = parts(&body)[0]["inlineData"]["data"].as_str().unwrap().to_string();
+            let decoded = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&decoded)), hex::encode(Sha256::digest(&bytes)));
+            assert_eq!(parts(&body)[1]["text"], "Describe the video.", "the JSON after the video");
+        }
+    });
+}
+
 #[test]
 fn a_large_video_is_uploaded_once_and_reused() {
     runtime().block_on(async {
@@ -275,6 +328,36 @@ fn a_large_video_is_uploaded_once_and_reused() {
         assert_eq!(state.uploads_started, 1, "the second request reuses the upload");
         assert_eq!(state.generate.len(), 2);
         assert!(state.urls.iter().all(|u| !u.contains(KEY)));
+    });
+}
+
+/// The upload record is keyed by the content hash the job carries (the
+/// run's): the file is not read again for it.
+#[test]
+fn an_upload_is_found_by_the_hash_the_job_carries() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let mut p = profile(&server, "carried");
+        p.inline_max_bytes = Some(50_000);
+        let gemini = backend(&p);
+        let clip = testsrc_10s();
+        let with_hash = |hash: Option<&str>| {
+            let mut job = video_job(&clip);
+            if let JobInput::Video { sha256, .. } = &mut job.input {
+                *sha256 = hash.map(Into::into);
+            }
+            job
+        };
+        let named = "5".repeat(64);
+        run_with(gemini.clone(), &p, &with_hash(Some(&named))).await.result.unwrap();
+        run_with(gemini.clone(), &p, &with_hash(Some(&named))).await.result.unwrap();
+        assert_eq!(fake.state().uploads_started, 1, "found by the hash it carries");
+        // Read for its hash, the file is another: its content's hash is not the one named.
+        run_with(gemini.clone(), &p, &with_hash(None)).await.result.unwrap();
+        assert_eq!(fake.state().uploads_started, 2);
+        let real = vidgate::models::hash_file(&clip).await.unwrap();
+        run_with(gemini, &p, &with_hash(Some(&real))).await.result.unwrap();
+        assert_eq!(fake.state().uploads_started, 2, "the run's hash of it finds that upload");
     });
 }
 

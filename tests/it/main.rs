@@ -19,6 +19,7 @@
 //! - `structured`: the same timeline answers through every backend: the same outcome for the same violation
 //! - `speech`: the speech track: audio out of ffmpeg, speech segments, transcription, the story
 //! - `secrets`: keys never leak into output, logs, reports or the journal
+//! - `vertex`: Vertex AI's bearer tokens: fetched again before they expire, and once on a 401
 //! - `url_source`: URL sources: SSRF refusals, redirects, byte and time limits
 //! - `cli`: the `vidgate` command itself
 
@@ -45,3 +46,4 @@ mod structured;
 mod url_source;
 #[allow(dead_code)] // some helpers serve only the process_hygiene binary
 mod util;
+mod vertex;

@@ -47,7 +47,8 @@ impl Ctx<'_> {
     ) -> Result<(), (ProviderError, Vec<String>)> {
         let template = prompts::load("timeline", self.gateway.config.prompts_dir.as_deref())
             .map_err(|e| (fatal(e.to_string()), Vec::new()))?;
-        let job = video_job(&self.info, sampling, &template).map_err(|e| (fatal(e.to_string()), Vec::new()))?;
+        let job = video_job(&self.info, sampling, &template, Some(self.video_hash.clone()))
+            .map_err(|e| (fatal(e.to_string()), Vec::new()))?;
         let timeout = timecode::seconds(self.gateway.config.limits.extract_timeout_s);
         let cut = match sampling.range {
             Some(range) => Some(Arc::new(

@@ -11,11 +11,14 @@ use reqwest::header::HeaderName;
 use reqwest::Method;
 
 use super::files::{self, Files};
+use super::inline::{self, InlineBody};
 use super::translate::{self, ParsedAnswer, RequestOptions, VideoPart};
 use super::{cost, status};
-use crate::config::{AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile};
+use crate::config::{
+    AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile, DEFAULT_INLINE_BYTES, MAX_INLINE_BYTES,
+};
 use crate::provider::auth::{self, Auth, TokenSource};
-use crate::provider::executor::Executor;
+use crate::provider::executor::{Executor, Streamed};
 use crate::provider::setup::Basics;
 use crate::provider::structured::{self, Constraint, RawAnswer};
 use crate::provider::usage;
@@ -59,6 +62,13 @@ impl Gemini {
     pub fn from_profile(name: &str, profile: &ProviderProfile, config: &Config) -> Result<Self, SetupError> {
         let fail = |message: String| SetupError { provider: name.to_string(), message };
         let Basics { root, model, price, model_profile } = Basics::from_profile(name, profile, Protocol::Gemini)?;
+        let inline_max_bytes = profile.inline_max_bytes.unwrap_or(DEFAULT_INLINE_BYTES);
+        if inline_max_bytes > MAX_INLINE_BYTES {
+            return Err(fail(format!(
+                "providers.{name}.inline_max_bytes: {inline_max_bytes} is over the API's inline limit of \
+                 {MAX_INLINE_BYTES} bytes (100 MB)"
+            )));
+        }
         let auth = profile.auth_scheme();
         let vertex = auth == AuthScheme::Bearer || profile.project.is_some();
         let api = if vertex {
@@ -77,7 +87,7 @@ impl Gemini {
                 if profile.token_env.is_none() && profile.token_command.is_none() {
                     return Err(fail(format!("providers.{name}: set token_env or token_command for Vertex AI")));
                 }
-                Auth::Token(TokenSource::new(profile.token_env.clone(), profile.token_command.clone()))
+                Auth::Token(TokenSource::from_profile(profile))
             }
             _ => Auth::Header(HeaderName::from_static("x-goog-api-key"), auth::api_key(name, profile)?),
         };
@@ -107,7 +117,7 @@ impl Gemini {
             options,
             model_profile,
             price,
-            inline_max_bytes: profile.inline_max_bytes.unwrap_or(20_000_000),
+            inline_max_bytes,
             frames_per_call,
             files,
             delete_uploads: profile.delete_uploads.unwrap_or(false),
@@ -155,29 +165,57 @@ impl Gemini {
         self.http.redact(text)
     }
 
-    /// One `generateContent` call.
-    async fn generate(&self, job: &Job, video: Option<VideoPart<'_>>) -> Result<ParsedAnswer, ProviderError> {
-        let request = translate::build_request(job, video, &self.options_for(job), &self.name)?;
-        let answer = self.http.request(Method::POST, self.generate_url()).json(&request)?.send().await?;
+    /// One `generateContent` call. A video inline is streamed from its file
+    /// into the body as it is sent.
+    async fn generate(&self, job: &Job, video: Option<&Video>) -> Result<ParsedAnswer, ProviderError> {
+        let part = video.map(|v| match &v.bytes {
+            VideoBytes::Inline { marker, .. } => VideoPart::Inline { mime_type: &v.mime, base64: marker },
+            VideoBytes::File { uri, .. } => VideoPart::File { mime_type: &v.mime, uri },
+        });
+        let request = translate::build_request(job, part, &self.options_for(job), &self.name)?;
+        let call = self.http.request(Method::POST, self.generate_url());
+        let call = match video.map(|v| &v.bytes) {
+            Some(VideoBytes::Inline { path, size, marker }) => {
+                let json = serde_json::to_vec(&request)
+                    .map_err(|e| self.error(ErrorClass::Fatal, format!("cannot write the request: {e}")))?;
+                let body = InlineBody::new(json, marker, path, *size)
+                    .ok_or_else(|| self.error(ErrorClass::Fatal, "the request lost the place of its video"))?;
+                call.streamed(Streamed {
+                    len: body.len(),
+                    content_type: "application/json",
+                    make: Box::new(move || body.body()),
+                })
+            }
+            _ => call.json(&request)?,
+        };
+        let answer = call.send().await?;
         translate::parse_response(&answer.body, job, &self.name).map_err(|e| self.http.redacted(e))
     }
 
     /// The video as a part: inline when small, else uploaded (or reused). `None`
     /// when it cannot travel natively, so frames must be sent instead.
-    async fn video_part(&self, path: &Path, size: u64) -> Result<Option<(VideoBytes, String)>, ProviderError> {
+    async fn video_part(
+        &self,
+        path: &Path,
+        size: u64,
+        sha256: Option<&str>,
+    ) -> Result<Option<(VideoBytes, String)>, ProviderError> {
         let mime = files::mime_type(path).to_string();
         if size <= self.inline_max_bytes {
-            let bytes = tokio::fs::read(path)
+            // Its length as it is now: the body announces it before it is read.
+            let size = tokio::fs::metadata(path)
                 .await
-                .map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
-            return Ok(Some((VideoBytes::Inline(bytes), mime)));
+                .map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?
+                .len();
+            let path = path.to_path_buf();
+            return Ok(Some((VideoBytes::Inline { path, size, marker: inline::marker() }, mime)));
         }
         let Some(files) = &self.files else {
             tracing::info!(provider = %self.name, "{size} bytes is over the inline limit and Vertex AI has no Files API: sending frames");
             return Ok(None);
         };
         Ok(files
-            .ensure(&self.http, path, size, &mime)
+            .ensure(&self.http, path, size, &mime, sha256)
             .await?
             .map(|f| (VideoBytes::File { name: f.name, uri: f.uri, fresh: f.fresh }, f.mime_type)))
     }
@@ -215,7 +253,7 @@ impl Gemini {
 
     /// The output for `job` by the rule of [`structured`], each call one
     /// `generateContent` with the same `video`.
-    async fn respond(&self, job: &Job, video: Option<VideoPart<'_>>) -> Result<ProviderOutput, ProviderError> {
+    async fn respond(&self, job: &Job, video: Option<&Video>) -> Result<ProviderOutput, ProviderError> {
         structured::answer(&self.name, job, self.constraint(), |job| async move {
             let estimate = cost::estimate(&job, &self.model_profile, &self.price, &self.options_for(&job), true);
             let answer = self.generate(&job, video).await?;
@@ -230,8 +268,24 @@ impl Gemini {
 
 /// How the video travels in one request.
 enum VideoBytes {
-    Inline(Vec<u8>),
-    File { name: String, uri: String, fresh: bool },
+    /// In the request, read from the file as it is sent. `marker` stands for
+    /// its base64 in the JSON written before.
+    Inline {
+        path: PathBuf,
+        size: u64,
+        marker: String,
+    },
+    File {
+        name: String,
+        uri: String,
+        fresh: bool,
+    },
+}
+
+/// The video of a request, and its mime type.
+struct Video {
+    bytes: VideoBytes,
+    mime: String,
 }
 
 #[async_trait]
@@ -286,11 +340,11 @@ impl Provider for Gemini {
 impl Gemini {
     async fn answer(&self, job: &Job) -> Result<ProviderOutput, ProviderError> {
         self.estimate(job)?;
-        let JobInput::Video { path, size_bytes, .. } = &job.input else {
+        let JobInput::Video { path, size_bytes, sha256, .. } = &job.input else {
             return self.respond(job, None).await;
         };
         let native = self.model_profile.native_video.unwrap_or(true);
-        let part = if native { self.video_part(path, *size_bytes).await? } else { None };
+        let part = if native { self.video_part(path, *size_bytes, sha256.as_deref()).await? } else { None };
         let Some((bytes, mime)) = part else {
             let mut err = self.error(
                 ErrorClass::FallBack,
@@ -299,13 +353,11 @@ impl Gemini {
             err.not_sent = true;
             return Err(video_unusable(err));
         };
-        let (video, uploaded) = match &bytes {
-            VideoBytes::Inline(data) => (VideoPart::Inline { mime_type: &mime, bytes: data }, None),
-            VideoBytes::File { name, uri, fresh } => {
-                (VideoPart::File { mime_type: &mime, uri }, Some((name.clone(), *fresh)))
-            }
+        let uploaded = match &bytes {
+            VideoBytes::Inline { .. } => None,
+            VideoBytes::File { name, fresh, .. } => Some((name.clone(), *fresh)),
         };
-        let result = self.respond(job, Some(video)).await;
+        let result = self.respond(job, Some(&Video { bytes, mime })).await;
         if let (Some((name, _)), true, Some(files)) = (&uploaded, self.delete_uploads, &self.files) {
             files.delete(&self.http, name).await;
         }
@@ -347,5 +399,18 @@ mod tests {
         );
         assert_ne!(base, key(|_, c| c.sampling.jpeg_quality = 50), "JPEG quality");
         assert_ne!(base, key(|_, c| c.sampling.width = 640), "frame width");
+    }
+
+    #[test]
+    fn inline_max_bytes_stops_at_the_apis_inline_limit() {
+        let build = |bytes: Option<u64>| {
+            let mut profile = crate::provider::test_profile(Protocol::Gemini, "gemini-test");
+            profile.inline_max_bytes = bytes;
+            Gemini::from_profile("gemini", &profile, &Config::default())
+        };
+        assert_eq!(build(None).unwrap().capabilities().max_inline_bytes, 20_000_000, "the default");
+        assert_eq!(build(Some(MAX_INLINE_BYTES)).unwrap().capabilities().max_inline_bytes, 100_000_000);
+        let err = build(Some(MAX_INLINE_BYTES + 1)).unwrap_err().to_string();
+        assert!(err.contains("providers.gemini.inline_max_bytes") && err.contains("100000000"), "{err}");
     }
 }

@@ -196,7 +196,7 @@ mod tests {
     fn video_job(range: Option<TimeRange>, duration_ms: u64) -> Job {
         Job {
             task: Task::Describe,
-            input: JobInput::Video { path: "v.mp4".into(), range, duration_ms, size_bytes: 1, fps: None },
+            input: JobInput::Video { path: "v.mp4".into(), range, duration_ms, size_bytes: 1, fps: None, sha256: None },
             prompt: Arc::from("x".repeat(40)),
             prompt_version: Arc::from("chunk@1"),
             max_output_tokens: 1000,

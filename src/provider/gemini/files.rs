@@ -58,17 +58,22 @@ impl Files {
 
     /// The video at `path` (`size` bytes of `mime`) as an ACTIVE file: reused
     /// when uploaded before, else uploaded and waited for. `None` when it
-    /// cannot be used (processing failed or took too long).
+    /// cannot be used (processing failed or took too long). `sha256` is its
+    /// content hash when the caller has it; else the file is read for it.
     pub async fn ensure(
         &self,
         exec: &Executor,
         path: &Path,
         size: u64,
         mime: &str,
+        sha256: Option<&str>,
     ) -> Result<Option<Uploaded>, ProviderError> {
-        let content = crate::models::hash_file(path)
-            .await
-            .map_err(|e| exec.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?;
+        let content = match sha256 {
+            Some(known) => known.to_string(),
+            None => crate::models::hash_file(path)
+                .await
+                .map_err(|e| exec.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?,
+        };
         // An upload belongs to one API root (and so one project's files).
         let hash = format!("{} {content}", self.root);
         if let Some(cached) = self.cache().fresh(&hash) {

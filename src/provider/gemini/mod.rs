@@ -10,13 +10,15 @@
 //! The translation is pure: `translate` builds the request and reads the
 //! answer, `schema` puts the timeline's JSON Schema in Gemini's dialect,
 //! `status` reads error bodies and file states, `cost` counts tokens and
-//! dollars; none of them does any I/O. `client` makes the calls and `files`
-//! uploads, polls and deletes, both through the shared executor. The wire types of `wire` never leave
+//! dollars; none of them does any I/O. `client` makes the calls (a video inline
+//! streamed into its body by `inline`) and `files` uploads, polls and deletes,
+//! both through the shared executor. The wire types of `wire` never leave
 //! this module.
 
 mod client;
 mod cost;
 mod files;
+mod inline;
 mod schema;
 mod status;
 pub(crate) mod translate;

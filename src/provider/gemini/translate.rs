@@ -1,8 +1,6 @@
 //! Jobs to `generateContent` requests and answers back, as pure functions.
 //! Error bodies and the Files API resource are read in `status`.
 
-use base64::Engine;
-
 use super::wire::{
     Blob, Content, FileData, GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, PartData, Role,
     UsageMetadata, VideoMetadata,
@@ -36,8 +34,9 @@ const POLICY_REASONS: &[&str] = &[
 /// How the video itself travels, chosen by the caller from its size.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum VideoPart<'a> {
-    /// The bytes inside the request, base64 (standard alphabet).
-    Inline { mime_type: &'a str, bytes: &'a [u8] },
+    /// The bytes inside the request, as their base64 (standard alphabet),
+    /// or a marker the caller puts it in place of.
+    Inline { mime_type: &'a str, base64: &'a str },
     /// A Files API upload (or a URL the API fetches), by its URI.
     File { mime_type: &'a str, uri: &'a str },
 }
@@ -150,10 +149,9 @@ pub(super) fn build_request(
             let span = range.or(job.span);
             let metadata = video_metadata(span, *duration_ms, options.fps).map_err(fatal)?;
             let data = match video {
-                VideoPart::Inline { mime_type, bytes } => PartData::InlineData(Blob {
-                    mime_type: mime_type.to_string(),
-                    data: base64::engine::general_purpose::STANDARD.encode(bytes).into(),
-                }),
+                VideoPart::Inline { mime_type, base64 } => {
+                    PartData::InlineData(Blob { mime_type: mime_type.to_string(), data: base64.into() })
+                }
                 VideoPart::File { mime_type, uri } => {
                     PartData::FileData(FileData { mime_type: mime_type.to_string(), file_uri: uri.to_string() })
                 }

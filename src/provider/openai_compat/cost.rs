@@ -236,7 +236,7 @@ mod tests {
             audio_input_per_mtok: None,
         };
         let video = |duration_ms: u64, fps: Option<f64>| Job {
-            input: JobInput::Video { path: "v.mp4".into(), range: None, duration_ms, size_bytes: 1, fps },
+            input: JobInput::Video { path: "v.mp4".into(), range: None, duration_ms, size_bytes: 1, fps, sha256: None },
             ..job(0, "x".repeat(40).as_str())
         };
         let text = 40u64.div_ceil(4) + MESSAGE_OVERHEAD_TOKENS;

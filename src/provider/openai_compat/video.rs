@@ -200,7 +200,7 @@ mod tests {
     fn video(duration_ms: u64, range: Option<TimeRange>, fps: Option<f64>) -> Job {
         Job {
             task: Task::Timeline,
-            input: JobInput::Video { path: "v.mp4".into(), range, duration_ms, size_bytes: 1, fps },
+            input: JobInput::Video { path: "v.mp4".into(), range, duration_ms, size_bytes: 1, fps, sha256: None },
             prompt: "p".into(),
             prompt_version: "timeline@1".into(),
             max_output_tokens: 10,

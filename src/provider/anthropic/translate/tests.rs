@@ -101,7 +101,7 @@ fn text_and_bad_inputs() {
     );
     let video = job(
         Task::Describe,
-        JobInput::Video { path: "v.mp4".into(), range: None, duration_ms: 1, size_bytes: 1, fps: None },
+        JobInput::Video { path: "v.mp4".into(), range: None, duration_ms: 1, size_bytes: 1, fps: None, sha256: None },
     );
     let err = build_request(&video, "m", &options(true), "anthropic").unwrap_err();
     assert!(err.should_fall_back(), "{err}");

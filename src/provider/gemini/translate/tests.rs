@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
 use serde_json::{json, Value};
 
 use super::*;
@@ -28,7 +29,10 @@ fn job(task: Task, input: JobInput) -> Job {
 }
 
 fn video_job(range: Option<TimeRange>, duration_ms: u64) -> Job {
-    job(Task::Describe, JobInput::Video { path: "clip.mp4".into(), range, duration_ms, size_bytes: 1, fps: None })
+    job(
+        Task::Describe,
+        JobInput::Video { path: "clip.mp4".into(), range, duration_ms, size_bytes: 1, fps: None, sha256: None },
+    )
 }
 
 fn frames_job(task: Task) -> Job {
@@ -70,7 +74,8 @@ fn inline_video_goes_first_in_the_standard_alphabet() {
     let bytes = decode_any(recorded_b64);
     assert_eq!(&bytes[4..8], b"ftyp", "an MP4");
 
-    let video = VideoPart::Inline { mime_type: "video/mp4", bytes: &bytes };
+    let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let video = VideoPart::Inline { mime_type: "video/mp4", base64: &data };
     let req = request_json(&video_job(None, 2_000), Some(video), &RequestOptions::default());
     assert_eq!(req["contents"].as_array().map(Vec::len), Some(1));
     assert_eq!(req["contents"][0]["role"], "user");
@@ -134,8 +139,7 @@ fn durations_are_protobuf_json() {
 
 #[test]
 fn bad_video_settings_are_refused_before_any_call() {
-    let bytes = [0u8; 4];
-    let video = VideoPart::Inline { mime_type: "video/mp4", bytes: &bytes };
+    let video = VideoPart::Inline { mime_type: "video/mp4", base64: "AAAAAA==" };
     let fps = |fps: f64| RequestOptions { fps: Some(fps), ..RequestOptions::default() };
     for good in [0.01, 1.0, 24.0] {
         assert!(build_request(&video_job(None, 5_000), Some(video), &fps(good), "g").is_ok(), "{good}");

@@ -150,7 +150,14 @@ fn text_jobs_are_one_string_and_bad_jobs_are_refused() {
     assert_eq!(req["messages"][0]["content"], "Describe what happens.\n\nobs 1\nobs 2");
 
     let o = RequestOptions::default();
-    let video = job(JobInput::Video { path: "a.mp4".into(), range: None, duration_ms: 1, size_bytes: 1, fps: None });
+    let video = job(JobInput::Video {
+        path: "a.mp4".into(),
+        range: None,
+        duration_ms: 1,
+        size_bytes: 1,
+        fps: None,
+        sha256: None,
+    });
     assert_eq!(build_request(&video, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
     let rgb = job(JobInput::Frames(Arc::from(vec![Frame { data: FrameData::Rgb(vec![0; 3]), ..frame(0, 0, &[]) }])));
     assert_eq!(build_request(&rgb, "m", &o, "p").map(|_| ()).unwrap_err().class, ErrorClass::FallBack);
@@ -265,7 +272,8 @@ mod video {
     }
 
     fn clip(duration_ms: u64, fps: Option<f64>) -> Job {
-        let input = JobInput::Video { path: "clip.mp4".into(), range: None, duration_ms, size_bytes: 9, fps };
+        let input =
+            JobInput::Video { path: "clip.mp4".into(), range: None, duration_ms, size_bytes: 9, fps, sha256: None };
         job(input)
     }
 
@@ -330,6 +338,7 @@ mod video {
                 duration_ms: 10_000,
                 size_bytes: 9,
                 fps: None,
+                sha256: None,
             },
             ..clip(10_000, None)
         };
