@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! cargo bench --no-default-features --bench soak [-- --iterations N] [--minutes M] [--only openai|gemini]
+//! cargo bench --no-default-features --bench soak -- --serve [--minutes 30] [--clients 2] [--expire-s 60] [--prune-every-s 60]
 //! ```
+//!
+//! `--serve`: `vidgate serve` under steady load, its journal pruned and its
+//! provider's token expiring on a schedule (see `support/soak_serve.rs`).
 //!
 //! Each iteration builds a gateway from config and describes a clip through it
 //! (alternately on the OpenAI-compatible fake, frames in batches, and the
@@ -15,6 +19,8 @@
 
 #[path = "support/fake_api.rs"]
 mod fake_api;
+#[path = "support/soak_serve.rs"]
+mod soak_serve;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,6 +84,15 @@ fn main() {
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1).cloned());
     std::env::set_var(KEY_VAR, "soak-key-not-secret");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    if args.iter().any(|a| a == "--serve") {
+        let settings = soak_serve::Settings {
+            minutes: minutes.unwrap_or(30.0),
+            clients: value("--clients").map_or(2, |n| n as usize),
+            expire_s: value("--expire-s").unwrap_or(60.0),
+            prune_every_s: value("--prune-every-s").unwrap_or(60.0),
+        };
+        return rt.block_on(soak_serve::soak(settings, clip()));
+    }
     rt.block_on(soak(iterations, minutes, only));
 }
 

@@ -261,9 +261,17 @@ impl Reply {
 
 pub type Handler = Arc<dyn Fn(&str, &[u8]) -> Reply + Send + Sync>;
 
+/// Whether a request's `Authorization` header (if any) is let through.
+pub type Gate = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
 /// A bare HTTP/1.1 server (hyper) on its own thread and runtime that keeps
 /// nothing of what it receives; returns its base URL.
 pub fn serve(handler: Handler) -> String {
+    serve_gated(handler, Arc::new(|_: Option<&str>| true))
+}
+
+/// As [`serve`], answering 401 in Google's shape to a request `gate` refuses.
+pub fn serve_gated(handler: Handler, gate: Gate) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the fake's runtime");
@@ -272,13 +280,19 @@ pub fn serve(handler: Handler) -> String {
             tx.send(listener.local_addr().expect("an address")).expect("the bench waits");
             loop {
                 let Ok((sock, _)) = listener.accept().await else { continue };
-                let handler = handler.clone();
+                let (handler, gate) = (handler.clone(), gate.clone());
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let handler = handler.clone();
+                    let (handler, gate) = (handler.clone(), gate.clone());
                     async move {
                         let path = req.uri().path().to_string();
+                        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
                         let body = req.into_body().collect().await?.to_bytes();
-                        let reply = handler(&path, &body);
+                        let reply = if gate(auth.as_deref()) {
+                            handler(&path, &body)
+                        } else {
+                            let error = json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}});
+                            Reply::json(401, error)
+                        };
                         let response =
                             hyper::Response::builder().status(reply.status).header("content-type", "application/json");
                         let response =

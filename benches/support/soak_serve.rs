@@ -5,7 +5,8 @@
 //!
 //! The provider is a fake of Gemini on Vertex AI that lets through only the
 //! newest token a `token_command` minted, and only while it is younger than
-//! its lifetime (older ones get Google's 401). Clients upload one clip and ask
+//! its lifetime (older ones get Google's 401). Reports are forgotten by
+//! serve's retention sweep after one prune period. Clients upload one clip and ask
 //! a new question about it again and again (each question is new work, paid
 //! for). Every ten seconds the bench prints the service's resident memory,
 //! the journal's size on disk, runs done and failed, tokens minted and 401s
@@ -89,7 +90,14 @@ async fn client(base: String, key: String, clip: PathBuf, n: usize, until: Insta
     let http = reqwest::Client::new();
     let auth = format!("Bearer {key}");
     let (kind, body) = form(&std::fs::read(&clip).expect("the clip"));
-    let upload: Value = match http.post(format!("{base}/v1/videos")).header("authorization", &auth).header("content-type", kind).body(body).send().await {
+    let upload: Value = match http
+        .post(format!("{base}/v1/videos"))
+        .header("authorization", &auth)
+        .header("content-type", kind)
+        .body(body)
+        .send()
+        .await
+    {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
         Err(e) => {
             tally.errors.lock().unwrap().push(format!("client {n}: upload: {e}"));
@@ -101,10 +109,11 @@ async fn client(base: String, key: String, clip: PathBuf, n: usize, until: Insta
         i += 1;
         let question = format!("Client {n}, question {i}: what is shown?");
         let body = json!({"video": upload["id"], "task": "ask", "question": question});
-        let submitted: Value = match http.post(format!("{base}/v1/runs")).header("authorization", &auth).json(&body).send().await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(e) => Value::String(e.to_string()),
-        };
+        let submitted: Value =
+            match http.post(format!("{base}/v1/runs")).header("authorization", &auth).json(&body).send().await {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(e) => Value::String(e.to_string()),
+            };
         let Some(id) = submitted["id"].as_i64() else {
             tally.failed.fetch_add(1, Ordering::SeqCst);
             tally.errors.lock().unwrap().push(format!("client {n}: not submitted: {submitted}"));
@@ -112,7 +121,8 @@ async fn client(base: String, key: String, clip: PathBuf, n: usize, until: Insta
         };
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let run: Value = match http.get(format!("{base}/v1/runs/{id}")).header("authorization", &auth).send().await {
+            let run: Value = match http.get(format!("{base}/v1/runs/{id}")).header("authorization", &auth).send().await
+            {
                 Ok(r) => r.json().await.unwrap_or(Value::Null),
                 Err(_) => continue,
             };
@@ -140,7 +150,8 @@ pub async fn soak(settings: Settings, clip: PathBuf) {
     let fake = Fake { billing: Billing::for_profile(&builtin, "vertex", info.duration_ms as f64 / 1000.0), billed };
     let refused = Arc::new(AtomicUsize::new(0));
     let handler: Handler = Arc::new(move |path: &str, body: &[u8]| fake.answer(path, body));
-    let (token_dir, lifetime, counted) = (dir.path().to_path_buf(), Duration::from_secs_f64(settings.expire_s), refused.clone());
+    let (token_dir, lifetime, counted) =
+        (dir.path().to_path_buf(), Duration::from_secs_f64(settings.expire_s), refused.clone());
     let gate = Arc::new(move |auth: Option<&str>| {
         let fresh = current_token(&token_dir).is_some_and(|(token, minted)| {
             auth == Some(format!("Bearer {token}").as_str()) && minted.elapsed().unwrap_or_default() < lifetime
@@ -165,14 +176,22 @@ pub async fn soak(settings: Settings, clip: PathBuf) {
     config.budget.max_usd_per_request = 10.0;
     config.server.data_dir = Some(dir.path().join("uploads"));
     config.server.max_concurrent_runs = settings.clients.max(1);
+    // Reports are forgotten as the journal is pruned (serve's retention sweep).
+    config.server.keep_reports_days = settings.prune_every_s / 86_400.0;
     let journal_path = dir.path().join("journal.sqlite3");
     let journal = Journal::open(&journal_path).expect("the journal");
-    let key = journal.create_key(&NewKey { name: "soak".into(), ..NewKey::default() }).expect("a key").key.expose().to_string();
+    let key = journal
+        .create_key(&NewKey { name: "soak".into(), ..NewKey::default() })
+        .expect("a key")
+        .key
+        .expose()
+        .to_string();
     let app = App::new(Gateway::with_journal(config, journal));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("an address"));
     let router = vidgate::serve::router(app.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
+    let sweeping = vidgate::serve::native::retention::spawn(app.clone());
 
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(settings.minutes * 60.0);
@@ -190,8 +209,9 @@ pub async fn soak(settings: Settings, clip: PathBuf) {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(prune_every).await;
-                let removed = gateway.on_journal(move |j| j.prune(prune_every)).await;
-                match removed {
+                let gateway = gateway.clone();
+                let removed = tokio::task::spawn_blocking(move || gateway.journal().prune(prune_every)).await;
+                match removed.expect("the prune ends") {
                     Ok(p) => {
                         pruned.fetch_add(p.rows.values().sum::<u64>() as usize, Ordering::SeqCst);
                     }
@@ -225,8 +245,10 @@ pub async fn soak(settings: Settings, clip: PathBuf) {
         let _ = c.await;
     }
     pruner.abort();
+    sweeping.abort();
     let third = (rss.len() / 3).max(1);
-    let peak = |v: &[f64], from: usize, to: usize| v[from.min(v.len())..to.min(v.len())].iter().copied().fold(0.0, f64::max);
+    let peak =
+        |v: &[f64], from: usize, to: usize| v[from.min(v.len())..to.min(v.len())].iter().copied().fold(0.0, f64::max);
     let (rss_mid, rss_last) = (peak(&rss, third, 2 * third), peak(&rss, 2 * third, rss.len()));
     let (size_mid, size_last) = (peak(&sizes, third, 2 * third), peak(&sizes, 2 * third, sizes.len()));
     let failed = tally.failed.load(Ordering::SeqCst);
