@@ -90,6 +90,9 @@ pub struct Gateway {
     injected: BTreeMap<String, Arc<dyn Provider>>,
     /// Each provider's shared layers (rate limits, timeout), by `name@model`.
     shared: Mutex<BTreeMap<String, Arc<dyn Provider>>>,
+    /// What those layers' rate limits hold, by `name@model`: kept by a
+    /// reload that rebuilds the layers on an unchanged profile.
+    limits: Mutex<BTreeMap<String, Arc<policy::LimitState>>>,
     /// Each provider's circuit breaker, by profile name, shared by all runs.
     breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
 }
@@ -171,6 +174,7 @@ impl Gateway {
             journal: Arc::new(journal),
             injected: BTreeMap::new(),
             shared: Mutex::default(),
+            limits: Mutex::default(),
             breakers: Mutex::default(),
         }
     }
@@ -277,7 +281,11 @@ impl Gateway {
             Some(p) if model.is_none() => p.clone(),
             _ => self.backend(name, &profile).map_err(|e| format!("{name}: {e}"))?,
         };
-        let layers = policy::Stack::shared(backend, &profile);
+        let limits = {
+            let mut held = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            held.entry(key.clone()).or_insert_with(|| Arc::new(policy::LimitState::new(&profile.limits))).clone()
+        };
+        let layers = policy::Stack::shared_with(backend, &profile, limits);
         shared.insert(key, layers.clone());
         Ok(Member { name: name.to_string(), profile, shared: layers })
     }

@@ -66,8 +66,8 @@ impl Gateway {
             .into());
         }
         // A client is built from its profile and from these sections; when
-        // one of them changed, every client is built anew (limiters and
-        // breakers still carry over: they depend on the profile alone).
+        // one of them changed, every client is built anew, on the limits'
+        // state and the breaker it had (they depend on the profile alone).
         let clients_same = self.config.sampling == config.sampling
             && self.config.retry == config.retry
             && self.config.speech == config.speech
@@ -91,6 +91,11 @@ impl Gateway {
             kept.extend(old.keys().filter(|n| same(n)).cloned());
             old.iter().filter(|(name, _)| same(name)).map(|(n, b)| (n.clone(), b.clone())).collect()
         };
+        let limits: BTreeMap<_, _> = {
+            let old = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            kept.extend(old.keys().map(|k| provider_of(k)).filter(|n| same(n)));
+            old.iter().filter(|(key, _)| same(&provider_of(key))).map(|(k, l)| (k.clone(), l.clone())).collect()
+        };
         // Those in use: the others have nothing to keep.
         let mut reload = Reload { kept: kept.into_iter().collect(), ..Reload::default() };
         for (name, profile) in &config.providers {
@@ -109,6 +114,7 @@ impl Gateway {
             journal: self.journal.clone(),
             injected: self.injected.clone(),
             shared: Mutex::new(shared),
+            limits: Mutex::new(limits),
             breakers: Mutex::new(breakers),
         };
         Ok((gateway, reload))
@@ -189,6 +195,9 @@ mod tests {
         assert!(Arc::ptr_eq(&new.breaker("steady"), &steady_breaker), "the breaker is new");
         assert!(!Arc::ptr_eq(&new.member("changing", None).unwrap().shared, &changing.shared));
         assert!(!Arc::ptr_eq(&new.breaker("changing"), &changing_breaker));
+        let changed_limits = old.limits.lock().unwrap()["changing@"].clone();
+        new.member("changing", None).unwrap();
+        assert!(!Arc::ptr_eq(&new.limits.lock().unwrap()["changing@"], &changed_limits));
         assert!(Arc::ptr_eq(&new.journal, &old.journal), "the journal is another");
         assert_eq!(new.config().providers["changing"].timeout_s, Some(5.0));
     }
@@ -198,11 +207,14 @@ mod tests {
         let old = gateway();
         let steady = old.member("steady", None).unwrap();
         let breaker = old.breaker("steady");
+        let limits = |g: &Gateway| g.limits.lock().unwrap()["steady@"].clone();
+        let held = limits(&old);
         let mut next = config();
         next.retry.max_attempts += 1;
         let (new, reload) = old.reloaded(next).unwrap();
         assert_eq!(reload.kept, ["steady"], "only a provider in use has a limiter or breaker to keep");
         assert!(!Arc::ptr_eq(&new.member("steady", None).unwrap().shared, &steady.shared));
+        assert!(Arc::ptr_eq(&limits(&new), &held), "the new layers count against new limits");
         assert!(Arc::ptr_eq(&new.breaker("steady"), &breaker));
     }
 

@@ -28,11 +28,40 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 
 pub struct RateLimited {
     inner: Arc<dyn Provider>,
+    state: Arc<LimitState>,
+}
+
+/// What a provider's limits hold: the buckets, the day's count, the calls in
+/// flight and the pause it asked for. One per provider, shared by the layers
+/// built for it, and kept across a config reload that leaves its profile as
+/// it was (the calls it made still count).
+pub struct LimitState {
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<(DefaultDirectRateLimiter, u32)>,
     day: Option<DayQuota>,
     slots: Option<Arc<Semaphore>>,
     pause: Mutex<Pause>,
+}
+
+impl std::fmt::Debug for LimitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitState").finish_non_exhaustive()
+    }
+}
+
+impl LimitState {
+    pub fn new(limits: &RateLimits) -> Self {
+        let minute = Duration::from_secs(60);
+        Self {
+            requests: limits.requests_per_minute.and_then(|n| quota(n.into(), minute)).map(RateLimiter::direct),
+            tokens: limits
+                .tokens_per_minute
+                .and_then(|n| quota(n, minute).map(|q| (RateLimiter::direct(q), n.min(u32::MAX as u64) as u32))),
+            day: limits.requests_per_day.and_then(|n| DayQuota::with_clock(n, DefaultClock::default())),
+            slots: limits.max_concurrency.filter(|n| *n > 0).map(|n| Arc::new(Semaphore::new(n as usize))),
+            pause: Mutex::default(),
+        }
+    }
 }
 
 /// What the provider last asked of every caller.
@@ -85,23 +114,18 @@ impl<C: Clock + Clone> DayQuota<C> {
 
 impl RateLimited {
     pub fn new(inner: Arc<dyn Provider>, limits: &RateLimits) -> Self {
-        let minute = Duration::from_secs(60);
-        Self {
-            inner,
-            requests: limits.requests_per_minute.and_then(|n| quota(n.into(), minute)).map(RateLimiter::direct),
-            tokens: limits
-                .tokens_per_minute
-                .and_then(|n| quota(n, minute).map(|q| (RateLimiter::direct(q), n.min(u32::MAX as u64) as u32))),
-            day: limits.requests_per_day.and_then(|n| DayQuota::with_clock(n, DefaultClock::default())),
-            slots: limits.max_concurrency.filter(|n| *n > 0).map(|n| Arc::new(Semaphore::new(n as usize))),
-            pause: Mutex::default(),
-        }
+        Self::with_state(inner, Arc::new(LimitState::new(limits)))
+    }
+
+    /// `inner` under limits whose state is `state` (another layer's, kept).
+    pub fn with_state(inner: Arc<dyn Provider>, state: Arc<LimitState>) -> Self {
+        Self { inner, state }
     }
 
     /// Take one of the day's requests, or refuse the call, unsent, so the
     /// next provider takes it.
     fn take_from_day(&self) -> Result<(), ProviderError> {
-        let Some(day) = &self.day else { return Ok(()) };
+        let Some(day) = &self.state.day else { return Ok(()) };
         day.take().map_err(|wait| {
             let id = self.inner.id();
             let minutes = wait.as_secs().div_ceil(60);
@@ -127,7 +151,7 @@ impl RateLimited {
         loop {
             let now = Instant::now();
             let (hold, refuse) = {
-                let pause = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+                let pause = self.state.pause.lock().unwrap_or_else(|e| e.into_inner());
                 (pause.hold_until.filter(|t| *t > now), pause.refuse_until.filter(|t| *t > now))
             };
             if let Some(until) = refuse {
@@ -152,7 +176,7 @@ impl RateLimited {
 
     fn check_size(&self, estimate: &Estimate) -> Result<u32, ProviderError> {
         let tokens = estimate.input_tokens.saturating_add(estimate.output_tokens);
-        if let Some((_, per_minute)) = &self.tokens {
+        if let Some((_, per_minute)) = &self.state.tokens {
             if tokens > *per_minute as u64 {
                 return Err(ProviderError::new(
                     self.inner.id(),
@@ -181,16 +205,16 @@ impl Provider for RateLimited {
         let tokens = self.check_size(&self.inner.estimate(job)?)?;
         // Before any wait: a spent day is refused at once.
         self.take_from_day()?;
-        let _slot = match &self.slots {
+        let _slot = match &self.state.slots {
             Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
                 ProviderError::new(self.inner.id(), ErrorClass::Fatal, "the concurrency limiter was closed")
             })?),
             None => None,
         };
-        if let Some(requests) = &self.requests {
+        if let Some(requests) = &self.state.requests {
             requests.until_ready().await;
         }
-        if let Some((limiter, _)) = &self.tokens {
+        if let Some((limiter, _)) = &self.state.tokens {
             let n = NonZeroU32::new(tokens).unwrap_or(NonZeroU32::MIN);
             limiter.until_n_ready(n).await.map_err(|e| {
                 ProviderError::new(self.inner.id(), ErrorClass::FallBack, format!("token limiter: {e}"))
@@ -199,7 +223,7 @@ impl Provider for RateLimited {
         self.paused().await?;
         let result = self.inner.run(job).await;
         if let Err(err) = &result {
-            self.pause.lock().unwrap_or_else(|e| e.into_inner()).note(err);
+            self.state.pause.lock().unwrap_or_else(|e| e.into_inner()).note(err);
         }
         result
     }

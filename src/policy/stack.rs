@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    AttemptLog, Backoff, Breaker, Budget, Budgeted, FallbackChain, Journaled, JpegFrames, OutputCap, RateLimited,
-    Retry, SpendHook, Timeout,
+    AttemptLog, Backoff, Breaker, Budget, Budgeted, FallbackChain, Journaled, JpegFrames, LimitState, OutputCap,
+    RateLimited, Retry, SpendHook, Timeout,
 };
 use crate::config::{Config, ProviderProfile};
 use crate::journal::Journal;
@@ -28,10 +28,20 @@ impl Stack {
     /// provider (they hold its rate limits): `RateLimited > Timeout >
     /// OutputCap > backend`, with the limits, timeout and model of `profile`.
     pub fn shared(backend: Arc<dyn Provider>, profile: &ProviderProfile) -> Arc<dyn Provider> {
+        Self::shared_with(backend, profile, Arc::new(LimitState::new(&profile.limits)))
+    }
+
+    /// As [`Stack::shared`], the limits holding `limits` (kept from layers
+    /// built before for the same provider and profile).
+    pub fn shared_with(
+        backend: Arc<dyn Provider>,
+        profile: &ProviderProfile,
+        limits: Arc<LimitState>,
+    ) -> Arc<dyn Provider> {
         let timeout = crate::timecode::seconds(profile.timeout_s.unwrap_or(120.0)).max(Duration::from_millis(1));
         let capped: Arc<dyn Provider> = Arc::new(OutputCap::new(backend, profile));
         let timed: Arc<dyn Provider> = Arc::new(Timeout::new(capped, timeout));
-        Arc::new(RateLimited::new(timed, &profile.limits))
+        Arc::new(RateLimited::with_state(timed, limits))
     }
 
     /// The layers of one request, with `config`'s retry and cooldown settings:
