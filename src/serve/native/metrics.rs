@@ -186,13 +186,17 @@ impl Metrics {
         self.runs.get_or_create(&StateLabel { state: "running" }).set(running as i64);
         self.runs.get_or_create(&StateLabel { state: "queued" }).set(waiting as i64);
         self.queue.set(waiting as i64);
-        for name in app.gateway().config().providers.keys() {
-            let open_for = app.gateway().breaker(name).open_for();
+        // Only the providers of the config in force: one a reload removed goes.
+        self.breaker_open.clear();
+        self.breaker_cooldown.clear();
+        let gateway = app.gateway();
+        for name in gateway.config().providers.keys() {
+            let open_for = gateway.breaker(name).open_for();
             let label = ProviderLabel { provider: name.clone() };
             self.breaker_open.get_or_create(&label).set(i64::from(open_for.is_some()));
             self.breaker_cooldown.get_or_create(&label).set(open_for.map_or(0.0, |d| d.as_secs_f64()));
         }
-        let bytes = app.gateway().journal().bytes_on_disk();
+        let bytes = gateway.journal().bytes_on_disk();
         self.journal_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;

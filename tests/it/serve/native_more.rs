@@ -330,6 +330,12 @@ fn metrics_count_calls_spend_latency_and_show_an_open_breaker() {
     let list = json_of(&body);
     let listed = list["data"].as_array().unwrap().iter().find(|p| p["id"] == "down").unwrap();
     assert_eq!(listed["breaker"]["state"], "open", "{listed}");
+
+    // A reload that removes the provider: its breaker's gauges go with it.
+    failing.app.reload(config("other")).unwrap();
+    let text = scrape(&failing);
+    assert_eq!(metric(&text, r#"vidgate_breaker_open{provider="down"}"#), None, "{text}");
+    assert_eq!(metric(&text, r#"vidgate_breaker_open{provider="other"}"#), Some(0.0), "{text}");
 }
 
 #[test]
