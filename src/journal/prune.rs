@@ -94,7 +94,7 @@ impl Journal {
         let now = now_s();
         let before = now.saturating_sub(i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX));
         let bytes_before = self.bytes_on_disk();
-        let videos = self.file.as_deref().map(kept::dir_of);
+        let videos = self.videos();
         let durable = self.is_durable();
         let (rows, units_kept, videos_removed, vacuum) = self.with(move |c| {
             let (rows, units_kept) = drop_old(c, before, now)?;
@@ -155,7 +155,7 @@ impl Journal {
             let free: i64 = c.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
             Ok((rows, oldest, spent, (page * free).max(0) as u64, auto_vacuum_mode(c)?))
         })?;
-        let (videos, video_bytes) = self.file.as_deref().map(kept::dir_of).map_or((0, 0), |dir| {
+        let (videos, video_bytes) = self.videos().map_or((0, 0), |dir| {
             std::fs::read_dir(dir)
                 .into_iter()
                 .flatten()
