@@ -491,19 +491,36 @@ impl Journal {
         })
     }
 
-    /// Take over an abandoned run: mark it `resumed`, if its lease is still
-    /// out and no other process took it first. Returns whether this one did.
+    /// Take over an abandoned run, if its lease is still out and no other
+    /// process took it first: in one transaction, mark it `resumed` and
+    /// enter its continuation as a new run leased to this process, with the
+    /// same request, video hash and kept copy. A prune never finds the
+    /// moment between the two, when no unfinished run would read its
+    /// video's units or name its copy. The new run's id, if this process
+    /// took it.
     ///
     /// # Errors
-    /// A write failure.
-    pub fn take_over(&self, id: i64) -> Result<bool, JournalError> {
+    /// A write failure (then neither happened).
+    pub fn take_over(&self, id: i64) -> Result<Option<i64>, JournalError> {
         self.with(move |c| {
-            let changed = c.execute(
+            let now = now_s();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
                 "UPDATE runs SET status = 'resumed', finished_unix_s = ?1
                  WHERE id = ?2 AND status = 'running' AND lease_until_unix_s <= ?1",
-                params![now_s(), id],
+                params![now, id],
             )?;
-            Ok(changed == 1)
+            if changed != 1 {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s, video_hash, kept_video)
+                 SELECT request, ?1, 'running', ?2, video_hash, kept_video FROM runs WHERE id = ?3",
+                params![now, now + RUN_LEASE_S, id],
+            )?;
+            let new = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Some(new))
         })
     }
 }
@@ -934,14 +951,20 @@ mod tests {
         ja.set_run_video(id, "abc").unwrap();
         let Unfinished::Live(live) = jb.unfinished().unwrap() else { panic!("a fresh run is alive") };
         assert_eq!((live.id, live.video_hash.as_deref()), (id, Some("abc")));
-        assert!(!jb.take_over(id).unwrap(), "a live run is not taken over");
+        assert_eq!(jb.take_over(id).unwrap(), None, "a live run is not taken over");
         // Its process stops renewing the lease (it died): the lease runs out.
         ja.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2", params![now_s() - 1, id]))
             .unwrap();
         let Unfinished::Abandoned(dead) = jb.unfinished().unwrap() else { panic!("the run was abandoned") };
         assert_eq!(dead.request, req);
-        assert!(jb.take_over(id).unwrap());
-        assert!(!ja.take_over(id).unwrap(), "only once");
+        let taken = jb.take_over(id).unwrap().expect("taken over");
+        assert_eq!(ja.take_over(id).unwrap(), None, "only once");
+        let Unfinished::Live(continued) = ja.unfinished().unwrap() else { panic!("its continuation is leased") };
+        assert_eq!(
+            (continued.id, continued.request, continued.video_hash.as_deref()),
+            (taken, req.clone(), Some("abc"))
+        );
+        jb.finish_run(taken, "done").unwrap();
         assert_eq!(jb.unfinished().unwrap(), Unfinished::None);
         // A renewal pushes the lease forward.
         let next = ja.start_run(&req).unwrap();
@@ -1120,6 +1143,31 @@ mod tests {
         assert!(kept.exists(), "the resumed run still needs it");
         other.finish_run(resumed, "done").unwrap();
         assert!(!kept.exists(), "no run that may resume needs it any more");
+    }
+
+    #[test]
+    fn a_run_taken_over_keeps_its_units_and_its_copy_through_a_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+        let data = vec![3u8; 20_000];
+        let hash = hex::encode(Sha256::digest(&data));
+        let kept = dir.path().join("j.sqlite3.videos").join(format!("{hash}.webm"));
+        let id = j.start_run(&bytes_request(&data)).unwrap();
+        let key = unit_key(&hash, "p", "m", "", &job("x"));
+        j.put(&key, &hash, "story@1", &record("a frame")).unwrap();
+        j.with(move |c| {
+            c.execute("UPDATE runs SET lease_until_unix_s = 0, started_unix_s = 1 WHERE id = ?1", params![id])
+        })
+        .unwrap();
+        j.with(|c| c.execute("UPDATE units SET created_unix_s = 1", [])).unwrap();
+        let taken = j.take_over(id).unwrap().expect("taken over");
+        // A prune right after the takeover, before the resumed run reads its video.
+        let pruned = j.prune(Duration::ZERO).unwrap();
+        assert_eq!((pruned.rows["units"], pruned.videos_removed), (0, 0), "{pruned:?}");
+        assert!(j.get(&key).unwrap().is_some(), "the units a resume reuses stay");
+        assert_eq!(std::fs::read(&kept).unwrap(), data, "the copy the resume reads stays");
+        j.finish_run(taken, "done").unwrap();
+        assert!(!kept.exists(), "the continuation names the copy");
     }
 
     #[test]
