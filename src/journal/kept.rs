@@ -66,7 +66,7 @@ pub(super) fn stage(dir: Option<&Path>, data: &[u8], format: Option<&str>) -> Re
     };
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".incoming-")
+        .prefix(INCOMING)
         .tempfile_in(dir)
         .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
     temp.write_all(data)
@@ -149,16 +149,33 @@ pub(super) fn release_run(c: &mut Connection, dir: Option<&Path>, id: i64) -> ru
     tx.commit()
 }
 
+/// The prefix of a copy being written, before its run is entered.
+pub(super) const INCOMING: &str = ".incoming-";
+
+/// How old a copy being written must be before a sweep takes it for one
+/// that a process left when it died between writing it and entering its run.
+const INCOMING_LEFT_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Remove every file in the copies' dir that no unfinished run names (what
-/// a process that died between a run's end and the removal left). Call it
-/// under the write lock. How many files were removed.
+/// a process that died between a run's end and the removal left), and the
+/// copies being written for more than an hour (a process died before its
+/// run was entered). Call it under the write lock. How many files were
+/// removed.
 pub(super) fn sweep(c: &Connection, dir: &Path) -> rusqlite::Result<u64> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
     let mut removed = 0;
     for entry in entries.flatten() {
         let Ok(name) = entry.file_name().into_string() else { continue };
-        // A copy being written by a run not yet entered is left alone.
-        if name.starts_with(".incoming-") || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        // A copy being written by a run not yet entered is left alone, unless
+        // it was left long ago.
+        if name.starts_with(INCOMING) {
+            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|age| age > INCOMING_LEFT_AFTER) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
             continue;
         }
         if release(c, dir, &name)? {
