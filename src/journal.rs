@@ -601,10 +601,13 @@ fn create(path: &Path) -> Result<(), String> {
     }
 }
 
-/// `path` with its folder made canonical (symbolic links and `..`
-/// resolved): every process that opens one journal, under any spelling,
-/// finds the copies beside it under one path.
+/// `path` made canonical (symbolic links, to the file or to a folder above
+/// it, and `..` resolved), as SQLite opens it: every process that opens one
+/// journal, under any spelling, finds the copies beside it under one path.
 fn canonical(path: &Path) -> PathBuf {
+    if let Ok(file) = std::fs::canonicalize(path) {
+        return file;
+    }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     match (std::fs::canonicalize(dir), path.file_name()) {
         (Ok(dir), Some(name)) => dir.join(name),
@@ -1118,6 +1121,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
         let dotted = dir.path().join("real/../real/j.sqlite3");
         let linked = dir.path().join("link/j.sqlite3");
+        let file_link = dir.path().join("j-link.sqlite3");
         let data = vec![9u8; 50_000];
         let hash = hex::encode(Sha256::digest(&data));
         // The run's process opened the journal through `..` and died.
@@ -1126,7 +1130,11 @@ mod tests {
         first.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![id])).unwrap();
         let kept = dir.path().join("real/j.sqlite3.videos").join(format!("{hash}.webm"));
         assert!(kept.exists());
-        // Another process opens it through a symbolic link and prunes.
+        // Other processes open it through symbolic links (to its folder,
+        // to the file itself) and prune.
+        std::os::unix::fs::symlink(dir.path().join("real/j.sqlite3"), &file_link).unwrap();
+        let third = Journal::open(&file_link).unwrap();
+        assert_eq!(third.prune(Duration::ZERO).unwrap().videos_removed, 0);
         let other = Journal::open(&linked).unwrap();
         assert_eq!(other.prune(Duration::ZERO).unwrap().videos_removed, 0);
         assert!(kept.exists(), "an unfinished run's only copy stays");
@@ -1141,8 +1149,9 @@ mod tests {
         first.finish_run(id, "resumed").unwrap();
         assert_eq!(other.prune(Duration::ZERO).unwrap().videos_removed, 0);
         assert!(kept.exists(), "the resumed run still needs it");
-        other.finish_run(resumed, "done").unwrap();
+        third.finish_run(resumed, "done").unwrap();
         assert!(!kept.exists(), "no run that may resume needs it any more");
+        assert!(!dir.path().join("j-link.sqlite3.videos").exists(), "one folder of copies, beside the file");
     }
 
     #[test]
