@@ -91,7 +91,8 @@ pub struct Journal {
     ops: Option<mpsc::Sender<Op>>,
     worker: Option<std::thread::JoinHandle<()>>,
     path: String,
-    /// The journal's file (absolute), none in memory.
+    /// The journal's file, in its folder's canonical spelling (symbolic
+    /// links and `..` resolved); none in memory.
     file: Option<PathBuf>,
     in_flight: flight::InFlight,
 }
@@ -104,7 +105,7 @@ impl std::fmt::Debug for Journal {
 
 /// Bumped with each change below; a journal of an older version is brought
 /// up to date when opened.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS units (
@@ -155,7 +156,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 /// the account (API key id) a run, a spend row and a reservation belong to,
 /// and a run's outcome (its report or error) for readers after a restart.
 /// Version 3: the kept copy of a video given as bytes (see [`kept`]), which
-/// a run's request names instead of holding the bytes.
+/// a run's request names instead of holding the bytes. Version 4 adds no
+/// column: `kept_video` holds the copy's file name, no longer its path.
 const ADDED_COLUMNS: [(&str, &str, &str); 8] = [
     ("runs", "video_hash", "TEXT"),
     ("runs", "lease_until_unix_s", "INTEGER NOT NULL DEFAULT 0"),
@@ -197,8 +199,7 @@ impl Journal {
         // Never create here: a file that vanished since is an error, not a new journal.
         let flags = OpenFlags::default().difference(OpenFlags::SQLITE_OPEN_CREATE);
         let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(e.to_string()))?;
-        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        Self::start(conn, shown, Some(file))
+        Self::start(conn, shown, Some(canonical(path)))
     }
 
     /// A journal that lives only as long as this value (tests, `journal.enabled = false`).
@@ -213,7 +214,8 @@ impl Journal {
 
     fn start(mut conn: Connection, path: String, file: Option<PathBuf>) -> Result<Self, JournalError> {
         let fail = |message: String| JournalError { path: path.clone(), message };
-        prepare(&mut conn).map_err(|e| fail(e.to_string()))?;
+        let videos = file.as_deref().map(kept::dir_of);
+        prepare(&mut conn, videos.as_deref()).map_err(|e| fail(e.to_string()))?;
         let (ops, queue) = mpsc::channel::<Op>();
         let worker = std::thread::Builder::new()
             .name("vidgate-journal".into())
@@ -234,6 +236,13 @@ impl Journal {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The folder of the kept copies of videos given as bytes (see
+    /// [`kept`]), one spelling whatever path the journal was opened by;
+    /// none in memory.
+    fn videos(&self) -> Option<PathBuf> {
+        self.file.as_deref().map(kept::dir_of)
     }
 
     /// Whether what is written here outlives the process.
@@ -380,7 +389,7 @@ impl Journal {
     /// # Errors
     /// A write failure; bytes that cannot be kept.
     pub fn start_run(&self, request: &VideoRequest) -> Result<i64, JournalError> {
-        let kept_dir = self.file.as_deref().map(kept::dir_of);
+        let kept_dir = self.videos();
         let (stored, staged) = match &request.source {
             // A URL's userinfo and query values may be credentials: never stored.
             VideoSource::Url { url } => {
@@ -393,11 +402,11 @@ impl Journal {
             }
             VideoSource::Path { .. } => (request.clone(), None),
         };
-        // A resumed run of bytes reads their kept copy: it names it too.
-        let kept = match (&stored.source, &kept_dir) {
-            (VideoSource::Path { path }, Some(dir)) if path.parent() == Some(dir.as_path()) => {
-                Some(path.to_string_lossy().into_owned())
-            }
+        // A resumed run of bytes reads their kept copy: it names it too,
+        // by its file name, whatever spelling of the folder the path has.
+        let kept = match (&staged, &stored.source, &kept_dir) {
+            (Some(staged), _, Some(_)) => Some(staged.name.clone()),
+            (None, VideoSource::Path { path }, Some(dir)) => kept::name_of(path, dir),
             _ => None,
         };
         let text = serde_json::to_string(&stored).map_err(|e| self.error(e))?;
@@ -451,10 +460,10 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn finish_run(&self, id: i64, status: &str) -> Result<(), JournalError> {
-        let status = status.to_string();
+        let (status, videos) = (status.to_string(), self.videos());
         self.with(move |c| {
             c.execute("UPDATE runs SET status = ?1, finished_unix_s = ?2 WHERE id = ?3", params![status, now_s(), id])?;
-            kept::release_run(c, id)
+            kept::release_run(c, videos.as_deref(), id)
         })
     }
 
@@ -482,19 +491,36 @@ impl Journal {
         })
     }
 
-    /// Take over an abandoned run: mark it `resumed`, if its lease is still
-    /// out and no other process took it first. Returns whether this one did.
+    /// Take over an abandoned run, if its lease is still out and no other
+    /// process took it first: in one transaction, mark it `resumed` and
+    /// enter its continuation as a new run leased to this process, with the
+    /// same request, video hash and kept copy. A prune never finds the
+    /// moment between the two, when no unfinished run would read its
+    /// video's units or name its copy. The new run's id, if this process
+    /// took it.
     ///
     /// # Errors
-    /// A write failure.
-    pub fn take_over(&self, id: i64) -> Result<bool, JournalError> {
+    /// A write failure (then neither happened).
+    pub fn take_over(&self, id: i64) -> Result<Option<i64>, JournalError> {
         self.with(move |c| {
-            let changed = c.execute(
+            let now = now_s();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
                 "UPDATE runs SET status = 'resumed', finished_unix_s = ?1
                  WHERE id = ?2 AND status = 'running' AND lease_until_unix_s <= ?1",
-                params![now_s(), id],
+                params![now, id],
             )?;
-            Ok(changed == 1)
+            if changed != 1 {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s, video_hash, kept_video)
+                 SELECT request, ?1, 'running', ?2, video_hash, kept_video FROM runs WHERE id = ?3",
+                params![now, now + RUN_LEASE_S, id],
+            )?;
+            let new = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Some(new))
         })
     }
 }
@@ -565,7 +591,8 @@ fn create(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
     {
         let mut conn = Connection::open(temp.path()).map_err(|e| e.to_string())?;
-        prepare(&mut conn).map_err(|e| e.to_string())?;
+        // A new journal has no runs whose videos would move.
+        prepare(&mut conn, None).map_err(|e| e.to_string())?;
     }
     match temp.persist_noclobber(path) {
         Ok(_) => Ok(()),
@@ -574,8 +601,23 @@ fn create(path: &Path) -> Result<(), String> {
     }
 }
 
-/// Settings of each connection, and the tables, made or brought up to date.
-fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
+/// `path` made canonical (symbolic links, to the file or to a folder above
+/// it, and `..` resolved), as SQLite opens it: every process that opens one
+/// journal, under any spelling, finds the copies beside it under one path.
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(file) = std::fs::canonicalize(path) {
+        return file;
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
+}
+
+/// Settings of each connection, and the tables, made or brought up to date;
+/// `videos` is the folder of the kept copies of videos given as bytes.
+fn prepare(conn: &mut Connection, videos: Option<&Path>) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     // A new journal gives the pages that a prune frees back to the disk
     // incrementally; SQLite takes this only before the first table.
@@ -613,8 +655,10 @@ fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
              CREATE INDEX IF NOT EXISTS units_by_age ON units(created_unix_s);",
         )?;
         if version(&tx)? < 3 {
-            let file = tx.path().filter(|p| !p.is_empty()).map(PathBuf::from);
-            kept::migrate(&tx, file.as_deref())?;
+            kept::migrate(&tx, videos)?;
+        }
+        if version(&tx)? < 4 {
+            kept::migrate_names(&tx)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
@@ -910,14 +954,20 @@ mod tests {
         ja.set_run_video(id, "abc").unwrap();
         let Unfinished::Live(live) = jb.unfinished().unwrap() else { panic!("a fresh run is alive") };
         assert_eq!((live.id, live.video_hash.as_deref()), (id, Some("abc")));
-        assert!(!jb.take_over(id).unwrap(), "a live run is not taken over");
+        assert_eq!(jb.take_over(id).unwrap(), None, "a live run is not taken over");
         // Its process stops renewing the lease (it died): the lease runs out.
         ja.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2", params![now_s() - 1, id]))
             .unwrap();
         let Unfinished::Abandoned(dead) = jb.unfinished().unwrap() else { panic!("the run was abandoned") };
         assert_eq!(dead.request, req);
-        assert!(jb.take_over(id).unwrap());
-        assert!(!ja.take_over(id).unwrap(), "only once");
+        let taken = jb.take_over(id).unwrap().expect("taken over");
+        assert_eq!(ja.take_over(id).unwrap(), None, "only once");
+        let Unfinished::Live(continued) = ja.unfinished().unwrap() else { panic!("its continuation is leased") };
+        assert_eq!(
+            (continued.id, continued.request, continued.video_hash.as_deref()),
+            (taken, req.clone(), Some("abc"))
+        );
+        jb.finish_run(taken, "done").unwrap();
         assert_eq!(jb.unfinished().unwrap(), Unfinished::None);
         // A renewal pushes the lease forward.
         let next = ja.start_run(&req).unwrap();
@@ -1062,6 +1112,95 @@ mod tests {
         assert!(!kept.exists(), "no run that may resume needs it any more");
         let leftovers: Vec<_> = std::fs::read_dir(kept.parent().unwrap()).unwrap().collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_kept_copy_is_found_under_any_spelling_of_the_journals_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
+        let dotted = dir.path().join("real/../real/j.sqlite3");
+        let linked = dir.path().join("link/j.sqlite3");
+        let file_link = dir.path().join("j-link.sqlite3");
+        let data = vec![9u8; 50_000];
+        let hash = hex::encode(Sha256::digest(&data));
+        // The run's process opened the journal through `..` and died.
+        let first = Journal::open(&dotted).unwrap();
+        let id = first.start_run(&bytes_request(&data)).unwrap();
+        first.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![id])).unwrap();
+        let kept = dir.path().join("real/j.sqlite3.videos").join(format!("{hash}.webm"));
+        assert!(kept.exists());
+        // Other processes open it through symbolic links (to its folder,
+        // to the file itself) and prune.
+        std::os::unix::fs::symlink(dir.path().join("real/j.sqlite3"), &file_link).unwrap();
+        let third = Journal::open(&file_link).unwrap();
+        assert_eq!(third.prune(Duration::ZERO).unwrap().videos_removed, 0);
+        let other = Journal::open(&linked).unwrap();
+        assert_eq!(other.prune(Duration::ZERO).unwrap().videos_removed, 0);
+        assert!(kept.exists(), "an unfinished run's only copy stays");
+        let Unfinished::Abandoned(run) = other.unfinished().unwrap() else { panic!("the run is resumable") };
+        let VideoSource::Path { path } = &run.request.source else { panic!("{:?}", run.request.source) };
+        assert_eq!(std::fs::read(path).unwrap(), data, "the resume reads the copy");
+        // A run on the copy, under yet another spelling, names it too.
+        let mut again = run.request.clone();
+        again.source =
+            VideoSource::Path { path: linked.with_file_name("j.sqlite3.videos").join(format!("{hash}.webm")) };
+        let resumed = other.start_run(&again).unwrap();
+        first.finish_run(id, "resumed").unwrap();
+        assert_eq!(other.prune(Duration::ZERO).unwrap().videos_removed, 0);
+        assert!(kept.exists(), "the resumed run still needs it");
+        third.finish_run(resumed, "done").unwrap();
+        assert!(!kept.exists(), "no run that may resume needs it any more");
+        assert!(!dir.path().join("j-link.sqlite3.videos").exists(), "one folder of copies, beside the file");
+    }
+
+    #[test]
+    fn a_run_taken_over_keeps_its_units_and_its_copy_through_a_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+        let data = vec![3u8; 20_000];
+        let hash = hex::encode(Sha256::digest(&data));
+        let kept = dir.path().join("j.sqlite3.videos").join(format!("{hash}.webm"));
+        let id = j.start_run(&bytes_request(&data)).unwrap();
+        let key = unit_key(&hash, "p", "m", "", &job("x"));
+        j.put(&key, &hash, "story@1", &record("a frame")).unwrap();
+        j.with(move |c| {
+            c.execute("UPDATE runs SET lease_until_unix_s = 0, started_unix_s = 1 WHERE id = ?1", params![id])
+        })
+        .unwrap();
+        j.with(|c| c.execute("UPDATE units SET created_unix_s = 1", [])).unwrap();
+        let taken = j.take_over(id).unwrap().expect("taken over");
+        // A prune right after the takeover, before the resumed run reads its video.
+        let pruned = j.prune(Duration::ZERO).unwrap();
+        assert_eq!((pruned.rows["units"], pruned.videos_removed), (0, 0), "{pruned:?}");
+        assert!(j.get(&key).unwrap().is_some(), "the units a resume reuses stay");
+        assert_eq!(std::fs::read(&kept).unwrap(), data, "the copy the resume reads stays");
+        j.finish_run(taken, "done").unwrap();
+        assert!(!kept.exists(), "the continuation names the copy");
+    }
+
+    #[test]
+    fn a_journal_of_version_3_names_its_kept_copies_by_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite3");
+        let data = vec![5u8; 10_000];
+        let name = format!("{}.webm", hex::encode(Sha256::digest(&data)));
+        let kept = dir.path().join("j.sqlite3.videos").join(&name);
+        {
+            let j = Journal::open(&path).unwrap();
+            j.start_run(&bytes_request(&data)).unwrap();
+        }
+        let old = Connection::open(&path).unwrap();
+        let spelled = dir.path().join("x/../j.sqlite3.videos").join(&name).display().to_string();
+        old.execute("UPDATE runs SET kept_video = ?1, lease_until_unix_s = 0", params![spelled]).unwrap();
+        old.pragma_update(None, "user_version", 3).unwrap();
+        drop(old);
+        let j = Journal::open(&path).unwrap();
+        let names: Vec<Option<String>> =
+            j.with(|c| c.prepare("SELECT kept_video FROM runs")?.query_map([], |r| r.get(0))?.collect()).unwrap();
+        assert_eq!(names, [Some(name)]);
+        assert_eq!(j.prune(Duration::ZERO).unwrap().videos_removed, 0);
+        assert!(kept.exists(), "the unfinished run's copy stays");
     }
 
     #[test]

@@ -205,11 +205,14 @@ impl Gateway {
         };
         let known = check_resumable(&run).await?;
         let id = run.id;
-        if !self.on_journal(move |j| j.take_over(id)).await? {
+        // The continuation is entered with the takeover: no moment without
+        // an unfinished run that protects the video's units and kept copy.
+        let Some(run_id) = self.on_journal(move |j| j.take_over(id)).await? else {
             return Err(GatewayError::Input(format!("run {id} was resumed by another process first")));
-        }
+        };
         let mut request = run.request;
-        self.run_expecting(&mut request, known, RunOptions { progress, ..RunOptions::default() }).await
+        self.run_expecting(&mut request, known, RunOptions { progress, run_id: Some(run_id), ..RunOptions::default() })
+            .await
     }
 
     /// Resume the unfinished run `run` under its own id (a restarted

@@ -3,8 +3,13 @@
 //! A run whose request carries its video's bytes (`VideoSource::Bytes`) is
 //! stored with its source made a path: the bytes are written once, beside
 //! the journal, to `<journal file>.videos/<sha256>.<format>`, and the run's
-//! `video_hash` is set to that sha256 when the run is entered. A resume reads
-//! that file, and checks its hash as it does any path's. The copy is needed
+//! `video_hash` is set to that sha256 when the run is entered. The row's
+//! `kept_video` names the copy by its file name alone (`<sha256>.<format>`):
+//! one journal may be opened under several spellings of its path (`..`, a
+//! symbolic link, another process's working directory), and a copy is
+//! matched by its name in the one folder beside the journal, never by a
+//! path's text. A resume reads that file, and checks its hash as it does any
+//! path's. The copy is needed
 //! only while a run that may be resumed names it: it is removed when the
 //! last unfinished run naming it ends, and by [`super::Journal::prune`].
 //!
@@ -38,10 +43,13 @@ fn extension(format: Option<&str>) -> String {
     }
 }
 
-/// Bytes made ready to be kept: their hash, the path they are kept at, and
-/// (in a journal with a file) the copy written under a temporary name.
+/// Bytes made ready to be kept: their hash, the file name and the path they
+/// are kept at, and (in a journal with a file) the copy written under a
+/// temporary name.
 pub(super) struct Staged {
     pub(super) hash: String,
+    /// `<sha256>.<format>`, what the run's row names (`kept_video`).
+    pub(super) name: String,
     pub(super) path: PathBuf,
     temp: Option<tempfile::NamedTempFile>,
 }
@@ -53,18 +61,18 @@ pub(super) fn stage(dir: Option<&Path>, data: &[u8], format: Option<&str>) -> Re
     let hash = hex::encode(Sha256::digest(data));
     let name = format!("{hash}.{}", extension(format));
     let Some(dir) = dir else {
-        let path = Path::new("(video bytes not kept: the journal is in memory)").join(name);
-        return Ok(Staged { hash, path, temp: None });
+        let path = Path::new("(video bytes not kept: the journal is in memory)").join(&name);
+        return Ok(Staged { hash, name, path, temp: None });
     };
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".incoming-")
+        .prefix(INCOMING)
         .tempfile_in(dir)
         .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
     temp.write_all(data)
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| format!("cannot write the video's bytes to {}: {e}", dir.display()))?;
-    Ok(Staged { hash, path: dir.join(name), temp: Some(temp) })
+    Ok(Staged { hash, path: dir.join(&name), name, temp: Some(temp) })
 }
 
 impl Staged {
@@ -90,54 +98,87 @@ impl Staged {
     }
 }
 
-/// Remove the kept copy at `path` when no unfinished run names it any more.
-/// Call it under the write lock. Whether it was removed.
-pub(super) fn release(c: &Connection, path: &str) -> rusqlite::Result<bool> {
+/// The name a run's row gives the copy at `path`, when `path` is a file of
+/// the copies' folder `dir` (canonical) under whatever spelling.
+pub(super) fn name_of(path: &Path, dir: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let same = parent == dir || std::fs::canonicalize(parent).is_ok_and(|p| p == dir);
+    (same && !name.starts_with('.')).then(|| name.to_string())
+}
+
+/// Remove the kept copy `name` (a file name in the copies' folder `dir`)
+/// when no unfinished run names it any more. Call it under the write lock.
+/// Whether it was removed.
+pub(super) fn release(c: &Connection, dir: &Path, name: &str) -> rusqlite::Result<bool> {
+    // A name is one file of the folder, never a path out of it.
+    if Path::new(name).file_name().and_then(|n| n.to_str()) != Some(name) {
+        return Ok(false);
+    }
     let named: i64 =
-        c.query_row("SELECT COUNT(*) FROM runs WHERE kept_video = ?1 AND status = 'running'", params![path], |row| {
+        c.query_row("SELECT COUNT(*) FROM runs WHERE kept_video = ?1 AND status = 'running'", params![name], |row| {
             row.get(0)
         })?;
     if named > 0 {
         return Ok(false);
     }
-    match std::fs::remove_file(path) {
+    let path = dir.join(name);
+    match std::fs::remove_file(&path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => {
-            tracing::warn!(file = %path, error = %e, "cannot remove a kept video that no run needs any more");
+            tracing::warn!(file = %path.display(), error = %e, "cannot remove a kept video that no run needs any more");
             Ok(false)
         }
     }
 }
 
-/// Once the run `id` has ended: remove the kept copy it names, if no other
-/// unfinished run names it, under the write lock.
-pub(super) fn release_run(c: &mut Connection, id: i64) -> rusqlite::Result<()> {
+/// Once the run `id` has ended: remove the kept copy it names (in the
+/// copies' folder `dir`), if no other unfinished run names it, under the
+/// write lock. A journal in memory keeps no copies.
+pub(super) fn release_run(c: &mut Connection, dir: Option<&Path>, id: i64) -> rusqlite::Result<()> {
+    let Some(dir) = dir else { return Ok(()) };
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let kept: Option<String> = tx
         .query_row("SELECT kept_video FROM runs WHERE id = ?1 AND status != 'running'", params![id], |row| row.get(0))
         .optional()?
         .flatten();
-    if let Some(path) = kept {
-        release(&tx, &path)?;
+    if let Some(name) = kept {
+        release(&tx, dir, &name)?;
     }
     tx.commit()
 }
 
+/// The prefix of a copy being written, before its run is entered.
+pub(super) const INCOMING: &str = ".incoming-";
+
+/// How old a copy being written must be before a sweep takes it for one
+/// that a process left when it died between writing it and entering its run.
+const INCOMING_LEFT_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Remove every file in the copies' dir that no unfinished run names (what
-/// a process that died between a run's end and the removal left). Call it
-/// under the write lock. How many files were removed.
+/// a process that died between a run's end and the removal left), and the
+/// copies being written for more than an hour (a process died before its
+/// run was entered). Call it under the write lock. How many files were
+/// removed.
 pub(super) fn sweep(c: &Connection, dir: &Path) -> rusqlite::Result<u64> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
     let mut removed = 0;
     for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        // A copy being written by a run not yet entered is left alone.
-        if name.to_string_lossy().starts_with(".incoming-") || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
-        if release(c, &path.to_string_lossy())? {
+        // A copy being written by a run not yet entered is left alone, unless
+        // it was left long ago.
+        if name.starts_with(INCOMING) {
+            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|age| age > INCOMING_LEFT_AFTER) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        if release(c, dir, &name)? {
             removed += 1;
         }
     }
@@ -146,10 +187,9 @@ pub(super) fn sweep(c: &Connection, dir: &Path) -> rusqlite::Result<u64> {
 
 /// Version 3: each run stored with its video's bytes is rewritten as a hash
 /// and a path. An unfinished run's bytes are written out first (beside the
-/// journal at `file`), so it can still be resumed; a finished run keeps only
-/// the hash and the path its copy had.
-pub(super) fn migrate(c: &Connection, file: Option<&Path>) -> rusqlite::Result<()> {
-    let dir = file.map(dir_of);
+/// journal, in the copies' folder `dir`), so it can still be resumed; a
+/// finished run keeps only the hash and the path its copy had.
+pub(super) fn migrate(c: &Connection, dir: Option<&Path>) -> rusqlite::Result<()> {
     // One row in memory at a time: each may hold a whole video.
     let ids: Vec<i64> = c
         .prepare("SELECT id FROM runs WHERE instr(request, '\"kind\":\"bytes\"') > 0")?
@@ -163,14 +203,14 @@ pub(super) fn migrate(c: &Connection, file: Option<&Path>) -> rusqlite::Result<(
         let Ok(request) = stored_request(&text) else { continue };
         let VideoSource::Bytes { data, format } = &request.source else { continue };
         let running = status == "running";
-        let staged = stage(dir.as_deref().filter(|_| running), data, format.as_deref()).map_err(|e| failed(id, e))?;
-        let staged = match (running, &dir) {
+        let staged = stage(dir.filter(|_| running), data, format.as_deref()).map_err(|e| failed(id, e))?;
+        let staged = match (running, dir) {
             // A finished run names where its copy would be; none is written.
-            (false, Some(dir)) => Staged { path: dir.join(staged.path.file_name().unwrap_or_default()), ..staged },
+            (false, Some(dir)) => Staged { path: dir.join(&staged.name), ..staged },
             _ => staged,
         };
         let stored = serde_json::to_string(&staged.request(&request)).map_err(|e| failed(id, e))?;
-        let (hash, kept) = (staged.hash.clone(), staged.path.to_string_lossy().into_owned());
+        let (hash, kept) = (staged.hash.clone(), staged.name.clone());
         if running {
             staged.place().map_err(|e| failed(id, e))?;
         }
@@ -178,6 +218,22 @@ pub(super) fn migrate(c: &Connection, file: Option<&Path>) -> rusqlite::Result<(
             "UPDATE runs SET request = ?1, video_hash = COALESCE(video_hash, ?2), kept_video = ?3 WHERE id = ?4",
             params![stored, hash, running.then_some(kept), id],
         )?;
+    }
+    Ok(())
+}
+
+/// Version 4: a run's `kept_video` is its copy's file name, no longer the
+/// whole path (under the spelling of the journal's path its process used).
+pub(super) fn migrate_names(c: &Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, String)> = c
+        .prepare("SELECT id, kept_video FROM runs WHERE kept_video IS NOT NULL")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, kept) in rows {
+        let name = Path::new(&kept).file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name != kept {
+            c.execute("UPDATE runs SET kept_video = ?1 WHERE id = ?2", params![name, id])?;
+        }
     }
     Ok(())
 }

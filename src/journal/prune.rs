@@ -12,7 +12,8 @@
 //!   the daily caps (the gateway's `budget.max_usd_per_day` and each API
 //!   key's own) read the current UTC day's rows, and nothing reads older ones;
 //! - **reservations** that count no more: expired, or of a past day;
-//! - kept copies of videos given as bytes that no unfinished run names.
+//! - kept copies of videos given as bytes that no unfinished run names, and
+//!   copies left half-written for more than an hour (`.incoming-*`).
 //!
 //! API keys are never dropped. After the rows go, the freed pages are given
 //! back to the file system: with `PRAGMA incremental_vacuum` in a journal
@@ -69,7 +70,8 @@ pub struct JournalStats {
     pub bytes: u64,
     /// Of those, bytes in free pages, which a vacuum gives back.
     pub free_bytes: u64,
-    /// Kept copies of videos given as bytes, and their bytes.
+    /// Kept copies of videos given as bytes, and their bytes (copies still
+    /// being written left out).
     pub videos: u64,
     pub video_bytes: u64,
     /// The oldest entry of each table with a time (`units`, `runs`, `spend`), as a Unix time.
@@ -94,7 +96,7 @@ impl Journal {
         let now = now_s();
         let before = now.saturating_sub(i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX));
         let bytes_before = self.bytes_on_disk();
-        let videos = self.file.as_deref().map(kept::dir_of);
+        let videos = self.videos();
         let durable = self.is_durable();
         let (rows, units_kept, videos_removed, vacuum) = self.with(move |c| {
             let (rows, units_kept) = drop_old(c, before, now)?;
@@ -155,11 +157,13 @@ impl Journal {
             let free: i64 = c.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
             Ok((rows, oldest, spent, (page * free).max(0) as u64, auto_vacuum_mode(c)?))
         })?;
-        let (videos, video_bytes) = self.file.as_deref().map(kept::dir_of).map_or((0, 0), |dir| {
+        let (videos, video_bytes) = self.videos().map_or((0, 0), |dir| {
             std::fs::read_dir(dir)
                 .into_iter()
                 .flatten()
                 .flatten()
+                // A copy still being written (or left half-way) is no video kept.
+                .filter(|e| !e.file_name().to_string_lossy().starts_with(kept::INCOMING))
                 .filter_map(|e| e.metadata().ok())
                 .fold((0, 0), |(n, bytes), m| if m.is_file() { (n + 1, bytes + m.len()) } else { (n, bytes) })
         });
@@ -396,6 +400,25 @@ mod tests {
         assert_eq!(second.vacuum, "incremental");
         assert!(second.bytes_after < second.bytes_before, "{second:?}");
         assert_eq!(j.stats().unwrap().free_bytes, 0, "every free page given back");
+    }
+
+    #[test]
+    fn copies_left_half_written_are_not_counted_and_go_after_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+        let videos = dir.path().join("j.sqlite3.videos");
+        std::fs::create_dir_all(&videos).unwrap();
+        let (old, fresh) = (videos.join(".incoming-old"), videos.join(".incoming-fresh"));
+        std::fs::write(&old, [1u8; 100]).unwrap();
+        std::fs::write(&fresh, [2u8; 100]).unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        let stats = j.stats().unwrap();
+        assert_eq!((stats.videos, stats.video_bytes), (0, 0), "{stats:?}");
+        let pruned = j.prune(Duration::from_secs(DAY as u64)).unwrap();
+        assert_eq!(pruned.videos_removed, 1, "{pruned:?}");
+        assert!(!old.exists(), "left by a process that died before its run was entered");
+        assert!(fresh.exists(), "maybe still being written");
     }
 
     fn wait<T>(f: impl std::future::Future<Output = T>) -> T {

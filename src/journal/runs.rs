@@ -48,13 +48,13 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn record_outcome(&self, id: i64, status: &str, outcome: &serde_json::Value) -> Result<(), JournalError> {
-        let (status, outcome) = (status.to_string(), outcome.to_string());
+        let (status, outcome, videos) = (status.to_string(), outcome.to_string(), self.videos());
         self.with(move |c| {
             c.execute(
                 "UPDATE runs SET status = ?1, outcome = ?2, finished_unix_s = COALESCE(finished_unix_s, ?3) WHERE id = ?4",
                 params![status, outcome, now_s(), id],
             )?;
-            super::kept::release_run(c, id)
+            super::kept::release_run(c, videos.as_deref(), id)
         })
     }
 

@@ -161,7 +161,10 @@ fn an_unfinished_run_keeps_its_units_through_a_prune_and_resumes_from_its_kept_b
     let g = gateway(&path, &a);
     let work = runtime().spawn(async move { g.run(req).await });
     let deadline = Instant::now() + Duration::from_secs(120);
-    let watcher = Journal::open(&path).unwrap();
+    // Other processes open the journal under other spellings of its path.
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let watcher = Journal::open(&dir.path().join("link/journal.sqlite3")).unwrap();
     while a.calls() < 5 || watcher.units_for_video(&hash).unwrap() < 4 {
         assert!(Instant::now() < deadline, "the run reached its fifth frame");
         std::thread::sleep(Duration::from_millis(20));
@@ -180,7 +183,7 @@ fn an_unfinished_run_keeps_its_units_through_a_prune_and_resumes_from_its_kept_b
     assert_eq!(watcher.units_for_video(&hash).unwrap(), 4);
 
     let b = Arc::new(scripted("a"));
-    let g = gateway(&path, &b);
+    let g = gateway(&dir.path().join("sub/../journal.sqlite3"), &b);
     let report = block_on(g.resume(None)).unwrap();
     assert_eq!(report.observations.len(), 10);
     assert_eq!(report.reused_units, 4, "the four frames paid before the prune");
