@@ -4,9 +4,11 @@
 //! Whisper hears at most 30 s at a time and writes what it heard between
 //! timestamps: `<|0.00|> Hello there.<|1.80|><|1.80|> How are you?<|3.20|>`.
 //! When the sound goes on past the window, the last sentence is often cut:
-//! its text runs to the end without a closing timestamp. That text is not
-//! kept; the next window starts where the last whole piece ended, so the cut
-//! sentence is heard again, whole (as OpenAI's own decoder seeks).
+//! its text runs to the end without a closing timestamp, or Whisper stops
+//! early and leaves the last words unwritten. Neither is skipped: the next
+//! window starts where the last whole piece ended, so those words are heard
+//! again, whole. (OpenAI's decoder, and faster-whisper, skip to the window's
+//! end when the output ends on a single timestamp, and lose such words.)
 
 /// Text between two timestamps, in seconds from the window's start.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +31,9 @@ pub(crate) struct Window {
 /// A window that hears less than this much is taken as heard whole, so the
 /// next one always moves on.
 const MIN_STEP_S: f64 = 1.0;
+
+/// A piece that ends this close to the window's end may have been cut by it.
+const CUT_S: f64 = 0.5;
 
 enum Item<'a> {
     Time(f64),
@@ -93,17 +98,36 @@ pub(crate) fn read(decoded: &str, audio_s: f64, last: bool) -> Window {
         }
     }
     let tail = text.trim();
-    let heard_s = match (tail.is_empty(), closed_at) {
-        // Text cut at the window's end, after whole pieces: heard again in
-        // the next window, from where the last whole piece ended.
-        (false, Some(end)) if !last && end >= MIN_STEP_S => end,
-        (false, _) => {
+    if last {
+        if !tail.is_empty() {
             pieces.push(Piece { start_s: start.unwrap_or(0.0), end_s: audio_s, text: tail.to_string() });
-            audio_s
         }
-        (true, _) => audio_s,
-    };
-    Window { pieces, heard_s }
+        return Window { pieces, heard_s: audio_s };
+    }
+    // More sound follows: never skip what was not heard whole. Text left
+    // open at the end is heard again from where the last whole piece ended;
+    // a last piece that runs into the window's end may be cut too, so it is
+    // heard again from its start; and sound after the last piece (Whisper
+    // often stops early, ending on one timestamp, with words still to come)
+    // is heard again rather than skipped.
+    if let Some(end) = closed_at.filter(|_| !tail.is_empty()) {
+        if end >= MIN_STEP_S {
+            return Window { pieces, heard_s: end };
+        }
+    }
+    if tail.is_empty() {
+        if let Some(cut) = pieces.last().filter(|p| p.end_s >= audio_s - CUT_S && p.start_s >= MIN_STEP_S) {
+            let heard_s = cut.start_s;
+            pieces.pop();
+            return Window { pieces, heard_s };
+        }
+        if let Some(end) = closed_at.filter(|&end| end >= MIN_STEP_S) {
+            return Window { pieces, heard_s: end };
+        }
+    } else {
+        pieces.push(Piece { start_s: start.unwrap_or(0.0), end_s: audio_s, text: tail.to_string() });
+    }
+    Window { pieces, heard_s: audio_s }
 }
 
 #[cfg(test)]
@@ -115,10 +139,15 @@ mod tests {
     }
 
     #[test]
-    fn pieces_between_timestamps_are_read_and_the_whole_window_is_heard() {
-        let w = read("<|0.00|> Hello there.<|1.80|><|1.80|> How are you?<|3.20|>", 5.0, false);
+    fn pieces_between_timestamps_are_read_and_the_next_window_starts_after_the_last() {
+        let out = "<|0.00|> Hello there.<|1.80|><|1.80|> How are you?<|3.20|>";
+        let w = read(out, 30.0, false);
         assert_eq!(texts(&w), [(0.0, 1.8, "Hello there."), (1.8, 3.2, "How are you?")]);
-        assert_eq!(w.heard_s, 5.0);
+        // Whisper may stop early with words still to come: they are heard again.
+        assert_eq!(w.heard_s, 3.2);
+        // The last window is heard whole.
+        let w = read(out, 5.0, true);
+        assert_eq!((w.pieces.len(), w.heard_s), (2, 5.0));
     }
 
     #[test]
@@ -135,26 +164,37 @@ mod tests {
     }
 
     #[test]
-    fn text_without_any_whole_piece_is_kept_and_the_window_moves_on() {
+    fn a_last_piece_closed_at_the_window_s_end_is_heard_again_from_its_start() {
+        let w = read("<|0.00|> One.<|12.00|><|27.50|> At noon the sh<|30.00|>", 30.0, false);
+        assert_eq!(texts(&w), [(0.0, 12.0, "One.")]);
+        assert_eq!(w.heard_s, 27.5);
+    }
+
+    #[test]
+    fn a_window_always_moves_on() {
         let w = read("<|0.00|> It goes on and on", 30.0, false);
         assert_eq!(texts(&w), [(0.0, 30.0, "It goes on and on")]);
         assert_eq!(w.heard_s, 30.0);
         // No timestamps at all.
-        let w = read(" Plain text.", 4.0, false);
-        assert_eq!(texts(&w), [(0.0, 4.0, "Plain text.")]);
+        let w = read(" Plain text.", 30.0, false);
+        assert_eq!((texts(&w), w.heard_s), (vec![(0.0, 30.0, "Plain text.")], 30.0));
         // A whole piece too short to move on from: the window is taken whole.
         let w = read("<|0.00|> Hm.<|0.40|><|0.40|> and then", 30.0, false);
         assert_eq!(w.heard_s, 30.0);
         assert_eq!(w.pieces.len(), 2);
+        // One piece over the whole window.
+        let w = read("<|0.00|> All of it.<|30.00|>", 30.0, false);
+        assert_eq!((w.pieces.len(), w.heard_s), (1, 30.0));
+        // Nothing heard.
+        let w = read("", 30.0, false);
+        assert!(w.pieces.is_empty());
+        assert_eq!(w.heard_s, 30.0);
     }
 
     #[test]
     fn times_past_the_sound_are_held_to_it_and_other_tokens_are_left_out() {
         let w = read("<|en|><|0.00|> Hi.<|9.00|><|endoftext|>", 2.5, true);
         assert_eq!(texts(&w), [(0.0, 2.5, "Hi.")]);
-        let w = read("", 3.0, false);
-        assert!(w.pieces.is_empty());
-        assert_eq!(w.heard_s, 3.0);
         let w = read("<|0.00|> broken <|1.2", 3.0, true);
         assert_eq!(texts(&w), [(0.0, 3.0, "broken <|1.2")]);
     }
