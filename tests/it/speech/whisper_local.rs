@@ -284,7 +284,7 @@ fn vidgate_transcribe_writes_subtitles_with_the_local_profile() {
         srt.lines().filter(|l| !l.contains("-->") && l.parse::<u32>().is_err()).collect::<Vec<_>>().join(" ");
     let (rate, _) = wer(WEATHER, &text);
     assert!(rate <= 0.25, "WER {rate:.3}: {srt}");
-    let last_end = srt.lines().filter_map(|l| l.split_once(" --> ")).last().map(|(_, e)| ms(e)).unwrap();
+    let last_end = srt.lines().filter_map(|l| l.split_once(" --> ")).next_back().map(|(_, e)| ms(e)).unwrap();
     assert!(last_end.abs_diff(2_000 + speech_ms) <= 1_000, "{srt}");
 }
 
