@@ -11,6 +11,8 @@
 //! Whisper's 30 s window is heard window by window, each starting where the
 //! last whole piece of the one before ended ([`window`]).
 
+// Pure, and tested, in every build; used by the engine only with `whisper`.
+#[cfg_attr(not(feature = "whisper"), allow(dead_code))]
 pub(crate) mod window;
 
 #[cfg(feature = "whisper")]
