@@ -33,10 +33,32 @@ impl ModelFile {
     }
 }
 
+/// What a catalogue model does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A vision-language GGUF and its projector, for the `llama_local` backend.
+    #[default]
+    Vision,
+    /// A CTranslate2 Whisper directory, for the `whisper_local` speech backend.
+    Speech,
+}
+
+impl ModelKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelKind::Vision => "vision",
+            ModelKind::Speech => "speech",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogueModel {
     pub description: String,
+    #[serde(default)]
+    pub kind: ModelKind,
     #[serde(default)]
     pub default: bool,
     pub files: Vec<ModelFile>,
@@ -53,9 +75,9 @@ pub fn catalogue() -> BTreeMap<String, CatalogueModel> {
     toml::from_str::<CatalogueFile>(CATALOGUE).map(|c| c.models).unwrap_or_default()
 }
 
-/// The catalogue's default model.
+/// The catalogue's default (vision) model.
 pub fn default_model() -> Option<String> {
-    catalogue().into_iter().find(|(_, m)| m.default).map(|(name, _)| name)
+    catalogue().into_iter().find(|(_, m)| m.default && m.kind == ModelKind::Vision).map(|(name, _)| name)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +187,9 @@ pub fn catalogue_model_of(
     }
     let model = profile.model.clone().or_else(default_model).ok_or("no local model is configured")?;
     match catalogue().remove(&model) {
+        Some(entry) if entry.kind == ModelKind::Speech => Err(format!(
+            "providers.{name}.model `{model}` is a speech model: name it in a whisper_local profile of speech.chain"
+        )),
         Some(entry) => Ok(Some((model, entry))),
         None => Err(format!(
             "providers.{name}.model `{model}` is not in the catalogue (`vidgate models list`); or set providers.{name}.model_path"
@@ -223,6 +248,41 @@ pub fn with_installed_files(
     profile.model_path = Some(model_path);
     profile.mmproj_path = mmproj_path;
     Ok(profile)
+}
+
+/// The Whisper directory a `whisper_local` profile uses: its `model_path`,
+/// else the catalogue speech model it names, once downloaded.
+///
+/// # Errors
+/// No model is named, the one named is not a speech model of the
+/// catalogue, or it is not downloaded yet: the message names the command
+/// that fetches it.
+pub fn speech_model_dir(
+    name: &str,
+    profile: &crate::config::ProviderProfile,
+    config: &crate::config::Config,
+) -> Result<PathBuf, String> {
+    if let Some(path) = &profile.model_path {
+        return Ok(path.clone());
+    }
+    let model = profile.model.as_deref().ok_or_else(|| {
+        format!("providers.{name}.model is not set: name a speech model (`vidgate models list`) or set model_path")
+    })?;
+    let entry = catalogue().remove(model).filter(|m| m.kind == ModelKind::Speech).ok_or_else(|| {
+        format!(
+            "providers.{name}.model `{model}` is not a speech model of the catalogue (`vidgate models list`); \
+             or set providers.{name}.model_path to a CTranslate2 Whisper directory"
+        )
+    })?;
+    let cache = cache_dir(config);
+    match installed(&cache, model, &entry) {
+        Some(_) => Ok(model_dir(&cache, model)),
+        None => Err(format!(
+            "the speech model {model} is not downloaded: `vidgate models pull {model}` fetches it (into {}), \
+             or set providers.{name}.model_path to a Whisper directory (`fixtures/fetch.sh --model {model}` makes one)",
+            cache.display()
+        )),
+    }
 }
 
 /// Fetch every file of `model` from `base_url` into `cache/name/`.
@@ -390,10 +450,11 @@ mod tests {
     #[test]
     fn the_catalogue_parses_and_has_one_default_with_a_projector() {
         let models = catalogue();
-        assert!(models.len() >= 4, "{models:?}");
+        let vision: Vec<_> = models.iter().filter(|(_, m)| m.kind == ModelKind::Vision).collect();
+        assert!(vision.len() >= 4, "{models:?}");
         let defaults: Vec<_> = models.iter().filter(|(_, m)| m.default).collect();
         assert_eq!(defaults.len(), 1);
-        for (name, m) in &models {
+        for (name, m) in vision {
             let roles: Vec<&str> = m.files.iter().map(|f| f.role.as_str()).collect();
             assert_eq!(roles, ["model", "mmproj"], "{name}");
             assert!(m.files.iter().all(|f| f.file_name().ends_with(".gguf")), "{name}");
@@ -408,5 +469,34 @@ mod tests {
             }
         }
         assert_eq!(default_model().as_deref(), Some("smolvlm2-256m-video-instruct"));
+    }
+
+    #[test]
+    fn a_speech_model_is_a_whisper_directory_found_once_downloaded() {
+        let models = catalogue();
+        let whisper = &models["whisper-base"];
+        assert_eq!(whisper.kind, ModelKind::Speech);
+        let mut names: Vec<&str> = whisper.files.iter().map(ModelFile::file_name).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["config.json", "model.bin", "preprocessor_config.json", "tokenizer.json", "vocabulary.txt"]);
+        let cache = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.models.cache_dir = Some(cache.path().to_path_buf());
+        let profile = crate::config::ProviderProfile { model: Some("whisper-base".into()), ..Default::default() };
+        let err = speech_model_dir("whisper-local", &profile, &config).unwrap_err();
+        assert!(err.contains("`vidgate models pull whisper-base`"), "{err}");
+        let dir = model_dir(cache.path(), "whisper-base");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in names {
+            std::fs::write(dir.join(name), b"x").unwrap();
+            std::fs::write(sidecar(&dir.join(name)), "1 00\n").unwrap();
+        }
+        assert_eq!(speech_model_dir("whisper-local", &profile, &config).unwrap(), dir);
+        // A vision model is no speech model; model_path wins.
+        let vision = crate::config::ProviderProfile { model: Some("smolvlm2-256m-video-instruct".into()), ..profile };
+        let err = speech_model_dir("w", &vision, &config).unwrap_err();
+        assert!(err.contains("is not a speech model"), "{err}");
+        let own = crate::config::ProviderProfile { model_path: Some("/m".into()), ..vision };
+        assert_eq!(speech_model_dir("w", &own, &config).unwrap(), PathBuf::from("/m"));
     }
 }

@@ -14,7 +14,7 @@ use vidgate::models::{self, CatalogueModel, ModelError, PullProgress};
 pub enum ModelsCommand {
     /// The models vidgate can fetch, and which are installed.
     List,
-    /// Download a model and its vision projector into the cache (resumes an interrupted download).
+    /// Download a model's files (a GGUF and its vision projector, or a Whisper directory) into the cache (resumes an interrupted download).
     Pull {
         /// A name from `vidgate models list`.
         name: String,
@@ -36,7 +36,8 @@ pub async fn run(command: ModelsCommand, config: &Config) -> anyhow::Result<()> 
                     .map(|f| f.size)
                     .sum::<Option<u64>>()
                     .map_or_else(|| "?".to_string(), super::gigabytes);
-                writeln!(out, "{name:32} {state:10} {size:>8}  {}{default}", model.description)?;
+                let kind = model.kind.as_str();
+                writeln!(out, "{name:32} {kind:7} {state:10} {size:>8}  {}{default}", model.description)?;
             }
             writeln!(out, "\ncache: {}", cache.display())?;
         }

@@ -129,6 +129,7 @@ fn listed(name: &str, p: &ProviderProfile, config: &Config) -> Listed {
     let status = match p.protocol {
         None => Err(format!("providers.{name}.protocol is not set")),
         Some(Protocol::LlamaLocal) => local_status(name, p, config, &mut l),
+        Some(Protocol::WhisperLocal) => whisper_status(name, p, config),
         Some(_) => remote_status(name, p, &mut l),
     };
     (l.ready, l.status) = match status {
@@ -160,6 +161,17 @@ fn local_status(name: &str, p: &ProviderProfile, config: &Config, l: &mut Listed
             ))
         }
         None => Ok(format!("model downloaded into {}", models::cache_dir(config).display())),
+    }
+}
+
+fn whisper_status(name: &str, p: &ProviderProfile, config: &Config) -> Result<String, String> {
+    if !cfg!(feature = "whisper") {
+        return Err("this vidgate was built without Whisper in process (cargo feature `whisper`)".into());
+    }
+    let dir = models::speech_model_dir(name, p, config)?;
+    match vidgate::provider::whisper_local::missing_files(&dir) {
+        Some(missing) => Err(missing),
+        None => Ok(format!("Whisper model in {}", dir.display())),
     }
 }
 

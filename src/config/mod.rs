@@ -105,7 +105,7 @@ impl Config {
                         format!("no provider called `{name}`; known: {}", known.join(", ")),
                     ));
                 };
-                if profile.protocol == Some(Protocol::OpenaiTranscription) {
+                if profile.protocol.is_some_and(|p| p.is_speech()) {
                     return Err(Invalid::new(
                         format!("router.{key}"),
                         format!("`{name}` is a speech provider: name it in speech.chain"),
@@ -122,17 +122,17 @@ impl Config {
         }
         for name in &self.speech.chain {
             let protocol = self.providers.get(name).and_then(|p| p.protocol);
-            if protocol != Some(Protocol::OpenaiTranscription) {
+            if !protocol.is_some_and(|p| p.is_speech()) {
                 let speech: Vec<_> = self
                     .providers
                     .iter()
-                    .filter(|(_, p)| p.protocol == Some(Protocol::OpenaiTranscription))
+                    .filter(|(_, p)| p.protocol.is_some_and(|p| p.is_speech()))
                     .map(|(n, _)| n.as_str())
                     .collect();
                 return Err(Invalid::new(
                     "speech.chain",
                     format!(
-                        "`{name}` is not a speech provider (protocol \"openai_transcription\"); speech providers: {}",
+                        "`{name}` is not a speech provider (protocol \"openai_transcription\" or \"whisper_local\"); speech providers: {}",
                         speech.join(", ")
                     ),
                 ));

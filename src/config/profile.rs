@@ -23,12 +23,20 @@ pub enum Protocol {
     /// OpenAI's `/v1/audio/transcriptions` (speech to text), as OpenAI, Groq,
     /// a whisper.cpp server and vLLM serve it.
     OpenaiTranscription,
+    /// Whisper in process, on CTranslate2 weights (the `whisper` feature).
+    WhisperLocal,
 }
 
 impl Protocol {
     /// Every protocol, for messages that list them.
-    pub const ALL: [Protocol; 5] =
-        [Protocol::Gemini, Protocol::Openai, Protocol::LlamaLocal, Protocol::Anthropic, Protocol::OpenaiTranscription];
+    pub const ALL: [Protocol; 6] = [
+        Protocol::Gemini,
+        Protocol::Openai,
+        Protocol::LlamaLocal,
+        Protocol::Anthropic,
+        Protocol::OpenaiTranscription,
+        Protocol::WhisperLocal,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -37,7 +45,14 @@ impl Protocol {
             Protocol::LlamaLocal => "llama_local",
             Protocol::Anthropic => "anthropic",
             Protocol::OpenaiTranscription => "openai_transcription",
+            Protocol::WhisperLocal => "whisper_local",
         }
+    }
+
+    /// Whether it turns speech into text (a `speech.chain` member) rather
+    /// than answering about frames or videos.
+    pub fn is_speech(&self) -> bool {
+        matches!(self, Protocol::OpenaiTranscription | Protocol::WhisperLocal)
     }
 }
 

@@ -22,7 +22,7 @@ pub enum SpeechTrack {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpeechConfig {
-    /// Speech providers (profiles of protocol `openai_transcription`), tried
+    /// Speech providers (profiles of protocol `openai_transcription` or `whisper_local`), tried
     /// in order: the second takes a segment the first fails on.
     pub chain: Vec<String>,
     pub track: SpeechTrack,

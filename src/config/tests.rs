@@ -24,7 +24,7 @@ fn builtin_has_every_shipped_profile_with_prices_and_provenance() {
         assert!(p.protocol.is_some(), "{name}: protocol");
         assert!(p.prices_checked.is_some() && p.prices_source.is_some(), "{name}: provenance");
         let model = p.model.as_deref().unwrap_or_else(|| panic!("{name}: default model"));
-        if p.protocol == Some(Protocol::OpenaiTranscription) {
+        if p.protocol.is_some_and(|p| p.is_speech()) {
             let per_minute = p.model_profile(model).and_then(|m| m.audio_usd_per_minute);
             assert!(per_minute.is_some(), "{name}: price a minute of {model}");
         } else if p.protocol != Some(Protocol::LlamaLocal) {

@@ -306,6 +306,7 @@ impl Gateway {
                 crate::provider::transcription::Transcription::from_profile(name, profile, &self.config)
                     .map_err(|e| e.message)?,
             )),
+            Some(Protocol::WhisperLocal) => whisper_backend(name, profile, &self.config),
             None => Err(format!("providers.{name}.protocol is not set")),
         }
     }
@@ -354,6 +355,20 @@ fn planned_local(_: &str, _: &ProviderProfile, _: &Config) -> Option<Arc<dyn Pro
 fn local_backend(name: &str, _: &ProviderProfile, _: &Config) -> Result<Arc<dyn Provider>, String> {
     Err(format!(
         "provider `{name}` is the local llama.cpp backend, and this vidgate was built without it (cargo feature `local`)"
+    ))
+}
+
+#[cfg(feature = "whisper")]
+fn whisper_backend(name: &str, profile: &ProviderProfile, config: &Config) -> Result<Arc<dyn Provider>, String> {
+    Ok(Arc::new(
+        crate::provider::whisper_local::WhisperLocal::from_profile(name, profile, config).map_err(|e| e.message)?,
+    ))
+}
+
+#[cfg(not(feature = "whisper"))]
+fn whisper_backend(name: &str, _: &ProviderProfile, _: &Config) -> Result<Arc<dyn Provider>, String> {
+    Err(format!(
+        "provider `{name}` is Whisper in process, and this vidgate was built without it (cargo feature `whisper`)"
     ))
 }
 

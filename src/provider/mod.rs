@@ -18,6 +18,7 @@ pub mod setup;
 pub mod structured;
 pub mod transcription;
 pub(crate) mod usage;
+pub mod whisper_local;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use vidgate::models::{self, CatalogueModel, ModelFile};
+use vidgate::models::{self, CatalogueModel, ModelFile, ModelKind};
 
 use crate::util::*;
 
@@ -60,6 +60,7 @@ async fn serve(content: Arc<Vec<u8>>, cut_first_after: Option<usize>) -> (String
 fn test_model(sha256: Option<String>, size: Option<u64>) -> CatalogueModel {
     CatalogueModel {
         description: "test".into(),
+        kind: ModelKind::Vision,
         default: false,
         files: vec![ModelFile { role: "model".into(), path: "org/repo/resolve/main/tiny.gguf".into(), size, sha256 }],
     }

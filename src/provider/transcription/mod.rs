@@ -14,7 +14,7 @@ use crate::provider::executor::Executor;
 use crate::provider::{
     AudioClip, Capabilities, ErrorClass, Estimate, Job, JobInput, Provider, ProviderError, ProviderOutput, SetupError,
 };
-use crate::schema::Usage;
+use crate::schema::{Observation, TimeRange, Usage};
 
 /// A transcription endpoint, built from a profile.
 #[derive(Debug)]
@@ -168,6 +168,39 @@ impl Provider for Transcription {
             warnings,
         })
     }
+}
+
+/// What was heard in `clip`, as `(start, end, text)` with times in seconds
+/// from the clip's start, as observations in video time: shifted by the
+/// clip's start and held within the clip; a piece whose middle lies outside
+/// the part the clip owns is left to the neighbour that owns it, and empty
+/// text is dropped. Every speech backend's times go through here.
+pub(crate) fn in_video_time<'a>(
+    clip: &AudioClip,
+    heard: impl IntoIterator<Item = (f64, f64, &'a str)>,
+    provider: &str,
+    model: &str,
+) -> Vec<Observation> {
+    let at = |seconds: f64| -> u64 {
+        let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+        clip.range.start_ms.saturating_add(ms).min(clip.range.end_ms)
+    };
+    heard
+        .into_iter()
+        .filter_map(|(start, end, text)| {
+            let (start, end) = (at(start), at(end));
+            let end = end.max(start + 1);
+            let middle = start + (end - start) / 2;
+            let owned = clip.owned.contains(middle) || (middle == clip.owned.end_ms && middle == clip.range.end_ms);
+            let text = text.trim();
+            (owned && !text.is_empty()).then(|| Observation {
+                range: TimeRange { start_ms: start, end_ms: end },
+                text: text.to_string(),
+                provider: provider.to_string(),
+                model: Some(model.to_string()),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

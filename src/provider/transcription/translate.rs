@@ -99,9 +99,7 @@ pub(super) struct Transcript {
 }
 
 /// Read an answer for `clip`. Segment times are the clip's own, from its
-/// start: they are shifted by the clip's start, held within the clip, and
-/// a segment whose middle lies outside the part the clip owns is left to
-/// the neighbour that owns it. Segments Whisper itself marks as silence
+/// start: [`super::in_video_time`] puts them in the video. Segments Whisper itself marks as silence
 /// (`no_speech_prob` > 0.8 with `avg_logprob` < -1) are dropped.
 ///
 /// # Errors
@@ -120,33 +118,26 @@ pub(super) fn parse(body: &[u8], clip: &AudioClip, provider: &str, model: &str) 
     let sane = |s: &f64| s.is_finite() && *s >= 0.0;
     let billed_s =
         answer.usage.and_then(|u| u.seconds).filter(sane).or(answer.duration.filter(sane)).map(|s| s.min(sent_s));
-    let observation = |range: TimeRange, text: &str| Observation {
-        range,
-        text: text.trim().to_string(),
-        provider: provider.to_string(),
-        model: Some(model.to_string()),
-    };
-    let at = |seconds: f64| -> u64 {
-        let ms = (seconds.max(0.0) * 1000.0).round() as u64;
-        clip.range.start_ms.saturating_add(ms).min(clip.range.end_ms)
-    };
     let observations = match answer.segments {
         None => {
             let range =
                 TimeRange { start_ms: clip.owned.start_ms, end_ms: clip.owned.end_ms.max(clip.owned.start_ms + 1) };
-            vec![observation(range, &answer.text)]
+            vec![Observation {
+                range,
+                text: answer.text.trim().to_string(),
+                provider: provider.to_string(),
+                model: Some(model.to_string()),
+            }]
         }
-        Some(segments) => segments
-            .iter()
-            .filter(|s| !(s.no_speech_prob.unwrap_or(0.0) > 0.8 && s.avg_logprob.unwrap_or(0.0) < -1.0))
-            .filter_map(|s| {
-                let (start, end) = (at(s.start), at(s.end));
-                let end = end.max(start + 1);
-                let middle = start + (end - start) / 2;
-                let owned = clip.owned.contains(middle) || (middle == clip.owned.end_ms && middle == clip.range.end_ms);
-                owned.then(|| observation(TimeRange { start_ms: start, end_ms: end }, &s.text))
-            })
-            .collect(),
+        Some(segments) => super::in_video_time(
+            clip,
+            segments
+                .iter()
+                .filter(|s| !(s.no_speech_prob.unwrap_or(0.0) > 0.8 && s.avg_logprob.unwrap_or(0.0) < -1.0))
+                .map(|s| (s.start, s.end, s.text.as_str())),
+            provider,
+            model,
+        ),
     };
     Ok(Transcript { observations: observations.into_iter().filter(|o| !o.text.is_empty()).collect(), billed_s })
 }

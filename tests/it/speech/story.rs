@@ -25,9 +25,17 @@ const SPEECH_AT_MS: u64 = 3_000;
 /// length of the speech. `None` (skipped) only without espeak-ng under
 /// VIDGATE_ALLOW_SKIP=1.
 pub fn spoken_clip() -> Option<(PathBuf, u64)> {
-    let wav = clip_dir().join("fox.wav");
+    espeak_clip("speech-fox", SENTENCE, &[], SPEECH_AT_MS, 10)
+}
+
+/// `text` spoken by espeak-ng (with the `voice` arguments, e.g. `-v en-us
+/// -s 130`), `at_ms` into `seconds` of testsrc, as `NAME.mp4`; and the length
+/// of the speech in ms. `None` (skipped) only without espeak-ng under
+/// VIDGATE_ALLOW_SKIP=1.
+pub fn espeak_clip(name: &str, text: &str, voice: &[&str], at_ms: u64, seconds: u32) -> Option<(PathBuf, u64)> {
+    let wav = clip_dir().join(format!("{name}.wav"));
     if !wav.exists() {
-        let made = Command::new("espeak-ng").arg("-w").arg(&wav).arg(SENTENCE).status();
+        let made = Command::new("espeak-ng").args(voice).arg("-w").arg(&wav).arg(text).status();
         match made {
             Ok(s) if s.success() => {}
             _ => return require("espeak-ng (apt-get install espeak-ng)"),
@@ -36,10 +44,10 @@ pub fn spoken_clip() -> Option<(PathBuf, u64)> {
     let reader = hound::WavReader::open(&wav).unwrap();
     let speech_ms = u64::from(reader.duration()) * 1000 / u64::from(reader.spec().sample_rate);
     let wav_arg = wav.to_string_lossy().into_owned();
-    let delay = format!("[1:a]adelay={SPEECH_AT_MS}:all=1,apad[a]");
+    let delay = format!("[1:a]adelay={at_ms}:all=1,apad[a]");
     let clip = super::clip_with_sound(
-        "speech-fox.mp4",
-        10,
+        &format!("{name}.mp4"),
+        seconds,
         &["-i", &wav_arg, "-filter_complex", &delay, "-map", "0:v", "-map", "[a]"],
     );
     Some((clip, speech_ms))
