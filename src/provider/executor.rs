@@ -9,7 +9,8 @@
 //!   [`classify`](super::classify) function, with the facts the protocol's
 //!   error reader found in the body;
 //! - maps transport failures (a timeout may have been billed; no connection
-//!   means unreachable; a broken or oversized body);
+//!   means unreachable; a broken or oversized body; a streamed body whose
+//!   file failed was never sent whole, and is not billed);
 //! - removes the key or token, and URL credentials, from every error it makes;
 //! - sends a request refused with HTTP 401 once more with a new token, where
 //!   the credentials are a token that can be fetched anew;
@@ -197,6 +198,16 @@ impl Executor {
     /// A request that got no answer. `billed`: the provider may have started
     /// on it (a timeout or a broken connection after sending).
     fn send_error(&self, e: &reqwest::Error, url: &str, billed: bool) -> ProviderError {
+        if let Some(source) = SourceError::in_chain(e) {
+            // Our own file failed, not the network: the server never had the
+            // request whole, so nothing was billed and sending again reads
+            // the same file.
+            let mut err = self
+                .error(ErrorClass::Fatal, self.redact(&format!("the request was not sent whole: {source}")))
+                .with_cause(Cause::Other);
+            err.not_sent = true;
+            return err;
+        }
         let detail = self.redact(&crate::secret::redact_urls(&http::error_chain(e)));
         let mut err = if e.is_connect() {
             let mut err = self
@@ -252,6 +263,35 @@ pub struct Streamed {
     pub len: u64,
     pub content_type: &'static str,
     pub make: Box<dyn Fn() -> reqwest::Body + Send + Sync>,
+}
+
+/// A streamed body's source failed while the body was sent: its file could
+/// not be opened, or was not as long as the body announced. The request never
+/// went whole, so the failure is local, not the network's, and costs nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct SourceError {
+    /// The source, named for a person (a file's path).
+    pub what: String,
+    pub why: String,
+}
+
+impl SourceError {
+    pub fn new(what: impl Into<String>, why: impl Into<String>) -> Self {
+        Self { what: what.into(), why: why.into() }
+    }
+
+    /// The source error behind `e`, when a streamed body's source is what failed.
+    fn in_chain<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e SourceError> {
+        let mut next = Some(e);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<SourceError>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
 }
 
 impl std::fmt::Debug for Payload {
