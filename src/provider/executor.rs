@@ -16,8 +16,9 @@
 //!   the credentials are a token that can be fetched anew;
 //! - and, once the key is refused, refuses every later call of the run.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -44,6 +45,39 @@ pub type QuotaReader = fn(&HeaderMap) -> Option<Duration>;
 /// The `x-ratelimit-*` headers of OpenAI and most compatible servers.
 pub fn x_ratelimit_pause(headers: &HeaderMap) -> Option<Duration> {
     QuotaLeft::from_headers(headers).pause()
+}
+
+tokio::task_local! {
+    static WATCH: Arc<SendWatch>;
+}
+
+/// What the executor did within one call, for the layer that cuts the call
+/// off at its deadline: a call cut off before any request that may be billed
+/// went out (while its token was fetched, say) cost nothing.
+#[derive(Debug, Default)]
+pub struct SendWatch {
+    /// A request went through the executor. A provider that never uses it
+    /// (a local model) leaves this unset, and nothing is known.
+    used: AtomicBool,
+    /// A request that may be billed started to go out.
+    sent: AtomicBool,
+}
+
+impl SendWatch {
+    /// `call`, with what the executor sends within it noted here.
+    pub async fn watch<F: Future>(self: Arc<Self>, call: F) -> F::Output {
+        WATCH.scope(self, call).await
+    }
+
+    /// Whether the call is known to have sent nothing that may be billed.
+    pub fn nothing_billed_sent(&self) -> bool {
+        self.used.load(Ordering::SeqCst) && !self.sent.load(Ordering::SeqCst)
+    }
+
+    fn note(flag: fn(&SendWatch) -> &AtomicBool) {
+        // Outside a watched call there is nobody to tell.
+        let _ = WATCH.try_with(|watch| flag(watch).store(true, Ordering::SeqCst));
+    }
 }
 
 /// HTTP for one provider.
@@ -400,6 +434,9 @@ impl Request<'_> {
     async fn attempt(&self, token: Option<&Secret>) -> Result<reqwest::Response, ProviderError> {
         let exec = self.exec;
         exec.hold_off().await;
+        if self.billed {
+            SendWatch::note(|w| &w.sent);
+        }
         self.build(token).send().await.map_err(|e| exec.send_error(&e, &self.url, self.billed))
     }
 
@@ -413,6 +450,7 @@ impl Request<'_> {
     /// within the cap.
     pub async fn send(self) -> Result<Answer, ProviderError> {
         let exec = self.exec;
+        SendWatch::note(|w| &w.used);
         exec.check_enabled()?;
         let token = match self.authorised {
             true => exec.auth.token(&exec.provider).await.map_err(|e| exec.redacted(e))?,
