@@ -388,6 +388,27 @@ fn a_large_video_is_uploaded_once_and_reused() {
     });
 }
 
+/// A video that grew past the inline limit after it was measured: the size
+/// the body would announce is checked again, and the video is uploaded.
+#[test]
+fn a_video_grown_past_the_inline_limit_since_it_was_measured_is_uploaded() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let mut p = profile(&server, "grown");
+        p.inline_max_bytes = Some(50_000);
+        let clip = testsrc_10s();
+        let size = std::fs::metadata(&clip).unwrap().len();
+        let mut job = video_job(&clip);
+        if let JobInput::Video { size_bytes, .. } = &mut job.input {
+            *size_bytes = 10_000;
+        }
+        run_with(backend(&p), &p, &job).await.result.unwrap();
+        let state = fake.state();
+        assert_eq!((state.uploads_started, state.received), (1, size), "uploaded, not inline");
+        assert!(parts(&state.generate[0])[0]["inlineData"].is_null());
+    });
+}
+
 /// The upload record is keyed by the content hash the job carries (the
 /// run's): the file is not read again for it.
 #[test]
