@@ -34,8 +34,8 @@ pub use merge::MergeConfig;
 pub use models::ModelsConfig;
 pub use profile::{
     AuthScheme, ImageDetail, ImageTokenRule, ModelProfile, OutputCapField, Price, Protocol, ProviderProfile,
-    RateLimits, VideoPart, VideoSampling, DEFAULT_INLINE_BYTES, DEFAULT_TOKEN_LIFETIME_S, MAX_INLINE_BYTES,
-    MAX_TOKEN_LIFETIME_S,
+    RateLimits, VideoPart, VideoSampling, DEFAULT_INLINE_BYTES, DEFAULT_TOKEN_LIFETIME_S, INLINE_REQUEST_LIMIT,
+    MAX_INLINE_BYTES, MAX_TOKEN_LIFETIME_S,
 };
 pub use retry::RetryConfig;
 pub use router::{RouteAlias, RouterConfig, TASKS};

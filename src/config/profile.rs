@@ -275,9 +275,13 @@ pub struct RateLimits {
 pub const DEFAULT_TOKEN_LIFETIME_S: f64 = 3000.0;
 /// The longest `token_lifetime_s`: twelve hours, the longest an access token lives.
 pub const MAX_TOKEN_LIFETIME_S: f64 = 43_200.0;
-/// The largest `inline_max_bytes`: the Gemini API's limit on a request with
-/// the video inline (100 MB). Larger videos go through the Files API.
-pub const MAX_INLINE_BYTES: u64 = 100_000_000;
+/// The Gemini API's limit on a request with the video inline: 100 MB.
+pub const INLINE_REQUEST_LIMIT: u64 = 100_000_000;
+/// The largest `inline_max_bytes`, a file's size: the largest file whose
+/// request fits [`INLINE_REQUEST_LIMIT`]. Its base64 (4 bytes for every 3)
+/// takes 98,666,668 bytes, which leaves over 1.3 MB for the JSON around it.
+/// Larger videos go through the Files API.
+pub const MAX_INLINE_BYTES: u64 = 74_000_000;
 /// `inline_max_bytes` when the profile does not set it.
 pub const DEFAULT_INLINE_BYTES: u64 = 20_000_000;
 
@@ -347,7 +351,8 @@ pub struct ProviderProfile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_lifetime_s: Option<f64>,
     /// Send the video inline up to this size in bytes; upload above it
-    /// (default 20 MB, at most the API's inline limit of 100 MB).
+    /// (default 20 MB, at most 74 MB: the file's base64 and the JSON around
+    /// it must fit the API's limit of 100 MB on the request).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_max_bytes: Option<u64>,
     /// Give up waiting for an uploaded file to become ACTIVE after this many
@@ -478,7 +483,8 @@ impl ProviderProfile {
             return Err(Invalid::new(
                 "inline_max_bytes",
                 format!(
-                    "{bytes} is over the API's inline limit of {MAX_INLINE_BYTES} bytes (100 MB): \
+                    "{bytes} is over {MAX_INLINE_BYTES} bytes, the largest file whose base64 fits the API's \
+                     limit of {INLINE_REQUEST_LIMIT} bytes (100 MB) on a request with the video inline: \
                      larger videos go through the Files API"
                 ),
             ));

@@ -226,13 +226,14 @@ fn a_token_lifetime_out_of_range_names_its_key_and_limit() {
 
 #[test]
 fn inline_max_bytes_is_capped_at_the_apis_inline_limit() {
-    let (err, f) = load_file("[providers.gemini]\ninline_max_bytes = 100000001\n");
+    // A file of 100 MB makes a request of 133 MB: its base64 must fit the 100 MB.
+    let (err, f) = load_file("[providers.gemini]\ninline_max_bytes = 100000000\n");
     let msg = err.unwrap_err().to_string();
     assert!(msg.contains("key `providers.gemini.inline_max_bytes`"), "{msg}");
-    assert!(msg.contains("100000001 is over the API's inline limit of 100000000 bytes"), "{msg}");
+    assert!(msg.contains("100000000 is over 74000000 bytes, the largest file whose base64 fits"), "{msg}");
     assert!(msg.contains(&f.path().display().to_string()), "{msg}");
-    let (ok, _f) = load_file("[providers.gemini]\ninline_max_bytes = 100000000\n");
-    assert_eq!(ok.unwrap().providers["gemini"].inline_max_bytes, Some(100_000_000));
+    let (ok, _f) = load_file("[providers.gemini]\ninline_max_bytes = 74000000\n");
+    assert_eq!(ok.unwrap().providers["gemini"].inline_max_bytes, Some(74_000_000));
     assert_eq!(Config::builtin().unwrap().providers["gemini"].inline_max_bytes, Some(DEFAULT_INLINE_BYTES));
 }
 

@@ -20,6 +20,9 @@ const TOKEN_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 /// Tokens remembered to be scrubbed from text: the one in use and the last.
 const REMEMBERED: usize = 2;
+/// How long a failed fetch stands: the callers who waited on it, and any
+/// that come meanwhile, get its error instead of running the command again.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The credentials of one provider.
 #[derive(Debug)]
@@ -42,17 +45,30 @@ pub struct TokenSource {
     command: Option<Vec<String>>,
     /// How long a token is used when its source does not say.
     lifetime: Duration,
-    /// The token in use. Held while a new one is fetched, so that callers
-    /// who need one meanwhile wait for that fetch instead of starting theirs.
-    current: tokio::sync::Mutex<Option<Held>>,
+    /// The token in use, and the last fetch that failed. Held while a new
+    /// one is fetched, so that callers who need one meanwhile wait for that
+    /// fetch instead of starting theirs.
+    current: tokio::sync::Mutex<Current>,
     /// The tokens handed out lately, newest last, for scrubbing text without waiting.
     recent: Mutex<Vec<Secret>>,
+}
+
+#[derive(Default)]
+struct Current {
+    held: Option<Held>,
+    failed: Option<Box<Failed>>,
 }
 
 struct Held {
     token: Secret,
     /// When to fetch the next one.
     renew_at: Instant,
+}
+
+/// A fetch that failed, and when.
+struct Failed {
+    error: ProviderError,
+    at: Instant,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -71,7 +87,7 @@ impl TokenSource {
     /// Tokens from `env`, else from `command`, each used for `lifetime`
     /// unless the command's output says when it expires.
     pub fn new(env: Option<String>, command: Option<Vec<String>>, lifetime: Duration) -> Self {
-        Self { env, command, lifetime, current: tokio::sync::Mutex::new(None), recent: Mutex::new(Vec::new()) }
+        Self { env, command, lifetime, current: tokio::sync::Mutex::default(), recent: Mutex::new(Vec::new()) }
     }
 
     /// The token source `profile` names (`token_env`, `token_command`, `token_lifetime_s`).
@@ -83,7 +99,7 @@ impl TokenSource {
     /// The token in use, fetched anew when it is due.
     pub(super) async fn token(&self, provider: &str) -> Result<Secret, ProviderError> {
         let mut current = self.current.lock().await;
-        if let Some(held) = current.as_ref().filter(|h| Instant::now() < h.renew_at) {
+        if let Some(held) = current.held.as_ref().filter(|h| Instant::now() < h.renew_at) {
             return Ok(held.token.clone());
         }
         self.renew(&mut current, provider).await
@@ -93,16 +109,29 @@ impl TokenSource {
     /// anew, unless another call already replaced it.
     pub(super) async fn replace(&self, refused: &Secret, provider: &str) -> Result<Secret, ProviderError> {
         let mut current = self.current.lock().await;
-        if let Some(held) = current.as_ref().filter(|h| h.token != *refused && Instant::now() < h.renew_at) {
+        if let Some(held) = current.held.as_ref().filter(|h| h.token != *refused && Instant::now() < h.renew_at) {
             return Ok(held.token.clone());
         }
         self.renew(&mut current, provider).await
     }
 
-    async fn renew(&self, current: &mut Option<Held>, provider: &str) -> Result<Secret, ProviderError> {
-        let (token, life) = self.fetch(provider).await?;
+    /// A new token, unless a fetch failed lately: then that fetch's error,
+    /// for [`FAILURE_BACKOFF`], so that a failing or hanging command runs
+    /// once for every caller, not once for each in turn.
+    async fn renew(&self, current: &mut Current, provider: &str) -> Result<Secret, ProviderError> {
+        if let Some(failed) = current.failed.as_ref().filter(|f| f.at.elapsed() < FAILURE_BACKOFF) {
+            return Err(failed.error.clone());
+        }
+        let (token, life) = match self.fetch(provider).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                current.failed = Some(Box::new(Failed { error: error.clone(), at: Instant::now() }));
+                return Err(error);
+            }
+        };
         tracing::debug!(provider, "fetched a bearer token, used for {life:?}");
-        *current = Some(Held { token: token.clone(), renew_at: Instant::now() + life });
+        current.failed = None;
+        current.held = Some(Held { token: token.clone(), renew_at: Instant::now() + life });
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.retain(|t| *t != token);
         recent.push(token.clone());
@@ -114,7 +143,7 @@ impl TokenSource {
     /// Whether the token in use is due to be fetched again (none is held,
     /// or its time is up); `false` while a fetch is under way.
     fn due(&self) -> bool {
-        self.current.try_lock().is_ok_and(|held| held.as_ref().is_none_or(|h| Instant::now() >= h.renew_at))
+        self.current.try_lock().is_ok_and(|c| c.held.as_ref().is_none_or(|h| Instant::now() >= h.renew_at))
     }
 
     /// `text` without any token handed out lately.
@@ -123,9 +152,14 @@ impl TokenSource {
         recent.iter().fold(text.to_string(), |text, token| token.redact(&text))
     }
 
-    /// A token and how long to use it.
+    /// A token and how long to use it. A failure is raised before any
+    /// request is sent: it costs nothing.
     async fn fetch(&self, provider: &str) -> Result<(Secret, Duration), ProviderError> {
-        let fail = |message: String| ProviderError::new(provider, ErrorClass::FallBack, message);
+        let fail = |message: String| {
+            let mut err = ProviderError::new(provider, ErrorClass::FallBack, message);
+            err.not_sent = true;
+            err
+        };
         if let Some(token) = self.env.as_deref().and_then(Secret::from_env) {
             return Ok((token, self.lifetime));
         }
@@ -312,6 +346,30 @@ mod tests {
             let err = read(output).unwrap_err();
             assert!(!err.contains("secret-token"), "{err}");
         }
+    }
+
+    /// A failing command under many callers at once runs once: those who
+    /// waited on it get its error, and so does anyone who asks within the
+    /// backoff; after it, the command runs again.
+    #[tokio::test]
+    async fn a_failed_fetch_stands_for_its_waiters_until_the_backoff_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let script = format!("echo run >> '{}'; sleep 0.2; echo 'not logged in' >&2; exit 3", runs.display());
+        let source = TokenSource::new(None, Some(vec!["sh".into(), "-c".into(), script]), HOUR);
+        let ran = || std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+        let tokens = futures_util::future::join_all((0..6).map(|_| source.token("vertex"))).await;
+        for token in tokens {
+            let err = token.unwrap_err();
+            assert!(err.message.contains("the token command `sh` gave no token") && err.not_sent, "{err}");
+        }
+        assert_eq!(ran(), 1, "one run for every caller");
+        let refused = Secret::new("ya29.old");
+        assert!(source.replace(&refused, "vertex").await.is_err());
+        assert_eq!(ran(), 1, "not again within the backoff");
+        tokio::time::sleep(FAILURE_BACKOFF).await;
+        assert!(source.token("vertex").await.is_err());
+        assert_eq!(ran(), 2, "again after it");
     }
 
     #[tokio::test]

@@ -9,14 +9,16 @@
 //!   [`classify`](super::classify) function, with the facts the protocol's
 //!   error reader found in the body;
 //! - maps transport failures (a timeout may have been billed; no connection
-//!   means unreachable; a broken or oversized body);
+//!   means unreachable; a broken or oversized body; a streamed body whose
+//!   file failed was never sent whole, and is not billed);
 //! - removes the key or token, and URL credentials, from every error it makes;
 //! - sends a request refused with HTTP 401 once more with a new token, where
 //!   the credentials are a token that can be fetched anew;
 //! - and, once the key is refused, refuses every later call of the run.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -43,6 +45,39 @@ pub type QuotaReader = fn(&HeaderMap) -> Option<Duration>;
 /// The `x-ratelimit-*` headers of OpenAI and most compatible servers.
 pub fn x_ratelimit_pause(headers: &HeaderMap) -> Option<Duration> {
     QuotaLeft::from_headers(headers).pause()
+}
+
+tokio::task_local! {
+    static WATCH: Arc<SendWatch>;
+}
+
+/// What the executor did within one call, for the layer that cuts the call
+/// off at its deadline: a call cut off before any request that may be billed
+/// went out (while its token was fetched, say) cost nothing.
+#[derive(Debug, Default)]
+pub struct SendWatch {
+    /// A request went through the executor. A provider that never uses it
+    /// (a local model) leaves this unset, and nothing is known.
+    used: AtomicBool,
+    /// A request that may be billed started to go out.
+    sent: AtomicBool,
+}
+
+impl SendWatch {
+    /// `call`, with what the executor sends within it noted here.
+    pub async fn watch<F: Future>(self: Arc<Self>, call: F) -> F::Output {
+        WATCH.scope(self, call).await
+    }
+
+    /// Whether the call is known to have sent nothing that may be billed.
+    pub fn nothing_billed_sent(&self) -> bool {
+        self.used.load(Ordering::SeqCst) && !self.sent.load(Ordering::SeqCst)
+    }
+
+    fn note(flag: fn(&SendWatch) -> &AtomicBool) {
+        // Outside a watched call there is nobody to tell.
+        let _ = WATCH.try_with(|watch| flag(watch).store(true, Ordering::SeqCst));
+    }
 }
 
 /// HTTP for one provider.
@@ -197,6 +232,16 @@ impl Executor {
     /// A request that got no answer. `billed`: the provider may have started
     /// on it (a timeout or a broken connection after sending).
     fn send_error(&self, e: &reqwest::Error, url: &str, billed: bool) -> ProviderError {
+        if let Some(source) = SourceError::in_chain(e) {
+            // Our own file failed, not the network: the server never had the
+            // request whole, so nothing was billed and sending again reads
+            // the same file.
+            let mut err = self
+                .error(ErrorClass::Fatal, self.redact(&format!("the request was not sent whole: {source}")))
+                .with_cause(Cause::Other);
+            err.not_sent = true;
+            return err;
+        }
         let detail = self.redact(&crate::secret::redact_urls(&http::error_chain(e)));
         let mut err = if e.is_connect() {
             let mut err = self
@@ -252,6 +297,35 @@ pub struct Streamed {
     pub len: u64,
     pub content_type: &'static str,
     pub make: Box<dyn Fn() -> reqwest::Body + Send + Sync>,
+}
+
+/// A streamed body's source failed while the body was sent: its file could
+/// not be opened, or was not as long as the body announced. The request never
+/// went whole, so the failure is local, not the network's, and costs nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct SourceError {
+    /// The source, named for a person (a file's path).
+    pub what: String,
+    pub why: String,
+}
+
+impl SourceError {
+    pub fn new(what: impl Into<String>, why: impl Into<String>) -> Self {
+        Self { what: what.into(), why: why.into() }
+    }
+
+    /// The source error behind `e`, when a streamed body's source is what failed.
+    fn in_chain<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e SourceError> {
+        let mut next = Some(e);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<SourceError>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
 }
 
 impl std::fmt::Debug for Payload {
@@ -360,6 +434,9 @@ impl Request<'_> {
     async fn attempt(&self, token: Option<&Secret>) -> Result<reqwest::Response, ProviderError> {
         let exec = self.exec;
         exec.hold_off().await;
+        if self.billed {
+            SendWatch::note(|w| &w.sent);
+        }
         self.build(token).send().await.map_err(|e| exec.send_error(&e, &self.url, self.billed))
     }
 
@@ -373,6 +450,7 @@ impl Request<'_> {
     /// within the cap.
     pub async fn send(self) -> Result<Answer, ProviderError> {
         let exec = self.exec;
+        SendWatch::note(|w| &w.used);
         exec.check_enabled()?;
         let token = match self.authorised {
             true => exec.auth.token(&exec.provider).await.map_err(|e| exec.redacted(e))?,

@@ -172,6 +172,19 @@ pub(crate) fn profile(server: &MockServer, test: &str) -> ProviderProfile {
     }
 }
 
+/// The profile of a Vertex AI project `proj-1` on `server`, its bearer
+/// token `token` read from a variable of its own.
+fn vertex_profile(server: &MockServer, test: &str, token: &str) -> ProviderProfile {
+    let var = format!("VIDGATE_VERTEX_TOKEN_{}", test.to_uppercase().replace('-', "_"));
+    std::env::set_var(&var, token);
+    let mut p = profile(server, test);
+    p.auth = Some(AuthScheme::Bearer);
+    p.api_key_env = None;
+    p.project = Some("proj-1".into());
+    p.token_env = Some(var);
+    p
+}
+
 pub(crate) fn video_job(path: &std::path::Path) -> Job {
     let info = probe(path);
     Job {
@@ -304,6 +317,50 @@ fn an_inline_video_of_many_pieces_arrives_whole() {
     });
 }
 
+/// A video cut short after it was measured, between a send and the resend
+/// with a new token: the resend breaks off, naming the file, and is neither
+/// sent again nor charged, since the server never had it whole.
+#[test]
+fn a_video_cut_short_while_it_is_sent_is_neither_retried_nor_charged() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    runtime().block_on(async {
+        let server = MockServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("cut-short.mp4");
+        std::fs::write(&video, vec![7u8; 300_000]).unwrap();
+        // The first send is refused (401), and the file cut meanwhile; any later one is answered.
+        let (cut, sends) = (video.clone(), AtomicU32::new(0));
+        Mock::given(method("POST"))
+            .respond_with(move |_: &Request| {
+                if sends.fetch_add(1, Ordering::SeqCst) > 0 {
+                    return ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json"));
+                }
+                std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(1000).unwrap();
+                ResponseTemplate::new(401)
+                    .set_body_json(json!({"error": {"code": 401, "message": "expired", "status": "UNAUTHENTICATED"}}))
+            })
+            .mount(&server)
+            .await;
+        let p = vertex_profile(&server, "cut-short", "ya29.cut-token");
+        let mut job = video_job(&testsrc_10s());
+        if let JobInput::Video { path, size_bytes, .. } = &mut job.input {
+            *path = video.clone();
+            *size_bytes = 300_000;
+        }
+        let mut config = Config::default();
+        config.retry.max_attempts = 3;
+        let budget = Budget::new(1.0);
+        let log = AttemptLog::default();
+        let stack = policy::standard_stack(backend(&p), &p, &config, budget.clone(), log.clone());
+        let err = stack.run(&job).await.unwrap_err();
+        assert!(err.message.contains("cut-short.mp4") && err.message.contains("shorter"), "{err}");
+        assert!(err.not_sent && !err.maybe_billed && !err.is_retryable(), "{err:?}");
+        assert_eq!(budget.spent(), 0.0, "nothing charged for a request the server never had whole");
+        assert_eq!(log.snapshot().len(), 1, "not tried again");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1, "the 401 alone");
+    });
+}
+
 #[test]
 fn a_large_video_is_uploaded_once_and_reused() {
     runtime().block_on(async {
@@ -328,6 +385,27 @@ fn a_large_video_is_uploaded_once_and_reused() {
         assert_eq!(state.uploads_started, 1, "the second request reuses the upload");
         assert_eq!(state.generate.len(), 2);
         assert!(state.urls.iter().all(|u| !u.contains(KEY)));
+    });
+}
+
+/// A video that grew past the inline limit after it was measured: the size
+/// the body would announce is checked again, and the video is uploaded.
+#[test]
+fn a_video_grown_past_the_inline_limit_since_it_was_measured_is_uploaded() {
+    runtime().block_on(async {
+        let (server, fake) = fake(Processing::ActiveAfter(1)).await;
+        let mut p = profile(&server, "grown");
+        p.inline_max_bytes = Some(50_000);
+        let clip = testsrc_10s();
+        let size = std::fs::metadata(&clip).unwrap().len();
+        let mut job = video_job(&clip);
+        if let JobInput::Video { size_bytes, .. } = &mut job.input {
+            *size_bytes = 10_000;
+        }
+        run_with(backend(&p), &p, &job).await.result.unwrap();
+        let state = fake.state();
+        assert_eq!((state.uploads_started, state.received), (1, size), "uploaded, not inline");
+        assert!(parts(&state.generate[0])[0]["inlineData"].is_null());
     });
 }
 
@@ -497,13 +575,8 @@ fn vertex_uses_a_bearer_token_and_its_model_path() {
             .respond_with(ResponseTemplate::new(200).set_body_json(recorded("inline_video.response.json")))
             .mount(&server)
             .await;
-        std::env::set_var("VIDGATE_VERTEX_TOKEN_TEST", "ya29.vertex-token");
-        let mut p = profile(&server, "vertex");
-        p.auth = Some(AuthScheme::Bearer);
-        p.api_key_env = None;
-        p.project = Some("proj-1".into());
+        let mut p = vertex_profile(&server, "vertex", "ya29.vertex-token");
         p.location = Some("europe-west4".into());
-        p.token_env = Some("VIDGATE_VERTEX_TOKEN_TEST".into());
         let r = run_with(backend(&p), &p, &video_job(&testsrc_10s())).await;
         r.result.unwrap();
         let sent = &server.received_requests().await.unwrap()[0];

@@ -13,6 +13,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use vidgate::config::{AuthScheme, Config, ProviderProfile};
 use vidgate::gateway::Gateway;
 use vidgate::journal::Journal;
+use vidgate::policy::{self, AttemptLog, Budget};
+use vidgate::provider::ProviderError;
 use vidgate::schema::{Outcome, SamplingMode, SamplingPlan, Task, VideoRequest};
 
 use crate::gemini::{backend, profile, recorded, run_with, video_job};
@@ -211,6 +213,66 @@ fn a_token_refused_after_the_resend_counts_as_refused_until_the_next_is_due() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         run_with(gemini, &p, &job).await.result.unwrap();
         assert_eq!(mints(&counter), 3, "a new token, once due, and the call goes through");
+    });
+}
+
+/// `runs` concurrent calls through one stack on the provider of `p`, with
+/// the budget they were charged to.
+async fn calls_at_once(p: &ProviderProfile, runs: usize) -> (Vec<ProviderError>, Budget) {
+    let mut config = Config::default();
+    config.retry.max_attempts = 3;
+    let budget = Budget::new(1.0);
+    let stack = policy::standard_stack(backend(p), p, &config, budget.clone(), AttemptLog::default());
+    let jobs: Vec<_> = (0..runs)
+        .map(|i| {
+            let mut job = video_job(&testsrc_10s());
+            job.prompt = format!("Describe the video, call {i}.").into();
+            job
+        })
+        .collect();
+    let results = futures_util::future::join_all(jobs.iter().map(|job| stack.run(job))).await;
+    (results.into_iter().map(Result::unwrap_err).collect(), budget)
+}
+
+/// Every call failed saying `why`, unsent and uncharged; nothing reached `fake`.
+fn all_failed_unsent(errors: &[ProviderError], budget: &Budget, fake: &Vertex, why: &str) {
+    for err in errors {
+        assert!(err.message.contains(why), "{err}");
+        assert!(err.not_sent && !err.maybe_billed, "{err:?}");
+    }
+    assert_eq!(budget.spent(), 0.0, "nothing was sent, nothing charged");
+    let state = fake.state();
+    assert_eq!(state.served + state.refused, 0, "nothing reached the server");
+}
+
+/// A token command that fails, under several calls at once: it runs once,
+/// every call fails with its error, and nothing is charged.
+#[test]
+fn a_failing_token_command_runs_once_for_the_calls_waiting_on_it_and_costs_nothing() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let (server, fake) = vertex(&dir.path().join("count"), Duration::from_secs(600), Duration::ZERO).await;
+        let script = format!("echo run >> '{}'; sleep 0.3; echo 'not logged in' >&2; exit 3", runs.display());
+        let p = vertex_profile(&server, "failing", vec!["sh".into(), "-c".into(), script]);
+        let (errors, budget) = calls_at_once(&p, 4).await;
+        all_failed_unsent(&errors, &budget, &fake, "the token command `sh` gave no token");
+        assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1, "the command ran once");
+    });
+}
+
+/// A token command that hangs past the calls' deadline: they are cut off
+/// before anything was sent, and are not charged.
+#[test]
+fn calls_cut_off_while_their_token_is_fetched_cost_nothing() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, fake) = vertex(&dir.path().join("count"), Duration::from_secs(600), Duration::ZERO).await;
+        let command = vec!["sh".into(), "-c".into(), "exec sleep 20".into()];
+        let mut p = vertex_profile(&server, "hanging", command);
+        p.timeout_s = Some(0.3);
+        let (errors, budget) = calls_at_once(&p, 3).await;
+        all_failed_unsent(&errors, &budget, &fake, "before the request was sent");
     });
 }
 

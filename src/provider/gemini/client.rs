@@ -15,7 +15,8 @@ use super::inline::{self, InlineBody};
 use super::translate::{self, ParsedAnswer, RequestOptions, VideoPart};
 use super::{cost, status};
 use crate::config::{
-    AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile, DEFAULT_INLINE_BYTES, MAX_INLINE_BYTES,
+    AuthScheme, Config, ModelProfile, Price, Protocol, ProviderProfile, DEFAULT_INLINE_BYTES, INLINE_REQUEST_LIMIT,
+    MAX_INLINE_BYTES,
 };
 use crate::provider::auth::{self, Auth, TokenSource};
 use crate::provider::executor::{Executor, Streamed};
@@ -65,8 +66,9 @@ impl Gemini {
         let inline_max_bytes = profile.inline_max_bytes.unwrap_or(DEFAULT_INLINE_BYTES);
         if inline_max_bytes > MAX_INLINE_BYTES {
             return Err(fail(format!(
-                "providers.{name}.inline_max_bytes: {inline_max_bytes} is over the API's inline limit of \
-                 {MAX_INLINE_BYTES} bytes (100 MB)"
+                "providers.{name}.inline_max_bytes: {inline_max_bytes} is over {MAX_INLINE_BYTES} bytes, the \
+                 largest file whose base64 fits the API's limit of {INLINE_REQUEST_LIMIT} bytes (100 MB) on a \
+                 request with the video inline"
             )));
         }
         let auth = profile.auth_scheme();
@@ -201,14 +203,19 @@ impl Gemini {
         sha256: Option<&str>,
     ) -> Result<Option<(VideoBytes, String)>, ProviderError> {
         let mime = files::mime_type(path).to_string();
+        let mut size = size;
         if size <= self.inline_max_bytes {
-            // Its length as it is now: the body announces it before it is read.
-            let size = tokio::fs::metadata(path)
+            // Its length as it is now: the body announces it before it is
+            // read, so it is this length that must be within the limit.
+            size = tokio::fs::metadata(path)
                 .await
                 .map_err(|e| self.error(ErrorClass::Fatal, format!("{}: cannot read it: {e}", path.display())))?
                 .len();
-            let path = path.to_path_buf();
-            return Ok(Some((VideoBytes::Inline { path, size, marker: inline::marker() }, mime)));
+            if size <= self.inline_max_bytes {
+                let path = path.to_path_buf();
+                return Ok(Some((VideoBytes::Inline { path, size, marker: inline::marker() }, mime)));
+            }
+            tracing::info!(provider = %self.name, "{}: {size} bytes now, over the inline limit of {} bytes", path.display(), self.inline_max_bytes);
         }
         let Some(files) = &self.files else {
             tracing::info!(provider = %self.name, "{size} bytes is over the inline limit and Vertex AI has no Files API: sending frames");
@@ -409,8 +416,19 @@ mod tests {
             Gemini::from_profile("gemini", &profile, &Config::default())
         };
         assert_eq!(build(None).unwrap().capabilities().max_inline_bytes, 20_000_000, "the default");
-        assert_eq!(build(Some(MAX_INLINE_BYTES)).unwrap().capabilities().max_inline_bytes, 100_000_000);
+        assert_eq!(build(Some(MAX_INLINE_BYTES)).unwrap().capabilities().max_inline_bytes, 74_000_000);
         let err = build(Some(MAX_INLINE_BYTES + 1)).unwrap_err().to_string();
-        assert!(err.contains("providers.gemini.inline_max_bytes") && err.contains("100000000"), "{err}");
+        assert!(err.contains("providers.gemini.inline_max_bytes") && err.contains("base64"), "{err}");
+        // The largest file's request, with a long prompt, within the API's limit.
+        let mark = inline::marker();
+        let prompt = "p".repeat(200_000);
+        let json = serde_json::to_vec(&serde_json::json!({"contents": [{"parts": [
+            {"inlineData": {"mimeType": "video/mp4", "data": mark}, "videoMetadata": {"fps": 1.0}},
+            {"text": prompt}]}], "generationConfig": {"maxOutputTokens": 8192}}))
+        .unwrap();
+        let body = InlineBody::new(json, &mark, Path::new("v.mp4"), MAX_INLINE_BYTES).unwrap();
+        assert!(body.len() <= INLINE_REQUEST_LIMIT, "{} bytes", body.len());
+        let cap = InlineBody::new(mark.clone().into_bytes(), &mark, Path::new("v.mp4"), 100_000_000).unwrap();
+        assert!(cap.len() > INLINE_REQUEST_LIMIT, "a file of 100 MB does not fit: {} bytes", cap.len());
     }
 }

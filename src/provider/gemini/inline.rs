@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use tokio::io::AsyncReadExt;
 
+use crate::provider::executor::SourceError;
+
 /// File bytes read at a time: a multiple of 3, so that no piece's base64
 /// but the last ends in padding, and the pieces join into the file's base64.
 const PIECE: u64 = 192 << 10;
@@ -52,11 +54,13 @@ impl InlineBody {
         self.head.len() as u64 + self.size.div_ceil(3) * 4 + self.tail.len() as u64
     }
 
-    /// The body, to be sent once: the file is opened when the first piece is wanted.
+    /// The body, to be sent once: the file is opened when the first piece is
+    /// wanted. It breaks off with a [`SourceError`] naming the file when the
+    /// file cannot be read, or is no longer as long as announced.
     pub fn body(&self) -> reqwest::Body {
         let (head, tail) = (self.head.clone(), self.tail.clone());
         let pieces = stream::unfold(Pieces::Start { path: self.path.clone(), size: self.size }, Pieces::next);
-        let all = stream::once(async move { Ok::<_, io::Error>(head) })
+        let all = stream::once(async move { Ok::<_, SourceError>(head) })
             .chain(pieces)
             .chain(stream::once(async move { Ok(tail) }));
         reqwest::Body::wrap_stream(all)
@@ -66,35 +70,49 @@ impl InlineBody {
 /// Where the base64 of the file has got to.
 enum Pieces {
     Start { path: PathBuf, size: u64 },
-    Reading { file: tokio::fs::File, path: PathBuf, left: u64 },
+    Reading { file: tokio::fs::File, path: PathBuf, size: u64, left: u64 },
     Done,
 }
 
+/// `path` failed while it was sent, announced as `size` bytes.
+fn failed(path: &Path, size: u64, why: impl std::fmt::Display) -> SourceError {
+    SourceError::new(
+        path.display().to_string(),
+        format!("cannot read it whole while sending it (announced as {size} bytes; did it change?): {why}"),
+    )
+}
+
 impl Pieces {
-    async fn next(self) -> Option<(io::Result<Bytes>, Pieces)> {
-        let (mut file, path, left) = match self {
+    async fn next(self) -> Option<(Result<Bytes, SourceError>, Pieces)> {
+        let (mut file, path, size, left) = match self {
             Pieces::Done => return None,
-            Pieces::Reading { left: 0, .. } => return None,
-            Pieces::Reading { file, path, left } => (file, path, left),
+            Pieces::Reading { file, path, size, left } => (file, path, size, left),
             Pieces::Start { path, size } => match tokio::fs::File::open(&path).await {
-                Ok(file) => (file, path, size),
-                Err(e) => return Some((Err(e), Pieces::Done)),
+                Ok(file) => (file, path, size, size),
+                Err(e) => return Some((Err(failed(&path, size, e)), Pieces::Done)),
             },
         };
         if left == 0 {
-            return None;
+            // All that was announced is sent: the file must end here, or
+            // the body would be a cut copy of a file that grew.
+            let mut more = [0u8; 1];
+            return match file.read(&mut more).await {
+                Ok(0) => None,
+                Ok(_) => Some((Err(failed(&path, size, "it is longer now")), Pieces::Done)),
+                Err(e) => Some((Err(failed(&path, size, e)), Pieces::Done)),
+            };
         }
         let mut piece = vec![0u8; left.min(PIECE) as usize];
         if let Err(e) = file.read_exact(&mut piece).await {
-            let shorter = io::Error::new(
-                e.kind(),
-                format!("{}: cannot read it whole while sending it (did it change?): {e}", path.display()),
-            );
-            return Some((Err(shorter), Pieces::Done));
+            let why = match e.kind() {
+                io::ErrorKind::UnexpectedEof => "it is shorter now".to_string(),
+                _ => e.to_string(),
+            };
+            return Some((Err(failed(&path, size, why)), Pieces::Done));
         }
         let left = left - piece.len() as u64;
         let text = base64::engine::general_purpose::STANDARD.encode(&piece);
-        Some((Ok(Bytes::from(text)), Pieces::Reading { file, path, left }))
+        Some((Ok(Bytes::from(text)), Pieces::Reading { file, path, size, left }))
     }
 }
 
@@ -104,7 +122,7 @@ mod tests {
 
     async fn collect(body: &InlineBody) -> Result<Vec<u8>, String> {
         use http_body_util::BodyExt;
-        body.body().collect().await.map(|c| c.to_bytes().to_vec()).map_err(|e| e.to_string())
+        body.body().collect().await.map(|c| c.to_bytes().to_vec()).map_err(|e| crate::provider::http::error_chain(&e))
     }
 
     /// Sizes around the piece, to each padding: the body is the JSON with the
@@ -131,13 +149,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_shorter_than_announced_breaks_the_body_instead_of_sending_less() {
+    async fn a_file_shorter_or_longer_than_announced_breaks_the_body_instead_of_sending_it_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.mp4");
         std::fs::write(&path, [1u8; 10]).unwrap();
         let mark = marker();
         let body = InlineBody::new(format!("[\"{mark}\"]").into_bytes(), &mark, &path, 11).unwrap();
-        assert!(collect(&body).await.is_err(), "the body breaks off");
+        let err = collect(&body).await.unwrap_err();
+        assert!(err.contains("v.mp4") && err.contains("shorter"), "the body breaks off: {err}");
+        // Longer than announced: the body breaks off too, rather than send a cut copy.
+        let body = InlineBody::new(format!("[\"{mark}\"]").into_bytes(), &mark, &path, 9).unwrap();
+        let err = collect(&body).await.unwrap_err();
+        assert!(err.contains("v.mp4") && err.contains("longer"), "the body breaks off: {err}");
+        std::fs::remove_file(&path).unwrap();
+        let err = collect(&InlineBody::new(format!("[\"{mark}\"]").into_bytes(), &mark, &path, 10).unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.contains("v.mp4"), "the body breaks off: {err}");
         assert!(InlineBody::new(b"[]".to_vec(), &mark, &path, 1).is_none(), "no marker");
         let twice = format!("[\"{mark}\", \"{mark}\"]").into_bytes();
         assert!(InlineBody::new(twice, &mark, &path, 1).is_none(), "two markers");
