@@ -5,7 +5,9 @@
 # vision model generator), GNU time (the peak-memory checks), Chromium with
 # its WebDriver (the web page's browser tests), the official `openai`
 # Python client (a client of `vidgate serve`) and espeak-ng (speech with a
-# known text, under the speech track's test clips). Installs only what is missing.
+# known text, under the speech track's test clips) and Debian's PostgreSQL
+# server (the journal's shared backend; scripts/with-postgres.sh starts one
+# into a temporary directory for the tests). Installs only what is missing.
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
@@ -16,6 +18,7 @@ dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if ! python3 -c 'import gguf, numpy' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy==2.4.6" >&2
 fi
