@@ -1,4 +1,6 @@
-//! The durable record of work already paid for, in an embedded SQLite database.
+//! The durable record of work already paid for: an embedded SQLite file by
+//! default, or a PostgreSQL database that several instances share
+//! (`[journal] url`, see [`pg`]).
 //!
 //! Every finished unit (a batch of frames, a native-video call, a merge call)
 //! is written here, keyed by what determines its answer: the video's content
@@ -7,32 +9,41 @@
 //! The write is committed before the run moves on, so a retry, a fallback, a
 //! rerun or a resumed run reads it back instead of paying again. Money spent
 //! is recorded per call as it settles, which is what the per-day cap reads
-//! across runs. Several processes may share one file (SQLite's locking, a
-//! busy timeout); a run holds a lease that its process renews, so a run that
-//! is still alive is never resumed by another.
+//! across runs. Several processes may share one journal (SQLite's locking
+//! with a busy timeout, or PostgreSQL); a run holds a lease that its process
+//! renews, so a run that is still alive is never resumed by another.
 //!
-//! SQLite work (fsync, waits for another process's lock) runs on the
-//! journal's own thread, never on the async runtime's: async callers await
-//! the answer, and settling a reservation does not wait at all.
+//! Database work (fsync, waits for another process's lock, round trips to
+//! a server) runs on the journal's own threads, never on the async
+//! runtime's: async callers await the answer, and settling a reservation
+//! does not wait at all. The SQL is written once for both databases
+//! ([`db`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
 use crate::policy::{BudgetError, SharedLedger};
 
 mod accounts;
+pub(crate) mod db;
+mod exec;
 mod flight;
 mod kept;
 mod keys;
+mod pg;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use crate::provider::{Job, JobInput};
 use crate::schema::{Observation, Usage, VideoRequest, VideoSource};
 pub use accounts::AccountLedger;
+use db::{vals, Conn, DbError, DbResult, Row, Sql, SqlExt};
+use exec::{Exec, Next, Op};
 pub use flight::UnitHold;
 pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
@@ -85,15 +96,20 @@ pub enum Unfinished {
 pub const RUN_LEASE_S: i64 = 60;
 pub const RUN_LEASE_RENEW: Duration = Duration::from_secs(10);
 
-type Op = Box<dyn FnOnce(&mut Connection) + Send>;
+/// How many connections a PostgreSQL journal opens at most, by default.
+pub const DEFAULT_POOL_SIZE: u32 = 4;
 
 pub struct Journal {
-    ops: Option<mpsc::Sender<Op>>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    exec: Exec,
+    /// The journal as errors and logs name it: its file, or its database's
+    /// URL without credentials.
     path: String,
-    /// The journal's file, in its folder's canonical spelling (symbolic
-    /// links and `..` resolved); none in memory.
+    /// The SQLite file, in its folder's canonical spelling (symbolic links
+    /// and `..` resolved); none in memory or on PostgreSQL.
     file: Option<PathBuf>,
+    /// The folder of the kept copies of videos given as bytes (see
+    /// [`kept`]); none in memory.
+    videos: Option<PathBuf>,
     in_flight: flight::InFlight,
 }
 
@@ -102,7 +118,6 @@ impl std::fmt::Debug for Journal {
         f.debug_struct("Journal").field("path", &self.path).finish_non_exhaustive()
     }
 }
-
 /// Bumped with each change below; a journal of an older version is brought
 /// up to date when opened.
 const SCHEMA_VERSION: i64 = 4;
@@ -212,20 +227,31 @@ impl Journal {
         Self::start(conn, ":memory:".into(), None)
     }
 
+    /// The journal in the PostgreSQL database at `url` (`postgres://user@host:port/db`),
+    /// its schema brought up to date, with at most `pool_size` connections;
+    /// kept copies of videos given as bytes go to `videos`, a folder every
+    /// instance sharing the database must read and write (none: not kept).
+    ///
+    /// # Errors
+    /// A URL that does not parse, a server that cannot be reached (waited
+    /// for 30 s), a failed migration. The error names the URL without its
+    /// credentials.
+    pub fn connect(url: &str, videos: Option<&Path>, pool_size: u32) -> Result<Self, JournalError> {
+        let shown = crate::secret::redact_urls(url);
+        let fail = |message: String| JournalError { path: shown.clone(), message };
+        let pool = pg::connect(url, pool_size + 1).map_err(|e| fail(e.to_string()))?;
+        let exec =
+            Exec::postgres(pool, pool_size as usize).map_err(|e| fail(format!("cannot start its threads: {e}")))?;
+        let videos = videos.map(|v| std::path::absolute(v).unwrap_or_else(|_| v.to_path_buf()));
+        Ok(Self { exec, path: shown, file: None, videos, in_flight: flight::InFlight::default() })
+    }
+
     fn start(mut conn: Connection, path: String, file: Option<PathBuf>) -> Result<Self, JournalError> {
         let fail = |message: String| JournalError { path: path.clone(), message };
         let videos = file.as_deref().map(kept::dir_of);
         prepare(&mut conn, videos.as_deref()).map_err(|e| fail(e.to_string()))?;
-        let (ops, queue) = mpsc::channel::<Op>();
-        let worker = std::thread::Builder::new()
-            .name("vidgate-journal".into())
-            .spawn(move || {
-                for op in queue {
-                    op(&mut conn);
-                }
-            })
-            .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
-        Ok(Self { ops: Some(ops), worker: Some(worker), path, file, in_flight: flight::InFlight::default() })
+        let exec = Exec::sqlite(conn).map_err(|e| fail(format!("cannot start its thread: {e}")))?;
+        Ok(Self { exec, path, file, videos, in_flight: flight::InFlight::default() })
     }
 
     /// Hold the unit `key` for this process until the hold is dropped:
@@ -242,7 +268,7 @@ impl Journal {
     /// [`kept`]), one spelling whatever path the journal was opened by;
     /// none in memory.
     fn videos(&self) -> Option<PathBuf> {
-        self.file.as_deref().map(kept::dir_of)
+        self.videos.clone()
     }
 
     /// Whether what is written here outlives the process.
@@ -250,42 +276,70 @@ impl Journal {
         self.path != ":memory:"
     }
 
+    /// Whether this is a PostgreSQL journal.
+    pub fn is_shared_database(&self) -> bool {
+        matches!(self.exec, Exec::Pg(_))
+    }
+
     fn error(&self, message: impl std::fmt::Display) -> JournalError {
         JournalError { path: self.path.clone(), message: message.to_string() }
     }
 
-    /// Queue `op` on the journal's thread, in order after everything queued before.
-    fn post(&self, op: impl FnOnce(&mut Connection) + Send + 'static) {
-        if let Some(ops) = &self.ops {
-            // Fails only when the thread has stopped; `with` then reports it.
-            let _ = ops.send(Box::new(op));
-        }
+    /// Queue `f` on the journal's threads, in order after everything posted
+    /// before; a failure is logged as `what` (on PostgreSQL, `f` is tried
+    /// again while its connection is lost, for up to a minute).
+    fn post(&self, what: &'static str, f: impl Fn(&mut Conn) -> DbResult<()> + Send + 'static) {
+        let path = self.path.clone();
+        let op: Op = Box::new(move |conn, last| match conn.and_then(&f) {
+            Ok(()) => Next::Done,
+            Err(e) if e.connection && !last => Next::Retry,
+            Err(e) => {
+                tracing::warn!(journal = %path, error = %e, "{what}");
+                Next::Done
+            }
+        });
+        // Fails only when the threads have stopped; `with` then reports it.
+        self.exec.post(op);
     }
 
-    /// Run `f` on the journal's thread and wait for it, blocking this one.
+    /// An operation that answers once, through `reply`.
+    fn once<T: Send + 'static>(
+        f: impl FnOnce(&mut Conn) -> DbResult<T> + Send + 'static,
+        reply: impl FnOnce(DbResult<T>) + Send + 'static,
+    ) -> Op {
+        let mut job = Some((f, reply));
+        Box::new(move |conn, _| {
+            if let Some((f, reply)) = job.take() {
+                reply(conn.and_then(f));
+            }
+            Next::Done
+        })
+    }
+
+    /// Run `f` on the journal's threads and wait for it, blocking this one.
     fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Conn) -> DbResult<T> + Send + 'static,
     ) -> Result<T, JournalError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.post(move |c| {
-            let _ = tx.send(f(c));
-        });
+        self.exec.run(Self::once(f, move |r| {
+            let _ = tx.send(r);
+        }));
         match rx.recv() {
             Ok(result) => result.map_err(|e| self.error(e)),
             Err(_) => Err(self.error("its thread has stopped")),
         }
     }
 
-    /// Run `f` on the journal's thread; the caller's thread stays free meanwhile.
+    /// Run `f` on the journal's threads; the caller's thread stays free meanwhile.
     async fn with_async<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Conn) -> DbResult<T> + Send + 'static,
     ) -> Result<T, JournalError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.post(move |c| {
-            let _ = tx.send(f(c));
-        });
+        self.exec.run(Self::once(f, move |r| {
+            let _ = tx.send(r);
+        }));
         match rx.await {
             Ok(result) => result.map_err(|e| self.error(e)),
             Err(_) => Err(self.error("its thread has stopped")),
@@ -298,9 +352,7 @@ impl Journal {
     /// A read failure; a record that no longer parses counts as absent.
     pub fn get(&self, key: &str) -> Result<Option<UnitRecord>, JournalError> {
         let key = key.to_string();
-        let text: Option<String> = self.with(move |c| {
-            c.query_row("SELECT record FROM units WHERE key = ?1", params![key], |row| row.get(0)).optional()
-        })?;
+        let text: Option<String> = self.with(move |c| c.one("SELECT record FROM units WHERE key = ?1", &vals![key]))?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
@@ -310,17 +362,18 @@ impl Journal {
     /// A write failure.
     pub fn put(&self, key: &str, video: &str, prompt_version: &str, record: &UnitRecord) -> Result<(), JournalError> {
         let text = serde_json::to_string(record).map_err(|e| self.error(e))?;
-        let row = (key.to_string(), video.to_string(), record.provider.clone(), record.model.clone());
-        let prompt_version = prompt_version.to_string();
+        let args = vals![key, video, &record.provider, &record.model, prompt_version, text, now_s()];
         self.with(move |c| {
-            let (key, video, provider, model) = row;
-            c.execute(
-                "INSERT OR REPLACE INTO units (key, video, provider, model, prompt_version, record, created_unix_s)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key, video, provider, model, prompt_version, text, now_s()],
+            c.exec(
+                "INSERT INTO units (key, video, provider, model, prompt_version, record, created_unix_s)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (key) DO UPDATE SET video = excluded.video, provider = excluded.provider,
+                    model = excluded.model, prompt_version = excluded.prompt_version, record = excluded.record,
+                    created_unix_s = excluded.created_unix_s",
+                &args,
             )
-        })?;
-        Ok(())
+            .map(drop)
+        })
     }
 
     /// How many units are recorded for the video with this content hash.
@@ -329,10 +382,8 @@ impl Journal {
     /// A read failure.
     pub fn units_for_video(&self, video: &str) -> Result<u64, JournalError> {
         let video = video.to_string();
-        let n: i64 = self.with(move |c| {
-            c.query_row("SELECT COUNT(*) FROM units WHERE video = ?1", params![video], |row| row.get(0))
-        })?;
-        Ok(n.max(0) as u64)
+        let n: Option<i64> = self.with(move |c| c.one("SELECT COUNT(*) FROM units WHERE video = ?1", &vals![video]))?;
+        Ok(n.unwrap_or(0).max(0) as u64)
     }
 
     /// Record money spent (or possibly spent) on one call, now.
@@ -341,31 +392,26 @@ impl Journal {
     /// A write failure.
     pub fn record_spend(&self, provider: &str, usd: f64) -> Result<(), JournalError> {
         let provider = provider.to_string();
-        self.with(move |c| insert_spend(c, &provider, usd))
+        self.with(move |c| insert_spend(c, &provider, usd, None))
     }
 
     /// [`Journal::record_spend`] without waiting: queued ahead of anything
     /// queued later (the reservation's release, say); a failure is logged.
     pub fn queue_spend(&self, provider: &str, usd: f64) {
-        let (provider, path) = (provider.to_string(), self.path.clone());
-        self.post(move |c| {
-            if let Err(e) = insert_spend(c, &provider, usd) {
-                tracing::warn!(journal = %path, error = %e, usd, "cannot record spend: today's total in the journal is short by this much");
-            }
-        });
+        self.queue_spend_for(provider, usd, None);
     }
 
     /// Spent today plus what the gateway's live reservations hold, on `c`
     /// (an account's reservations double one of these: see [`AccountLedger`]).
-    fn committed_today(c: &Connection, now: i64) -> rusqlite::Result<f64> {
+    fn committed_today(c: &mut dyn Sql, now: i64) -> DbResult<f64> {
         let day = now.div_euclid(86_400);
-        c.query_row(
+        let committed: Option<f64> = c.one(
             "SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1)
                   + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations
                      WHERE day = ?1 AND expires_unix_s > ?2 AND account IS NULL)",
-            params![day, now],
-            |row| row.get(0),
-        )
+            &vals![day, now],
+        )?;
+        Ok(committed.unwrap_or(0.0))
     }
 
     /// Money recorded on the current UTC day.
@@ -374,17 +420,17 @@ impl Journal {
     /// A read failure.
     pub fn spent_today(&self) -> Result<f64, JournalError> {
         let day = today();
-        self.with(move |c| {
-            c.query_row("SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1", params![day], |row| row.get(0))
-        })
+        let spent: Option<f64> =
+            self.with(move |c| c.one("SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1", &vals![day]))?;
+        Ok(spent.unwrap_or(0.0))
     }
 
     /// Remember that a run started, leased to this process; returns its id.
     /// Keep the lease with [`Journal::renew_lease`] while the run lives.
     ///
     /// A video given as bytes is never stored in the row: the bytes are
-    /// kept in a file beside the journal and the row names that file and
-    /// their hash (see [`kept`]), which is what a resume reads.
+    /// kept in a file in the journal's folder of videos and the row names
+    /// that file and their hash (see [`kept`]), which is what a resume reads.
     ///
     /// # Errors
     /// A write failure; bytes that cannot be kept.
@@ -412,21 +458,20 @@ impl Journal {
         let text = serde_json::to_string(&stored).map_err(|e| self.error(e))?;
         let placed = self.with(move |c| {
             let now = now_s();
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let hash = staged.as_ref().map(|s| s.hash.clone());
-            if let Some(staged) = staged {
-                if let Err(e) = staged.place() {
-                    return Ok(Err(e));
+            c.write(|tx| {
+                let hash = staged.as_ref().map(|s| s.hash.clone());
+                if let Some(staged) = staged {
+                    if let Err(e) = staged.place() {
+                        return Ok(Err(e));
+                    }
                 }
-            }
-            tx.execute(
-                "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s, video_hash, kept_video)
-                 VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
-                params![text, now, now + RUN_LEASE_S, hash, kept],
-            )?;
-            let id = tx.last_insert_rowid();
-            tx.commit()?;
-            Ok(Ok(id))
+                let id: Option<i64> = tx.one(
+                    "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s, video_hash, kept_video)
+                     VALUES (?1, ?2, 'running', ?3, ?4, ?5) RETURNING id",
+                    &vals![text, now, now + RUN_LEASE_S, hash, kept],
+                )?;
+                Ok(id.ok_or_else(|| "the new run has no id".to_string()))
+            })
         })?;
         placed.map_err(|e| self.error(e))
     }
@@ -436,8 +481,8 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn set_run_video(&self, id: i64, video_hash: &str) -> Result<(), JournalError> {
-        let hash = video_hash.to_string();
-        self.with(move |c| c.execute("UPDATE runs SET video_hash = ?1 WHERE id = ?2", params![hash, id]).map(drop))
+        let args = vals![video_hash, id];
+        self.with(move |c| c.exec("UPDATE runs SET video_hash = ?1 WHERE id = ?2", &args).map(drop))
     }
 
     /// Extend the run's lease: its process is alive.
@@ -446,9 +491,9 @@ impl Journal {
     /// A write failure.
     pub fn renew_lease(&self, id: i64) -> Result<(), JournalError> {
         self.with(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2 AND status = 'running'",
-                params![now_s() + RUN_LEASE_S, id],
+                &vals![now_s() + RUN_LEASE_S, id],
             )
             .map(drop)
         })
@@ -462,7 +507,7 @@ impl Journal {
     pub fn finish_run(&self, id: i64, status: &str) -> Result<(), JournalError> {
         let (status, videos) = (status.to_string(), self.videos());
         self.with(move |c| {
-            c.execute("UPDATE runs SET status = ?1, finished_unix_s = ?2 WHERE id = ?3", params![status, now_s(), id])?;
+            c.exec("UPDATE runs SET status = ?1, finished_unix_s = ?2 WHERE id = ?3", &vals![status, now_s(), id])?;
             kept::release_run(c, videos.as_deref(), id)
         })
     }
@@ -504,53 +549,71 @@ impl Journal {
     pub fn take_over(&self, id: i64) -> Result<Option<i64>, JournalError> {
         self.with(move |c| {
             let now = now_s();
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let changed = tx.execute(
-                "UPDATE runs SET status = 'resumed', finished_unix_s = ?1
-                 WHERE id = ?2 AND status = 'running' AND lease_until_unix_s <= ?1",
-                params![now, id],
-            )?;
-            if changed != 1 {
-                return Ok(None);
-            }
-            tx.execute(
-                "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s, video_hash, kept_video)
-                 SELECT request, ?1, 'running', ?2, video_hash, kept_video FROM runs WHERE id = ?3",
-                params![now, now + RUN_LEASE_S, id],
-            )?;
-            let new = tx.last_insert_rowid();
-            tx.commit()?;
-            Ok(Some(new))
+            c.write(|tx| {
+                let changed = tx.exec(
+                    "UPDATE runs SET status = 'resumed', finished_unix_s = ?1
+                     WHERE id = ?2 AND status = 'running' AND lease_until_unix_s <= ?1",
+                    &vals![now, id],
+                )?;
+                if changed != 1 {
+                    return Ok(None);
+                }
+                tx.one(
+                    "INSERT INTO runs (request, started_unix_s, status, lease_until_unix_s, video_hash, kept_video)
+                     SELECT request, CAST(?1 AS BIGINT), 'running', CAST(?2 AS BIGINT), video_hash, kept_video
+                     FROM runs WHERE id = ?3 RETURNING id",
+                    &vals![now, now + RUN_LEASE_S, id],
+                )
+            })
         })
+    }
+
+    /// Run `f` on the journal's database, for tests that set a row's state
+    /// by hand (a lease run out, an old time).
+    #[cfg(test)]
+    pub(crate) fn sql<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> DbResult<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        self.with(move |c| f(c))
     }
 }
 
-fn insert_spend(c: &Connection, provider: &str, usd: f64) -> rusqlite::Result<()> {
+fn insert_spend(c: &mut dyn Sql, provider: &str, usd: f64, account: Option<&str>) -> DbResult<()> {
     let now = now_s();
-    c.execute(
-        "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, ?3, ?4)",
-        params![now.div_euclid(86_400), now, provider, usd],
+    c.exec(
+        "INSERT INTO spend (day, at_unix_s, provider, usd, account) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &vals![now.div_euclid(86_400), now, provider, usd, account],
     )
     .map(drop)
 }
 
+/// A run as its row holds it (`id, request, started_unix_s, video_hash,
+/// lease_until_unix_s` first); none when its request no longer parses.
+fn run_record(row: &Row) -> DbResult<Option<RunRecord>> {
+    let text: String = row.get(1)?;
+    let Ok(request) = stored_request(&text) else { return Ok(None) };
+    Ok(Some(RunRecord {
+        id: row.get(0)?,
+        request,
+        started_unix_s: row.get(2)?,
+        video_hash: row.get(3)?,
+        lease_until_unix_s: row.get(4)?,
+    }))
+}
+
 /// The newest run matching `filter` (with `?1` bound to `now`); a request
 /// that no longer parses is skipped.
-fn newest_run(c: &Connection, filter: &str, now: i64) -> rusqlite::Result<Option<RunRecord>> {
-    let mut stmt = c.prepare(&format!(
-        "SELECT id, request, started_unix_s, video_hash, lease_until_unix_s FROM runs WHERE {filter} ORDER BY id DESC"
-    ))?;
-    let mut rows = stmt.query(params![now])?;
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(1)?;
-        if let Ok(request) = stored_request(&text) {
-            return Ok(Some(RunRecord {
-                id: row.get(0)?,
-                request,
-                started_unix_s: row.get(2)?,
-                video_hash: row.get(3)?,
-                lease_until_unix_s: row.get(4)?,
-            }));
+fn newest_run(c: &mut dyn Sql, filter: &str, now: i64) -> DbResult<Option<RunRecord>> {
+    let rows = c.rows(
+        &format!(
+            "SELECT id, request, started_unix_s, video_hash, lease_until_unix_s FROM runs WHERE {filter} ORDER BY id DESC"
+        ),
+        &vals![now],
+    )?;
+    for row in &rows {
+        if let Some(run) = run_record(row)? {
+            return Ok(Some(run));
         }
     }
     Ok(None)
@@ -569,15 +632,9 @@ fn stored_request(text: &str) -> serde_json::Result<VideoRequest> {
 impl Drop for Journal {
     /// Everything queued is written before the journal goes.
     fn drop(&mut self) {
-        self.ops = None;
-        if let Some(worker) = self.worker.take() {
-            if worker.thread().id() != std::thread::current().id() {
-                let _ = worker.join();
-            }
-        }
+        self.exec.close();
     }
 }
-
 /// A new journal is made whole under a temporary name and then moved into
 /// place, never over a file that appeared meanwhile: a file at `path` is
 /// always a complete journal, so an empty one can only be a damaged one,
@@ -673,33 +730,37 @@ const RESERVATION_TTL_S: i64 = 3600;
 const KEPT_UNIX_S: i64 = i64::MAX;
 
 /// The journal as the daily cap's ledger shared by every process that uses
-/// the file: a reservation is checked and written in one `IMMEDIATE`
-/// transaction, so two processes cannot both take the last dollars.
+/// it: a reservation is checked and written in one transaction holding the
+/// journal's write lock, so two processes cannot both take the last dollars.
 #[async_trait]
 impl SharedLedger for Journal {
     async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.post(move |conn| {
-            let held = (|| -> rusqlite::Result<Result<i64, BudgetError>> {
-                let now = now_s();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let left = cap - Journal::committed_today(&tx, now)?;
-                if amount > left + 1e-12 {
-                    return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
-                }
-                tx.execute(
-                    "INSERT INTO reservations (day, usd, expires_unix_s) VALUES (?1, ?2, ?3)",
-                    params![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S],
-                )?;
-                let id = tx.last_insert_rowid();
-                tx.commit()?;
-                Ok(Ok(id))
-            })();
+        let mut reply = Some(reply);
+        self.exec.run(Box::new(move |conn, _| {
+            let Some(reply) = reply.take() else { return Next::Done };
+            let mut conn = conn;
+            let held = match &mut conn {
+                Ok(c) => c.write(|tx| {
+                    let now = now_s();
+                    let left = cap - Journal::committed_today(tx, now)?;
+                    if amount > left + 1e-12 {
+                        return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
+                    }
+                    let id: Option<i64> = tx.one(
+                        "INSERT INTO reservations (day, usd, expires_unix_s) VALUES (?1, ?2, ?3) RETURNING id",
+                        &vals![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S],
+                    )?;
+                    id.map(Ok).ok_or_else(|| DbError::new("the reservation has no id"))
+                }),
+                Err(e) => Err(e.clone()),
+            };
             // The caller stopped waiting (its call was cancelled): nothing holds this money.
-            if let Err(Ok(Ok(id))) = reply.send(held) {
-                let _ = conn.execute("DELETE FROM reservations WHERE id = ?1", params![id]);
+            if let (Err(Ok(Ok(id))), Ok(c)) = (reply.send(held), conn) {
+                let _ = c.exec("DELETE FROM reservations WHERE id = ?1", &vals![id]);
             }
-        });
+            Next::Done
+        }));
         let held = match answer.await {
             Ok(held) => held.map_err(|e| self.error(e)),
             Err(_) => Err(self.error("its thread has stopped")),
@@ -713,23 +774,17 @@ impl SharedLedger for Journal {
     /// Queued, not waited for, on an async runtime; elsewhere (a plain
     /// thread) it waits, so the release shows in the ledger at once.
     fn let_go(&self, id: i64, unrecorded: f64) {
-        let path = self.path.clone();
-        self.post(move |conn| {
+        self.post("cannot release a reservation: it counts until it expires", move |c| {
             let now = now_s();
-            let done = (|| -> rusqlite::Result<()> {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            c.write(|tx| {
                 if unrecorded > 0.0 {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, '(abandoned call)', ?3)",
-                        params![now.div_euclid(86_400), now, unrecorded],
+                        &vals![now.div_euclid(86_400), now, unrecorded],
                     )?;
                 }
-                tx.execute("DELETE FROM reservations WHERE id = ?1", params![id])?;
-                tx.commit()
-            })();
-            if let Err(e) = done {
-                tracing::warn!(journal = %path, error = %e, "cannot release a reservation: it counts until it expires");
-            }
+                tx.exec("DELETE FROM reservations WHERE id = ?1", &vals![id]).map(drop)
+            })
         });
         if tokio::runtime::Handle::try_current().is_err() {
             let _ = self.with(|_| Ok(()));
@@ -820,17 +875,16 @@ pub fn unit_key(video: &str, provider: &str, model: &str, settings: &str, job: &
 mod tests {
     use std::sync::Arc;
 
+    use rusqlite::params;
+
+    use super::testing::on_both;
     use super::*;
     use crate::policy::Budget;
     use crate::schema::{Task, TimeRange};
 
-    /// Two handles on one file, as two processes would have.
-    fn two_handles() -> (tempfile::TempDir, Arc<Journal>, Arc<Journal>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.sqlite3");
-        let a = Arc::new(Journal::open(&path).unwrap());
-        let b = Arc::new(Journal::open(&path).unwrap());
-        (dir, a, b)
+    /// Two handles on one journal, as two processes would have.
+    fn two_handles(place: &testing::Place) -> (Arc<Journal>, Arc<Journal>) {
+        (Arc::new(place.open()), Arc::new(place.open()))
     }
 
     /// One awaited call from plain (not async) test code.
@@ -838,9 +892,8 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
     }
 
-    #[test]
-    fn processes_sharing_a_journal_share_the_daily_cap() {
-        let (_dir, ja, jb) = two_handles();
+    on_both! { fn processes_sharing_a_journal_share_the_daily_cap(place) {
+        let (ja, jb) = two_handles(place);
         let (a, b) = (Budget::new(1.0).shared(ja.clone()), Budget::new(1.0).shared(jb.clone()));
         let held = wait(a.reserve(0.6)).unwrap();
         // The other process's own budget is untouched, the shared ledger is not.
@@ -855,29 +908,26 @@ mod tests {
         assert!((left - 0.1).abs() < 1e-9, "{left}");
         second.release();
         assert!((wait(jb.left(1.0)) - 0.7).abs() < 1e-9);
-    }
+    }}
 
-    #[test]
-    fn an_abandoned_call_counts_as_spent_in_the_shared_ledger() {
-        let (_dir, ja, jb) = two_handles();
+    on_both! { fn an_abandoned_call_counts_as_spent_in_the_shared_ledger(place) {
+        let (ja, jb) = two_handles(place);
         let a = Budget::new(1.0).shared(ja.clone());
         drop(wait(a.reserve(0.25)).unwrap());
         assert!((jb.spent_today().unwrap() - 0.25).abs() < 1e-9);
         assert!((wait(jb.left(1.0)) - 0.75).abs() < 1e-9, "the reservation is gone, the spend stays");
-    }
+    }}
 
-    #[test]
-    fn a_reservation_left_by_a_dead_process_expires() {
-        let (_dir, ja, jb) = two_handles();
+    on_both! { fn a_reservation_left_by_a_dead_process_expires(place) {
+        let (ja, jb) = two_handles(place);
         wait(ja.hold(0.5, 1.0)).unwrap();
         assert!((wait(jb.left(1.0)) - 0.5).abs() < 1e-9);
-        ja.with(|c| c.execute("UPDATE reservations SET expires_unix_s = ?1", params![now_s() - 1])).unwrap();
+        ja.sql(|c| c.exec("UPDATE reservations SET expires_unix_s = ?1", &vals![now_s() - 1])).unwrap();
         assert!((wait(jb.left(1.0)) - 1.0).abs() < 1e-9);
-    }
+    }}
 
-    #[test]
-    fn parallel_reservations_from_two_processes_never_pass_the_cap() {
-        let (_dir, ja, jb) = two_handles();
+    on_both! { fn parallel_reservations_from_two_processes_never_pass_the_cap(place) {
+        let (ja, jb) = two_handles(place);
         let held: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
@@ -890,7 +940,7 @@ mod tests {
         assert_eq!(held.len(), 4, "four of eight $0.25 calls fit a $1 day");
         held.into_iter().for_each(|r| r.release());
         assert!((wait(ja.left(1.0)) - 1.0).abs() < 1e-9);
-    }
+    }}
 
     #[test]
     fn an_empty_path_or_an_empty_file_is_refused_and_a_new_path_is_created() {
@@ -930,25 +980,22 @@ mod tests {
         assert_eq!((run.video_hash, run.lease_until_unix_s), (None, 0));
     }
 
-    #[test]
-    fn a_run_stored_with_an_output_form_is_still_resumable() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+    on_both! { fn a_run_stored_with_an_output_form_is_still_resumable(place) {
+        let j = place.open();
         let req = VideoRequest::new("/v/old.mp4", Task::Timeline);
         let mut stored = serde_json::to_value(&req).unwrap();
         stored["output"] = serde_json::json!("srt");
         let text = stored.to_string();
-        j.with(move |c| {
-            c.execute("INSERT INTO runs (request, started_unix_s, status) VALUES (?1, 1, 'running')", params![text])
+        j.sql(move |c| {
+            c.exec("INSERT INTO runs (request, started_unix_s, status) VALUES (?1, 1, 'running')", &vals![text])
         })
         .unwrap();
         let Unfinished::Abandoned(run) = j.unfinished().unwrap() else { panic!("the old run is resumable") };
         assert_eq!(run.request, req);
-    }
+    }}
 
-    #[test]
-    fn a_run_is_leased_while_renewed_and_taken_over_once_when_its_lease_ran_out() {
-        let (_dir, ja, jb) = two_handles();
+    on_both! { fn a_run_is_leased_while_renewed_and_taken_over_once_when_its_lease_ran_out(place) {
+        let (ja, jb) = two_handles(place);
         let req = VideoRequest::new("/v/clip.mp4", Task::Describe);
         let id = ja.start_run(&req).unwrap();
         ja.set_run_video(id, "abc").unwrap();
@@ -956,7 +1003,7 @@ mod tests {
         assert_eq!((live.id, live.video_hash.as_deref()), (id, Some("abc")));
         assert_eq!(jb.take_over(id).unwrap(), None, "a live run is not taken over");
         // Its process stops renewing the lease (it died): the lease runs out.
-        ja.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2", params![now_s() - 1, id]))
+        ja.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2", &vals![now_s() - 1, id]))
             .unwrap();
         let Unfinished::Abandoned(dead) = jb.unfinished().unwrap() else { panic!("the run was abandoned") };
         assert_eq!(dead.request, req);
@@ -971,25 +1018,21 @@ mod tests {
         assert_eq!(jb.unfinished().unwrap(), Unfinished::None);
         // A renewal pushes the lease forward.
         let next = ja.start_run(&req).unwrap();
-        ja.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![next])).unwrap();
+        ja.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", &vals![next])).unwrap();
         ja.renew_lease(next).unwrap();
         let Unfinished::Live(renewed) = jb.unfinished().unwrap() else { panic!("renewed") };
         assert!(renewed.lease_until_unix_s >= now_s() + RUN_LEASE_S - 5);
-    }
+    }}
 
-    #[test]
-    fn a_call_waiting_for_another_process_lock_leaves_the_runtime_free() {
+    on_both! { fn a_call_waiting_for_another_process_lock_leaves_the_runtime_free(place) {
         use crate::policy::Budgeted;
         use crate::provider::scripted::{text_job, ScriptedProvider};
         use crate::provider::Provider;
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.sqlite3");
-        let journal = Arc::new(Journal::open(&path).unwrap());
+        let journal = Arc::new(place.open());
         let budgeted = Budgeted::new(Arc::new(ScriptedProvider::new("p")), Budget::new(1.0).shared(journal));
         // Another process holds the journal's write lock.
-        let other = Connection::open(&path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let other = testing::Locker::take(place);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
             let call = tokio::spawn(async move { budgeted.run(&text_job()).await });
@@ -998,11 +1041,11 @@ mod tests {
             // fire only once SQLite gave up, and the call would have failed.
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!call.is_finished(), "the call waits for the lock, off this thread");
-            other.execute_batch("COMMIT").unwrap();
+            other.release();
             let output = call.await.unwrap().unwrap();
             assert_eq!(output.observations[0].text, "scripted");
         });
-    }
+    }}
 
     fn record(text: &str) -> UnitRecord {
         UnitRecord {
@@ -1029,21 +1072,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn units_survive_reopening_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/journal.sqlite3");
+    on_both! { fn units_survive_reopening_the_journal(place) {
         let key = unit_key("abc", "p", "m", "", &job("x"));
         {
-            let j = Journal::open(&path).unwrap();
+            let j = place.open();
             assert_eq!(j.get(&key).unwrap(), None);
             j.put(&key, "abc", "story@1", &record("a dog")).unwrap();
             j.record_spend("p", 0.25).unwrap();
         }
-        let j = Journal::open(&path).unwrap();
+        let j = place.open();
         assert_eq!(j.get(&key).unwrap(), Some(record("a dog")));
         assert_eq!(j.units_for_video("abc").unwrap(), 1);
         assert!((j.spent_today().unwrap() - 0.25).abs() < 1e-12);
+        j.put(&key, "abc", "story@1", &record("a cat")).unwrap();
+        assert_eq!(j.get(&key).unwrap(), Some(record("a cat")), "written again, the newer answer stays");
+        assert_eq!(j.units_for_video("abc").unwrap(), 1);
+    }}
+
+    #[test]
+    fn a_journal_file_is_made_with_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/journal.sqlite3");
+        Journal::open(&path).unwrap().record_spend("p", 0.25).unwrap();
+        assert!((Journal::open(&path).unwrap().spent_today().unwrap() - 0.25).abs() < 1e-12);
     }
 
     #[test]
@@ -1063,9 +1114,8 @@ mod tests {
         assert_ne!(base, unit_key("v", "p", "m", "", &other));
     }
 
-    #[test]
-    fn an_unfinished_run_is_found_for_resume() {
-        let j = Journal::in_memory().unwrap();
+    on_both! { fn an_unfinished_run_is_found_for_resume(place) {
+        let j = place.open();
         let req = VideoRequest::new("clip.mp4", Task::Describe);
         let first = j.start_run(&req).unwrap();
         j.finish_run(first, "done").unwrap();
@@ -1073,7 +1123,7 @@ mod tests {
         let second = j.start_run(&req).unwrap();
         let found = j.last_unfinished_run().unwrap().unwrap();
         assert_eq!((found.id, found.request), (second, req));
-    }
+    }}
 
     fn bytes_request(data: &[u8]) -> VideoRequest {
         let mut req = VideoRequest::new("x", Task::Describe);
@@ -1082,16 +1132,14 @@ mod tests {
     }
 
     fn stored_requests(j: &Journal) -> Vec<String> {
-        j.with(|c| c.prepare("SELECT request FROM runs ORDER BY id")?.query_map([], |r| r.get(0))?.collect()).unwrap()
+        j.sql(|c| c.column("SELECT request FROM runs ORDER BY id", &[])).unwrap()
     }
 
-    #[test]
-    fn a_video_given_as_bytes_is_stored_as_a_hash_and_a_path_kept_while_a_run_may_resume() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+    on_both! { fn a_video_given_as_bytes_is_stored_as_a_hash_and_a_path_kept_while_a_run_may_resume(place) {
+        let j = place.open();
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let hash = hex::encode(Sha256::digest(&data));
-        let kept = dir.path().join("j.sqlite3.videos").join(format!("{hash}.webm"));
+        let kept = place.videos().join(format!("{hash}.webm"));
         let first = j.start_run(&bytes_request(&data)).unwrap();
         let second = j.start_run(&bytes_request(&data)).unwrap();
         for text in stored_requests(&j) {
@@ -1112,7 +1160,7 @@ mod tests {
         assert!(!kept.exists(), "no run that may resume needs it any more");
         let leftovers: Vec<_> = std::fs::read_dir(kept.parent().unwrap()).unwrap().collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-    }
+    }}
 
     #[test]
     fn a_kept_copy_is_found_under_any_spelling_of_the_journals_path() {
@@ -1127,7 +1175,7 @@ mod tests {
         // The run's process opened the journal through `..` and died.
         let first = Journal::open(&dotted).unwrap();
         let id = first.start_run(&bytes_request(&data)).unwrap();
-        first.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![id])).unwrap();
+        first.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", &vals![id])).unwrap();
         let kept = dir.path().join("real/j.sqlite3.videos").join(format!("{hash}.webm"));
         assert!(kept.exists());
         // Other processes open it through symbolic links (to its folder,
@@ -1154,21 +1202,17 @@ mod tests {
         assert!(!dir.path().join("j-link.sqlite3.videos").exists(), "one folder of copies, beside the file");
     }
 
-    #[test]
-    fn a_run_taken_over_keeps_its_units_and_its_copy_through_a_prune() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+    on_both! { fn a_run_taken_over_keeps_its_units_and_its_copy_through_a_prune(place) {
+        let j = place.open();
         let data = vec![3u8; 20_000];
         let hash = hex::encode(Sha256::digest(&data));
-        let kept = dir.path().join("j.sqlite3.videos").join(format!("{hash}.webm"));
+        let kept = place.videos().join(format!("{hash}.webm"));
         let id = j.start_run(&bytes_request(&data)).unwrap();
         let key = unit_key(&hash, "p", "m", "", &job("x"));
         j.put(&key, &hash, "story@1", &record("a frame")).unwrap();
-        j.with(move |c| {
-            c.execute("UPDATE runs SET lease_until_unix_s = 0, started_unix_s = 1 WHERE id = ?1", params![id])
-        })
-        .unwrap();
-        j.with(|c| c.execute("UPDATE units SET created_unix_s = 1", [])).unwrap();
+        j.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = 0, started_unix_s = 1 WHERE id = ?1", &vals![id]))
+            .unwrap();
+        j.sql(|c| c.exec("UPDATE units SET created_unix_s = 1", &[])).unwrap();
         let taken = j.take_over(id).unwrap().expect("taken over");
         // A prune right after the takeover, before the resumed run reads its video.
         let pruned = j.prune(Duration::ZERO).unwrap();
@@ -1177,7 +1221,7 @@ mod tests {
         assert_eq!(std::fs::read(&kept).unwrap(), data, "the copy the resume reads stays");
         j.finish_run(taken, "done").unwrap();
         assert!(!kept.exists(), "the continuation names the copy");
-    }
+    }}
 
     #[test]
     fn a_journal_of_version_3_names_its_kept_copies_by_file_name() {
@@ -1196,8 +1240,7 @@ mod tests {
         old.pragma_update(None, "user_version", 3).unwrap();
         drop(old);
         let j = Journal::open(&path).unwrap();
-        let names: Vec<Option<String>> =
-            j.with(|c| c.prepare("SELECT kept_video FROM runs")?.query_map([], |r| r.get(0))?.collect()).unwrap();
+        let names: Vec<Option<String>> = j.sql(|c| c.column("SELECT kept_video FROM runs", &[])).unwrap();
         assert_eq!(names, [Some(name)]);
         assert_eq!(j.prune(Duration::ZERO).unwrap().videos_removed, 0);
         assert!(kept.exists(), "the unfinished run's copy stays");
@@ -1246,14 +1289,13 @@ mod tests {
         assert!(stored.len() < 1000 && stored.contains("not kept"), "{stored}");
     }
 
-    #[test]
-    fn a_url_is_stored_without_its_credentials() {
-        let j = Journal::in_memory().unwrap();
+    on_both! { fn a_url_is_stored_without_its_credentials(place) {
+        let j = place.open();
         let mut req = VideoRequest::new("x", Task::Describe);
         req.source = VideoSource::Url { url: "https://user:pw@host/v.mp4?X-Amz-Signature=abc&sig=def".into() };
         j.start_run(&req).unwrap();
-        let stored: String = j.with(|c| c.query_row("SELECT request FROM runs", [], |row| row.get(0))).unwrap();
+        let stored = &stored_requests(&j)[0];
         assert!(stored.contains("https://***@host/v.mp4?X-Amz-Signature=***&sig=***"), "{stored}");
         assert!(!stored.contains("pw") && !stored.contains("abc") && !stored.contains("def"), "{stored}");
-    }
+    }}
 }

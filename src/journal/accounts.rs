@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, TransactionBehavior};
 
+use super::db::{vals, DbError, DbResult, Sql, SqlExt};
 use super::{now_s, Journal, KEPT_UNIX_S, RESERVATION_TTL_S};
 use crate::policy::{BudgetError, SharedLedger};
 
@@ -35,23 +35,12 @@ impl Journal {
 
     /// [`Journal::queue_spend`], the spend of a run paid by `account`.
     pub fn queue_spend_for(&self, provider: &str, usd: f64, account: Option<&str>) {
-        let Some(account) = account else { return self.queue_spend(provider, usd) };
-        let (provider, account, path) = (provider.to_string(), account.to_string(), self.path.clone());
-        self.post(move |c| {
-            let now = now_s();
-            if let Err(e) = c.execute(
-                "INSERT INTO spend (day, at_unix_s, provider, usd, account) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now.div_euclid(86_400), now, provider, usd, account],
-            ) {
-                tracing::warn!(journal = %path, error = %e, usd, "cannot record spend: today's total in the journal is short by this much");
-            }
+        let (provider, account) = (provider.to_string(), account.map(str::to_string));
+        self.post("cannot record spend: today's total in the journal is short by it", move |c| {
+            super::insert_spend(c, &provider, usd, account.as_deref())
         });
     }
 
-    /// What the account `id` spent on the current UTC day.
-    ///
-    /// # Errors
-    /// A read failure.
     pub fn account_spent_today(&self, id: &str) -> Result<f64, super::JournalError> {
         let id = id.to_string();
         self.with(move |c| super::keys::spent_today(c, &id, now_s()))
@@ -59,19 +48,16 @@ impl Journal {
 }
 
 /// The account's spend today plus its live reservations.
-fn committed_today(c: &Connection, account: &str, now: i64) -> rusqlite::Result<f64> {
-    c.query_row(
+fn committed_today(c: &mut dyn Sql, account: &str, now: i64) -> DbResult<f64> {
+    let committed: Option<f64> = c.one(
         "SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1 AND account = ?2)
               + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations
                  WHERE day = ?1 AND account = ?2 AND expires_unix_s > ?3)",
-        params![now.div_euclid(86_400), account, now],
-        |row| row.get(0),
-    )
+        &vals![now.div_euclid(86_400), account, now],
+    )?;
+    Ok(committed.unwrap_or(0.0))
 }
 
-/// As the journal's own ledger, scoped to one account: a reservation is
-/// checked and written in one `IMMEDIATE` transaction, so parallel runs of
-/// one key (in any process) cannot pass its cap together.
 #[async_trait]
 impl SharedLedger for AccountLedger {
     async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
@@ -79,19 +65,18 @@ impl SharedLedger for AccountLedger {
         let held = self
             .journal
             .with_async(move |conn| {
-                let now = now_s();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let left = cap - committed_today(&tx, &account, now)?;
-                if amount > left + 1e-12 {
-                    return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
-                }
-                tx.execute(
-                    "INSERT INTO reservations (day, usd, expires_unix_s, account) VALUES (?1, ?2, ?3, ?4)",
-                    params![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S, account],
-                )?;
-                let id = tx.last_insert_rowid();
-                tx.commit()?;
-                Ok(Ok(id))
+                conn.write(|tx| {
+                    let now = now_s();
+                    let left = cap - committed_today(tx, &account, now)?;
+                    if amount > left + 1e-12 {
+                        return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
+                    }
+                    let id: Option<i64> = tx.one(
+                        "INSERT INTO reservations (day, usd, expires_unix_s, account) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                        &vals![now.div_euclid(86_400), amount, now + RESERVATION_TTL_S, &account],
+                    )?;
+                    id.map(Ok).ok_or_else(|| DbError::new("the reservation has no id"))
+                })
             })
             .await;
         held.unwrap_or_else(|e| {
@@ -101,19 +86,16 @@ impl SharedLedger for AccountLedger {
     }
 
     fn let_go(&self, id: i64, unrecorded: f64) {
-        let path = self.journal.path.clone();
-        self.journal.post(move |conn| {
-            let done = if unrecorded > 0.0 {
-                conn.execute(
+        self.journal.post("cannot release an account's reservation: it counts until it expires", move |c| {
+            if unrecorded > 0.0 {
+                c.exec(
                     "UPDATE reservations SET expires_unix_s = ?1, usd = ?2 WHERE id = ?3",
-                    params![KEPT_UNIX_S, unrecorded, id],
+                    &vals![KEPT_UNIX_S, unrecorded, id],
                 )
             } else {
-                conn.execute("DELETE FROM reservations WHERE id = ?1", params![id])
-            };
-            if let Err(e) = done {
-                tracing::warn!(journal = %path, error = %e, "cannot release an account's reservation: it counts until it expires");
+                c.exec("DELETE FROM reservations WHERE id = ?1", &vals![id])
             }
+            .map(drop)
         });
         if tokio::runtime::Handle::try_current().is_err() {
             let _ = self.journal.with(|_| Ok(()));
@@ -130,6 +112,7 @@ impl SharedLedger for AccountLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::testing::on_both;
     use crate::policy::Budget;
 
     fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -142,9 +125,8 @@ mod tests {
         (Budget::new(day).shared(global), Budget::new(cap).shared(Arc::new(j.account_ledger(account))))
     }
 
-    #[test]
-    fn a_call_paid_by_an_account_counts_once_in_each_ledger() {
-        let j = Arc::new(Journal::in_memory().unwrap());
+    on_both! { fn a_call_paid_by_an_account_counts_once_in_each_ledger(place) {
+        let j = Arc::new(place.open());
         let (day, a) = budgets(&j, 10.0, "key_a", 1.0);
         // A call reserves in both, costs 0.25: one spend row, carrying the account.
         let (r1, r2) = (wait(day.reserve(0.4)).unwrap(), wait(a.reserve(0.4)).unwrap());
@@ -168,13 +150,10 @@ mod tests {
         // The account is nearly spent: a call of 0.3 is refused there, not globally.
         let err = wait(a.reserve(0.3)).unwrap_err();
         assert!((err.left - 0.25).abs() < 1e-9, "{err}");
-    }
+    }}
 
-    #[test]
-    fn parallel_calls_of_one_account_never_pass_its_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.sqlite3");
-        let (ja, jb) = (Arc::new(Journal::open(&path).unwrap()), Arc::new(Journal::open(&path).unwrap()));
+    on_both! { fn parallel_calls_of_one_account_never_pass_its_cap(place) {
+        let (ja, jb) = (Arc::new(place.open()), Arc::new(place.open()));
         let held: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
@@ -191,5 +170,5 @@ mod tests {
         assert!((wait(ja.left(1.0)) - 1.0).abs() < 1e-9, "the gateway's day holds none of it");
         held.into_iter().for_each(|r| r.release());
         assert!((wait(jb.account_ledger("key_a").left(1.0)) - 1.0).abs() < 1e-9);
-    }
+    }}
 }

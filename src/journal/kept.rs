@@ -20,9 +20,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
+use super::db::{vals, Conn, DbResult, Sql, SqlExt};
 use super::stored_request;
 use crate::schema::{VideoRequest, VideoSource};
 
@@ -110,16 +111,14 @@ pub(super) fn name_of(path: &Path, dir: &Path) -> Option<String> {
 /// Remove the kept copy `name` (a file name in the copies' folder `dir`)
 /// when no unfinished run names it any more. Call it under the write lock.
 /// Whether it was removed.
-pub(super) fn release(c: &Connection, dir: &Path, name: &str) -> rusqlite::Result<bool> {
+pub(super) fn release(c: &mut dyn Sql, dir: &Path, name: &str) -> DbResult<bool> {
     // A name is one file of the folder, never a path out of it.
     if Path::new(name).file_name().and_then(|n| n.to_str()) != Some(name) {
         return Ok(false);
     }
-    let named: i64 =
-        c.query_row("SELECT COUNT(*) FROM runs WHERE kept_video = ?1 AND status = 'running'", params![name], |row| {
-            row.get(0)
-        })?;
-    if named > 0 {
+    let named: Option<i64> =
+        c.one("SELECT COUNT(*) FROM runs WHERE kept_video = ?1 AND status = 'running'", &vals![name])?;
+    if named.unwrap_or(0) > 0 {
         return Ok(false);
     }
     let path = dir.join(name);
@@ -136,17 +135,16 @@ pub(super) fn release(c: &Connection, dir: &Path, name: &str) -> rusqlite::Resul
 /// Once the run `id` has ended: remove the kept copy it names (in the
 /// copies' folder `dir`), if no other unfinished run names it, under the
 /// write lock. A journal in memory keeps no copies.
-pub(super) fn release_run(c: &mut Connection, dir: Option<&Path>, id: i64) -> rusqlite::Result<()> {
+pub(super) fn release_run(c: &mut Conn, dir: Option<&Path>, id: i64) -> DbResult<()> {
     let Some(dir) = dir else { return Ok(()) };
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let kept: Option<String> = tx
-        .query_row("SELECT kept_video FROM runs WHERE id = ?1 AND status != 'running'", params![id], |row| row.get(0))
-        .optional()?
-        .flatten();
-    if let Some(name) = kept {
-        release(&tx, dir, &name)?;
-    }
-    tx.commit()
+    c.write(|tx| {
+        let kept: Option<Option<String>> =
+            tx.one("SELECT kept_video FROM runs WHERE id = ?1 AND status != 'running'", &vals![id])?;
+        if let Some(name) = kept.flatten() {
+            release(tx, dir, &name)?;
+        }
+        Ok(())
+    })
 }
 
 /// The prefix of a copy being written, before its run is entered.
@@ -161,7 +159,7 @@ const INCOMING_LEFT_AFTER: std::time::Duration = std::time::Duration::from_secs(
 /// copies being written for more than an hour (a process died before its
 /// run was entered). Call it under the write lock. How many files were
 /// removed.
-pub(super) fn sweep(c: &Connection, dir: &Path) -> rusqlite::Result<u64> {
+pub(super) fn sweep(c: &mut dyn Sql, dir: &Path) -> DbResult<u64> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
     let mut removed = 0;
     for entry in entries.flatten() {

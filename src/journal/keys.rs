@@ -7,10 +7,10 @@
 //! guess list or brute force gets anywhere near one, and a slow hash would
 //! only slow down every request.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::db::{vals, DbResult, Dialect, Sql, SqlExt};
 use super::{now_s, Journal, JournalError, KEPT_UNIX_S};
 use crate::secret::Secret;
 
@@ -115,28 +115,23 @@ impl Journal {
         let id = format!("key_{}", hex::encode(rand::random::<[u8; 6]>()));
         let (hash, new) = (key_hash(&key), new.clone());
         let made = self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let taken: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM api_keys WHERE name = ?1 AND revoked_unix_s IS NULL",
-                    params![new.name],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(other) = taken {
-                return Ok(Err(KeyError::Conflict(format!(
-                    "a key named {:?} exists already ({other}): revoke it first or pick another name",
-                    new.name
-                ))));
-            }
-            tx.execute(
-                "INSERT INTO api_keys (id, name, hash, admin, max_usd_per_day, requests_per_minute, created_unix_s)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id, new.name, hash, new.admin, new.max_usd_per_day, new.requests_per_minute, now_s()],
-            )?;
-            let record = read_key(&tx, "id = ?1", &id)?;
-            tx.commit()?;
-            Ok(record.ok_or_else(|| KeyError::NotFound(format!("key {id} vanished"))))
+            c.write(|tx| {
+                let taken: Option<String> =
+                    tx.one("SELECT id FROM api_keys WHERE name = ?1 AND revoked_unix_s IS NULL", &vals![&new.name])?;
+                if let Some(other) = taken {
+                    return Ok(Err(KeyError::Conflict(format!(
+                        "a key named {:?} exists already ({other}): revoke it first or pick another name",
+                        new.name
+                    ))));
+                }
+                tx.exec(
+                    "INSERT INTO api_keys (id, name, hash, admin, max_usd_per_day, requests_per_minute, created_unix_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    &vals![&id, &new.name, hash, new.admin, new.max_usd_per_day, new.requests_per_minute, now_s()],
+                )?;
+                let record = read_key(tx, "id = ?1", &id)?;
+                Ok(record.ok_or_else(|| KeyError::NotFound(format!("key {id} vanished"))))
+            })
         })??;
         Ok(CreatedKey { key: Secret::new(key), record: made })
     }
@@ -147,10 +142,13 @@ impl Journal {
     /// A read failure.
     pub fn list_keys(&self) -> Result<Vec<ApiKey>, JournalError> {
         self.with(|c| {
-            let ids: Vec<String> = c
-                .prepare("SELECT id FROM api_keys ORDER BY created_unix_s, rowid")?
-                .query_map([], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            // In the order they were made: SQLite's row ids, PostgreSQL's sequence.
+            let order = match c.dialect() {
+                Dialect::Sqlite => "rowid",
+                Dialect::Postgres => "seq",
+            };
+            let ids: Vec<String> =
+                c.column(&format!("SELECT id FROM api_keys ORDER BY created_unix_s, {order}"), &[])?;
             let mut keys = Vec::with_capacity(ids.len());
             for id in ids {
                 keys.extend(read_key(c, "id = ?1", &id)?);
@@ -167,25 +165,22 @@ impl Journal {
     pub fn revoke_key(&self, id_or_name: &str) -> Result<ApiKey, KeyError> {
         let wanted = id_or_name.to_string();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id: Option<String> = tx
-                .query_row(
+            c.write(|tx| {
+                let id: Option<String> = tx.one(
                     "SELECT id FROM api_keys WHERE id = ?1
                      UNION ALL SELECT id FROM api_keys WHERE name = ?1 AND revoked_unix_s IS NULL LIMIT 1",
-                    params![wanted],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let Some(id) = id else {
-                return Ok(Err(KeyError::NotFound(format!("no key has the id or the name {wanted:?}"))));
-            };
-            tx.execute(
-                "UPDATE api_keys SET revoked_unix_s = ?1 WHERE id = ?2 AND revoked_unix_s IS NULL",
-                params![now_s(), id],
-            )?;
-            let record = read_key(&tx, "id = ?1", &id)?;
-            tx.commit()?;
-            Ok(record.ok_or_else(|| KeyError::NotFound(format!("key {id} vanished"))))
+                    &vals![&wanted],
+                )?;
+                let Some(id) = id else {
+                    return Ok(Err(KeyError::NotFound(format!("no key has the id or the name {wanted:?}"))));
+                };
+                tx.exec(
+                    "UPDATE api_keys SET revoked_unix_s = ?1 WHERE id = ?2 AND revoked_unix_s IS NULL",
+                    &vals![now_s(), &id],
+                )?;
+                let record = read_key(tx, "id = ?1", &id)?;
+                Ok(record.ok_or_else(|| KeyError::NotFound(format!("key {id} vanished"))))
+            })
         })?
     }
 
@@ -201,41 +196,40 @@ impl Journal {
 }
 
 /// The key matching `filter` (with `?1` bound to `value`), with today's spend.
-fn read_key(c: &Connection, filter: &str, value: &str) -> rusqlite::Result<Option<ApiKey>> {
-    let key = c
-        .query_row(&format!("SELECT {COLUMNS} FROM api_keys WHERE {filter}"), params![value], |row| {
-            Ok(ApiKey {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                admin: row.get(2)?,
-                max_usd_per_day: row.get(3)?,
-                requests_per_minute: row.get(4)?,
-                created_unix_s: row.get(5)?,
-                revoked_unix_s: row.get(6)?,
-                spent_today_usd: 0.0,
-            })
-        })
-        .optional()?;
-    let Some(mut key) = key else { return Ok(None) };
+fn read_key(c: &mut dyn Sql, filter: &str, value: &str) -> DbResult<Option<ApiKey>> {
+    let rows = c.rows(&format!("SELECT {COLUMNS} FROM api_keys WHERE {filter}"), &vals![value])?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let rpm: Option<i64> = row.get(4)?;
+    let mut key = ApiKey {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        admin: row.get(2)?,
+        max_usd_per_day: row.get(3)?,
+        requests_per_minute: rpm.and_then(|r| u32::try_from(r).ok()),
+        created_unix_s: row.get(5)?,
+        revoked_unix_s: row.get(6)?,
+        spent_today_usd: 0.0,
+    };
     key.spent_today_usd = spent_today(c, &key.id, now_s())?;
     Ok(Some(key))
 }
 
 /// What `account` spent on the current UTC day: its spend rows, and its
 /// reservations kept as spent (calls abandoned with their outcome unknown).
-pub(super) fn spent_today(c: &Connection, account: &str, now: i64) -> rusqlite::Result<f64> {
-    c.query_row(
+pub(super) fn spent_today(c: &mut dyn Sql, account: &str, now: i64) -> DbResult<f64> {
+    let spent: Option<f64> = c.one(
         "SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1 AND account = ?2)
               + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations
                  WHERE day = ?1 AND account = ?2 AND expires_unix_s = ?3)",
-        params![now.div_euclid(86_400), account, KEPT_UNIX_S],
-        |row| row.get(0),
-    )
+        &vals![now.div_euclid(86_400), account, KEPT_UNIX_S],
+    )?;
+    Ok(spent.unwrap_or(0.0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::testing::on_both;
 
     fn new(name: &str) -> NewKey {
         NewKey { name: name.into(), ..NewKey::default() }
@@ -279,9 +273,8 @@ mod tests {
         assert_eq!(rt.block_on(j.find_key(&key)).unwrap(), None, "a revoked key is not found");
     }
 
-    #[test]
-    fn names_are_unique_among_live_keys_and_revoke_takes_an_id_or_a_name() {
-        let j = Journal::in_memory().unwrap();
+    on_both! { fn names_are_unique_among_live_keys_and_revoke_takes_an_id_or_a_name(place) {
+        let j = place.open();
         let first = j.create_key(&new("app")).unwrap().record;
         let err = j.create_key(&new("app")).unwrap_err();
         assert!(matches!(err, KeyError::Conflict(_)) && err.to_string().contains(&first.id), "{err}");
@@ -294,7 +287,20 @@ mod tests {
         let listed = j.list_keys().unwrap();
         assert_eq!(listed.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), [first.id, second.id]);
         assert!(listed.iter().all(|k| k.revoked_unix_s.is_some()));
-    }
+    }}
+
+    on_both! { fn a_key_is_found_while_live_with_its_limits_and_days_spend(place) {
+        let j = place.open();
+        let made = j
+            .create_key(&NewKey { name: "app1".into(), admin: true, requests_per_minute: Some(60), ..new("x") })
+            .unwrap();
+        j.queue_spend_for("p", 0.5, Some(&made.record.id));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let found = rt.block_on(j.find_key(made.key.expose())).unwrap().unwrap();
+        assert_eq!((found.admin, found.requests_per_minute, found.spent_today_usd), (true, Some(60), 0.5));
+        j.revoke_key(&found.id).unwrap();
+        assert_eq!(rt.block_on(j.find_key(made.key.expose())).unwrap(), None);
+    }}
 
     #[test]
     fn bad_names_and_limits_are_refused_naming_them() {

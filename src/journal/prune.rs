@@ -26,9 +26,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::Connection;
 use serde::Serialize;
 
+use super::db::{vals, Conn, DbResult, Sql, SqlExt};
 use super::{kept, now_s, Journal, JournalError};
 
 /// The tables a journal holds, as [`JournalStats::rows`] lists them.
@@ -80,7 +81,8 @@ pub struct JournalStats {
     pub oldest_unix_s: Option<i64>,
     /// Money recorded on the current UTC day, every account included.
     pub spent_today_usd: f64,
-    /// `none`, `full` or `incremental`.
+    /// SQLite's `none`, `full` or `incremental`; `autovacuum` on
+    /// PostgreSQL, whose own autovacuum gives space back.
     pub auto_vacuum: &'static str,
 }
 
@@ -98,20 +100,21 @@ impl Journal {
         let bytes_before = self.bytes_on_disk();
         let videos = self.videos();
         let durable = self.is_durable();
-        let (rows, units_kept, videos_removed, vacuum) = self.with(move |c| {
-            let (rows, units_kept) = drop_old(c, before, now)?;
+        let (rows, units_kept, videos_removed, vacuum, database_bytes) = self.with(move |c| {
+            let database_before = database_bytes(c)?;
+            let (rows, units_kept) = c.write(|tx| drop_old(tx, before, now))?;
             let removed = match &videos {
-                Some(dir) => {
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    let removed = kept::sweep(&tx, dir)?;
-                    tx.commit()?;
-                    removed
-                }
+                Some(dir) => c.write(|tx| kept::sweep(tx, dir))?,
                 None => 0,
             };
-            let vacuum = if durable { vacuum(c) } else { "none".to_string() };
-            Ok((rows, units_kept, removed, vacuum))
+            let vacuum = match c.lite() {
+                Some(lite) if durable => vacuum(lite),
+                Some(_) => "none".to_string(),
+                None => "autovacuum".to_string(),
+            };
+            Ok((rows, units_kept, removed, vacuum, database_before.zip(database_bytes(c)?)))
         })?;
+        let (bytes_before, bytes_after) = database_bytes.unwrap_or((bytes_before, self.bytes_on_disk()));
         let pruned = Pruned {
             before_unix_s: before,
             rows,
@@ -119,7 +122,7 @@ impl Journal {
             videos_removed,
             vacuum,
             bytes_before,
-            bytes_after: self.bytes_on_disk(),
+            bytes_after,
         };
         tracing::info!(
             journal = %self.path,
@@ -137,25 +140,30 @@ impl Journal {
     /// # Errors
     /// A read failure.
     pub fn stats(&self) -> Result<JournalStats, JournalError> {
-        let (rows, oldest, spent_today_usd, free_bytes, auto_vacuum) = self.with(|c| {
+        let (rows, oldest, spent_today_usd, free_bytes, auto_vacuum, database_bytes) = self.with(|c| {
             let mut rows = BTreeMap::new();
             for table in TABLES {
-                let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
-                rows.insert(table, n.max(0) as u64);
+                let n: Option<i64> = c.one(&format!("SELECT COUNT(*) FROM {table}"), &[])?;
+                rows.insert(table, n.unwrap_or(0).max(0) as u64);
             }
             let mut oldest = BTreeMap::new();
             for (table, column) in [("units", "created_unix_s"), ("runs", "started_unix_s"), ("spend", "at_unix_s")] {
-                let at: Option<i64> = c.query_row(&format!("SELECT MIN({column}) FROM {table}"), [], |r| r.get(0))?;
-                if let Some(at) = at {
+                let at: Option<Option<i64>> = c.one(&format!("SELECT MIN({column}) FROM {table}"), &[])?;
+                if let Some(at) = at.flatten() {
                     oldest.insert(table, at);
                 }
             }
             let day = now_s().div_euclid(86_400);
-            let spent: f64 =
-                c.query_row("SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1", params![day], |r| r.get(0))?;
-            let page: i64 = c.pragma_query_value(None, "page_size", |r| r.get(0))?;
-            let free: i64 = c.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
-            Ok((rows, oldest, spent, (page * free).max(0) as u64, auto_vacuum_mode(c)?))
+            let spent: Option<f64> = c.one("SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = ?1", &vals![day])?;
+            let (free, mode) = match c.lite() {
+                Some(lite) => {
+                    let page: i64 = lite.pragma_query_value(None, "page_size", |r| r.get(0))?;
+                    let free: i64 = lite.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+                    ((page * free).max(0) as u64, auto_vacuum_mode(lite)?)
+                }
+                None => (0, "autovacuum"),
+            };
+            Ok((rows, oldest, spent.unwrap_or(0.0), free, mode, database_bytes(c)?))
         })?;
         let (videos, video_bytes) = self.videos().map_or((0, 0), |dir| {
             std::fs::read_dir(dir)
@@ -170,7 +178,7 @@ impl Journal {
         Ok(JournalStats {
             path: self.path.clone(),
             rows,
-            bytes: self.bytes_on_disk(),
+            bytes: database_bytes.unwrap_or_else(|| self.bytes_on_disk()),
             free_bytes,
             videos,
             video_bytes,
@@ -182,7 +190,7 @@ impl Journal {
     }
 
     /// The journal's bytes on disk: its file and its write-ahead log (0 in
-    /// memory). Reads file sizes only, never the database.
+    /// memory and on PostgreSQL). Reads file sizes only, never the database.
     pub fn bytes_on_disk(&self) -> u64 {
         let Some(file) = &self.file else { return 0 };
         let mut wal = file.clone().into_os_string();
@@ -191,32 +199,38 @@ impl Journal {
     }
 }
 
-/// Drop the rows that may go, in one transaction: rows dropped by table,
-/// and the old units kept for unfinished runs.
-fn drop_old(c: &mut Connection, before: i64, now: i64) -> rusqlite::Result<(BTreeMap<&'static str, u64>, u64)> {
+/// The PostgreSQL database's size (none on SQLite, whose file is measured).
+fn database_bytes(c: &mut Conn) -> DbResult<Option<u64>> {
+    if c.lite().is_some() {
+        return Ok(None);
+    }
+    let bytes: Option<i64> = c.one("SELECT pg_database_size(current_database())", &[])?;
+    Ok(bytes.map(|b| b.max(0) as u64))
+}
+
+/// Drop the rows that may go, inside the caller's transaction: rows dropped
+/// by table, and the old units kept for unfinished runs.
+fn drop_old(tx: &mut dyn Sql, before: i64, now: i64) -> DbResult<(BTreeMap<&'static str, u64>, u64)> {
     let today = now.div_euclid(86_400);
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut rows = BTreeMap::new();
-    let units = tx.execute(
+    let units = tx.exec(
         "DELETE FROM units WHERE created_unix_s < ?1 AND video NOT IN
            (SELECT video_hash FROM runs WHERE status = 'running' AND video_hash IS NOT NULL)",
-        params![before],
+        &vals![before],
     )?;
-    rows.insert("units", units as u64);
-    let kept: i64 =
-        tx.query_row("SELECT COUNT(*) FROM units WHERE created_unix_s < ?1", params![before], |r| r.get(0))?;
-    let runs = tx.execute(
+    rows.insert("units", units);
+    let kept: Option<i64> = tx.one("SELECT COUNT(*) FROM units WHERE created_unix_s < ?1", &vals![before])?;
+    let runs = tx.exec(
         "DELETE FROM runs WHERE status != 'running' AND COALESCE(finished_unix_s, started_unix_s) < ?1",
-        params![before],
+        &vals![before],
     )?;
-    rows.insert("runs", runs as u64);
-    let spend = tx.execute("DELETE FROM spend WHERE at_unix_s < ?1 AND day < ?2", params![before, today])?;
-    rows.insert("spend", spend as u64);
+    rows.insert("runs", runs);
+    let spend = tx.exec("DELETE FROM spend WHERE at_unix_s < ?1 AND day < ?2", &vals![before, today])?;
+    rows.insert("spend", spend);
     let reservations =
-        tx.execute("DELETE FROM reservations WHERE day < ?1 OR expires_unix_s <= ?2", params![today, now])?;
-    rows.insert("reservations", reservations as u64);
-    tx.commit()?;
-    Ok((rows, kept.max(0) as u64))
+        tx.exec("DELETE FROM reservations WHERE day < ?1 OR expires_unix_s <= ?2", &vals![today, now])?;
+    rows.insert("reservations", reservations);
+    Ok((rows, kept.unwrap_or(0).max(0) as u64))
 }
 
 fn auto_vacuum_mode(c: &Connection) -> rusqlite::Result<&'static str> {
@@ -259,6 +273,7 @@ fn vacuum(c: &Connection) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::testing::on_both;
     use crate::journal::{unit_key, Unfinished, UnitRecord};
     use crate::provider::{Job, JobInput};
     use crate::schema::{Task, Usage, VideoRequest};
@@ -283,7 +298,7 @@ mod tests {
             UnitRecord { provider: "p".into(), model: "m".into(), observations: vec![], usage: Usage::default() };
         j.put(&k, video, "v@1", &record).unwrap();
         let (k2, at) = (k.clone(), now_s() - age_days * DAY);
-        j.with(move |c| c.execute("UPDATE units SET created_unix_s = ?1 WHERE key = ?2", params![at, k2])).unwrap();
+        j.sql(move |c| c.exec("UPDATE units SET created_unix_s = ?1 WHERE key = ?2", &vals![at, k2])).unwrap();
         k
     }
 
@@ -295,11 +310,11 @@ mod tests {
             j.finish_run(id, "done").unwrap();
         }
         let at = now_s() - age_days * DAY;
-        j.with(move |c| {
-            c.execute(
-                "UPDATE runs SET started_unix_s = ?1, finished_unix_s = CASE WHEN finished_unix_s IS NULL THEN NULL ELSE ?1 END,
+        j.sql(move |c| {
+            c.exec(
+                "UPDATE runs SET started_unix_s = ?1, finished_unix_s = CASE WHEN finished_unix_s IS NULL THEN NULL ELSE CAST(?1 AS BIGINT) END,
                  lease_until_unix_s = 0 WHERE id = ?2",
-                params![at, id],
+                &vals![at, id],
             )
         })
         .unwrap();
@@ -308,19 +323,17 @@ mod tests {
 
     fn spend(j: &Journal, usd: f64, age_days: i64) {
         let at = now_s() - age_days * DAY;
-        j.with(move |c| {
-            c.execute(
+        j.sql(move |c| {
+            c.exec(
                 "INSERT INTO spend (day, at_unix_s, provider, usd) VALUES (?1, ?2, 'p', ?3)",
-                params![at.div_euclid(DAY), at, usd],
+                &vals![at.div_euclid(DAY), at, usd],
             )
         })
         .unwrap();
     }
 
-    #[test]
-    fn old_units_and_runs_go_and_what_a_resume_or_a_budget_reads_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+    on_both! { fn old_units_and_runs_go_and_what_a_resume_or_a_budget_reads_stays(place) {
+        let j = place.open();
         let done_old = run(&j, "old", 40, false);
         let done_new = run(&j, "new", 1, false);
         let unfinished = run(&j, "resumable", 40, true);
@@ -330,7 +343,7 @@ mod tests {
         spend(&j, 1.0, 40);
         spend(&j, 0.5, 0);
         wait(crate::policy::SharedLedger::hold(&j, 0.1, 10.0)).unwrap();
-        j.with(|c| c.execute("UPDATE reservations SET expires_unix_s = 1", [])).unwrap();
+        j.sql(|c| c.exec("UPDATE reservations SET expires_unix_s = 1", &[])).unwrap();
 
         let pruned = j.prune(Duration::from_secs(30 * DAY as u64)).unwrap();
         let expected: BTreeMap<&str, u64> = [("units", 5), ("runs", 1), ("spend", 1), ("reservations", 1)].into();
@@ -341,8 +354,7 @@ mod tests {
         assert!(resumable_units.iter().all(|k| j.get(k).unwrap().is_some()), "an unfinished run's units stay");
         let Unfinished::Abandoned(left) = j.unfinished().unwrap() else { panic!("the unfinished run stays") };
         assert_eq!(left.id, unfinished);
-        let ids: Vec<i64> =
-            j.with(|c| c.prepare("SELECT id FROM runs ORDER BY id")?.query_map([], |r| r.get(0))?.collect()).unwrap();
+        let ids: Vec<i64> = j.sql(|c| c.column("SELECT id FROM runs ORDER BY id", &[])).unwrap();
         assert_eq!(ids, vec![done_new, unfinished], "run {done_old} went");
         assert!((j.spent_today().unwrap() - 0.5).abs() < 1e-12, "today's spend stays");
 
@@ -354,12 +366,10 @@ mod tests {
         // Once the run ends, its units may go.
         j.finish_run(unfinished, "done").unwrap();
         assert_eq!(j.prune(Duration::ZERO).unwrap().rows["units"], 3);
-    }
+    }}
 
-    #[test]
-    fn stats_count_rows_and_read_the_oldest_entry_and_todays_spend() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
+    on_both! { fn stats_count_rows_and_read_the_oldest_entry_and_todays_spend(place) {
+        let j = place.open();
         run(&j, "a", 3, false);
         unit(&j, "a", 0, 2);
         unit(&j, "a", 1, 0);
@@ -372,12 +382,17 @@ mod tests {
         assert!((stats.oldest_unix_s.unwrap() - (now_s() - 9 * DAY)).abs() <= 2, "{stats:?}");
         assert!((stats.oldest["units"] - (now_s() - 2 * DAY)).abs() <= 2, "{stats:?}");
         assert!((stats.spent_today_usd - 0.75).abs() < 1e-12);
-        assert_eq!(stats.auto_vacuum, "incremental", "a new journal");
-        let on_disk = std::fs::metadata(dir.path().join("j.sqlite3")).unwrap().len();
-        assert!(stats.bytes >= on_disk && on_disk > 0, "{stats:?}");
-        let empty = Journal::in_memory().unwrap().stats().unwrap();
-        assert_eq!((empty.bytes, empty.oldest_unix_s, empty.rows["units"]), (0, None, 0));
-    }
+        if place.kind == crate::journal::testing::Kind::Sqlite {
+            assert_eq!(stats.auto_vacuum, "incremental", "a new journal");
+            let on_disk = std::fs::metadata(place.dir.path().join("j.sqlite3")).unwrap().len();
+            assert!(stats.bytes >= on_disk && on_disk > 0, "{stats:?}");
+            let empty = Journal::in_memory().unwrap().stats().unwrap();
+            assert_eq!((empty.bytes, empty.oldest_unix_s, empty.rows["units"]), (0, None, 0));
+        } else {
+            assert_eq!(stats.auto_vacuum, "autovacuum");
+            assert!(stats.bytes > 1_000_000, "the database's size: {stats:?}");
+        }
+    }}
 
     #[test]
     fn an_old_journal_is_vacuumed_in_full_once_then_incrementally() {
@@ -402,11 +417,9 @@ mod tests {
         assert_eq!(j.stats().unwrap().free_bytes, 0, "every free page given back");
     }
 
-    #[test]
-    fn copies_left_half_written_are_not_counted_and_go_after_an_hour() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("j.sqlite3")).unwrap();
-        let videos = dir.path().join("j.sqlite3.videos");
+    on_both! { fn copies_left_half_written_are_not_counted_and_go_after_an_hour(place) {
+        let j = place.open();
+        let videos = place.videos();
         std::fs::create_dir_all(&videos).unwrap();
         let (old, fresh) = (videos.join(".incoming-old"), videos.join(".incoming-fresh"));
         std::fs::write(&old, [1u8; 100]).unwrap();
@@ -419,7 +432,7 @@ mod tests {
         assert_eq!(pruned.videos_removed, 1, "{pruned:?}");
         assert!(!old.exists(), "left by a process that died before its run was entered");
         assert!(fresh.exists(), "maybe still being written");
-    }
+    }}
 
     fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)

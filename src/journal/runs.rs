@@ -2,9 +2,8 @@
 //! it ended (its report, or its error), which process instance owns an
 //! unfinished run, and the runs a restarted service serves again or resumes.
 
-use rusqlite::{params, Connection};
-
-use super::{now_s, stored_request, Journal, JournalError, RunRecord, RUN_LEASE_S};
+use super::db::{vals, DbResult, Sql, SqlExt};
+use super::{now_s, run_record, stored_request, Journal, JournalError, RunRecord, RUN_LEASE_S};
 use crate::schema::VideoRequest;
 
 /// A finished run as the journal keeps it.
@@ -37,10 +36,8 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn set_run_owner(&self, id: i64, account: Option<&str>, owner: &str) -> Result<(), JournalError> {
-        let (account, owner) = (account.map(str::to_string), owner.to_string());
-        self.with(move |c| {
-            c.execute("UPDATE runs SET account = ?1, owner = ?2 WHERE id = ?3", params![account, owner, id]).map(drop)
-        })
+        let args = vals![account, owner, id];
+        self.with(move |c| c.exec("UPDATE runs SET account = ?1, owner = ?2 WHERE id = ?3", &args).map(drop))
     }
 
     /// Mark the run `id` finished with `status`, keeping its `outcome`.
@@ -50,9 +47,9 @@ impl Journal {
     pub fn record_outcome(&self, id: i64, status: &str, outcome: &serde_json::Value) -> Result<(), JournalError> {
         let (status, outcome, videos) = (status.to_string(), outcome.to_string(), self.videos());
         self.with(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE runs SET status = ?1, outcome = ?2, finished_unix_s = COALESCE(finished_unix_s, ?3) WHERE id = ?4",
-                params![status, outcome, now_s(), id],
+                &vals![status, outcome, now_s(), id],
             )?;
             super::kept::release_run(c, videos.as_deref(), id)
         })
@@ -64,25 +61,23 @@ impl Journal {
     /// A read failure; a run whose request or outcome no longer parses is skipped.
     pub fn recent_runs(&self, since_unix_s: i64) -> Result<Vec<FinishedRun>, JournalError> {
         self.with(move |c| {
-            let mut stmt = c.prepare(
+            let rows = c.rows(
                 "SELECT id, request, started_unix_s, finished_unix_s, account, outcome FROM runs
                  WHERE outcome IS NOT NULL AND status != 'running' AND finished_unix_s >= ?1 ORDER BY id",
+                &vals![since_unix_s],
             )?;
-            let rows = stmt.query_map(params![since_unix_s], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            })?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, request, started_unix_s, finished_unix_s, account, outcome) = row?;
+                let (request, outcome): (String, String) = (row.get(1)?, row.get(5)?);
                 if let (Ok(request), Ok(outcome)) = (stored_request(&request), serde_json::from_str(&outcome)) {
-                    out.push(FinishedRun { id, request, started_unix_s, finished_unix_s, account, outcome });
+                    out.push(FinishedRun {
+                        id: row.get(0)?,
+                        request,
+                        started_unix_s: row.get(2)?,
+                        finished_unix_s: row.get(3)?,
+                        account: row.get(4)?,
+                        outcome,
+                    });
                 }
             }
             Ok(out)
@@ -97,12 +92,13 @@ impl Journal {
     /// A write failure.
     pub fn forget_outcomes(&self, before_unix_s: i64) -> Result<Vec<i64>, JournalError> {
         self.with(move |c| {
-            let mut stmt = c.prepare(
+            let mut ids: Vec<i64> = c.column(
                 "UPDATE runs SET outcome = NULL
                  WHERE outcome IS NOT NULL AND status != 'running' AND finished_unix_s < ?1 RETURNING id",
+                &vals![before_unix_s],
             )?;
-            let ids = stmt.query_map(params![before_unix_s], |row| row.get::<_, i64>(0))?;
-            ids.collect()
+            ids.sort_unstable();
+            Ok(ids)
         })
     }
 
@@ -127,42 +123,33 @@ impl Journal {
         let owner = owner.to_string();
         self.with(move |c| {
             let now = now_s();
-            let changed = c.execute(
+            let changed = c.exec(
                 "UPDATE runs SET owner = ?1, lease_until_unix_s = ?2
                  WHERE id = ?3 AND status = 'running' AND (owner = ?1 OR lease_until_unix_s <= ?4)",
-                params![owner, now + RUN_LEASE_S, id, now],
+                &vals![owner, now + RUN_LEASE_S, id, now],
             )?;
             Ok(changed == 1)
         })
     }
 }
 
-fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Option<RunAccount>)>> {
-    let mut stmt = c.prepare(
+fn resumable(c: &mut dyn Sql, owner: &str) -> DbResult<Vec<(RunRecord, Option<RunAccount>)>> {
+    let rows = c.rows(
         "SELECT r.id, r.request, r.started_unix_s, r.video_hash, r.lease_until_unix_s, r.account, k.max_usd_per_day,
                 k.id IS NULL OR k.revoked_unix_s IS NOT NULL
          FROM runs r LEFT JOIN api_keys k ON k.id = r.account
          WHERE r.status = 'running' AND r.owner IS NOT NULL AND (r.owner = ?1 OR r.lease_until_unix_s <= ?2)
          ORDER BY r.id",
+        &vals![owner, now_s()],
     )?;
-    let mut rows = stmt.query(params![owner, now_s()])?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(1)?;
-        if let Ok(request) = stored_request(&text) {
-            let record = RunRecord {
-                id: row.get(0)?,
-                request,
-                started_unix_s: row.get(2)?,
-                video_hash: row.get(3)?,
-                lease_until_unix_s: row.get(4)?,
-            };
-            let account = match row.get::<_, Option<String>>(5)? {
-                Some(id) => Some(RunAccount { id, max_usd_per_day: row.get(6)?, revoked: row.get(7)? }),
-                None => None,
-            };
-            out.push((record, account));
-        }
+    for row in &rows {
+        let Some(record) = run_record(row)? else { continue };
+        let account = match row.get::<Option<String>>(5)? {
+            Some(id) => Some(RunAccount { id, max_usd_per_day: row.get(6)?, revoked: row.get(7)? }),
+            None => None,
+        };
+        out.push((record, account));
     }
     Ok(out)
 }
@@ -170,14 +157,14 @@ fn resumable(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(RunRecord, Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::testing::on_both;
 
     fn request() -> VideoRequest {
         VideoRequest::new("/v.mp4", crate::schema::Task::Describe)
     }
 
-    #[test]
-    fn an_outcome_is_kept_and_listed_with_its_account() {
-        let j = Journal::in_memory().unwrap();
+    on_both! { fn an_outcome_is_kept_and_listed_with_its_account(place) {
+        let j = place.open();
         let id = j.start_run(&request()).unwrap();
         j.set_run_owner(id, Some("key1"), "me").unwrap();
         assert!(j.recent_runs(0).unwrap().is_empty(), "an unfinished run is not listed as finished");
@@ -187,12 +174,11 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!((runs[0].id, runs[0].account.as_deref(), &runs[0].outcome), (id, Some("key1"), &outcome));
         assert!(j.recent_runs(now_s() + 10).unwrap().is_empty(), "older runs are left out");
-    }
+    }}
 
-    #[test]
-    fn a_resumable_run_comes_with_its_keys_daily_cap() {
-        let j = Journal::in_memory().unwrap();
-        let new = super::super::NewKey { name: "k".into(), max_usd_per_day: Some(2.5), ..Default::default() };
+    on_both! { fn a_resumable_run_comes_with_its_keys_daily_cap(place) {
+        let j = place.open();
+        let new = crate::journal::NewKey { name: "k".into(), max_usd_per_day: Some(2.5), ..Default::default() };
         let key = j.create_key(&new).unwrap().record;
         let paid = j.start_run(&request()).unwrap();
         j.set_run_owner(paid, Some(&key.id), "me").unwrap();
@@ -200,7 +186,7 @@ mod tests {
         j.set_run_owner(gone, Some("no-such-key"), "me").unwrap();
         let free = j.start_run(&request()).unwrap();
         j.set_run_owner(free, None, "me").unwrap();
-        let revoked = j.create_key(&super::super::NewKey { name: "r".into(), ..Default::default() }).unwrap().record;
+        let revoked = j.create_key(&crate::journal::NewKey { name: "r".into(), ..Default::default() }).unwrap().record;
         let stopped = j.start_run(&request()).unwrap();
         j.set_run_owner(stopped, Some(&revoked.id), "me").unwrap();
         j.revoke_key("r").unwrap();
@@ -215,11 +201,10 @@ mod tests {
                 account(&revoked.id, None, true)
             ]
         );
-    }
+    }}
 
-    #[test]
-    fn old_outcomes_are_forgotten_and_unfinished_runs_kept() {
-        let j = Journal::in_memory().unwrap();
+    on_both! { fn old_outcomes_are_forgotten_and_unfinished_runs_kept(place) {
+        let j = place.open();
         let done = j.start_run(&request()).unwrap();
         j.record_outcome(done, "done", &serde_json::json!({"status": "done"})).unwrap();
         let running = j.start_run(&request()).unwrap();
@@ -227,19 +212,12 @@ mod tests {
         assert_eq!(j.forget_outcomes(now_s() + 10).unwrap(), vec![done]);
         assert!(j.recent_runs(0).unwrap().is_empty());
         assert!(j.forget_outcomes(now_s() + 10).unwrap().is_empty(), "forgotten once");
-        let ids: Vec<i64> = j
-            .with(|c| {
-                let mut stmt = c.prepare("SELECT id FROM runs WHERE status = 'running'")?;
-                let ids = stmt.query_map([], |r| r.get(0))?.collect();
-                ids
-            })
-            .unwrap();
+        let ids: Vec<i64> = j.sql(|c| c.column("SELECT id FROM runs WHERE status = 'running'", &[])).unwrap();
         assert_eq!(ids, vec![running]);
-    }
+    }}
 
-    #[test]
-    fn an_instance_resumes_its_own_runs_at_once_and_never_a_live_one_of_another() {
-        let j = Journal::in_memory().unwrap();
+    on_both! { fn an_instance_resumes_its_own_runs_at_once_and_never_a_live_one_of_another(place) {
+        let j = place.open();
         let mine = j.start_run(&request()).unwrap();
         j.set_run_owner(mine, None, "me").unwrap();
         let theirs = j.start_run(&request()).unwrap();
@@ -248,11 +226,11 @@ mod tests {
         assert_eq!(ids, vec![mine]);
         assert!(!j.claim_run(theirs, "me").unwrap(), "a live run of another instance is never taken");
         assert!(j.claim_run(mine, "me").unwrap());
-        j.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![theirs])).unwrap();
+        j.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", &vals![theirs])).unwrap();
         assert!(j.claim_run(theirs, "me").unwrap(), "a run whose lease ran out is taken");
         let cli = j.start_run(&request()).unwrap();
-        j.with(move |c| c.execute("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", params![cli])).unwrap();
+        j.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", &vals![cli])).unwrap();
         let ids: Vec<i64> = j.resumable_runs("me").unwrap().into_iter().map(|(r, _)| r.id).collect();
         assert!(!ids.contains(&cli), "a command line run is left to `vidgate resume`: {ids:?}");
-    }
+    }}
 }

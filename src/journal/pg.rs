@@ -1,0 +1,131 @@
+//! The journal on PostgreSQL: several `vidgate serve` instances (or command
+//! line runs on several machines) sharing one ledger of record.
+//!
+//! Its tables are SQLite's, in PostgreSQL's types. The schema is versioned:
+//! each migration below is applied once, in order, at start, inside one
+//! transaction holding the journal's write lock, so instances starting
+//! together never race to make it, and `vidgate_migrations` says which ran.
+
+use std::time::Duration;
+
+use super::db::{DbError, DbResult, Pg, Sql, SqlExt, PG_WRITE_LOCK};
+use super::exec::PgPool;
+
+/// The migrations, by version: append, never edit one that shipped.
+const MIGRATIONS: [(i64, &str); 1] = [(
+    1,
+    "
+CREATE TABLE units (
+    key TEXT PRIMARY KEY,
+    video TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    record TEXT NOT NULL,
+    created_unix_s BIGINT NOT NULL
+);
+CREATE INDEX units_by_video ON units(video);
+CREATE INDEX units_by_age ON units(created_unix_s);
+CREATE TABLE spend (
+    id BIGSERIAL PRIMARY KEY,
+    day BIGINT NOT NULL,
+    at_unix_s BIGINT NOT NULL,
+    provider TEXT NOT NULL,
+    usd DOUBLE PRECISION NOT NULL,
+    account TEXT
+);
+CREATE INDEX spend_by_day ON spend(day);
+CREATE INDEX spend_by_account ON spend(account, day);
+CREATE TABLE reservations (
+    id BIGSERIAL PRIMARY KEY,
+    day BIGINT NOT NULL,
+    usd DOUBLE PRECISION NOT NULL,
+    expires_unix_s BIGINT NOT NULL,
+    account TEXT
+);
+CREATE TABLE runs (
+    id BIGSERIAL PRIMARY KEY,
+    request TEXT NOT NULL,
+    started_unix_s BIGINT NOT NULL,
+    finished_unix_s BIGINT,
+    status TEXT NOT NULL,
+    video_hash TEXT,
+    lease_until_unix_s BIGINT NOT NULL DEFAULT 0,
+    account TEXT,
+    outcome TEXT,
+    owner TEXT,
+    kept_video TEXT
+);
+CREATE INDEX runs_by_status ON runs(status);
+CREATE TABLE api_keys (
+    seq BIGSERIAL UNIQUE,
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    admin BIGINT NOT NULL DEFAULT 0,
+    max_usd_per_day DOUBLE PRECISION,
+    requests_per_minute BIGINT,
+    created_unix_s BIGINT NOT NULL,
+    revoked_unix_s BIGINT
+);
+",
+)];
+
+/// How long a call waits for a connection while the server is away.
+pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// A pool of `size` connections to `url`, the schema brought up to date.
+///
+/// # Errors
+/// A URL that does not parse, a server that cannot be reached within
+/// [`CONNECT_WAIT`], a failed migration.
+pub(crate) fn connect(url: &str, size: u32) -> DbResult<PgPool> {
+    let config: postgres::Config =
+        url.parse().map_err(|e| DbError::new(format!("not a PostgreSQL URL (postgres://user@host:port/db): {e}")))?;
+    let mut config = config;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.application_name("vidgate");
+    let manager = r2d2_postgres::PostgresConnectionManager::new(config, postgres::NoTls);
+    let pool = r2d2::Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(CONNECT_WAIT)
+        // Errors of connections the pool opens in the background are the
+        // calls' to report, not the log's every few seconds.
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build(manager)
+        .map_err(|e| DbError { message: format!("cannot connect: {e}"), connection: true })?;
+    let mut client = pool.get().map_err(|e| DbError { message: format!("cannot connect: {e}"), connection: true })?;
+    migrate(&mut client)?;
+    drop(client);
+    Ok(pool)
+}
+
+/// Apply the migrations not yet applied; the version now in force.
+fn migrate(client: &mut postgres::Client) -> DbResult<i64> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_WRITE_LOCK])?;
+    let mut db = Pg(&mut tx);
+    db.batch(
+        "CREATE TABLE IF NOT EXISTS vidgate_migrations (version BIGINT PRIMARY KEY, applied_unix_s BIGINT NOT NULL)",
+    )?;
+    let applied: Option<i64> = db.one("SELECT MAX(version) FROM vidgate_migrations", &[])?.flatten();
+    let applied = applied.unwrap_or(0);
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if applied > newest {
+        return Err(DbError::new(format!(
+            "the journal's schema is version {applied}, newer than this vidgate knows ({newest}): upgrade vidgate"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        db.batch(sql)?;
+        db.exec(
+            "INSERT INTO vidgate_migrations (version, applied_unix_s) VALUES (?1, ?2)",
+            &super::db::vals![*version, super::now_s()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(newest)
+}

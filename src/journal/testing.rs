@@ -1,0 +1,163 @@
+//! The journal's test suite runs on both databases: each test written with
+//! [`on_both!`] runs once on an SQLite file and once on a PostgreSQL
+//! database of its own, made on the server that `VIDGATE_TEST_PG_URL`
+//! names (`scripts/with-postgres.sh` starts one and sets it). Without that
+//! server the PostgreSQL half fails, unless `VIDGATE_ALLOW_SKIP=1`.
+
+use std::path::PathBuf;
+
+use super::{Journal, DEFAULT_POOL_SIZE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// One journal, which [`Place::open`] opens as many times as a test needs
+/// processes (each handle has its own connections).
+pub(crate) struct Place {
+    pub dir: tempfile::TempDir,
+    pub kind: Kind,
+    url: Option<String>,
+}
+
+impl Place {
+    /// A new, empty journal of `kind`; none when PostgreSQL is missing and
+    /// skipping is allowed.
+    pub fn new(kind: Kind) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match kind {
+            Kind::Sqlite => None,
+            Kind::Postgres => Some(new_database()?),
+        };
+        Some(Self { dir, kind, url })
+    }
+
+    /// Another handle on the journal, as another process would have.
+    pub fn open(&self) -> Journal {
+        match &self.url {
+            None => Journal::open(&self.dir.path().join("j.sqlite3")).unwrap(),
+            Some(url) => Journal::connect(url, Some(&self.videos()), DEFAULT_POOL_SIZE).unwrap(),
+        }
+    }
+
+    /// The folder of kept copies of videos given as bytes.
+    pub fn videos(&self) -> PathBuf {
+        match self.kind {
+            Kind::Sqlite => self.dir.path().join("j.sqlite3.videos"),
+            Kind::Postgres => self.dir.path().join("videos"),
+        }
+    }
+
+    /// The journal's URL (PostgreSQL) or file (SQLite), as `[journal]` takes it.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+}
+
+/// The test server's URL; none when skipping is allowed, else a panic that
+/// says how to get one.
+pub(crate) fn server_url() -> Option<String> {
+    match std::env::var("VIDGATE_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("VIDGATE_ALLOW_SKIP").as_deref() == Ok("1") => {
+            eprintln!("skipped: no PostgreSQL (VIDGATE_TEST_PG_URL unset; VIDGATE_ALLOW_SKIP=1)");
+            None
+        }
+        _ => panic!(
+            "VIDGATE_TEST_PG_URL is not set: run the tests under scripts/with-postgres.sh, \
+             which starts a PostgreSQL server for them (or set VIDGATE_ALLOW_SKIP=1 to skip)"
+        ),
+    }
+}
+
+/// A new database on the test server, its URL.
+pub(crate) fn new_database() -> Option<String> {
+    let server = server_url()?;
+    let name = format!("vt_{}", hex::encode(rand::random::<[u8; 8]>()));
+    // The sync client must not run on an async runtime's thread.
+    let admin = server.clone();
+    let made = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
+        client.batch_execute(&format!("CREATE DATABASE {name}")).map(|()| name)
+    })
+    .join()
+    .unwrap();
+    let name = made.unwrap_or_else(|e| panic!("cannot make a test database on {server}: {e}"));
+    let mut url = reqwest::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+/// A test run once on each database: `on_both! { fn name(place) { body } }`
+/// makes `name::sqlite` and `name::postgres`.
+macro_rules! on_both {
+    ($(#[$meta:meta])* fn $name:ident($place:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::journal::testing::{Kind, Place};
+
+            fn body($place: &Place) $body
+
+            #[test]
+            fn sqlite() {
+                body(&Place::new(Kind::Sqlite).unwrap());
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(place) = Place::new(Kind::Postgres) {
+                    body(&place);
+                }
+            }
+        }
+    };
+}
+pub(crate) use on_both;
+
+/// The journal's write lock, held by another process until released.
+pub(crate) enum Locker {
+    Sqlite(rusqlite::Connection),
+    /// A thread of its own holds a session's advisory lock (the sync
+    /// client must stay off async runtimes), until told to let go.
+    Postgres(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
+}
+
+impl Locker {
+    pub fn take(place: &Place) -> Self {
+        match place.url() {
+            None => {
+                let other = rusqlite::Connection::open(place.dir.path().join("j.sqlite3")).unwrap();
+                other.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Locker::Sqlite(other)
+            }
+            Some(url) => {
+                let url = url.to_string();
+                let (taken, wait_taken) = std::sync::mpsc::channel();
+                let (release, wait_release) = std::sync::mpsc::channel::<()>();
+                let holder = std::thread::spawn(move || {
+                    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                    client.execute("SELECT pg_advisory_lock($1)", &[&super::db::PG_WRITE_LOCK]).unwrap();
+                    taken.send(()).unwrap();
+                    let _ = wait_release.recv();
+                    client.execute("SELECT pg_advisory_unlock($1)", &[&super::db::PG_WRITE_LOCK]).unwrap();
+                });
+                wait_taken.recv().unwrap();
+                Locker::Postgres(release, holder)
+            }
+        }
+    }
+
+    pub fn release(self) {
+        match self {
+            Locker::Sqlite(other) => other.execute_batch("COMMIT").unwrap(),
+            Locker::Postgres(release, holder) => {
+                release.send(()).unwrap();
+                holder.join().unwrap();
+            }
+        }
+    }
+}
