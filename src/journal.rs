@@ -237,9 +237,27 @@ impl Journal {
     /// for 30 s), a failed migration. The error names the URL without its
     /// credentials.
     pub fn connect(url: &str, videos: Option<&Path>, pool_size: u32) -> Result<Self, JournalError> {
+        Self::connect_with(url, None, videos, pool_size)
+    }
+
+    /// [`Journal::connect`] with the database's password apart from its URL.
+    ///
+    /// # Errors
+    /// As [`Journal::connect`].
+    pub fn connect_with(
+        url: &str,
+        password: Option<&str>,
+        videos: Option<&Path>,
+        pool_size: u32,
+    ) -> Result<Self, JournalError> {
         let shown = crate::secret::redact_urls(url);
         let fail = |message: String| JournalError { path: shown.clone(), message };
-        let pool = pg::connect(url, pool_size + 1).map_err(|e| fail(e.to_string()))?;
+        // The sync driver blocks on a runtime of its own: never on an async one's thread.
+        let (url_owned, password_owned) = (url.to_string(), password.map(str::to_string));
+        let pool = std::thread::spawn(move || pg::connect(&url_owned, password_owned.as_deref(), pool_size + 1))
+            .join()
+            .map_err(|_| fail("connecting failed".into()))?
+            .map_err(|e| fail(e.to_string()))?;
         let exec =
             Exec::postgres(pool, pool_size as usize).map_err(|e| fail(format!("cannot start its threads: {e}")))?;
         let videos = videos.map(|v| std::path::absolute(v).unwrap_or_else(|_| v.to_path_buf()));

@@ -36,6 +36,9 @@ pub enum JournalCommand {
 
 fn open(config: &Config) -> anyhow::Result<Journal> {
     anyhow::ensure!(config.journal.enabled, "the journal is off (journal.enabled = false): there is none to read");
+    if config.journal.url.is_some() {
+        return Ok(config.journal.open()?);
+    }
     let path = config.journal.path.clone().unwrap_or_else(journal::default_path);
     anyhow::ensure!(
         path.is_file(),

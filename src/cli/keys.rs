@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use vidgate::config::Config;
-use vidgate::journal::{self, ApiKey, Journal, NewKey};
+use vidgate::journal::{ApiKey, Journal, NewKey};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
@@ -42,8 +42,7 @@ fn open(config: &Config) -> anyhow::Result<Journal> {
         config.journal.enabled,
         "API keys are kept in the journal, and it is off (journal.enabled = false): turn it on"
     );
-    let path = config.journal.path.clone().unwrap_or_else(journal::default_path);
-    Ok(Journal::open(&path)?)
+    Ok(config.journal.open()?)
 }
 
 pub fn run(command: KeysCommand, config: &Config) -> anyhow::Result<()> {

@@ -338,6 +338,27 @@ fn an_unknown_model_gets_no_price_and_a_free_servers_price_is_not_lent() {
 }
 
 #[test]
+fn a_journal_database_url_is_checked_and_never_holds_a_password() {
+    for (toml, key, words) in [
+        ("url = \"postgres://u:secret@db/v\"", "journal.url", "password_env"),
+        ("url = \"mysql://db/v\"", "journal.url", "not a PostgreSQL URL"),
+        ("url = \"postgres://db/v\"\npath = \"j.sqlite3\"", "journal.url", "give one"),
+        ("url = \"postgres://db/v\"\npool_size = 0", "journal.pool_size", "1..=64"),
+    ] {
+        let (err, _f) = load_file(&format!("[journal]\n{toml}\n"));
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains(key) && msg.contains(words), "{toml}: {msg}");
+        assert!(!msg.contains("secret"), "{msg}");
+    }
+    let (ok, _f) = load_file("[journal]\nurl = \"postgres://vidgate@db:5432/v\"\npassword_env = \"PG_PW\"\n");
+    let journal = ok.unwrap().journal;
+    assert_eq!(
+        (journal.url.as_deref(), journal.password_env.as_deref()),
+        (Some("postgres://vidgate@db:5432/v"), Some("PG_PW"))
+    );
+}
+
+#[test]
 fn an_empty_journal_path_is_refused_with_its_key() {
     let (err, f) = load_file("[journal]\npath = \"\"\n");
     let msg = err.unwrap_err().to_string();

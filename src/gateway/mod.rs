@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, ConfigError, Protocol, ProviderProfile};
-use crate::journal::{self, Journal, JournalError};
+use crate::journal::{Journal, JournalError};
 use crate::media::MediaError;
 use crate::policy::{self, Breaker, Budget, SharedLedger};
 use crate::prompts::PromptError;
@@ -159,11 +159,7 @@ impl Gateway {
     /// # Errors
     /// When the journal cannot be opened.
     pub fn from_config(config: Config) -> Result<Self, GatewayError> {
-        let journal = if config.journal.enabled {
-            Journal::open(&config.journal.path.clone().unwrap_or_else(journal::default_path))?
-        } else {
-            Journal::in_memory()?
-        };
+        let journal = if config.journal.enabled { config.journal.open()? } else { Journal::in_memory()? };
         Ok(Self::with_journal(config, journal))
     }
 

@@ -57,11 +57,14 @@ impl Gateway {
     pub fn reloaded(&self, config: Config) -> Result<(Gateway, Reload), GatewayError> {
         config.validate().map_err(|e| e.into_error("(reloaded)"))?;
         let (old, new) = (&self.config.journal, &config.journal);
-        if old.enabled != new.enabled || old.path != new.path {
+        let place = |j: &crate::config::JournalConfig| {
+            (j.enabled, j.path.clone(), j.url.clone(), j.password_env.clone(), j.pool_size, j.videos_dir.clone())
+        };
+        if place(old) != place(new) {
             return Err(ConfigError::Key {
                 origin: "(reloaded)".into(),
                 key: "journal".into(),
-                message: "the journal (journal.path, journal.enabled) is chosen at start; restart to change it".into(),
+                message: "the journal (journal.enabled, path, url, password_env, pool_size, videos_dir) is chosen at start; restart to change it".into(),
             }
             .into());
         }

@@ -79,10 +79,13 @@ pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// # Errors
 /// A URL that does not parse, a server that cannot be reached within
 /// [`CONNECT_WAIT`], a failed migration.
-pub(crate) fn connect(url: &str, size: u32) -> DbResult<PgPool> {
+pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<PgPool> {
     let config: postgres::Config =
         url.parse().map_err(|e| DbError::new(format!("not a PostgreSQL URL (postgres://user@host:port/db): {e}")))?;
     let mut config = config;
+    if let Some(password) = password {
+        config.password(password);
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
