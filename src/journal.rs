@@ -50,7 +50,7 @@ pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 mod prune;
 mod runs;
 pub use prune::{JournalStats, Pruned, TABLES};
-pub use runs::{FinishedRun, RunAccount};
+pub use runs::{FinishedRun, RunAccount, RunView};
 
 /// A journal that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]

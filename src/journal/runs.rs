@@ -2,7 +2,7 @@
 //! it ended (its report, or its error), which process instance owns an
 //! unfinished run, and the runs a restarted service serves again or resumes.
 
-use super::db::{vals, DbResult, Sql, SqlExt};
+use super::db::{vals, DbResult, Dialect, Sql, SqlExt};
 use super::{now_s, run_record, stored_request, Journal, JournalError, RunRecord, RUN_LEASE_S};
 use crate::schema::VideoRequest;
 
@@ -17,6 +17,20 @@ pub struct FinishedRun {
     pub account: Option<String>,
     /// How it ended, as its service wrote it (report, or error and status).
     pub outcome: serde_json::Value,
+}
+
+/// A run as the journal holds it, for an instance that does not hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub id: i64,
+    pub request: VideoRequest,
+    pub started_unix_s: i64,
+    /// `running`, or how it ended (`done`, `failed`, `cancelled`, `resumed`).
+    pub status: String,
+    pub account: Option<String>,
+    /// How it ended, as its service wrote it.
+    pub outcome: Option<serde_json::Value>,
+    pub lease_until_unix_s: i64,
 }
 
 /// Who pays for an unfinished run: its API key's id, and that key's daily
@@ -131,6 +145,70 @@ impl Journal {
             Ok(changed == 1)
         })
     }
+    /// Take, for `owner`, up to `limit` unfinished runs of other service
+    /// instances whose lease ran out (their instance died), oldest first,
+    /// each leased to `owner` from now, with its account as
+    /// [`Journal::resumable_runs`] gives it. Instances asking at once share
+    /// the runs out: on PostgreSQL the rows are locked `FOR UPDATE SKIP
+    /// LOCKED`, so each goes to one instance and none waits for another's;
+    /// on SQLite the write lock orders them.
+    ///
+    /// # Errors
+    /// A write failure (then none was taken).
+    pub fn claim_abandoned(
+        &self,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<(RunRecord, Option<RunAccount>)>, JournalError> {
+        let owner = owner.to_string();
+        self.with(move |c| {
+            let lock = match c.dialect() {
+                Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+                Dialect::Sqlite => "",
+            };
+            let now = now_s();
+            // One statement, not under the journal's write lock: the rows'
+            // own locks share them out.
+            let ids: Vec<i64> = {
+                c.column(
+                    &format!(
+                        "UPDATE runs SET owner = ?1, lease_until_unix_s = ?2 WHERE id IN
+                           (SELECT id FROM runs WHERE status = 'running' AND owner IS NOT NULL AND owner != ?1
+                              AND lease_until_unix_s <= ?3 ORDER BY id LIMIT ?4 {lock})
+                         RETURNING id"
+                    ),
+                    &vals![&owner, now + RUN_LEASE_S, now, i64::from(limit)],
+                )?
+            };
+            Ok(resumable(c, &owner)?.into_iter().filter(|(r, _)| ids.contains(&r.id)).collect())
+        })
+    }
+
+    /// The run `id` as any instance sees it: its request, when it started,
+    /// its status (`running`, or how it ended) and its kept outcome, if any.
+    ///
+    /// # Errors
+    /// A read failure.
+    pub fn run_view(&self, id: i64) -> Result<Option<RunView>, JournalError> {
+        self.with(move |c| {
+            let rows = c.rows(
+                "SELECT request, started_unix_s, status, account, outcome, lease_until_unix_s FROM runs WHERE id = ?1",
+                &vals![id],
+            )?;
+            let Some(row) = rows.first() else { return Ok(None) };
+            let Ok(request) = stored_request(&row.get::<String>(0)?) else { return Ok(None) };
+            let outcome: Option<String> = row.get(4)?;
+            Ok(Some(RunView {
+                id,
+                request,
+                started_unix_s: row.get(1)?,
+                status: row.get(2)?,
+                account: row.get(3)?,
+                outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
+                lease_until_unix_s: row.get(5)?,
+            }))
+        })
+    }
 }
 
 fn resumable(c: &mut dyn Sql, owner: &str) -> DbResult<Vec<(RunRecord, Option<RunAccount>)>> {
@@ -232,5 +310,49 @@ mod tests {
         j.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", &vals![cli])).unwrap();
         let ids: Vec<i64> = j.resumable_runs("me").unwrap().into_iter().map(|(r, _)| r.id).collect();
         assert!(!ids.contains(&cli), "a command line run is left to `vidgate resume`: {ids:?}");
+    }}
+
+    on_both! { fn abandoned_runs_are_shared_out_among_instances_each_to_one(place) {
+        let dead = place.open();
+        let ids: Vec<i64> = (0..12)
+            .map(|_| {
+                let id = dead.start_run(&request()).unwrap();
+                dead.set_run_owner(id, None, "dead").unwrap();
+                id
+            })
+            .collect();
+        let live = dead.start_run(&request()).unwrap();
+        dead.set_run_owner(live, None, "alive").unwrap();
+        assert!(place.open().claim_abandoned("b", 100).unwrap().is_empty(), "leases still held");
+        dead.sql(|c| c.exec("UPDATE runs SET lease_until_unix_s = 0 WHERE owner = 'dead'", &[])).unwrap();
+        let handles: Vec<Journal> = (0..3).map(|_| place.open()).collect();
+        let taken: Vec<Vec<i64>> = std::thread::scope(|s| {
+            let threads: Vec<_> = handles
+                .iter()
+                .enumerate()
+                .map(|(i, j)| {
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        loop {
+                            let got = j.claim_abandoned(&format!("instance{i}"), 2).unwrap();
+                            if got.is_empty() {
+                                return mine;
+                            }
+                            assert!(got.len() <= 2);
+                            mine.extend(got.into_iter().map(|(r, _)| r.id));
+                        }
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let mut all: Vec<i64> = taken.concat();
+        all.sort_unstable();
+        assert_eq!(all, ids, "each abandoned run to exactly one instance: {taken:?}");
+        assert!(!all.contains(&live));
+        let view = dead.run_view(ids[0]).unwrap().unwrap();
+        assert_eq!((view.status.as_str(), view.request), ("running", request()));
+        assert!(view.lease_until_unix_s > now_s(), "leased to its new instance");
+        assert_eq!(dead.run_view(9999).unwrap(), None);
     }}
 }
