@@ -20,7 +20,7 @@
 //! ([`db`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -95,6 +95,11 @@ pub enum Unfinished {
 /// process must miss several renewals in a row before its run is taken over.
 pub const RUN_LEASE_S: i64 = 60;
 pub const RUN_LEASE_RENEW: Duration = Duration::from_secs(10);
+
+/// How long a unit's claim in a shared database lasts unless renewed, and
+/// how often its holder renews it.
+pub const UNIT_CLAIM_S: i64 = 30;
+pub const UNIT_CLAIM_RENEW: Duration = Duration::from_secs(10);
 
 /// How many connections a PostgreSQL journal opens at most, by default.
 pub const DEFAULT_POOL_SIZE: u32 = 4;
@@ -272,10 +277,69 @@ impl Journal {
         Ok(Self { exec, path, file, videos, in_flight: flight::InFlight::default() })
     }
 
-    /// Hold the unit `key` for this process until the hold is dropped:
-    /// a second caller waits here until the first has written its answer.
-    pub async fn hold_unit(&self, key: String) -> UnitHold {
-        self.in_flight.hold(key).await
+    /// Hold the unit `key` until the hold is dropped: a second caller waits
+    /// here until the first has written its answer. On a shared database
+    /// the unit is claimed there too, and callers of other instances wait
+    /// as well (for at most [`UNIT_CLAIM_S`] after an instance died).
+    pub async fn hold_unit(self: &Arc<Self>, key: String) -> UnitHold {
+        let mut hold = self.in_flight.hold(key.clone()).await;
+        if let Some(poster) = self.exec.poster() {
+            hold.shared = self.claim_unit(key, poster).await;
+        }
+        hold
+    }
+
+    /// Claim `key` in the shared database, waiting while another holds it.
+    /// None when the database cannot be asked (the call goes on: its
+    /// budget's reservation still guards the money).
+    async fn claim_unit(self: &Arc<Self>, key: String, poster: exec::Poster) -> Option<flight::SharedClaim> {
+        const NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)";
+        let holder = hex::encode(rand::random::<[u8; 8]>());
+        loop {
+            let args = vals![&key, &holder, UNIT_CLAIM_S];
+            let claimed = self
+                .with_async(move |c| {
+                    c.one::<String>(
+                        &format!(
+                            "INSERT INTO unit_claims (key, holder, until_unix_s) VALUES (?1, ?2, {NOW} + ?3)
+                             ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until_unix_s = excluded.until_unix_s
+                             WHERE unit_claims.until_unix_s <= {NOW}
+                             RETURNING holder"
+                        ),
+                        &args,
+                    )
+                })
+                .await;
+            match claimed {
+                Ok(Some(_)) => break,
+                Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a unit in the journal: other instances may buy it too");
+                    return None;
+                }
+            }
+        }
+        let journal = Arc::downgrade(self);
+        let (k, h) = (key.clone(), holder.clone());
+        let renew = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(UNIT_CLAIM_RENEW).await;
+                let Some(journal) = journal.upgrade() else { return };
+                let args = vals![&k, &h, UNIT_CLAIM_S];
+                let renewed = journal
+                    .with_async(move |c| {
+                        c.exec(
+                            &format!("UPDATE unit_claims SET until_unix_s = {NOW} + ?3 WHERE key = ?1 AND holder = ?2"),
+                            &args,
+                        )
+                    })
+                    .await;
+                if let Err(e) = renewed {
+                    tracing::warn!(error = %e, "cannot renew a unit's claim in the journal");
+                }
+            }
+        });
+        Some(flight::SharedClaim { key, holder, poster, renew, path: self.path.clone() })
     }
 
     pub fn path(&self) -> &str {
@@ -307,17 +371,8 @@ impl Journal {
     /// before; a failure is logged as `what` (on PostgreSQL, `f` is tried
     /// again while its connection is lost, for up to a minute).
     fn post(&self, what: &'static str, f: impl Fn(&mut Conn) -> DbResult<()> + Send + 'static) {
-        let path = self.path.clone();
-        let op: Op = Box::new(move |conn, last| match conn.and_then(&f) {
-            Ok(()) => Next::Done,
-            Err(e) if e.connection && !last => Next::Retry,
-            Err(e) => {
-                tracing::warn!(journal = %path, error = %e, "{what}");
-                Next::Done
-            }
-        });
         // Fails only when the threads have stopped; `with` then reports it.
-        self.exec.post(op);
+        self.exec.post(logged_op(self.path.clone(), what, f));
     }
 
     /// An operation that answers once, through `reply`.
@@ -595,6 +650,19 @@ impl Journal {
     ) -> Result<T, JournalError> {
         self.with(move |c| f(c))
     }
+}
+
+/// An operation whose failure is logged as `what`, tried again while its
+/// connection is lost.
+fn logged_op(path: String, what: &'static str, f: impl Fn(&mut Conn) -> DbResult<()> + Send + 'static) -> Op {
+    Box::new(move |conn, last| match conn.and_then(&f) {
+        Ok(()) => Next::Done,
+        Err(e) if e.connection && !last => Next::Retry,
+        Err(e) => {
+            tracing::warn!(journal = %path, error = %e, "{what}");
+            Next::Done
+        }
+    })
 }
 
 fn insert_spend(c: &mut dyn Sql, provider: &str, usd: f64, account: Option<&str>) -> DbResult<()> {
@@ -959,6 +1027,31 @@ mod tests {
         held.into_iter().for_each(|r| r.release());
         assert!((wait(ja.left(1.0)) - 1.0).abs() < 1e-9);
     }}
+
+    #[test]
+    fn a_unit_held_by_one_instance_is_waited_for_by_another_and_a_dead_holders_claim_runs_out() {
+        let Some(place) = testing::Place::new(testing::Kind::Postgres) else { return };
+        let (a, b) = two_handles(&place);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let held = a.hold_unit("unit-1".into()).await;
+            let other = b.clone();
+            let waiting = tokio::spawn(async move { other.hold_unit("unit-1".into()).await });
+            let free = tokio::time::timeout(Duration::from_secs(5), b.hold_unit("unit-2".into())).await;
+            assert!(free.is_ok(), "another unit is not held up");
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert!(!waiting.is_finished(), "the other instance waits for the unit");
+            drop(held);
+            let second = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+            assert!(second.is_ok(), "let go, the unit is taken by the instance waiting");
+            drop(second);
+            // A holder that died leaves a claim that ran out: it is taken at once.
+            a.sql(|c| c.exec("INSERT INTO unit_claims (key, holder, until_unix_s) VALUES ('unit-3', 'dead', 0)", &[]))
+                .unwrap();
+            let taken = tokio::time::timeout(Duration::from_secs(5), b.hold_unit("unit-3".into())).await;
+            assert!(taken.is_ok(), "a dead holder's claim runs out");
+        });
+    }
 
     #[test]
     fn an_empty_path_or_an_empty_file_is_refused_and_a_new_path_is_created() {

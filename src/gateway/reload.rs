@@ -64,7 +64,7 @@ impl Gateway {
             return Err(ConfigError::Key {
                 origin: "(reloaded)".into(),
                 key: "journal".into(),
-                message: "the journal (journal.enabled, path, url, password_env, pool_size, videos_dir) is chosen at start; restart to change it".into(),
+                message: "the journal (journal.enabled, journal.path, journal.url, password_env, pool_size, videos_dir) is chosen at start; restart to change it".into(),
             }
             .into());
         }

@@ -92,6 +92,15 @@ impl Exec {
         }
     }
 
+    /// A handle that posts operations after the journal's value is out of
+    /// reach (a hold dropped later); none on SQLite, which needs none.
+    pub fn poster(&self) -> Option<Poster> {
+        match self {
+            Exec::Lite { .. } => None,
+            Exec::Pg(w) => w.ordered.clone().map(|queue| Poster { queue, progress: w.progress.clone() }),
+        }
+    }
+
     /// Run `op` once everything posted before it is done.
     pub fn run(&self, op: Op) -> bool {
         match self {
@@ -122,6 +131,20 @@ impl Exec {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// Posts to a PostgreSQL journal's ordered thread (see [`Exec::poster`]).
+#[derive(Clone)]
+pub(crate) struct Poster {
+    queue: mpsc::Sender<(u64, Op)>,
+    progress: Arc<Progress>,
+}
+
+impl Poster {
+    pub fn post(&self, op: Op) -> bool {
+        let seq = self.progress.posted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.queue.send((seq, op)).is_ok()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Units being bought right now, so that two runs of one process that need
 //! the same unit at the same moment buy it once: the first holds the unit,
 //! the others wait for it and then read its answer back from the journal.
+//! On a shared database the hold is also claimed there ([`SharedClaim`]),
+//! so that no other instance buys the unit meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,33 @@ pub struct UnitHold {
     key: String,
     table: Table,
     guard: Option<OwnedMutexGuard<()>>,
+    pub(super) shared: Option<SharedClaim>,
+}
+
+/// A unit claimed in a shared database (`unit_claims`) by one hold: renewed
+/// while held, let go when dropped; a claim whose instance died runs out.
+pub(super) struct SharedClaim {
+    pub key: String,
+    pub holder: String,
+    pub poster: super::exec::Poster,
+    pub renew: tokio::task::JoinHandle<()>,
+    pub path: String,
+}
+
+impl Drop for SharedClaim {
+    fn drop(&mut self) {
+        self.renew.abort();
+        let (key, holder) = (self.key.clone(), self.holder.clone());
+        self.poster.post(super::logged_op(
+            self.path.clone(),
+            "cannot let go of a unit's claim: other instances wait until it runs out",
+            move |c| {
+                use super::db::Sql;
+                c.exec("DELETE FROM unit_claims WHERE key = ?1 AND holder = ?2", &super::db::vals![&key, &holder])
+                    .map(drop)
+            },
+        ));
+    }
 }
 
 impl InFlight {
@@ -34,7 +63,7 @@ impl InFlight {
         // be pending while another caller holds the unit, whose drop below
         // then forgets the unit.
         let guard = lock.lock_owned().await;
-        UnitHold { key, table: self.held.clone(), guard: Some(guard) }
+        UnitHold { key, table: self.held.clone(), guard: Some(guard), shared: None }
     }
 
     #[cfg(test)]

@@ -12,9 +12,10 @@ use super::db::{DbError, DbResult, Pg, Sql, SqlExt, PG_WRITE_LOCK};
 use super::exec::PgPool;
 
 /// The migrations, by version: append, never edit one that shipped.
-const MIGRATIONS: [(i64, &str); 1] = [(
-    1,
-    "
+const MIGRATIONS: [(i64, &str); 2] = [
+    (
+        1,
+        "
 CREATE TABLE units (
     key TEXT PRIMARY KEY,
     video TEXT NOT NULL,
@@ -69,7 +70,20 @@ CREATE TABLE api_keys (
     revoked_unix_s BIGINT
 );
 ",
-)];
+    ),
+    // Units being bought now by some instance, so that no other buys them
+    // too (see `flight`); a claim whose instance died runs out.
+    (
+        3,
+        "
+CREATE TABLE unit_claims (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_unix_s BIGINT NOT NULL
+);
+",
+    ),
+];
 
 /// How long a call waits for a connection while the server is away.
 pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(30);
@@ -114,15 +128,16 @@ fn migrate(client: &mut postgres::Client) -> DbResult<i64> {
     db.batch(
         "CREATE TABLE IF NOT EXISTS vidgate_migrations (version BIGINT PRIMARY KEY, applied_unix_s BIGINT NOT NULL)",
     )?;
-    let applied: Option<i64> = db.one("SELECT MAX(version) FROM vidgate_migrations", &[])?.flatten();
-    let applied = applied.unwrap_or(0);
+    let applied: Vec<i64> = db.column("SELECT version FROM vidgate_migrations", &[])?;
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if applied > newest {
+    if let Some(unknown) = applied.iter().find(|v| !MIGRATIONS.iter().any(|(m, _)| m == *v)) {
         return Err(DbError::new(format!(
-            "the journal's schema is version {applied}, newer than this vidgate knows ({newest}): upgrade vidgate"
+            "the journal's schema has migration {unknown}, which this vidgate does not know (it knows up to \
+             {newest}): upgrade vidgate"
         )));
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+    // Each one not applied yet, in order: by version, not by the highest.
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         db.batch(sql)?;
         db.exec(
             "INSERT INTO vidgate_migrations (version, applied_unix_s) VALUES (?1, ?2)",
