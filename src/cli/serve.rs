@@ -28,6 +28,9 @@ pub async fn run(
         None => config.server.bind.parse().context("server.bind")?,
     };
     let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace_s);
+    // The instance is known in a shared journal by the address it serves on.
+    let mut config = config;
+    config.server.bind = bind.to_string();
     let gateway = Gateway::from_config(config)?;
     let app = App::new(gateway);
     let resumed = app.runs.restore().await.context("restoring the runs kept in the journal")?;
@@ -36,6 +39,7 @@ pub async fn run(
     }
     vidgate::serve::native::retention::spawn(app.clone());
     vidgate::serve::native::retention::spawn_pruning(app.clone());
+    vidgate::serve::runs::spawn_adoption(app.runs.clone());
     reload_on_hangup(app.clone(), reread);
     let runs = app.runs.clone();
     let drained = tokio_util::sync::CancellationToken::new();

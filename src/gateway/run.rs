@@ -84,7 +84,8 @@ pub struct Account {
 
 /// A run's lease in the journal, renewed while this value lives (the run's
 /// future is polled or not, the process is alive); dropped, renewal stops.
-struct Lease(tokio::task::JoinHandle<()>);
+/// A run's lease, renewed until dropped.
+pub struct Lease(tokio::task::JoinHandle<()>);
 
 impl Drop for Lease {
     fn drop(&mut self) {
@@ -164,8 +165,9 @@ impl Gateway {
         result
     }
 
-    /// Renew the run's lease in the journal every [`RUN_LEASE_RENEW`].
-    fn lease(&self, run_id: i64) -> Lease {
+    /// Renew the run's lease in the journal every [`RUN_LEASE_RENEW`], until
+    /// the lease is dropped.
+    pub fn lease(&self, run_id: i64) -> Lease {
         let journal = self.journal.clone();
         Lease(tokio::spawn(async move {
             loop {

@@ -44,9 +44,27 @@ fn run_json(run: &Run) -> Result<Value, ApiError> {
     Ok(body)
 }
 
+/// The run `id`, held here or (a shared journal) by another instance.
+pub(super) async fn found(app: &App, id: i64) -> Result<std::sync::Arc<super::runs::Run>, ApiError> {
+    let run = app.runs.find(id).await.map_err(|e| ApiError::from(&e))?;
+    run.ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+}
+
+/// 409 for what only the instance holding a run can do.
+pub(super) fn elsewhere(id: i64) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "invalid_request_error",
+        format!(
+            "run {id} is worked on by another instance sharing this journal: its status and report \
+             are served here, its events and cancelling by that instance"
+        ),
+    )
+}
+
 /// A run's state, and its report once done.
 async fn run_status(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let run = found(&app, id).await?;
     Ok(Json(run_json(&run)?))
 }
 
@@ -58,7 +76,10 @@ async fn list_runs(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 
 /// Cancel a run; answers once it is over.
 async fn cancel_run(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let run = found(&app, id).await?;
+    if !app.runs.holds(id) && !run.state().is_over() {
+        return Err(elsewhere(id));
+    }
     app.runs.cancel(id);
     let state = run.finished().await;
     Ok(Json(json!({ "id": id, "status": state.name() })))
@@ -70,7 +91,7 @@ async fn report(
     State(app): State<App>,
     Path((id, file)): Path<(i64, String)>,
 ) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
-    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let run = found(&app, id).await?;
     let super::runs::RunState::Done { report } = run.state() else {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,

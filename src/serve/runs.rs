@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::ApiError;
 use crate::config::ServerConfig;
 use crate::gateway::{Account, Gateway, GatewayError, Live, RunOptions};
-use crate::journal::{now_s, RunRecord};
+use crate::journal::{now_s, RunAccount, RunRecord};
 use crate::progress::Progress;
 use crate::schema::{VideoReport, VideoRequest};
 
@@ -131,7 +131,7 @@ pub struct Runs {
     /// Closed when the stop's grace is over: running runs stop where they
     /// are, unfinished in the journal, for the next start to resume.
     stopping: CancellationToken,
-    /// This service instance in the journal: its uploads dir and journal.
+    /// This service instance in the journal (see [`owner`]).
     owner: String,
     keep_reports_days: f64,
     /// Told of every run that ends (metrics).
@@ -160,7 +160,7 @@ impl Runs {
             queue_length: server.queue_length,
             closing: CancellationToken::new(),
             stopping: CancellationToken::new(),
-            owner: format!("{}|{}", server.uploads_dir().display(), journal),
+            owner: owner(server, &live.current(), &journal),
             live,
             keep_reports_days: server.keep_reports_days,
             on_finish: OnFinish::default(),
@@ -205,32 +205,82 @@ impl Runs {
         let mut resumed = 0;
         for (record, account) in self.gateway().on_journal(move |j| j.resumable_runs(&owner)).await? {
             let (id, owner) = (record.id, self.owner.clone());
-            if !self.gateway().on_journal(move |j| j.claim_run(id, &owner)).await? {
+            if self.get(id).is_some() || !self.gateway().on_journal(move |j| j.claim_run(id, &owner)).await? {
                 continue;
             }
-            // A key revoked since the run began pays for nothing more: the
-            // run ends, failed, with what the journal says of it.
-            if let Some(a) = account.as_ref().filter(|a| a.revoked) {
-                let key = Some(a.id.clone());
-                let run = self.new_run(id, record.request.clone(), key, record.started_unix_s, RunState::Queued);
-                self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, run.clone());
-                let state = RunState::Failed {
-                    error: "the run's API key was revoked before the run could finish".into(),
-                    http_status: 403,
-                    partial: None,
-                };
-                finish(&self.gateway(), &run, state, &self.on_finish).await;
-                continue;
-            }
-            // Its key's cap as the key holds it now: the day's spend of the
-            // key, before the restart too, counts against it.
-            let account = account.map(|a| Account { id: a.id, max_usd_per_day: a.max_usd_per_day });
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let submission = Submission { request: record.request.clone(), account };
-            self.launch(record.id, submission, Some(record));
-            resumed += 1;
+            resumed += usize::from(self.take_up(record, account).await);
         }
         Ok(resumed)
+    }
+
+    /// Take over the runs of other instances of a shared journal that died
+    /// (their leases ran out), as many as this one has free slots for (one
+    /// at least), each to exactly one instance. How many were taken.
+    ///
+    /// # Errors
+    /// The journal cannot be read or written.
+    pub async fn adopt(&self) -> Result<usize, GatewayError> {
+        if self.closing.is_cancelled() {
+            return Ok(0);
+        }
+        let (owner, room) = (self.owner.clone(), self.slots.available_permits().max(1) as u32);
+        let mut adopted = 0;
+        for (record, account) in self.gateway().on_journal(move |j| j.claim_abandoned(&owner, room)).await? {
+            tracing::info!(run = record.id, "taking over a run whose instance stopped renewing its lease");
+            adopted += usize::from(self.take_up(record, account).await);
+        }
+        Ok(adopted)
+    }
+
+    /// Resume the unfinished run `record`, claimed by this instance; whether
+    /// it goes on (a run whose key was revoked ends, failed).
+    async fn take_up(&self, record: RunRecord, account: Option<RunAccount>) -> bool {
+        let id = record.id;
+        // A key revoked since the run began pays for nothing more: the
+        // run ends, failed, with what the journal says of it.
+        if let Some(a) = account.as_ref().filter(|a| a.revoked) {
+            let key = Some(a.id.clone());
+            let run = self.new_run(id, record.request.clone(), key, record.started_unix_s, RunState::Queued);
+            self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, run.clone());
+            let state = RunState::Failed {
+                error: "the run's API key was revoked before the run could finish".into(),
+                http_status: 403,
+                partial: None,
+            };
+            finish(&self.gateway(), &run, state, &self.on_finish).await;
+            return false;
+        }
+        // Its key's cap as the key holds it now: the day's spend of the
+        // key, before the restart too, counts against it.
+        let account = account.map(|a| Account { id: a.id, max_usd_per_day: a.max_usd_per_day });
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let submission = Submission { request: record.request.clone(), account };
+        self.launch(id, submission, Some(record));
+        true
+    }
+
+    /// The run `id`: held here, or else as the shared journal has it (a
+    /// run of another instance, running or over), for reading only.
+    ///
+    /// # Errors
+    /// The journal cannot be read.
+    pub async fn find(&self, id: i64) -> Result<Option<Arc<Run>>, GatewayError> {
+        if let Some(run) = self.get(id) {
+            return Ok(Some(run));
+        }
+        let Some(view) = self.gateway().on_journal(move |j| j.run_view(id)).await? else { return Ok(None) };
+        let state = match view.outcome.map(serde_json::from_value::<RunState>) {
+            Some(Ok(state)) => state,
+            _ if view.status == "running" => RunState::Running,
+            // Over, its outcome forgotten (or a continuation took it on).
+            _ => return Ok(None),
+        };
+        Ok(Some(self.new_run(view.id, view.request, view.account, view.started_unix_s, state)))
+    }
+
+    /// Whether this instance holds the run `id` (it can cancel it, stream its events).
+    pub fn holds(&self, id: i64) -> bool {
+        self.get(id).is_some()
     }
 
     /// Enter `submission` in the journal and start it (or queue it); its
@@ -309,7 +359,10 @@ impl Runs {
         let (live, slots, waiting, task_run) =
             (self.live.clone(), self.slots.clone(), self.waiting.clone(), run.clone());
         let (closing, stopping, hooks) = (self.closing.clone(), self.stopping.clone(), self.on_finish.clone());
+        // Leased from the start, queued too: no other instance takes it.
+        let lease = live.current().lease(id);
         tokio::spawn(async move {
+            let _lease = lease;
             let run = task_run;
             let permit = tokio::select! {
                 p = slots.acquire_owned() => p.ok().map(Some),
@@ -416,6 +469,46 @@ impl Runs {
         }
         self.stopping.cancel();
     }
+}
+
+/// This instance's name in the journal, which its unfinished runs carry: a
+/// restart under the same name resumes them at once, another instance
+/// only once their lease ran out. On a file journal: its uploads folder and
+/// journal. On a shared database, where instances share those: the host
+/// and the address it serves on too (and the process, for a port chosen
+/// by the system, which a restart does not keep).
+fn owner(server: &ServerConfig, gateway: &Gateway, journal: &str) -> String {
+    let base = format!("{}|{journal}", server.uploads_dir().display());
+    if !gateway.journal().is_shared_database() {
+        return base;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let mut name = format!("{host}|{}|{base}", server.bind);
+    if server.bind.ends_with(":0") {
+        name.push_str(&format!("|pid {}", std::process::id()));
+    }
+    name
+}
+
+/// Take over, every [`crate::journal::RUN_LEASE_RENEW`], the runs of
+/// instances that died, as long as the service runs.
+pub fn spawn_adoption(runs: Arc<Runs>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(crate::journal::RUN_LEASE_RENEW);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if runs.closing.is_cancelled() {
+                return;
+            }
+            if let Err(e) = runs.adopt().await {
+                tracing::warn!(error = %e, "cannot look for runs of stopped instances in the journal");
+            }
+        }
+    })
 }
 
 /// The run is over: its outcome goes to the journal, then to its readers.

@@ -266,3 +266,23 @@ pub fn expire_run_leases(path: &Path) {
     let db = rusqlite::Connection::open(path).unwrap();
     db.execute("UPDATE runs SET lease_until_unix_s = 0", []).unwrap();
 }
+
+/// A new, empty PostgreSQL database on the test server
+/// (`scripts/with-postgres.sh` starts one and sets `VIDGATE_TEST_PG_URL`): its URL.
+pub fn pg_database() -> Option<String> {
+    let Some(server) = std::env::var("VIDGATE_TEST_PG_URL").ok().filter(|u| !u.is_empty()) else {
+        return require("a PostgreSQL server (VIDGATE_TEST_PG_URL; run the tests under scripts/with-postgres.sh)");
+    };
+    let name = format!("it_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let admin = server.clone();
+    let made = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
+        client.batch_execute(&format!("CREATE DATABASE {name}")).map(|()| name)
+    })
+    .join()
+    .unwrap();
+    let name = made.unwrap_or_else(|e| panic!("cannot make a test database on {server}: {e}"));
+    let mut url = reqwest::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}

@@ -144,7 +144,12 @@ pub(super) async fn events(
     State(app): State<App>,
     Path(id): Path<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let run = app.runs.get(id).ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    let Some(run) = app.runs.get(id) else {
+        return Err(match super::found(&app, id).await {
+            Ok(_) => super::elsewhere(id),
+            Err(e) => e,
+        });
+    };
     let (history, live) = run.events();
     let past = futures_util::stream::iter(history);
     // Live events until the run is over, then whatever is still buffered;

@@ -18,7 +18,7 @@ use vidgate::journal::{Journal, NewKey};
 use crate::util::{block_on, testsrc_10s, vidgate};
 
 /// The provider key the fake expects; never the service's API key.
-const PROVIDER_KEY: &str = "sk-vidgate-kill-test-2c9d";
+pub(super) const PROVIDER_KEY: &str = "sk-vidgate-kill-test-2c9d";
 /// One call: 1000 input tokens at $1/M and 50 output tokens at $2/M.
 const CALL_USD: f64 = 0.0011;
 
@@ -79,7 +79,7 @@ fn write_config(dir: &Path, fake: &MockServer, port: u16) -> std::path::PathBuf 
 }
 
 /// The binary serving `config`, once it answers `/healthz`.
-fn start(config: &Path, base: &str) -> Child {
+pub(super) fn start(config: &Path, base: &str) -> Child {
     let mut child = vidgate()
         .arg("--config")
         .arg(config)
@@ -106,7 +106,7 @@ fn start(config: &Path, base: &str) -> Child {
 }
 
 /// A multipart form with the one field `file`, written by hand.
-fn form(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+pub(super) fn form(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "vidgate-kill-test-boundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\

@@ -4,6 +4,7 @@
 
 mod big_upload;
 mod budget;
+mod instances;
 mod keys;
 mod kill;
 mod native;
