@@ -9,9 +9,11 @@
 # server runs as the `postgres` system user the package made.
 #
 # Usage: scripts/with-postgres.sh COMMAND [ARGS...]
-#        scripts/with-postgres.sh --print   (start one, print its URL and
-#                                            directory, leave it running;
-#                                            stop: pg_ctl -D DIR stop)
+#        scripts/with-postgres.sh --print   (start one, print its URL, data
+#                                            directory and bin directory,
+#                                            leave it running; stop:
+#                                            pg_ctl -D DIR stop, as the
+#                                            `postgres` user under root)
 set -euo pipefail
 
 log() { printf 'with-postgres: %s\n' "$*" >&2; }
@@ -43,15 +45,22 @@ stop() {
 
 "${as[@]}" "$bindir/initdb" -D "$dir/data" -U vidgate --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; rm -rf -- "$dir"; exit 1; }
-# Enough connections for several instances' pools and parallel tests.
-opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300 -c fsync=on"
-"${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -o "$opts" -l "$dir/server.log" -w -t 60 start >/dev/null \
+# In its config file, so that `pg_ctl -D DIR start` after a stop serves the
+# same address (the journal's outage test stops and starts it); enough
+# connections for several instances' pools and parallel tests.
+cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 300
+CONF
+"${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
   || { cat "$dir/server.log" >&2; rm -rf -- "$dir"; exit 1; }
 "${as[@]}" "$bindir/createdb" -h "$dir" -p "$port" -U vidgate vidgate
 url="postgres://vidgate@127.0.0.1:$port/vidgate"
 
 if [ $keep = 1 ]; then
-  printf '%s\n%s\n' "$url" "$dir/data"
+  printf '%s\n%s\n%s\n' "$url" "$dir/data" "$bindir"
   exit 0
 fi
 trap stop EXIT

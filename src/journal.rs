@@ -1054,6 +1054,34 @@ mod tests {
     }
 
     #[test]
+    fn a_database_away_for_ten_seconds_makes_calls_wait_and_loses_no_spend() {
+        let Some(server) = testing::OwnServer::start() else { return };
+        let journal = Arc::new(Journal::connect(&server.url, None, 2).unwrap());
+        journal.record_spend("p", 0.25).unwrap();
+        server.stop();
+        let started = std::time::Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_secs(10));
+                server.start_again();
+            });
+            // A reservation and a write wait for the server, then go through.
+            let held = wait(journal.hold(0.1, 10.0));
+            assert!(held.is_ok(), "{held:?}");
+            journal.record_spend("p", 0.125).unwrap();
+            // Queued while the server is away: tried again until it is back.
+            server.stop();
+            journal.queue_spend("p", 0.5);
+            std::thread::sleep(Duration::from_secs(2));
+            server.start_again();
+            assert!(started.elapsed() >= Duration::from_secs(9), "the calls waited for the server");
+            journal.let_go(held.unwrap(), 0.0);
+        });
+        assert!((journal.spent_today().unwrap() - 0.875).abs() < 1e-9, "{}", journal.spent_today().unwrap());
+        assert!((wait(journal.left(10.0)) - 9.125).abs() < 1e-9, "the reservation was let go");
+    }
+
+    #[test]
     fn an_empty_path_or_an_empty_file_is_refused_and_a_new_path_is_created() {
         let err = Journal::open(Path::new("")).unwrap_err().to_string();
         assert!(err.contains("empty path"), "{err}");

@@ -8,9 +8,10 @@
 //!   Operations queued with [`Exec::post`] (settling money) run one after
 //!   another on one thread, in order; the others run on any thread, each
 //!   after every `post` queued before it, so a read sees what was queued
-//!   ahead of it, as on SQLite. A connection that cannot be had waits for
-//!   the server (the pool's timeout); a posted operation that lost its
-//!   connection is tried again on a new one for up to [`RETRY_FOR`].
+//!   ahead of it, as on SQLite. While the server is away an operation waits
+//!   for a connection before it starts (30 s; a posted one [`RETRY_FOR`]);
+//!   a posted operation that lost its connection midway is tried again on
+//!   a new one for up to [`RETRY_FOR`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -63,7 +64,7 @@ impl Exec {
             let (pool, progress) = (pool.clone(), progress.clone());
             handles.push(std::thread::Builder::new().name("vidgate-journal-post".into()).spawn(move || {
                 for (seq, op) in ordered_queue {
-                    attempt(&pool, op);
+                    attempt(&pool, op, RETRY_FOR);
                     progress.finished(seq);
                 }
             })?);
@@ -74,7 +75,7 @@ impl Exec {
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                 let Ok((after, op)) = next else { break };
                 progress.wait_for(after);
-                attempt(&pool, op);
+                attempt(&pool, op, super::pg::CONNECT_WAIT);
             })?);
         }
         Ok(Exec::Pg(PgWorkers { ordered: Some(ordered), shared: Some(shared), progress, threads: handles }))
@@ -175,20 +176,26 @@ impl Progress {
     }
 }
 
-/// Run `op` on a connection of `pool`, again while it asks and time is left.
-fn attempt(pool: &PgPool, mut op: Op) {
+/// Run `op` on a connection of `pool`: waiting up to `wait` for one while
+/// the server is away (the operation has not started, so waiting is always
+/// safe), then again while it asks and [`RETRY_FOR`] is not over.
+fn attempt(pool: &PgPool, mut op: Op, wait: Duration) {
     let start = Instant::now();
     loop {
-        let last = start.elapsed() >= RETRY_FOR;
-        let next = match pool.get() {
-            Ok(mut client) => op(Ok(&mut Conn::Pg(&mut client)), last),
-            Err(e) => {
-                op(Err(DbError { message: format!("no connection to the database: {e}"), connection: true }), last)
+        match pool.get() {
+            Ok(mut client) => {
+                let last = start.elapsed() >= RETRY_FOR;
+                match op(Ok(&mut Conn::Pg(&mut client)), last) {
+                    Next::Retry if !last => std::thread::sleep(Duration::from_millis(250)),
+                    _ => return,
+                }
             }
-        };
-        match next {
-            Next::Retry if !last => std::thread::sleep(Duration::from_millis(500)),
-            _ => return,
+            Err(_) if start.elapsed() < wait => std::thread::sleep(Duration::from_millis(250)),
+            Err(e) => {
+                let error = DbError { message: format!("no connection to the database: {e}"), connection: true };
+                op(Err(error), true);
+                return;
+            }
         }
     }
 }

@@ -88,11 +88,15 @@ CREATE TABLE unit_claims (
 /// How long a call waits for a connection while the server is away.
 pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
+/// How long one try for a connection waits; while the server is away the
+/// pool tries again at most this often, half of it.
+const CHECKOUT_WAIT: Duration = Duration::from_secs(4);
+
 /// A pool of `size` connections to `url`, the schema brought up to date.
 ///
 /// # Errors
-/// A URL that does not parse, a server that cannot be reached within
-/// [`CONNECT_WAIT`], a failed migration.
+/// A URL that does not parse, a server that cannot be reached (one try),
+/// a failed migration.
 pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<PgPool> {
     let config: postgres::Config =
         url.parse().map_err(|e| DbError::new(format!("not a PostgreSQL URL (postgres://user@host:port/db): {e}")))?;
@@ -108,7 +112,7 @@ pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<
     let pool = r2d2::Pool::builder()
         .max_size(size.max(1))
         .min_idle(Some(1))
-        .connection_timeout(CONNECT_WAIT)
+        .connection_timeout(CHECKOUT_WAIT)
         // Errors of connections the pool opens in the background are the
         // calls' to report, not the log's every few seconds.
         .error_handler(Box::new(r2d2::NopErrorHandler))

@@ -161,3 +161,61 @@ impl Locker {
         }
     }
 }
+
+/// A PostgreSQL server of a test's own (`scripts/with-postgres.sh --print`),
+/// for a test that stops and starts it; stopped and removed when dropped.
+/// None when the tools are missing and skipping is allowed.
+pub(crate) struct OwnServer {
+    pub url: String,
+    data: PathBuf,
+    bin: PathBuf,
+}
+
+impl OwnServer {
+    pub fn start() -> Option<Self> {
+        // Without a test server there are no tools to make one either.
+        server_url()?;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/with-postgres.sh");
+        let out = std::process::Command::new(script).arg("--print").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        let (url, data, bin) = (lines.next().unwrap(), lines.next().unwrap(), lines.next().unwrap());
+        Some(Self { url: url.to_string(), data: data.into(), bin: bin.into() })
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            std::process::Command::new(self.bin.join("pg_ctl"))
+        };
+        let status = command.arg("-D").arg(&self.data).args(args).stdout(std::process::Stdio::null()).status();
+        assert!(status.is_ok_and(|s| s.success()), "pg_ctl {args:?} failed");
+    }
+
+    /// Stop the server at once (connections cut), as a crash or a restart would.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+
+    pub fn start_again(&self) {
+        let log = self.data.with_file_name("server.log");
+        self.pg_ctl(&["-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.stop());
+        if let Some(dir) = self.data.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
