@@ -238,8 +238,8 @@ impl Journal {
     /// instance sharing the database must read and write (none: not kept).
     ///
     /// # Errors
-    /// A URL that does not parse, a server that cannot be reached (waited
-    /// for 30 s), a failed migration. The error names the URL without its
+    /// A URL that does not parse, a server that cannot be reached (one
+    /// try, of a few seconds), a failed migration. The error names the URL without its
     /// credentials.
     pub fn connect(url: &str, videos: Option<&Path>, pool_size: u32) -> Result<Self, JournalError> {
         Self::connect_with(url, None, videos, pool_size)
@@ -259,7 +259,8 @@ impl Journal {
         let fail = |message: String| JournalError { path: shown.clone(), message };
         // The sync driver blocks on a runtime of its own: never on an async one's thread.
         let (url_owned, password_owned) = (url.to_string(), password.map(str::to_string));
-        let pool = std::thread::spawn(move || pg::connect(&url_owned, password_owned.as_deref(), pool_size + 1))
+        let size = pool_size.max(1);
+        let pool = std::thread::spawn(move || pg::connect(&url_owned, password_owned.as_deref(), size))
             .join()
             .map_err(|_| fail("connecting failed".into()))?
             .map_err(|e| fail(e.to_string()))?;
@@ -394,10 +395,32 @@ impl Journal {
         &self,
         f: impl FnOnce(&mut Conn) -> DbResult<T> + Send + 'static,
     ) -> Result<T, JournalError> {
+        self.with_ordered(f, true)
+    }
+
+    /// [`Journal::with`] for work that needs not wait for money being
+    /// settled (see [`Exec::run_now`]): a unit read or written.
+    fn with_now<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> DbResult<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        self.with_ordered(f, false)
+    }
+
+    fn with_ordered<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> DbResult<T> + Send + 'static,
+        ordered: bool,
+    ) -> Result<T, JournalError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.exec.run(Self::once(f, move |r| {
+        let op = Self::once(f, move |r| {
             let _ = tx.send(r);
-        }));
+        });
+        if ordered {
+            self.exec.run(op);
+        } else {
+            self.exec.run_now(op);
+        }
         match rx.recv() {
             Ok(result) => result.map_err(|e| self.error(e)),
             Err(_) => Err(self.error("its thread has stopped")),
@@ -436,7 +459,7 @@ impl Journal {
     pub fn put(&self, key: &str, video: &str, prompt_version: &str, record: &UnitRecord) -> Result<(), JournalError> {
         let text = serde_json::to_string(record).map_err(|e| self.error(e))?;
         let args = vals![key, video, &record.provider, &record.model, prompt_version, text, now_s()];
-        self.with(move |c| {
+        self.with_now(move |c| {
             c.exec(
                 "INSERT INTO units (key, video, provider, model, prompt_version, record, created_unix_s)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -823,7 +846,9 @@ impl SharedLedger for Journal {
     async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let mut reply = Some(reply);
-        self.exec.run(Box::new(move |conn, _| {
+        // Money being settled counts as held until it is let go: no need
+        // to wait for it.
+        self.exec.run_now(Box::new(move |conn, _| {
             let Some(reply) = reply.take() else { return Next::Done };
             let mut conn = conn;
             let held = match &mut conn {

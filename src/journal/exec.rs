@@ -9,9 +9,9 @@
 //!   another on one thread, in order; the others run on any thread, each
 //!   after every `post` queued before it, so a read sees what was queued
 //!   ahead of it, as on SQLite. While the server is away an operation waits
-//!   for a connection before it starts (30 s; a posted one [`RETRY_FOR`]);
-//!   a posted operation that lost its connection midway is tried again on
-//!   a new one for up to [`RETRY_FOR`].
+//!   for a connection before it starts (30 s; a posted one [`RETRY_FOR`],
+//!   an hour); a posted operation that lost its connection midway is tried
+//!   again on a new one for as long.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -31,8 +31,10 @@ pub(crate) enum Next {
 /// and whether this is its last attempt.
 pub(crate) type Op = Box<dyn FnMut(Result<&mut Conn<'_>, DbError>, bool) -> Next + Send>;
 
-/// How long a posted operation is tried again while the database is away.
-pub(crate) const RETRY_FOR: Duration = Duration::from_secs(60);
+/// How long a posted operation (money settled) is tried again while the
+/// database is away: as long as a call's reservation counts when nothing
+/// lets it go, so a spend that comes late was counted meanwhile.
+pub(crate) const RETRY_FOR: Duration = Duration::from_secs(3600);
 
 pub(crate) type PgPool = r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>;
 
@@ -104,10 +106,22 @@ impl Exec {
 
     /// Run `op` once everything posted before it is done.
     pub fn run(&self, op: Op) -> bool {
+        self.run_after(op, true)
+    }
+
+    /// Run `op` without waiting for what was posted before it (on
+    /// PostgreSQL): for work that reads nothing posted, or reads money
+    /// being settled, which counts a call's reservation until its release
+    /// lands after its spend, so an early read only counts more.
+    pub fn run_now(&self, op: Op) -> bool {
+        self.run_after(op, false)
+    }
+
+    fn run_after(&self, op: Op, ordered: bool) -> bool {
         match self {
             Exec::Lite { .. } => self.post(op),
             Exec::Pg(w) => {
-                let after = w.progress.posted.load(Ordering::SeqCst);
+                let after = if ordered { w.progress.posted.load(Ordering::SeqCst) } else { 0 };
                 w.shared.as_ref().is_some_and(|q| q.send((after, op)).is_ok())
             }
         }
@@ -170,9 +184,13 @@ impl Progress {
         self.changed.notify_all();
     }
 
+    /// Wait until the posted operation `seq` is done, or (the database
+    /// away, posted work waiting for it) until the connection wait is
+    /// over: the operation then goes on and fails or reads what is there.
     fn wait_for(&self, seq: u64) {
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        drop(self.changed.wait_while(done, |done| *done < seq).unwrap_or_else(|e| e.into_inner()));
+        let waited = self.changed.wait_timeout_while(done, super::pg::CONNECT_WAIT, |done| *done < seq);
+        drop(waited.unwrap_or_else(|e| e.into_inner()));
     }
 }
 
