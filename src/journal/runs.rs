@@ -184,6 +184,26 @@ impl Journal {
         })
     }
 
+    /// The files that unfinished runs read, whichever process or instance
+    /// holds them (an upload in a folder instances share stays while one
+    /// of them may still read it).
+    ///
+    /// # Errors
+    /// A read failure.
+    pub fn unfinished_videos(&self) -> Result<Vec<std::path::PathBuf>, JournalError> {
+        self.with(|c| {
+            let requests: Vec<String> = c.column("SELECT request FROM runs WHERE status = 'running'", &[])?;
+            Ok(requests
+                .iter()
+                .filter_map(|r| stored_request(r).ok())
+                .filter_map(|r| match r.source {
+                    crate::schema::VideoSource::Path { path } => Some(path),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
     /// The run `id` as any instance sees it: its request, when it started,
     /// its status (`running`, or how it ended) and its kept outcome, if any.
     ///

@@ -37,8 +37,9 @@ pub async fn sweep(app: &App, now: SystemTime) -> Result<Swept, GatewayError> {
     let mut swept = Swept::default();
     let dir = app.server.uploads_dir();
     let uploads_before = now.checked_sub(Duration::from_secs_f64(app.server.keep_uploads_hours * 3600.0));
-    // Videos that runs not over yet will read (or read now).
-    let in_use: Vec<PathBuf> = app
+    // Videos that runs not over yet will read (or read now): this
+    // instance's, and those of every process or instance on the journal.
+    let mut in_use: Vec<PathBuf> = app
         .runs
         .list()
         .iter()
@@ -48,6 +49,7 @@ pub async fn sweep(app: &App, now: SystemTime) -> Result<Swept, GatewayError> {
             _ => None,
         })
         .collect();
+    in_use.extend(app.gateway().on_journal(|j| j.unfinished_videos()).await?);
     if let (Some(before), Ok(entries)) = (uploads_before, std::fs::read_dir(&dir)) {
         for entry in entries.flatten() {
             let path = entry.path();
