@@ -230,6 +230,14 @@ fn drop_old(tx: &mut dyn Sql, before: i64, now: i64) -> DbResult<(BTreeMap<&'sta
     let reservations =
         tx.exec("DELETE FROM reservations WHERE day < ?1 OR expires_unix_s <= ?2", &vals![today, now])?;
     rows.insert("reservations", reservations);
+    // Claims of units being bought, left by instances that died (a shared
+    // database's); a live claim is renewed every few seconds.
+    if tx.dialect() == super::db::Dialect::Postgres {
+        let claims = tx.exec("DELETE FROM unit_claims WHERE until_unix_s < ?1", &vals![now - 3600])?;
+        if claims > 0 {
+            rows.insert("unit_claims", claims);
+        }
+    }
     Ok((rows, kept.unwrap_or(0).max(0) as u64))
 }
 
