@@ -93,6 +93,15 @@ impl Journal {
     }
 }
 
+/// The journal as the rate limits every instance shares (on PostgreSQL;
+/// the gateway keeps SQLite's in the process).
+#[async_trait::async_trait]
+impl crate::policy::SharedRates for Journal {
+    async fn take(&self, key: &str, cells: u32, emission: Duration, burst: u32) -> Result<Duration, String> {
+        self.take_rate(key, cells, emission, burst).await.map_err(|e| e.to_string())
+    }
+}
+
 /// The wait after a take (0: taken), in nanoseconds.
 fn take(c: &mut super::db::Conn, key: &str, needed: i64, burst: i64) -> DbResult<u64> {
     let wait = |tat: i64, now: i64| tat.max(now).saturating_add(needed).saturating_sub(now).saturating_sub(burst);
