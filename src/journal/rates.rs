@@ -233,6 +233,7 @@ mod tests {
             let place = Place::new(kind).unwrap();
             let journal = Arc::new(place.open());
             for threads in [1, 4] {
+                let started = Instant::now();
                 let mut times: Vec<Duration> = runtime().block_on(async {
                     // Connections made before the clock starts.
                     journal.take_rate("warm", 1, Duration::from_nanos(1), 1_000_000).await.unwrap();
@@ -258,11 +259,13 @@ mod tests {
                     }
                     all
                 });
+                let wall = started.elapsed();
                 times.sort();
                 let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
                 println!(
-                    "{kind:?}: {} takes on one row by {threads} threads: p50 {:?}, p99 {:?}, max {:?}",
+                    "{kind:?}: {} takes on one row by {threads} threads: {:.0} a second, p50 {:?}, p99 {:?}, max {:?}",
                     times.len(),
+                    times.len() as f64 / wall.as_secs_f64(),
                     at(0.50),
                     at(0.99),
                     times[times.len() - 1]
