@@ -8,8 +8,9 @@
 //! The buckets are this process's, or rows that every instance of one
 //! PostgreSQL journal shares ([`SharedRates`], see
 //! [`LimitState::shared`]): then the provider's requests and tokens per
-//! minute and requests per day hold for all of them together. The
-//! concurrency cap and the pause a provider asked for stay per instance.
+//! minute and requests per day hold for all of them together, the requests
+//! paced so that no minute holds more than the limit. The concurrency cap
+//! and the pause a provider asked for stay per instance.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,20 @@ impl Gcra {
         (burst > 0).then(|| Self { emission: window.div_f64(burst as f64 * SAFETY), burst })
     }
 
+    /// `n` in each `window`, paced: at the same rate, but a burst of only
+    /// the 3 % the rate leaves (at least 1), so that no `window`, wherever it
+    /// starts, ever holds more than `n`. A whole window's allowance at once
+    /// would let up to twice `n` into the window that follows it, which a
+    /// provider counting a sliding minute refuses.
+    fn paced(n: u64, window: Duration) -> Option<Self> {
+        let full = Self::new(n, window)?;
+        let spare = (f64::from(full.burst) * (1.0 - SAFETY)).floor() as u32;
+        // Rounded up to the nanosecond: never a hair faster than the rate.
+        let emission =
+            Duration::from_nanos((window.as_nanos() as f64 / (f64::from(full.burst) * SAFETY)).ceil() as u64);
+        Some(Self { emission, burst: spare.max(1) })
+    }
+
     fn quota(self) -> Option<Quota> {
         Quota::with_period(self.emission).map(|q| q.allow_burst(NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN)))
     }
@@ -119,14 +134,16 @@ impl LimitState {
 
     /// Limits whose requests and tokens a minute and requests a day are
     /// taken from `rates`, under `key` (`name@model`), with every other
-    /// process that takes from them: the same share and burst as
-    /// [`LimitState::new`]'s, counted once for all. The concurrency cap and
-    /// a pause the provider asks for stay this process's.
+    /// process that takes from them, counted once for all: the same share as
+    /// [`LimitState::new`]'s, the same bursts for tokens and the day, and
+    /// requests a minute paced ([`Gcra::paced`]), never more than the limit
+    /// in any minute. The concurrency cap and a pause the provider asks for
+    /// stay this process's.
     pub fn shared(limits: &RateLimits, rates: Arc<dyn SharedRates>, key: &str) -> Self {
         let buckets = Buckets::Shared {
             rates,
             key: key.to_string(),
-            requests: limits.requests_per_minute.and_then(|n| Gcra::new(n.into(), MINUTE)),
+            requests: limits.requests_per_minute.and_then(|n| Gcra::paced(n.into(), MINUTE)),
             tokens: limits.tokens_per_minute.and_then(|n| Gcra::new(n, MINUTE)),
             day: limits.requests_per_day.and_then(|n| Gcra::new(n.into(), DAY)),
         };
@@ -493,6 +510,21 @@ mod tests {
         limited.run(&job()).await.unwrap();
     }
 
+    #[test]
+    fn paced_requests_never_put_more_than_the_limit_in_any_minute() {
+        for n in [1u64, 2, 33, 60, 120, 600, 10_000, u64::from(u32::MAX)] {
+            let paced = Gcra::paced(n, MINUTE).unwrap();
+            // At most the burst, then one per emission, in any minute.
+            let most = u64::from(paced.burst) + (MINUTE.as_nanos() / paced.emission.as_nanos()) as u64;
+            assert!(most <= n, "{n} a minute: up to {most} in one minute");
+            let rate = Gcra::new(n, MINUTE).unwrap().emission;
+            assert!(paced.emission.abs_diff(rate) <= Duration::from_nanos(1), "the same rate");
+        }
+        assert_eq!(Gcra::paced(60, MINUTE).unwrap().burst, 1);
+        assert_eq!(Gcra::paced(10_000, MINUTE).unwrap().burst, 300);
+        assert!(Gcra::paced(0, MINUTE).is_none());
+    }
+
     /// Limits that cannot be read: every take fails.
     struct Unreadable;
 
@@ -557,16 +589,16 @@ mod tests {
 
         on_both! {
             /// 120 requests a minute, shared: once another instance spent the
-            /// burst, six calls through two instances go one per emission
+            /// burst (3), six calls through two instances go one per emission
             /// (60 s / (120 × 97 %) ≈ 515 ms), not at once as two local limits
             /// would let them. Only the quota's lower bound is asserted.
             fn requests_per_minute_hold_across_instances(place) {
                 let limits = RateLimits { requests_per_minute: Some(120), ..RateLimits::default() };
                 let Instances { journals, layers, providers } = two_instances(place, &limits);
-                let gcra = Gcra::new(120, MINUTE).unwrap();
+                let gcra = Gcra::paced(120, MINUTE).unwrap();
                 let elapsed = runtime().block_on(async {
                     let started = std::time::Instant::now();
-                    for _ in 0..120 {
+                    for _ in 0..gcra.burst {
                         let wait = journals[0].take_rate("s@m/requests", 1, gcra.emission, gcra.burst).await.unwrap();
                         assert_eq!(wait, Duration::ZERO);
                     }
