@@ -645,5 +645,24 @@ mod tests {
                 assert_eq!(providers[0].calls() + providers[1].calls(), 2);
             }
         }
+
+        on_both! {
+            /// A database that fails the take (here its table is gone) fails
+            /// the call unsent, and the chain's next provider takes it.
+            fn a_database_that_fails_the_take_hands_the_call_on_unsent(place) {
+                let limits = RateLimits { requests_per_minute: Some(60), ..RateLimits::default() };
+                let Instances { journals, layers, providers } = two_instances(place, &limits);
+                journals[0].sql(|c| c.batch("DROP TABLE rate_limits")).unwrap();
+                let next = Arc::new(ScriptedProvider::new("next"));
+                let chain = crate::policy::FallbackChain::new(vec![layers[0].clone(), next.clone()]);
+                runtime().block_on(async {
+                    let err = layers[0].run(&job()).await.unwrap_err();
+                    assert!(err.should_fall_back() && err.not_sent, "{err}");
+                    assert!(err.message.contains("s@m/requests shared by every instance cannot be read"), "{err}");
+                    assert_eq!(chain.run(&job()).await.unwrap().observations[0].provider, "next");
+                });
+                assert_eq!(providers[0].calls(), 0, "nothing went out unmetered");
+            }
+        }
     }
 }
