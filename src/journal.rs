@@ -36,6 +36,7 @@ mod flight;
 mod kept;
 mod keys;
 mod pg;
+mod rates;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -125,7 +126,7 @@ impl std::fmt::Debug for Journal {
 }
 /// Bumped with each change below; a journal of an older version is brought
 /// up to date when opened.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS units (
@@ -169,6 +170,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_unix_s INTEGER NOT NULL,
     revoked_unix_s INTEGER
 );
+CREATE TABLE IF NOT EXISTS rate_limits (
+    key TEXT PRIMARY KEY,
+    tat_ns INTEGER NOT NULL
+);
 ";
 
 /// Columns added to tables of version 0, as (table, column, type).
@@ -178,6 +183,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 /// Version 3: the kept copy of a video given as bytes (see [`kept`]), which
 /// a run's request names instead of holding the bytes. Version 4 adds no
 /// column: `kept_video` holds the copy's file name, no longer its path.
+/// Version 5 adds the table `rate_limits` (see [`rates`]).
 const ADDED_COLUMNS: [(&str, &str, &str); 8] = [
     ("runs", "video_hash", "TEXT"),
     ("runs", "lease_until_unix_s", "INTEGER NOT NULL DEFAULT 0"),

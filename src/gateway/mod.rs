@@ -279,7 +279,15 @@ impl Gateway {
         };
         let limits = {
             let mut held = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-            held.entry(key.clone()).or_insert_with(|| Arc::new(policy::LimitState::new(&profile.limits))).clone()
+            let state = || {
+                if self.journal.is_shared_database() {
+                    // Every instance of the database counts against one limit.
+                    policy::LimitState::shared(&profile.limits, self.journal.clone(), &key)
+                } else {
+                    policy::LimitState::new(&profile.limits)
+                }
+            };
+            held.entry(key.clone()).or_insert_with(|| Arc::new(state())).clone()
         };
         let layers = policy::Stack::shared_with(backend, &profile, limits);
         shared.insert(key, layers.clone());
@@ -399,5 +407,30 @@ mod tests {
         };
         let local = MergeLimits::for_members(&config, &[member(None), reported]);
         assert_eq!((local.window_chars, local.max_output_tokens), (2_508, 512));
+    }
+
+    crate::journal::testing::on_both! {
+        /// On PostgreSQL each provider's limits are rows that every instance
+        /// takes from; on SQLite they stay the process's.
+        fn a_shared_database_shares_each_providers_rate_limits(place) {
+            use crate::journal::db::SqlExt;
+            let mut config = Config::builtin().unwrap();
+            let limits = crate::config::RateLimits { requests_per_minute: Some(60), ..Default::default() };
+            let profile =
+                ProviderProfile { protocol: Some(Protocol::Openai), model: Some("m".into()), limits, ..ProviderProfile::default() };
+            config.providers.insert("p".into(), profile);
+            let gateway =
+                Gateway::with_journal(config, place.open()).with_provider("p", Arc::new(ScriptedProvider::new("p")));
+            let member = gateway.member("p", None).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(member.shared.run(&crate::provider::scripted::text_job())).unwrap();
+            let shared = place.kind == Kind::Postgres;
+            assert_eq!(gateway.limits.lock().unwrap()["p@m"].is_shared(), shared);
+            let rows: Option<i64> = gateway
+                .journal()
+                .sql(|c| c.one("SELECT COUNT(*) FROM rate_limits WHERE key = 'p@m/requests'", &[]))
+                .unwrap();
+            assert_eq!(rows, Some(i64::from(shared)));
+        }
     }
 }

@@ -12,7 +12,7 @@ use super::db::{DbError, DbResult, Pg, Sql, SqlExt, PG_WRITE_LOCK};
 use super::exec::PgPool;
 
 /// The migrations, by version: append, never edit one that shipped.
-const MIGRATIONS: [(i64, &str); 2] = [
+const MIGRATIONS: [(i64, &str); 3] = [
     (
         1,
         "
@@ -71,6 +71,8 @@ CREATE TABLE api_keys (
 );
 ",
     ),
+    // Rate limits shared by every instance (see `rates`).
+    (2, "CREATE TABLE rate_limits (key TEXT PRIMARY KEY, tat_ns BIGINT NOT NULL);"),
     // Units being bought now by some instance, so that no other buys them
     // too (see `flight`); a claim whose instance died runs out.
     (

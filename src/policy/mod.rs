@@ -83,7 +83,7 @@ pub use fallback::FallbackChain;
 pub use journaled::{Journaled, UnitHook};
 pub use jpeg::JpegFrames;
 pub use output_cap::OutputCap;
-pub use rate_limit::{LimitState, RateLimited};
+pub use rate_limit::{LimitState, RateLimited, SharedRates};
 pub use retry::{Backoff, Retry};
 pub use stack::Stack;
 pub use timeout::Timeout;
