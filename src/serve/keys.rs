@@ -205,7 +205,12 @@ async fn resolve(app: &App, key: Option<String>) -> Result<Caller, ApiError> {
     // A key's hash is looked up; the key itself goes no further.
     let found = app.gateway().journal().find_key(key).await.map_err(|e| ApiError::from(GatewayError::from(e)))?;
     let found = found.ok_or_else(invalid_key)?;
-    app.keys.admit(&found).map_err(|wait_s| {
+    let admitted = if app.gateway().journal().is_shared_database() {
+        admit_shared(app, &found).await?
+    } else {
+        app.keys.admit(&found)
+    };
+    admitted.map_err(|wait_s| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
@@ -220,6 +225,21 @@ async fn resolve(app: &App, key: Option<String>) -> Result<Caller, ApiError> {
     })?;
     let account = Account { id: found.id.clone(), max_usd_per_day: found.max_usd_per_day };
     Ok(Caller { id: found.id, name: found.name, admin: found.admin, account: Some(account) })
+}
+
+/// [`Keys::admit`] for the instances of a shared database: the key's
+/// requests a minute are counted in the database, across all of them.
+async fn admit_shared(app: &App, key: &ApiKey) -> Result<Result<(), u64>, ApiError> {
+    let Some(rpm) = key.requests_per_minute.filter(|n| *n > 0) else { return Ok(Ok(())) };
+    let emission = std::time::Duration::from_secs(60) / rpm;
+    let limit = format!("key:{}/requests", key.id);
+    let wait = app
+        .gateway()
+        .journal()
+        .take_rate(&limit, 1, emission, rpm)
+        .await
+        .map_err(|e| ApiError::from(GatewayError::from(e)))?;
+    Ok(if wait.is_zero() { Ok(()) } else { Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)) })
 }
 
 /// Key management, for admin keys.

@@ -137,6 +137,24 @@ fn a_revoked_key_is_refused_at_its_next_request_over_http_and_from_the_command_l
 }
 
 #[test]
+fn a_keys_rate_is_counted_across_instances_of_a_shared_journal() {
+    let Some(url) = crate::util::pg_database() else { return };
+    let journal = || vidgate::journal::Journal::connect(&url, None, 2).unwrap();
+    let one = super::Server::start_on(super::config("fake"), vec![], journal());
+    let two = super::Server::start_on(super::config("fake"), vec![], journal());
+    let (key, _) = make_key(&one, json!({"name": "shared-slow", "requests_per_minute": 2}));
+    let client = client_with(&key);
+    let (a, b) = (one.url("/v1/runs/999999"), two.url("/v1/runs/999999"));
+    assert_eq!(get(&client, &a).0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&client, &b).0, StatusCode::NOT_FOUND);
+    for url in [&a, &b] {
+        let (status, headers, body) = get(&client, url);
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "two a minute in all, whichever instance: {body}");
+        assert!(headers.contains_key("retry-after"));
+    }
+}
+
+#[test]
 fn a_key_over_its_rate_is_answered_429_with_retry_after() {
     let (server, _) = with_fake();
     let (key, _) = make_key(&server, json!({"name": "slow", "requests_per_minute": 2}));

@@ -52,15 +52,23 @@ impl Server {
     /// same names, on the shared test runtime. Uploads and the journal go to
     /// a temp dir.
     pub fn start(config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
-        Self::start_inner(config, providers)
+        Self::start_inner(config, providers, None)
     }
 
-    fn start_inner(mut config: Config, providers: Vec<(&str, Arc<dyn Provider>)>) -> Self {
+    /// [`Server::start`] on `journal` (another instance's, say).
+    pub fn start_on(config: Config, providers: Vec<(&str, Arc<dyn Provider>)>, journal: Journal) -> Self {
+        Self::start_inner(config, providers, Some(journal))
+    }
+
+    fn start_inner(mut config: Config, providers: Vec<(&str, Arc<dyn Provider>)>, journal: Option<Journal>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         config.server.data_dir = Some(dir.path().join("uploads"));
-        let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
+        // Names unique among live keys, in a journal other servers share.
+        let tag =
+            if journal.is_some() { format!("-{}", hex::encode(rand::random::<[u8; 3]>())) } else { String::new() };
+        let journal = journal.unwrap_or_else(|| Journal::open(&dir.path().join("journal.sqlite3")).unwrap());
         let make = |name: &str, admin: bool| {
-            let new = NewKey { name: name.into(), admin, ..NewKey::default() };
+            let new = NewKey { name: format!("{name}{tag}"), admin, ..NewKey::default() };
             journal.create_key(&new).unwrap().key.expose().to_string()
         };
         let (key, admin_key) = (make("test-client", false), make("test-admin", true));
