@@ -128,6 +128,23 @@ impl Journal {
         self.with(move |c| resumable(c, &owner))
     }
 
+    /// Extend the lease of the unfinished run `id` if `owner` still holds
+    /// it; whether it does (false: another instance took it over, or it
+    /// ended).
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn renew_lease_of(&self, id: i64, owner: &str) -> Result<bool, JournalError> {
+        let owner = owner.to_string();
+        self.with(move |c| {
+            let changed = c.exec(
+                "UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2 AND status = 'running' AND owner = ?3",
+                &vals![now_s() + RUN_LEASE_S, id, owner],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
     /// Take the unfinished run `id` for `owner` under its own id: leased to
     /// it from now, if it is its own or its lease ran out. Whether it was.
     ///
@@ -373,6 +390,9 @@ mod tests {
         let view = dead.run_view(ids[0]).unwrap().unwrap();
         assert_eq!((view.status.as_str(), view.request), ("running", request()));
         assert!(view.lease_until_unix_s > now_s(), "leased to its new instance");
+        let (first, holder) = (ids[0], taken.iter().position(|t| t.contains(&ids[0])).unwrap());
+        assert!(dead.renew_lease_of(first, &format!("instance{holder}")).unwrap(), "its holder renews it");
+        assert!(!dead.renew_lease_of(first, "dead").unwrap(), "the old owner learns it lost the run");
         assert_eq!(dead.run_view(9999).unwrap(), None);
     }}
 }

@@ -122,7 +122,7 @@ pub struct Submission {
 pub struct Runs {
     /// The gateway new runs start on (a config reload replaces it).
     live: Arc<Live>,
-    runs: Mutex<HashMap<i64, Arc<Run>>>,
+    runs: Arc<Mutex<HashMap<i64, Arc<Run>>>>,
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     queue_length: usize,
@@ -154,7 +154,7 @@ impl Runs {
     pub fn new(live: Arc<Live>, server: &ServerConfig) -> Self {
         let journal = live.current().journal().path().to_string();
         Self {
-            runs: Mutex::default(),
+            runs: Arc::default(),
             slots: Arc::new(Semaphore::new(server.max_concurrent_runs)),
             waiting: Arc::default(),
             queue_length: server.queue_length,
@@ -360,7 +360,15 @@ impl Runs {
             (self.live.clone(), self.slots.clone(), self.waiting.clone(), run.clone());
         let (closing, stopping, hooks) = (self.closing.clone(), self.stopping.clone(), self.on_finish.clone());
         // Leased from the start, queued too: no other instance takes it.
-        let lease = live.current().lease(id);
+        // Should another have taken it all the same (this one could not
+        // renew its lease for a minute), this one lets it go unrecorded.
+        let lost = CancellationToken::new();
+        let lease = keep_leased(live.current(), id, self.owner.clone(), lost.clone());
+        let held = self.runs.clone();
+        // The run, no longer this instance's: forgotten here, served from the journal.
+        let forget = move || {
+            held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        };
         tokio::spawn(async move {
             let _lease = lease;
             let run = task_run;
@@ -369,6 +377,10 @@ impl Runs {
                 () = run.cancel.cancelled() => Some(None),
                 // The service stops: a queued run stays unfinished in the journal.
                 () = closing.cancelled() => None,
+                () = lost.cancelled() => {
+                    forget();
+                    None
+                }
             };
             waiting.fetch_sub(1, Ordering::SeqCst);
             let _permit = match permit {
@@ -401,6 +413,11 @@ impl Runs {
                 // The stop's grace is over: the run stays unfinished in the
                 // journal (its finished units are there) for the next start.
                 () = stopping.cancelled() => None,
+                // Another instance holds it now and will record its end.
+                () = lost.cancelled() => {
+                    forget();
+                    None
+                }
             };
             let Some(result) = result else { return };
             let _ = forward.await;
@@ -491,6 +508,36 @@ fn owner(server: &ServerConfig, gateway: &Gateway, journal: &str) -> String {
         name.push_str(&format!("|pid {}", std::process::id()));
     }
     name
+}
+
+/// Renew the lease of the run `id` for `owner` every
+/// [`crate::journal::RUN_LEASE_RENEW`] while the returned task lives;
+/// cancel `lost` when another owner holds it. Aborted when dropped.
+fn keep_leased(gateway: Arc<Gateway>, id: i64, owner: String, lost: CancellationToken) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::journal::RUN_LEASE_RENEW).await;
+            let owner = owner.clone();
+            match gateway.on_journal(move |j| j.renew_lease_of(id, &owner)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(run = id, "another instance took the run over: this one stops working on it");
+                    lost.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(run = id, error = %e, "cannot renew the run's lease in the journal"),
+            }
+        }
+    }))
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Take over, every [`crate::journal::RUN_LEASE_RENEW`], the runs of

@@ -527,3 +527,30 @@ fn uploads_are_bounded_by_the_servers_cap_not_a_framework_default() {
     assert_eq!(body["error"]["code"], "upload_too_large", "{body}");
     assert!(uploads_in(&server).is_empty(), "{:?}", uploads_in(&server));
 }
+
+/// On a shared journal, an instance that finds its run taken over by
+/// another (its lease ran out while it could not renew it) stops working on
+/// it, forgets it and records nothing: the other instance ends it.
+#[test]
+fn a_run_another_instance_took_over_is_let_go_unrecorded() {
+    let Some(url) = crate::util::pg_database() else { return };
+    let slow = Step::Delay(Duration::from_secs(30), Box::new(answer("slow {time}")));
+    let fake = Arc::new(scripted("fake").with_fallback(slow));
+    let journal = vidgate::journal::Journal::connect(&url, None, 2).unwrap();
+    let server = Server::start_on(config("fake"), vec![("fake", fake.clone() as Arc<dyn Provider>)], journal);
+    let video = upload(&server, &testsrc_10s());
+    let id = submit(&server, &server.client(), &json!({"video": video, "task": "describe"}));
+    eventually("the run starts calling", || fake.calls() > 0);
+    let other = vidgate::journal::Journal::connect(&url, None, 1).unwrap();
+    other.set_run_owner(id, None, "another instance").unwrap();
+    let until = Instant::now() + Duration::from_secs(25);
+    while server.app.runs.get(id).is_some() {
+        assert!(Instant::now() < until, "the instance never noticed it lost the run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let calls = fake.calls();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(fake.calls() <= calls + 1, "it went on calling: {calls} then {}", fake.calls());
+    let view = other.run_view(id).unwrap().unwrap();
+    assert_eq!((view.status.as_str(), view.outcome), ("running", None), "nothing recorded by the old holder");
+}
