@@ -260,8 +260,22 @@ impl Sql for Lite<'_> {
     }
 }
 
-/// PostgreSQL, on a client or in a transaction.
-pub(crate) struct Pg<'a, C: postgres::GenericClient>(pub &'a mut C);
+/// PostgreSQL, on a client or in a transaction, with the connection's
+/// prepared statements when it keeps them (one round trip a statement
+/// instead of two).
+pub(crate) struct Pg<'a, C: postgres::GenericClient> {
+    pub client: &'a mut C,
+    pub statements: Option<&'a mut Statements>,
+}
+
+/// A connection's prepared statements, by their SQL as the journal writes it.
+pub(crate) type Statements = std::collections::HashMap<String, postgres::Statement>;
+
+/// A pooled PostgreSQL connection and its prepared statements.
+pub(crate) struct PgConn {
+    pub client: postgres::Client,
+    pub statements: Statements,
+}
 
 impl postgres::types::ToSql for Val {
     fn to_sql(
@@ -334,24 +348,39 @@ pub(crate) fn pg_sql(sql: &str) -> String {
     out
 }
 
+impl<C: postgres::GenericClient> Pg<'_, C> {
+    /// The statement `sql`, prepared once per connection.
+    fn statement(&mut self, sql: &str) -> DbResult<postgres::Statement> {
+        let Some(cache) = self.statements.as_deref_mut() else { return Ok(self.client.prepare(&pg_sql(sql))?) };
+        if let Some(statement) = cache.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&pg_sql(sql))?;
+        cache.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+}
+
 impl<C: postgres::GenericClient> Sql for Pg<'_, C> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
     fn exec(&mut self, sql: &str, args: &[Val]) -> DbResult<u64> {
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        Ok(self.0.execute(pg_sql(sql).as_str(), &params)?)
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, &params)?)
     }
     fn rows(&mut self, sql: &str, args: &[Val]) -> DbResult<Vec<Row>> {
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        let rows = self.0.query(pg_sql(sql).as_str(), &params)?;
+        let statement = self.statement(sql)?;
+        let rows = self.client.query(&statement, &params)?;
         rows.iter()
             .map(|row| (0..row.len()).map(|i| row.try_get::<_, Val>(i)).collect::<Result<Vec<_>, _>>().map(Row))
             .collect::<Result<_, _>>()
             .map_err(Into::into)
     }
     fn batch(&mut self, sql: &str) -> DbResult<()> {
-        Ok(self.0.batch_execute(sql)?)
+        Ok(self.client.batch_execute(sql)?)
     }
 }
 
@@ -362,7 +391,7 @@ pub(crate) const PG_WRITE_LOCK: i64 = 0x7669_6467_6174_6531; // "vidgate1"
 /// A connection of either database, as the journal's threads hold it.
 pub(crate) enum Conn<'a> {
     Lite(&'a mut rusqlite::Connection),
-    Pg(&'a mut postgres::Client),
+    Pg(&'a mut PgConn),
 }
 
 impl Conn<'_> {
@@ -377,9 +406,11 @@ impl Conn<'_> {
                 Ok(out)
             }
             Conn::Pg(c) => {
-                let mut tx = c.transaction()?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_WRITE_LOCK])?;
-                let out = f(&mut Pg(&mut tx))?;
+                let PgConn { client, statements } = &mut **c;
+                let mut tx = client.transaction()?;
+                let mut db = Pg { client: &mut tx, statements: Some(statements) };
+                db.exec("SELECT pg_advisory_xact_lock(CAST(?1 AS BIGINT))", &vals![PG_WRITE_LOCK])?;
+                let out = f(&mut db)?;
                 tx.commit()?;
                 Ok(out)
             }
@@ -405,19 +436,19 @@ impl Sql for Conn<'_> {
     fn exec(&mut self, sql: &str, args: &[Val]) -> DbResult<u64> {
         match self {
             Conn::Lite(c) => Lite(c).exec(sql, args),
-            Conn::Pg(c) => Pg(*c).exec(sql, args),
+            Conn::Pg(c) => Pg { client: &mut c.client, statements: Some(&mut c.statements) }.exec(sql, args),
         }
     }
     fn rows(&mut self, sql: &str, args: &[Val]) -> DbResult<Vec<Row>> {
         match self {
             Conn::Lite(c) => Lite(c).rows(sql, args),
-            Conn::Pg(c) => Pg(*c).rows(sql, args),
+            Conn::Pg(c) => Pg { client: &mut c.client, statements: Some(&mut c.statements) }.rows(sql, args),
         }
     }
     fn batch(&mut self, sql: &str) -> DbResult<()> {
         match self {
             Conn::Lite(c) => Lite(c).batch(sql),
-            Conn::Pg(c) => Pg(*c).batch(sql),
+            Conn::Pg(c) => c.client.batch_execute(sql).map_err(Into::into),
         }
     }
 }

@@ -36,7 +36,7 @@ pub(crate) type Op = Box<dyn FnMut(Result<&mut Conn<'_>, DbError>, bool) -> Next
 /// lets it go, so a spend that comes late was counted meanwhile.
 pub(crate) const RETRY_FOR: Duration = Duration::from_secs(3600);
 
-pub(crate) type PgPool = r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>;
+pub(crate) type PgPool = r2d2::Pool<super::pg::Manager>;
 
 pub(crate) enum Exec {
     Lite { ops: Option<mpsc::Sender<Op>>, worker: Option<JoinHandle<()>> },

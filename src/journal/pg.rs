@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::db::{DbError, DbResult, Pg, Sql, SqlExt, PG_WRITE_LOCK};
+use super::db::{DbError, DbResult, Pg, PgConn, Sql, SqlExt, PG_WRITE_LOCK};
 use super::exec::PgPool;
 
 /// The migrations, by version: append, never edit one that shipped.
@@ -110,7 +110,7 @@ pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name("vidgate");
-    let manager = r2d2_postgres::PostgresConnectionManager::new(config, postgres::NoTls);
+    let manager = Manager(config);
     let pool = r2d2::Pool::builder()
         .max_size(size.max(1))
         .min_idle(Some(1))
@@ -121,16 +121,38 @@ pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<
         .build(manager)
         .map_err(|e| DbError { message: format!("cannot connect: {e}"), connection: true })?;
     let mut client = pool.get().map_err(|e| DbError { message: format!("cannot connect: {e}"), connection: true })?;
-    migrate(&mut client)?;
+    migrate(&mut client.client)?;
     drop(client);
     Ok(pool)
+}
+
+/// Connections for the pool: each with its prepared statements, checked
+/// with an empty query when taken from the pool (a connection the server
+/// dropped meanwhile is replaced, not handed to a call).
+pub(crate) struct Manager(postgres::Config);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn { client: self.0.connect(postgres::NoTls)?, statements: Default::default() })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
 }
 
 /// Apply the migrations not yet applied; the version now in force.
 fn migrate(client: &mut postgres::Client) -> DbResult<i64> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_WRITE_LOCK])?;
-    let mut db = Pg(&mut tx);
+    let mut db = Pg { client: &mut tx, statements: None };
     db.batch(
         "CREATE TABLE IF NOT EXISTS vidgate_migrations (version BIGINT PRIMARY KEY, applied_unix_s BIGINT NOT NULL)",
     )?;
