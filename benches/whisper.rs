@@ -113,7 +113,7 @@ fn main() {
     let median = times[times.len() / 2];
     let text = out.observations.iter().map(|o| o.text.trim()).collect::<Vec<_>>().join(" ");
     let line = serde_json::json!({
-        "engine": "vidgate whisper_local (ct2rs 0.10.3, CTranslate2 4.8.4, ruy, int8)",
+        "engine": "vidgate whisper_local (ct2rs 0.10.3, CTranslate2 4.8.4, MKL, int8)",
         "audio_s": audio_s,
         "threads": a.threads,
         "load_s": load_s,
