@@ -8,6 +8,8 @@
 //!     --wav FILE --model DIR [--threads N] [--runs N]
 //! ```
 //!
+//! (`--features whisper-ruy` for the build on CTranslate2's ruy back-end.)
+//!
 //! The WAV must be 16 kHz mono 16-bit (as the speech track cuts it). The
 //! whole file is one transcription job through the provider's public
 //! interface ([`Provider::run`]), so a file over 30 s is heard window by
@@ -113,7 +115,11 @@ fn main() {
     let median = times[times.len() / 2];
     let text = out.observations.iter().map(|o| o.text.trim()).collect::<Vec<_>>().join(" ");
     let line = serde_json::json!({
-        "engine": "vidgate whisper_local (ct2rs 0.10.3, CTranslate2 4.8.4, ruy, int8)",
+        "engine": if cfg!(feature = "whisper") {
+            "vidgate whisper_local (ct2rs 0.10.3, CTranslate2 4.8.4, MKL, int8)"
+        } else {
+            "vidgate whisper_local (ct2rs 0.10.3, CTranslate2 4.8.4, ruy, int8)"
+        },
         "audio_s": audio_s,
         "threads": a.threads,
         "load_s": load_s,

@@ -18,6 +18,8 @@
 #
 # Environment:
 #   BENCH_PROFILE   cargo profile of vidgate's side (default: bench, i.e. release)
+#   BENCH_FEATURES  its cargo feature (default: whisper, CTranslate2 on MKL;
+#                   whisper-ruy for the build on ruy)
 #   FW_VENV         virtual environment for faster-whisper (default:
 #                   ${XDG_CACHE_HOME:-$HOME/.cache}/vidgate/tools/faster-whisper-venv);
 #                   made and filled from PyPI (pinned below) the first time
@@ -72,15 +74,16 @@ if ! "$VENV/bin/python" -c 'import faster_whisper' 2>/dev/null; then
 fi
 
 PROFILE=${BENCH_PROFILE:-bench}
-log "building benches/whisper.rs (profile $PROFILE; the first build compiles CTranslate2)"
-BIN=$(cargo build --profile "$PROFILE" --no-default-features --features whisper --bench whisper \
+FEATURES=${BENCH_FEATURES:-whisper}
+log "building benches/whisper.rs (profile $PROFILE, feature $FEATURES; the first build compiles CTranslate2)"
+BIN=$(cargo build --profile "$PROFILE" --no-default-features --features "$FEATURES" --bench whisper \
   --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "whisper" and m.get("executable"):
         print(m["executable"])')
-[[ -n $BIN ]] || { log "the bench did not build: cargo build --profile $PROFILE --features whisper --bench whisper"; exit 1; }
+[[ -n $BIN ]] || { log "the bench did not build: cargo build --profile $PROFILE --features $FEATURES --bench whisper"; exit 1; }
 
 RESULTS="$WORK/results.jsonl"
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -165,8 +165,11 @@ fn local_status(name: &str, p: &ProviderProfile, config: &Config, l: &mut Listed
 }
 
 fn whisper_status(name: &str, p: &ProviderProfile, config: &Config) -> Result<String, String> {
-    if !cfg!(feature = "whisper") {
-        return Err("this vidgate was built without Whisper in process (cargo feature `whisper`)".into());
+    if !cfg!(feature = "whisper-engine") {
+        return Err(
+            "this vidgate was built without Whisper in process (cargo feature `whisper`, or `whisper-ruy` without MKL)"
+                .into(),
+        );
     }
     let dir = models::speech_model_dir(name, p, config)?;
     match vidgate::provider::whisper_local::missing_files(&dir) {

@@ -362,17 +362,17 @@ fn local_backend(name: &str, _: &ProviderProfile, _: &Config) -> Result<Arc<dyn 
     ))
 }
 
-#[cfg(feature = "whisper")]
+#[cfg(feature = "whisper-engine")]
 fn whisper_backend(name: &str, profile: &ProviderProfile, config: &Config) -> Result<Arc<dyn Provider>, String> {
     Ok(Arc::new(
         crate::provider::whisper_local::WhisperLocal::from_profile(name, profile, config).map_err(|e| e.message)?,
     ))
 }
 
-#[cfg(not(feature = "whisper"))]
+#[cfg(not(feature = "whisper-engine"))]
 fn whisper_backend(name: &str, _: &ProviderProfile, _: &Config) -> Result<Arc<dyn Provider>, String> {
     Err(format!(
-        "provider `{name}` is Whisper in process, and this vidgate was built without it (cargo feature `whisper`)"
+        "provider `{name}` is Whisper in process, and this vidgate was built without it (cargo feature `whisper`, or `whisper-ruy` without MKL)"
     ))
 }
 

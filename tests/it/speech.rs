@@ -94,5 +94,5 @@ fn a_silent_track_makes_no_segment_and_no_track_starts_no_ffmpeg() {
 
 mod fake;
 mod story;
-#[cfg(feature = "whisper")]
+#[cfg(feature = "whisper-engine")]
 mod whisper_local;

@@ -12,12 +12,12 @@
 //! last whole piece of the one before ended ([`window`]).
 
 // Pure, and tested, in every build; used by the engine only with `whisper`.
-#[cfg_attr(not(feature = "whisper"), allow(dead_code))]
+#[cfg_attr(not(feature = "whisper-engine"), allow(dead_code))]
 pub(crate) mod window;
 
-#[cfg(feature = "whisper")]
+#[cfg(feature = "whisper-engine")]
 mod engine;
-#[cfg(feature = "whisper")]
+#[cfg(feature = "whisper-engine")]
 pub use engine::WhisperLocal;
 
 use crate::media::SAMPLE_RATE;
