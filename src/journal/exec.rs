@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::db::{Conn, DbError};
+use super::pg::PgPool;
 
 /// What an operation asks after an attempt.
 pub(crate) enum Next {
@@ -35,8 +36,6 @@ pub(crate) type Op = Box<dyn FnMut(Result<&mut Conn<'_>, DbError>, bool) -> Next
 /// database is away: as long as a call's reservation counts when nothing
 /// lets it go, so a spend that comes late was counted meanwhile.
 pub(crate) const RETRY_FOR: Duration = Duration::from_secs(3600);
-
-pub(crate) type PgPool = r2d2::Pool<super::pg::Manager>;
 
 pub(crate) enum Exec {
     Lite { ops: Option<mpsc::Sender<Op>>, worker: Option<JoinHandle<()>> },

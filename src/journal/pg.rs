@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use super::db::{DbError, DbResult, Pg, PgConn, Sql, SqlExt, PG_WRITE_LOCK};
-use super::exec::PgPool;
 
 /// The migrations, by version: append, never edit one that shipped.
 const MIGRATIONS: [(i64, &str); 3] = [
@@ -125,6 +124,9 @@ pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<
     drop(client);
     Ok(pool)
 }
+
+/// The journal's connections to one database.
+pub(crate) type PgPool = r2d2::Pool<Manager>;
 
 /// Connections for the pool: each with its prepared statements, checked
 /// with an empty query when taken from the pool (a connection the server
