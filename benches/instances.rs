@@ -96,7 +96,8 @@ async fn measure(n: usize, runs: usize, url: &str, work: &Path, fake: &str, clip
                 "[journal]\nurl = {url:?}\nvideos_dir = {videos:?}\n\n[router]\nchain = [\"fake\"]\n\n\
                  [server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\nmax_concurrent_runs = 2\n\n\
                  [providers.fake]\nprotocol = \"openai\"\nbase_url = \"{fake}/v1\"\napi_key_env = \"VIDGATE_BENCH_KEY\"\n\
-                 model = \"fake-vision\"\nframes_per_call = 1\n[providers.fake.limits]\nmax_concurrency = 2\n",
+                 model = \"fake-vision\"\nframes_per_call = 1\n[providers.fake.limits]\nmax_concurrency = 2\n\
+                 [providers.fake.price]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
                 videos = work.join("videos"),
                 data = work.join("uploads"),
             ),
