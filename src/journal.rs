@@ -858,6 +858,8 @@ impl SharedLedger for Journal {
             let Some(reply) = reply.take() else { return Next::Done };
             let mut conn = conn;
             let held = match &mut conn {
+                Ok(c) if c.dialect() == db::Dialect::Postgres => pg::hold(&mut **c, amount, cap, None)
+                    .map(|held| held.map_err(|left| BudgetError { needed: amount, left, cap })),
                 Ok(c) => c.write(|tx| {
                     let now = now_s();
                     let left = cap - Journal::committed_today(tx, now)?;

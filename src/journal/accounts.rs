@@ -65,6 +65,10 @@ impl SharedLedger for AccountLedger {
         let held = self
             .journal
             .with_async(move |conn| {
+                if conn.dialect() == super::db::Dialect::Postgres {
+                    let held = super::pg::hold(conn, amount, cap, Some(&account))?;
+                    return Ok(held.map_err(|left| BudgetError { needed: amount, left, cap }));
+                }
                 conn.write(|tx| {
                     let now = now_s();
                     let left = cap - committed_today(tx, &account, now)?;

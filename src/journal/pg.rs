@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::db::{DbError, DbResult, Pg, PgConn, Sql, SqlExt, PG_WRITE_LOCK};
 
 /// The migrations, by version: append, never edit one that shipped.
-const MIGRATIONS: [(i64, &str); 3] = [
+const MIGRATIONS: [(i64, &str); 4] = [
     (
         1,
         "
@@ -84,7 +84,65 @@ CREATE TABLE unit_claims (
 );
 ",
     ),
+    // A reservation checked and written in one round trip: the journal's
+    // write lock, then (a new snapshot for each query of a VOLATILE
+    // function) today's committed money, then the row. The sums are
+    // `Journal::committed_today`'s and the account ledger's.
+    (
+        4,
+        "
+CREATE FUNCTION vidgate_hold(p_day BIGINT, p_now BIGINT, p_amount DOUBLE PRECISION, p_cap DOUBLE PRECISION,
+                             p_expires BIGINT, p_account TEXT, p_lock BIGINT)
+RETURNS TABLE (held_id BIGINT, left_usd DOUBLE PRECISION)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE committed DOUBLE PRECISION;
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock);
+    IF p_account IS NULL THEN
+        SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = p_day)
+             + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations
+                WHERE day = p_day AND expires_unix_s > p_now AND account IS NULL)
+        INTO committed;
+    ELSE
+        SELECT (SELECT COALESCE(SUM(usd), 0.0) FROM spend WHERE day = p_day AND account = p_account)
+             + (SELECT COALESCE(SUM(usd), 0.0) FROM reservations
+                WHERE day = p_day AND account = p_account AND expires_unix_s > p_now)
+        INTO committed;
+    END IF;
+    IF p_amount > p_cap - committed + 1e-12 THEN
+        RETURN QUERY SELECT NULL::BIGINT, p_cap - committed;
+    ELSE
+        RETURN QUERY INSERT INTO reservations (day, usd, expires_unix_s, account)
+            VALUES (p_day, p_amount, p_expires, p_account) RETURNING reservations.id, p_cap - committed;
+    END IF;
+END
+$$;
+",
+    ),
 ];
+
+/// Hold `amount` of `cap` for today in one round trip (migration 4): the
+/// reservation's id, or what is left when it does not fit.
+pub(crate) fn hold(c: &mut dyn Sql, amount: f64, cap: f64, account: Option<&str>) -> DbResult<Result<i64, f64>> {
+    let now = super::now_s();
+    let rows = c.rows(
+        "SELECT held_id, left_usd FROM vidgate_hold(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        &super::db::vals![
+            now.div_euclid(86_400),
+            now,
+            amount,
+            cap,
+            now + super::RESERVATION_TTL_S,
+            account,
+            PG_WRITE_LOCK
+        ],
+    )?;
+    let row = rows.first().ok_or_else(|| DbError::new("vidgate_hold gave no row"))?;
+    Ok(match row.get::<Option<i64>>(0)? {
+        Some(id) => Ok(id),
+        None => Err(row.get::<f64>(1)?.max(0.0)),
+    })
+}
 
 /// How long a call waits for a connection while the server is away.
 pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(30);
