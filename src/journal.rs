@@ -48,6 +48,15 @@ use exec::{Exec, Next, Op};
 pub use flight::UnitHold;
 pub use keys::{key_hash, ApiKey, CreatedKey, KeyError, NewKey};
 
+/// See [`pg::create_database`]; the error names the server without credentials.
+///
+/// # Errors
+/// As [`pg::create_database`].
+pub fn create_database(server_url: &str, name: &str) -> Result<String, JournalError> {
+    pg::create_database(server_url, name)
+        .map_err(|e| JournalError { path: crate::secret::redact_urls(server_url), message: e.to_string() })
+}
+
 mod prune;
 mod runs;
 pub use prune::{JournalStats, Pruned, TABLES};

@@ -24,21 +24,10 @@ impl PgServer {
         Self { url: lines[0].to_string(), own: Some((lines[1].into(), lines[2].into())) }
     }
 
-    /// A new database on the server: its URL.
-    pub fn database(&self, name: &str) -> String {
-        let url = self.url.clone();
-        let name = name.to_string();
-        std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            // One statement each: CREATE DATABASE runs outside any transaction.
-            client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-            client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-            let mut at = reqwest::Url::parse(&url).unwrap();
-            at.set_path(&format!("/{name}"));
-            at.to_string()
-        })
-        .join()
-        .unwrap()
+    /// A new database on the server, its name `prefix` and a random tail: its URL.
+    pub fn database(&self, prefix: &str) -> String {
+        let name = format!("{prefix}_{}", hex::encode(rand::random::<[u8; 4]>()));
+        vidgate::journal::create_database(&self.url, &name).expect("a benchmark database")
     }
 }
 

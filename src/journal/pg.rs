@@ -121,6 +121,28 @@ $$;
     ),
 ];
 
+/// Make a new, empty database `name` (letters, digits, `_`) on the server
+/// `server_url` names, and give its URL: for tests and benchmarks, and for
+/// setting up a deployment. The server's URL may carry no password (the
+/// journal never takes one in a URL either).
+///
+/// # Errors
+/// A name that is not a plain identifier; the server cannot be reached, or
+/// refuses (the database exists, the user may not create one).
+pub fn create_database(server_url: &str, name: &str) -> Result<String, DbError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(DbError::new(format!("{name:?} is not a database name of letters, digits and _")));
+    }
+    let mut url = reqwest::Url::parse(server_url).map_err(|e| DbError::new(format!("not a URL: {e}")))?;
+    let (admin, statement) = (server_url.to_string(), format!("CREATE DATABASE {name}"));
+    // The sync driver blocks on a runtime of its own: never on an async one's thread.
+    std::thread::spawn(move || postgres::Client::connect(&admin, postgres::NoTls)?.batch_execute(&statement))
+        .join()
+        .map_err(|_| DbError::new("creating the database failed"))??;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
 /// Hold `amount` of `cap` for today in one round trip (migration 4): the
 /// reservation's id, or what is left when it does not fit.
 pub(crate) fn hold(c: &mut dyn Sql, amount: f64, cap: f64, account: Option<&str>) -> DbResult<Result<i64, f64>> {
@@ -234,4 +256,15 @@ fn migrate(client: &mut postgres::Client) -> DbResult<i64> {
     }
     tx.commit()?;
     Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_database_name_is_a_plain_identifier_never_sql() {
+        for name in ["", "x; DROP DATABASE vidgate", "a-b", "x\"y"] {
+            let err = super::create_database("postgres://vidgate@127.0.0.1:1/vidgate", name).unwrap_err();
+            assert!(err.message.contains("not a database name"), "{name}: {err}");
+        }
+    }
 }

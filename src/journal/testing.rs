@@ -76,18 +76,8 @@ pub(crate) fn server_url() -> Option<String> {
 pub(crate) fn new_database() -> Option<String> {
     let server = server_url()?;
     let name = format!("vt_{}", hex::encode(rand::random::<[u8; 8]>()));
-    // The sync client must not run on an async runtime's thread.
-    let admin = server.clone();
-    let made = std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
-        client.batch_execute(&format!("CREATE DATABASE {name}")).map(|()| name)
-    })
-    .join()
-    .unwrap();
-    let name = made.unwrap_or_else(|e| panic!("cannot make a test database on {server}: {e}"));
-    let mut url = reqwest::Url::parse(&server).unwrap();
-    url.set_path(&format!("/{name}"));
-    Some(url.to_string())
+    let made = super::create_database(&server, &name);
+    Some(made.unwrap_or_else(|e| panic!("cannot make a test database: {e}")))
 }
 
 /// A test run once on each database: `on_both! { fn name(place) { body } }`

@@ -274,15 +274,6 @@ pub fn pg_database() -> Option<String> {
         return require("a PostgreSQL server (VIDGATE_TEST_PG_URL; run the tests under scripts/with-postgres.sh)");
     };
     let name = format!("it_{}", hex::encode(rand::random::<[u8; 8]>()));
-    let admin = server.clone();
-    let made = std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
-        client.batch_execute(&format!("CREATE DATABASE {name}")).map(|()| name)
-    })
-    .join()
-    .unwrap();
-    let name = made.unwrap_or_else(|e| panic!("cannot make a test database on {server}: {e}"));
-    let mut url = reqwest::Url::parse(&server).unwrap();
-    url.set_path(&format!("/{name}"));
-    Some(url.to_string())
+    let made = vidgate::journal::create_database(&server, &name);
+    Some(made.unwrap_or_else(|e| panic!("cannot make a test database: {e}")))
 }
