@@ -221,15 +221,17 @@ impl Journal {
         })
     }
 
-    /// The run `id` as any instance sees it: its request, when it started,
-    /// its status (`running`, or how it ended) and its kept outcome, if any.
+    /// The run `id` of a service instance (a command line run is none) as
+    /// any instance sees it: its request, when it started, its status
+    /// (`running`, or how it ended) and its kept outcome, if any.
     ///
     /// # Errors
     /// A read failure.
     pub fn run_view(&self, id: i64) -> Result<Option<RunView>, JournalError> {
         self.with(move |c| {
             let rows = c.rows(
-                "SELECT request, started_unix_s, status, account, outcome, lease_until_unix_s FROM runs WHERE id = ?1",
+                "SELECT request, started_unix_s, status, account, outcome, lease_until_unix_s FROM runs
+                 WHERE id = ?1 AND owner IS NOT NULL",
                 &vals![id],
             )?;
             let Some(row) = rows.first() else { return Ok(None) };

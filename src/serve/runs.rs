@@ -268,6 +268,11 @@ impl Runs {
         if let Some(run) = self.get(id) {
             return Ok(Some(run));
         }
+        // Only instances of a shared database serve each other's runs; a
+        // file journal's other runs (command line ones) are not served.
+        if !self.gateway().journal().is_shared_database() {
+            return Ok(None);
+        }
         let Some(view) = self.gateway().on_journal(move |j| j.run_view(id)).await? else { return Ok(None) };
         let state = match view.outcome.map(serde_json::from_value::<RunState>) {
             Some(Ok(state)) => state,

@@ -554,3 +554,15 @@ fn a_run_another_instance_took_over_is_let_go_unrecorded() {
     let view = other.run_view(id).unwrap().unwrap();
     assert_eq!((view.status.as_str(), view.outcome), ("running", None), "nothing recorded by the old holder");
 }
+
+/// A run the service does not hold is served from the journal only on a
+/// shared database, and only a service's: a command line run in the same
+/// journal file is nobody's business over HTTP.
+#[test]
+fn a_command_line_run_in_the_journal_file_is_not_served() {
+    let (server, _) = with_fake();
+    let journal = vidgate::journal::Journal::open(&server.journal_path()).unwrap();
+    let id = journal.start_run(&vidgate::schema::VideoRequest::new("/home/me/private.mp4", Task::Describe)).unwrap();
+    let (status, _, body) = send(server.client().get(server.url(&format!("/v1/runs/{id}"))));
+    assert_eq!(status, StatusCode::NOT_FOUND, "{}", String::from_utf8_lossy(&body));
+}
