@@ -868,12 +868,12 @@ impl SharedLedger for Journal {
             let mut conn = conn;
             let held = match &mut conn {
                 Ok(c) if c.dialect() == db::Dialect::Postgres => pg::hold(&mut **c, amount, cap, None)
-                    .map(|held| held.map_err(|left| BudgetError { needed: amount, left, cap })),
+                    .map(|held| held.map_err(|left| BudgetError::Over { needed: amount, left, cap })),
                 Ok(c) => c.write(|tx| {
                     let now = now_s();
                     let left = cap - Journal::committed_today(tx, now)?;
                     if amount > left + 1e-12 {
-                        return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
+                        return Ok(Err(BudgetError::Over { needed: amount, left: left.max(0.0), cap }));
                     }
                     let id: Option<i64> = tx.one(
                         "INSERT INTO reservations (day, usd, expires_unix_s) VALUES (?1, ?2, ?3) RETURNING id",
@@ -895,7 +895,7 @@ impl SharedLedger for Journal {
         };
         held.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot hold money in the journal: the call is refused");
-            Err(BudgetError { needed: amount, left: 0.0, cap })
+            Err(BudgetError::LedgerUnavailable(e.to_string()))
         })
     }
 
@@ -919,9 +919,9 @@ impl SharedLedger for Journal {
         }
     }
 
-    async fn left(&self, cap: f64) -> f64 {
+    async fn left(&self, cap: f64) -> Result<f64, BudgetError> {
         let committed = self.with_async(|c| Self::committed_today(c, now_s())).await;
-        committed.map_or(0.0, |committed| (cap - committed).max(0.0))
+        committed.map(|committed| (cap - committed).max(0.0)).map_err(|e| BudgetError::LedgerUnavailable(e.to_string()))
     }
 }
 
@@ -1026,16 +1026,16 @@ mod tests {
         let held = wait(a.reserve(0.6)).unwrap();
         // The other process's own budget is untouched, the shared ledger is not.
         let refused = wait(b.reserve(0.6)).unwrap_err();
-        assert!((refused.left - 0.4).abs() < 1e-9, "{refused}");
-        assert!((wait(b.remaining()) - 0.4).abs() < 1e-9);
+        assert!(matches!(refused, BudgetError::Over { left, .. } if (left - 0.4).abs() < 1e-9), "{refused}");
+        assert!((wait(b.remaining()).unwrap() - 0.4).abs() < 1e-9);
         // The call cost 0.3: recorded, then let go; 0.7 is left for both.
         ja.record_spend("p", 0.3).unwrap();
         held.reconcile(0.3);
         let second = wait(b.reserve(0.6)).unwrap();
-        let left = wait(a.remaining());
+        let left = wait(a.remaining()).unwrap();
         assert!((left - 0.1).abs() < 1e-9, "{left}");
         second.release();
-        assert!((wait(jb.left(1.0)) - 0.7).abs() < 1e-9);
+        assert!((wait(jb.left(1.0)).unwrap() - 0.7).abs() < 1e-9);
     }}
 
     on_both! { fn an_abandoned_call_counts_as_spent_in_the_shared_ledger(place) {
@@ -1043,15 +1043,15 @@ mod tests {
         let a = Budget::new(1.0).shared(ja.clone());
         drop(wait(a.reserve(0.25)).unwrap());
         assert!((jb.spent_today().unwrap() - 0.25).abs() < 1e-9);
-        assert!((wait(jb.left(1.0)) - 0.75).abs() < 1e-9, "the reservation is gone, the spend stays");
+        assert!((wait(jb.left(1.0)).unwrap() - 0.75).abs() < 1e-9, "the reservation is gone, the spend stays");
     }}
 
     on_both! { fn a_reservation_left_by_a_dead_process_expires(place) {
         let (ja, jb) = two_handles(place);
         wait(ja.hold(0.5, 1.0)).unwrap();
-        assert!((wait(jb.left(1.0)) - 0.5).abs() < 1e-9);
+        assert!((wait(jb.left(1.0)).unwrap() - 0.5).abs() < 1e-9);
         ja.sql(|c| c.exec("UPDATE reservations SET expires_unix_s = ?1", &vals![now_s() - 1])).unwrap();
-        assert!((wait(jb.left(1.0)) - 1.0).abs() < 1e-9);
+        assert!((wait(jb.left(1.0)).unwrap() - 1.0).abs() < 1e-9);
     }}
 
     on_both! { fn parallel_reservations_from_two_processes_never_pass_the_cap(place) {
@@ -1067,7 +1067,7 @@ mod tests {
         });
         assert_eq!(held.len(), 4, "four of eight $0.25 calls fit a $1 day");
         held.into_iter().for_each(|r| r.release());
-        assert!((wait(ja.left(1.0)) - 1.0).abs() < 1e-9);
+        assert!((wait(ja.left(1.0)).unwrap() - 1.0).abs() < 1e-9);
     }}
 
     #[test]
@@ -1120,7 +1120,30 @@ mod tests {
             journal.let_go(held.unwrap(), 0.0);
         });
         assert!((journal.spent_today().unwrap() - 0.875).abs() < 1e-9, "{}", journal.spent_today().unwrap());
-        assert!((wait(journal.left(10.0)) - 9.125).abs() < 1e-9, "the reservation was let go");
+        assert!((wait(journal.left(10.0)).unwrap() - 9.125).abs() < 1e-9, "the reservation was let go");
+    }
+
+    #[test]
+    fn a_database_that_stays_away_refuses_money_as_unreachable_not_as_spent() {
+        let Some(server) = testing::OwnServer::start() else { return };
+        let journal = Arc::new(Journal::connect(&server.url, None, 2).unwrap());
+        journal.record_spend("p", 0.25).unwrap();
+        server.stop();
+        // Each waits for a connection as long as the pool allows, then says why.
+        let (held, left, account) = std::thread::scope(|s| {
+            let held = s.spawn(|| wait(journal.hold(0.1, 10.0)));
+            let left = s.spawn(|| wait(journal.left(10.0)));
+            let account = s.spawn(|| wait(journal.account_ledger("key_a").hold(0.1, 1.0)));
+            (held.join().unwrap(), left.join().unwrap(), account.join().unwrap())
+        });
+        for refused in [held.map(drop), left.map(drop), account.map(drop)] {
+            let Err(BudgetError::LedgerUnavailable(why)) = refused else {
+                panic!("refused as if the money were spent: {refused:?}")
+            };
+            assert!(why.contains("journal postgres://"), "names the journal: {why}");
+        }
+        server.start_again();
+        assert!((journal.spent_today().unwrap() - 0.25).abs() < 1e-9, "nothing was held or spent meanwhile");
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub enum GatewayError {
     /// Nothing was spent.
     #[error("{0}")]
     OverBudget(String),
+    /// The journal, which holds the day's and the keys' spend, could not be
+    /// reached to check the budget. Nothing was spent; worth trying again.
+    #[error("{0}")]
+    LedgerUnavailable(String),
     /// `kept` says what the journal holds of the work done.
     #[error("the request's deadline of {ms} ms passed; {kept}")]
     Deadline { ms: u64, kept: String },

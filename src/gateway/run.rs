@@ -265,7 +265,7 @@ impl Gateway {
             return Err(GatewayError::Setup(skipped.join("; ")));
         }
         let budgets = self.budgets(request.constraints.max_cost_usd, account);
-        let left = least_left(&budgets).await;
+        let left = least_left(&budgets).await?;
         let speech = self.speech_track(&info, request.sampling.range, &members, false);
         let speech_usd = speech.plan.as_ref().map_or(0.0, |s| s.estimated_usd);
         let mut plan = self.fit_plan(&info, &request.task, &mut members, &request.sampling, left - speech_usd)?;
@@ -382,12 +382,13 @@ pub(super) fn changed(run: i64, video: impl std::fmt::Display, expected: &str, n
 }
 
 /// What the tightest of `budgets` has left.
-pub(super) async fn least_left(budgets: &[Budget]) -> f64 {
+pub(super) async fn least_left(budgets: &[Budget]) -> Result<f64, GatewayError> {
     let mut left = f64::MAX;
     for budget in budgets {
-        left = left.min(budget.remaining().await);
+        let remaining = budget.remaining().await.map_err(|e| GatewayError::LedgerUnavailable(e.to_string()))?;
+        left = left.min(remaining);
     }
-    left
+    Ok(left)
 }
 
 pub(super) fn fatal(message: String) -> ProviderError {

@@ -67,13 +67,13 @@ impl SharedLedger for AccountLedger {
             .with_async(move |conn| {
                 if conn.dialect() == super::db::Dialect::Postgres {
                     let held = super::pg::hold(conn, amount, cap, Some(&account))?;
-                    return Ok(held.map_err(|left| BudgetError { needed: amount, left, cap }));
+                    return Ok(held.map_err(|left| BudgetError::Over { needed: amount, left, cap }));
                 }
                 conn.write(|tx| {
                     let now = now_s();
                     let left = cap - committed_today(tx, &account, now)?;
                     if amount > left + 1e-12 {
-                        return Ok(Err(BudgetError { needed: amount, left: left.max(0.0), cap }));
+                        return Ok(Err(BudgetError::Over { needed: amount, left: left.max(0.0), cap }));
                     }
                     let id: Option<i64> = tx.one(
                         "INSERT INTO reservations (day, usd, expires_unix_s, account) VALUES (?1, ?2, ?3, ?4) RETURNING id",
@@ -85,7 +85,7 @@ impl SharedLedger for AccountLedger {
             .await;
         held.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot hold money in the journal for the account: the call is refused");
-            Err(BudgetError { needed: amount, left: 0.0, cap })
+            Err(BudgetError::LedgerUnavailable(e.to_string()))
         })
     }
 
@@ -106,10 +106,10 @@ impl SharedLedger for AccountLedger {
         }
     }
 
-    async fn left(&self, cap: f64) -> f64 {
+    async fn left(&self, cap: f64) -> Result<f64, BudgetError> {
         let account = self.account.clone();
         let committed = self.journal.with_async(move |c| committed_today(c, &account, now_s())).await;
-        committed.map_or(0.0, |committed| (cap - committed).max(0.0))
+        committed.map(|committed| (cap - committed).max(0.0)).map_err(|e| BudgetError::LedgerUnavailable(e.to_string()))
     }
 }
 
@@ -134,26 +134,26 @@ mod tests {
         let (day, a) = budgets(&j, 10.0, "key_a", 1.0);
         // A call reserves in both, costs 0.25: one spend row, carrying the account.
         let (r1, r2) = (wait(day.reserve(0.4)).unwrap(), wait(a.reserve(0.4)).unwrap());
-        assert!((wait(j.left(10.0)) - 9.6).abs() < 1e-9, "the account's hold is not counted globally");
-        assert!((wait(j.account_ledger("key_a").left(1.0)) - 0.6).abs() < 1e-9);
+        assert!((wait(j.left(10.0)).unwrap() - 9.6).abs() < 1e-9, "the account's hold is not counted globally");
+        assert!((wait(j.account_ledger("key_a").left(1.0)).unwrap() - 0.6).abs() < 1e-9);
         j.queue_spend_for("p", 0.25, Some("key_a"));
         r1.reconcile(0.25);
         r2.reconcile(0.25);
-        assert!((wait(j.left(10.0)) - 9.75).abs() < 1e-9, "{}", wait(j.left(10.0)));
+        assert!((wait(j.left(10.0)).unwrap() - 9.75).abs() < 1e-9, "{}", wait(j.left(10.0)).unwrap());
         assert!((j.spent_today().unwrap() - 0.25).abs() < 1e-9);
         assert!((j.account_spent_today("key_a").unwrap() - 0.25).abs() < 1e-9);
         assert_eq!(j.account_spent_today("key_b").unwrap(), 0.0, "another account spent nothing");
-        assert!((wait(j.account_ledger("key_b").left(1.0)) - 1.0).abs() < 1e-9);
+        assert!((wait(j.account_ledger("key_b").left(1.0)).unwrap() - 1.0).abs() < 1e-9);
         // An abandoned call: counted once globally, once for the account, and it stays.
         let (r1, r2) = (wait(day.reserve(0.5)).unwrap(), wait(a.reserve(0.5)).unwrap());
         drop((r1, r2));
         assert!((j.spent_today().unwrap() - 0.75).abs() < 1e-9, "{}", j.spent_today().unwrap());
-        assert!((wait(j.left(10.0)) - 9.25).abs() < 1e-9, "{}", wait(j.left(10.0)));
+        assert!((wait(j.left(10.0)).unwrap() - 9.25).abs() < 1e-9, "{}", wait(j.left(10.0)).unwrap());
         assert!((j.account_spent_today("key_a").unwrap() - 0.75).abs() < 1e-9);
-        assert!((wait(j.account_ledger("key_a").left(1.0)) - 0.25).abs() < 1e-9);
+        assert!((wait(j.account_ledger("key_a").left(1.0)).unwrap() - 0.25).abs() < 1e-9);
         // The account is nearly spent: a call of 0.3 is refused there, not globally.
         let err = wait(a.reserve(0.3)).unwrap_err();
-        assert!((err.left - 0.25).abs() < 1e-9, "{err}");
+        assert!(matches!(err, BudgetError::Over { left, .. } if (left - 0.25).abs() < 1e-9), "{err}");
     }}
 
     on_both! { fn parallel_calls_of_one_account_never_pass_its_cap(place) {
@@ -171,8 +171,8 @@ mod tests {
             handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(held.len(), 4, "four of eight $0.25 calls fit the key's $1 day");
-        assert!((wait(ja.left(1.0)) - 1.0).abs() < 1e-9, "the gateway's day holds none of it");
+        assert!((wait(ja.left(1.0)).unwrap() - 1.0).abs() < 1e-9, "the gateway's day holds none of it");
         held.into_iter().for_each(|r| r.release());
-        assert!((wait(jb.account_ledger("key_a").left(1.0)) - 1.0).abs() < 1e-9);
+        assert!((wait(jb.account_ledger("key_a").left(1.0)).unwrap() - 1.0).abs() < 1e-9);
     }}
 }

@@ -15,12 +15,17 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+/// Why a budget refused a call. Either way the call was not made and
+/// nothing was spent.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("budget: this call may cost ${needed:.4}, but only ${left:.4} of ${cap:.4} is left")]
-pub struct BudgetError {
-    pub needed: f64,
-    pub left: f64,
-    pub cap: f64,
+pub enum BudgetError {
+    /// The call would pass the cap.
+    #[error("budget: this call may cost ${needed:.4}, but only ${left:.4} of ${cap:.4} is left")]
+    Over { needed: f64, left: f64, cap: f64 },
+    /// The shared ledger could not be asked (its database is away): what is
+    /// left is unknown, so nothing is spent until it answers again.
+    #[error("budget: the shared ledger cannot be reached, so no money can be held for the call ({0})")]
+    LedgerUnavailable(String),
 }
 
 #[derive(Debug, Default)]
@@ -38,7 +43,8 @@ pub trait SharedLedger: Send + Sync + std::fmt::Debug {
     /// be read refuses.
     ///
     /// # Errors
-    /// [`BudgetError`] when the cap would be passed (or the ledger failed).
+    /// [`BudgetError::Over`] when the cap would be passed,
+    /// [`BudgetError::LedgerUnavailable`] when the ledger cannot be reached.
     async fn hold(&self, amount: f64, cap: f64) -> Result<i64, BudgetError>;
 
     /// Let a reservation go. What the call cost is recorded as spend
@@ -48,7 +54,10 @@ pub trait SharedLedger: Send + Sync + std::fmt::Debug {
     fn let_go(&self, id: i64, unrecorded: f64);
 
     /// What is left of `cap` for every process.
-    async fn left(&self, cap: f64) -> f64;
+    ///
+    /// # Errors
+    /// [`BudgetError::LedgerUnavailable`] when the ledger cannot be reached.
+    async fn left(&self, cap: f64) -> Result<f64, BudgetError>;
 }
 
 /// A shared cap in US dollars.
@@ -93,7 +102,7 @@ impl Budget {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
             let left = self.cap - ledger.spent - ledger.reserved;
             if amount > left + 1e-12 {
-                return Err(BudgetError { needed: amount, left: left.max(0.0), cap: self.cap });
+                return Err(BudgetError::Over { needed: amount, left: left.max(0.0), cap: self.cap });
             }
             ledger.reserved += amount;
         }
@@ -120,14 +129,17 @@ impl Budget {
     }
 
     /// What is left, of this budget and of the shared ledger's.
-    pub async fn remaining(&self) -> f64 {
+    ///
+    /// # Errors
+    /// [`BudgetError::LedgerUnavailable`] when the shared ledger cannot be reached.
+    pub async fn remaining(&self) -> Result<f64, BudgetError> {
         let here = {
             let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
             (self.cap - ledger.spent - ledger.reserved).max(0.0)
         };
         match &self.shared {
-            Some(shared) => here.min(shared.left(self.cap).await),
-            None => here,
+            Some(shared) => Ok(here.min(shared.left(self.cap).await?)),
+            None => Ok(here),
         }
     }
 
@@ -226,8 +238,8 @@ mod tests {
             std::future::pending().await
         }
         fn let_go(&self, _: i64, _: f64) {}
-        async fn left(&self, cap: f64) -> f64 {
-            cap
+        async fn left(&self, cap: f64) -> Result<f64, BudgetError> {
+            Ok(cap)
         }
     }
 
@@ -237,7 +249,7 @@ mod tests {
         let cut = tokio::time::timeout(std::time::Duration::from_secs(1), budget.reserve(0.6)).await;
         assert!(cut.is_err(), "the hold never answered");
         assert_eq!(budget.spent(), 0.0, "no call was made");
-        assert_eq!(budget.remaining().await, 1.0, "nothing is left reserved");
+        assert_eq!(budget.remaining().await, Ok(1.0), "nothing is left reserved");
     }
 
     #[tokio::test]
@@ -246,7 +258,7 @@ mod tests {
         budget.reserve(0.5).await.unwrap().reconcile(0.1);
         assert!((budget.spent() - 0.1).abs() < 1e-12);
         budget.reserve(0.5).await.unwrap().release();
-        assert!((budget.remaining().await - 0.9).abs() < 1e-12);
+        assert!((budget.remaining().await.unwrap() - 0.9).abs() < 1e-12);
         drop(budget.reserve(0.4).await.unwrap());
         assert!((budget.spent() - 0.5).abs() < 1e-12, "an unreconciled call counts as billed");
         let err = budget.reserve(0.6).await.unwrap_err();

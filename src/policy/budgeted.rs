@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Budget, Reservation};
+use super::{Budget, BudgetError, Reservation};
 use crate::provider::{Cause, ErrorClass, Estimate, Job, Provider, ProviderError, ProviderOutput};
 
 /// Every call reserves against each of its budgets (the request's and the
@@ -61,8 +61,16 @@ impl Budgeted {
                 Ok(r) => held.push(r),
                 Err(e) => {
                     held.into_iter().for_each(Reservation::release);
-                    let mut err = ProviderError::new(self.inner.id(), ErrorClass::FallBack, e.to_string())
-                        .with_cause(Cause::Budget);
+                    let mut err = match e {
+                        // Another provider would be refused the same way.
+                        BudgetError::LedgerUnavailable(_) => {
+                            ProviderError::new(self.inner.id(), ErrorClass::Fatal, e.to_string())
+                        }
+                        BudgetError::Over { .. } => {
+                            ProviderError::new(self.inner.id(), ErrorClass::FallBack, e.to_string())
+                                .with_cause(Cause::Budget)
+                        }
+                    };
                     err.not_sent = true;
                     return Err(err);
                 }
@@ -142,5 +150,34 @@ mod tests {
         let (output, budget) = reported(0.05).await;
         assert_eq!(budget.spent(), 0.05);
         assert!(output.warnings.is_empty(), "50 times is within reason: {:?}", output.warnings);
+    }
+
+    /// A shared ledger whose database cannot be reached.
+    #[derive(Debug)]
+    struct Away;
+
+    #[async_trait]
+    impl crate::policy::SharedLedger for Away {
+        async fn hold(&self, _: f64, _: f64) -> Result<i64, BudgetError> {
+            Err(BudgetError::LedgerUnavailable("journal postgres://db/vidgate: connection refused".into()))
+        }
+        fn let_go(&self, _: i64, _: f64) {}
+        async fn left(&self, _: f64) -> Result<f64, BudgetError> {
+            Err(BudgetError::LedgerUnavailable("journal postgres://db/vidgate: connection refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ledger_that_cannot_be_reached_stops_the_chain_unsent_and_is_not_called_over_budget() {
+        let p = Arc::new(ScriptedProvider::new("s").with_cost_per_call(0.001));
+        let (own, shared) = (Budget::new(10.0), Budget::new(10.0).shared(Arc::new(Away)));
+        let err = Budgeted::with_budgets(p.clone(), vec![own.clone(), shared]).run(&text_job()).await.unwrap_err();
+        assert_eq!(p.calls(), 0, "nothing is sent while no money can be held");
+        assert!(err.not_sent, "{err:?}");
+        assert_eq!(err.class, ErrorClass::Fatal, "every provider shares the ledger: none is tried");
+        assert_ne!(err.cause, Cause::Budget, "the budget is not spent: {err:?}");
+        assert!(err.to_string().contains("shared ledger cannot be reached"), "{err}");
+        assert!(err.to_string().contains("connection refused"), "{err}");
+        assert_eq!(own.remaining().await, Ok(10.0), "the request's own hold was let go");
     }
 }

@@ -176,6 +176,9 @@ impl From<&GatewayError> for ApiError {
             GatewayError::Deadline { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
             GatewayError::Failed { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message),
             GatewayError::Setup(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message),
+            GatewayError::LedgerUnavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message).retry_after(10)
+            }
             GatewayError::Config(_) | GatewayError::Journal(_) | GatewayError::Prompt(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
             }

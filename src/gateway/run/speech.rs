@@ -148,7 +148,7 @@ impl Gateway {
             }
             return Err(GatewayError::Setup(format!("{NO_CHAIN}; {}", report.warnings.join("; "))));
         };
-        let left = least_left(&budgets).await;
+        let left = least_left(&budgets).await?;
         if plan.estimated_usd > left + 1e-12 {
             return Err(GatewayError::OverBudget(format!(
                 "over budget: transcribing up to {} of sound on {} ({}) takes up to {} calls, up to ${:.4}, \
