@@ -37,6 +37,8 @@ mod kept;
 mod keys;
 mod pg;
 mod rates;
+mod tls;
+pub(crate) use tls::wants_tls;
 #[cfg(test)]
 pub(crate) mod testing;
 

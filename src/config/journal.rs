@@ -116,6 +116,7 @@ impl JournalConfig {
                     "holds a password: keep it out of the config, in the environment variable named by journal.password_env",
                 ));
             }
+            crate::journal::wants_tls(url).map_err(|why| Invalid::new("url", why))?;
         }
         if let Some(size) = self.pool_size.filter(|s| !(1..=MAX_POOL_SIZE).contains(s)) {
             return Err(Invalid::new("pool_size", format!("{size} is outside 1..={MAX_POOL_SIZE} connections")));

@@ -344,6 +344,7 @@ fn a_journal_database_url_is_checked_and_never_holds_a_password() {
         ("url = \"mysql://db/v\"", "journal.url", "not a PostgreSQL URL"),
         ("url = \"postgres://db/v\"\npath = \"j.sqlite3\"", "journal.url", "give one"),
         ("url = \"postgres://db/v\"\npool_size = 0", "journal.pool_size", "1..=64"),
+        ("url = \"postgres://db/v?sslmode=prefer\"", "journal.url", "sslmode=verify-full"),
     ] {
         let (err, _f) = load_file(&format!("[journal]\n{toml}\n"));
         let msg = err.unwrap_err().to_string();

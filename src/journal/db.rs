@@ -85,6 +85,8 @@ impl std::fmt::Display for DbError {
     }
 }
 
+impl std::error::Error for DbError {}
+
 impl DbError {
     pub fn new(message: impl std::fmt::Display) -> Self {
         Self { message: message.to_string(), connection: false }

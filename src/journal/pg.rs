@@ -134,11 +134,18 @@ pub fn create_database(server_url: &str, name: &str) -> Result<String, DbError> 
         return Err(DbError::new(format!("{name:?} is not a database name of letters, digits and _")));
     }
     let mut url = reqwest::Url::parse(server_url).map_err(|e| DbError::new(format!("not a URL: {e}")))?;
-    let (admin, statement) = (server_url.to_string(), format!("CREATE DATABASE {name}"));
+    let (admin, statement) = (super::tls::target(server_url)?, format!("CREATE DATABASE {name}"));
     // The sync driver blocks on a runtime of its own: never on an async one's thread.
-    std::thread::spawn(move || postgres::Client::connect(&admin, postgres::NoTls)?.batch_execute(&statement))
-        .join()
-        .map_err(|_| DbError::new("creating the database failed"))??;
+    std::thread::spawn(move || -> DbResult<()> {
+        let config: postgres::Config = admin.url.parse()?;
+        let mut client = match admin.tls {
+            Some(tls) => config.connect(tls)?,
+            None => config.connect(postgres::NoTls)?,
+        };
+        Ok(client.batch_execute(&statement)?)
+    })
+    .join()
+    .map_err(|_| DbError::new("creating the database failed"))??;
     url.set_path(&format!("/{name}"));
     Ok(url.to_string())
 }
@@ -179,9 +186,11 @@ const CHECKOUT_WAIT: Duration = Duration::from_secs(4);
 /// A URL that does not parse, a server that cannot be reached (one try),
 /// a failed migration.
 pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<PgPool> {
-    let config: postgres::Config =
-        url.parse().map_err(|e| DbError::new(format!("not a PostgreSQL URL (postgres://user@host:port/db): {e}")))?;
-    let mut config = config;
+    let target = super::tls::target(url)?;
+    let mut config: postgres::Config = target
+        .url
+        .parse()
+        .map_err(|e| DbError::new(format!("not a PostgreSQL URL (postgres://user@host:port/db): {e}")))?;
     if let Some(password) = password {
         config.password(password);
     }
@@ -189,7 +198,7 @@ pub(crate) fn connect(url: &str, password: Option<&str>, size: u32) -> DbResult<
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name("vidgate");
-    let manager = Manager(config);
+    let manager = Manager { config, tls: target.tls };
     let pool = r2d2::Pool::builder()
         .max_size(size.max(1))
         .min_idle(Some(1))
@@ -210,19 +219,28 @@ pub(crate) type PgPool = r2d2::Pool<Manager>;
 
 /// Connections for the pool: each with its prepared statements, checked
 /// with an empty query when taken from the pool (a connection the server
-/// dropped meanwhile is replaced, not handed to a call).
-pub(crate) struct Manager(postgres::Config);
+/// dropped meanwhile is replaced, not handed to a call). Over TLS when the
+/// URL asks for it ([`super::tls`]).
+pub(crate) struct Manager {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
 
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    /// With the driver's cause (a refused certificate, a reset) in its text.
+    type Error = DbError;
 
-    fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn { client: self.0.connect(postgres::NoTls)?, statements: Default::default() })
+    fn connect(&self) -> Result<PgConn, DbError> {
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(postgres::NoTls)?,
+        };
+        Ok(PgConn { client, statements: Default::default() })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(drop)
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), DbError> {
+        Ok(conn.client.simple_query("").map(drop)?)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {

@@ -195,6 +195,26 @@ impl OwnServer {
         let log = self.data.with_file_name("server.log");
         self.pg_ctl(&["-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
     }
+
+    /// Offer TLS with this certificate and key (PEM), restarting the server.
+    /// Plain connections are still taken.
+    pub fn serve_tls(&self, cert_pem: &str, key_pem: &str) {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let (cert, key) = (self.data.join("server.crt"), self.data.join("server.key"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        // The server refuses a key others may read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if is_root() {
+            let owned = std::process::Command::new("chown").arg("postgres:").args([&cert, &key]).status();
+            assert!(owned.is_ok_and(|s| s.success()), "chown of the server's certificate failed");
+        }
+        let mut conf = std::fs::OpenOptions::new().append(true).open(self.data.join("postgresql.conf")).unwrap();
+        writeln!(conf, "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'").unwrap();
+        self.stop();
+        self.start_again();
+    }
 }
 
 fn is_root() -> bool {
