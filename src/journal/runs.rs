@@ -2,7 +2,7 @@
 //! it ended (its report, or its error), which process instance owns an
 //! unfinished run, and the runs a restarted service serves again or resumes.
 
-use super::db::{vals, DbResult, Dialect, Sql, SqlExt};
+use super::db::{vals, DbResult, Dialect, Row, Sql, SqlExt};
 use super::{now_s, run_record, stored_request, Journal, JournalError, RunRecord, RUN_LEASE_S};
 use crate::schema::VideoRequest;
 
@@ -229,25 +229,47 @@ impl Journal {
     /// A read failure.
     pub fn run_view(&self, id: i64) -> Result<Option<RunView>, JournalError> {
         self.with(move |c| {
-            let rows = c.rows(
-                "SELECT request, started_unix_s, status, account, outcome, lease_until_unix_s FROM runs
-                 WHERE id = ?1 AND owner IS NOT NULL",
-                &vals![id],
-            )?;
-            let Some(row) = rows.first() else { return Ok(None) };
-            let Ok(request) = stored_request(&row.get::<String>(0)?) else { return Ok(None) };
-            let outcome: Option<String> = row.get(4)?;
-            Ok(Some(RunView {
-                id,
-                request,
-                started_unix_s: row.get(1)?,
-                status: row.get(2)?,
-                account: row.get(3)?,
-                outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
-                lease_until_unix_s: row.get(5)?,
-            }))
+            let rows = c.rows(&format!("SELECT {VIEW} FROM runs WHERE id = ?1 AND owner IS NOT NULL"), &vals![id])?;
+            Ok(rows.first().map(view_of).transpose()?.flatten())
         })
     }
+
+    /// Every run of any service instance not over, and those that ended
+    /// since `since_unix_s` with their outcome kept, newest first: what
+    /// any instance of a shared database lists.
+    ///
+    /// # Errors
+    /// A read failure; a run whose request no longer parses is skipped.
+    pub fn service_runs(&self, since_unix_s: i64) -> Result<Vec<RunView>, JournalError> {
+        self.with(move |c| {
+            let rows = c.rows(
+                &format!(
+                    "SELECT {VIEW} FROM runs WHERE owner IS NOT NULL
+                     AND (status = 'running' OR (outcome IS NOT NULL AND finished_unix_s >= ?1)) ORDER BY id DESC"
+                ),
+                &vals![since_unix_s],
+            )?;
+            Ok(rows.iter().map(view_of).collect::<DbResult<Vec<_>>>()?.into_iter().flatten().collect())
+        })
+    }
+}
+
+/// The columns [`view_of`] reads.
+const VIEW: &str = "id, request, started_unix_s, status, account, outcome, lease_until_unix_s";
+
+/// A run as [`VIEW`] selects it; none when its request no longer parses.
+fn view_of(row: &Row) -> DbResult<Option<RunView>> {
+    let Ok(request) = stored_request(&row.get::<String>(1)?) else { return Ok(None) };
+    let outcome: Option<String> = row.get(5)?;
+    Ok(Some(RunView {
+        id: row.get(0)?,
+        request,
+        started_unix_s: row.get(2)?,
+        status: row.get(3)?,
+        account: row.get(4)?,
+        outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
+        lease_until_unix_s: row.get(6)?,
+    }))
 }
 
 fn resumable(c: &mut dyn Sql, owner: &str) -> DbResult<Vec<(RunRecord, Option<RunAccount>)>> {

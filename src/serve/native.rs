@@ -68,9 +68,10 @@ async fn run_status(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<
     Ok(Json(run_json(&run)?))
 }
 
-/// Every run held, newest first.
+/// Every run served, newest first (on a shared database, every instance's).
 async fn list_runs(State(app): State<App>) -> Result<Json<Value>, ApiError> {
-    let data = app.runs.list().iter().map(|r| run_json(r)).collect::<Result<Vec<_>, _>>()?;
+    let runs = app.runs.list_all().await?;
+    let data = runs.iter().map(|r| run_json(r)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 

@@ -273,14 +273,38 @@ impl Runs {
         if !self.gateway().journal().is_shared_database() {
             return Ok(None);
         }
-        let Some(view) = self.gateway().on_journal(move |j| j.run_view(id)).await? else { return Ok(None) };
+        let view = self.gateway().on_journal(move |j| j.run_view(id)).await?;
+        Ok(view.and_then(|v| self.seen(v)))
+    }
+
+    /// A run of another instance, for reading: none when it is over and its
+    /// outcome forgotten (or a continuation took it on).
+    fn seen(&self, view: crate::journal::RunView) -> Option<Arc<Run>> {
         let state = match view.outcome.map(serde_json::from_value::<RunState>) {
             Some(Ok(state)) => state,
             _ if view.status == "running" => RunState::Running,
-            // Over, its outcome forgotten (or a continuation took it on).
-            _ => return Ok(None),
+            _ => return None,
         };
-        Ok(Some(self.new_run(view.id, view.request, view.account, view.started_unix_s, state)))
+        Some(self.new_run(view.id, view.request, view.account, view.started_unix_s, state))
+    }
+
+    /// Every run this service serves, newest first: those held here, and on
+    /// a shared database every instance's runs under way or finished within
+    /// `server.keep_reports_days`, as the journal has them.
+    ///
+    /// # Errors
+    /// The journal cannot be read.
+    pub async fn list_all(&self) -> Result<Vec<Arc<Run>>, GatewayError> {
+        let mut all = self.list();
+        if !self.gateway().journal().is_shared_database() {
+            return Ok(all);
+        }
+        let since = now_s() - (self.keep_reports_days * 86_400.0) as i64;
+        let views = self.gateway().on_journal(move |j| j.service_runs(since)).await?;
+        let held: std::collections::HashSet<i64> = all.iter().map(|r| r.id).collect();
+        all.extend(views.into_iter().filter(|v| !held.contains(&v.id)).filter_map(|v| self.seen(v)));
+        all.sort_by_key(|r| std::cmp::Reverse(r.id));
+        Ok(all)
     }
 
     /// Whether this instance holds the run `id` (it can cancel it, stream its events).

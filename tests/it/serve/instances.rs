@@ -191,6 +191,22 @@ fn three_instances_on_postgres_behave_as_one_through_a_kill_9() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
+    // Each living instance lists every run, whichever instance held it.
+    for base in [&bases[0], &bases[2]] {
+        let listed: Value =
+            block_on(async { client.get(format!("{base}/v1/runs")).send().await?.json().await }).unwrap();
+        let mut listed: Vec<(i64, String)> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_i64().unwrap(), r["status"].as_str().unwrap().to_string()))
+            .collect();
+        listed.sort_unstable();
+        let mut expected: Vec<(i64, String)> =
+            ids.iter().zip(&finals).map(|(id, s)| (*id, s["status"].as_str().unwrap().to_string())).collect();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{base} lists another set of runs");
+    }
     for child in instances.iter_mut().flatten() {
         let _ = child.kill();
         let _ = child.wait();
