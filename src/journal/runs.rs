@@ -145,6 +145,38 @@ impl Journal {
         })
     }
 
+    /// Put the unfinished run `id` of `owner`, waiting there for a slot, up
+    /// for any instance to take: its lease ends now, so the next
+    /// [`Journal::claim_abandoned`] of an instance with room takes it,
+    /// unless `owner` takes it back first ([`Journal::claim_run`]).
+    /// Whether it was offered (false: not `owner`'s, or over).
+    ///
+    /// # Errors
+    /// A write failure.
+    pub fn offer_run(&self, id: i64, owner: &str) -> Result<bool, JournalError> {
+        let owner = owner.to_string();
+        self.with(move |c| {
+            let changed = c.exec(
+                "UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1 AND status = 'running' AND owner = ?2",
+                &vals![id, owner],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// Whether `owner` still holds the unfinished run `id`.
+    ///
+    /// # Errors
+    /// A read failure.
+    pub fn owns_run(&self, id: i64, owner: &str) -> Result<bool, JournalError> {
+        let owner = owner.to_string();
+        self.with(move |c| {
+            let found: Option<i64> =
+                c.one("SELECT id FROM runs WHERE id = ?1 AND status = 'running' AND owner = ?2", &vals![id, owner])?;
+            Ok(found.is_some())
+        })
+    }
+
     /// Take the unfinished run `id` for `owner` under its own id: leased to
     /// it from now, if it is its own or its lease ran out. Whether it was.
     ///

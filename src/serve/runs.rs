@@ -6,8 +6,9 @@
 //! journal is what a restarted service resumes from.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, watch, Semaphore};
@@ -223,7 +224,12 @@ impl Runs {
         if self.closing.is_cancelled() {
             return Ok(0);
         }
-        let (owner, room) = (self.owner.clone(), self.slots.available_permits().max(1) as u32);
+        // Only as many as can start here now: a run taken only to wait in
+        // this queue would be better left where it is.
+        let (owner, room) = (self.owner.clone(), self.slots.available_permits() as u32);
+        if room == 0 {
+            return Ok(0);
+        }
         let mut adopted = 0;
         for (record, account) in self.gateway().on_journal(move |j| j.claim_abandoned(&owner, room)).await? {
             tracing::info!(run = record.id, "taking over a run whose instance stopped renewing its lease");
@@ -388,26 +394,39 @@ impl Runs {
         let (live, slots, waiting, task_run) =
             (self.live.clone(), self.slots.clone(), self.waiting.clone(), run.clone());
         let (closing, stopping, hooks) = (self.closing.clone(), self.stopping.clone(), self.on_finish.clone());
-        // Leased from the start, queued too: no other instance takes it.
-        // Should another have taken it all the same (this one could not
-        // renew its lease for a minute), this one lets it go unrecorded.
+        // Leased from the start, queued too: no other instance takes it,
+        // but on a shared database a run that must wait for a slot here is
+        // offered to every instance (its lease ended), and the first with
+        // room takes it. Should another have taken it (offered, or this one
+        // could not renew its lease for a minute), this one lets it go
+        // unrecorded and follows its end in the journal.
+        let offered = Arc::new(AtomicBool::new(
+            self.gateway().journal().is_shared_database() && self.slots.available_permits() == 0,
+        ));
         let lost = CancellationToken::new();
-        let lease = keep_leased(live.current(), id, self.owner.clone(), lost.clone());
-        let held = self.runs.clone();
-        // The run, no longer this instance's: forgotten here, served from the journal.
-        let forget = move || {
+        let owner = self.owner.clone();
+        let lease = keep_leased(live.current(), id, owner.clone(), offered.clone(), lost.clone());
+        let (held, closing_of_follow) = (self.runs.clone(), closing.clone());
+        // The run, no longer this instance's: served from the journal.
+        let handed_on = move |run: Arc<Run>, gateway: Arc<Gateway>| {
             held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            tokio::spawn(follow(gateway, run, closing_of_follow.clone()));
         };
         tokio::spawn(async move {
             let _lease = lease;
             let run = task_run;
+            if offered.load(Ordering::SeqCst) {
+                let owner = owner.clone();
+                let put = live.current().on_journal(move |j| j.offer_run(id, &owner)).await;
+                offered.store(put.unwrap_or(false), Ordering::SeqCst);
+            }
             let permit = tokio::select! {
                 p = slots.acquire_owned() => p.ok().map(Some),
                 () = run.cancel.cancelled() => Some(None),
                 // The service stops: a queued run stays unfinished in the journal.
                 () = closing.cancelled() => None,
                 () = lost.cancelled() => {
-                    forget();
+                    handed_on(run.clone(), live.current());
                     None
                 }
             };
@@ -417,6 +436,14 @@ impl Runs {
                 Some(None) => return finish(&live.current(), &run, RunState::Cancelled, &hooks).await,
                 None => return,
             };
+            // Offered meanwhile: taken back, unless another instance took it first.
+            if offered.load(Ordering::SeqCst) {
+                match take_back(&live.current(), id, &owner, &closing).await {
+                    Some(true) => offered.store(false, Ordering::SeqCst),
+                    Some(false) => return handed_on(run.clone(), live.current()),
+                    None => return,
+                }
+            }
             // The config in force when the run starts serves it to its end.
             let gateway = live.current();
             run.state.send_replace(RunState::Running);
@@ -444,7 +471,7 @@ impl Runs {
                 () = stopping.cancelled() => None,
                 // Another instance holds it now and will record its end.
                 () = lost.cancelled() => {
-                    forget();
+                    handed_on(run.clone(), live.current());
                     None
                 }
             };
@@ -542,10 +569,35 @@ fn owner(server: &ServerConfig, gateway: &Gateway, journal: &str) -> String {
 /// Renew the lease of the run `id` for `owner` every
 /// [`crate::journal::RUN_LEASE_RENEW`] while the returned task lives;
 /// cancel `lost` when another owner holds it. Aborted when dropped.
-fn keep_leased(gateway: Arc<Gateway>, id: i64, owner: String, lost: CancellationToken) -> AbortOnDrop {
+/// How often an instance of a shared database looks for runs offered by
+/// the others (and an offered run's instance, whether it was taken).
+pub const QUEUE_POLL: Duration = Duration::from_secs(2);
+
+/// Renew the run's lease while this instance holds it; while the run is
+/// `offered` to other instances, only watch whether one took it.
+fn keep_leased(
+    gateway: Arc<Gateway>,
+    id: i64,
+    owner: String,
+    offered: Arc<AtomicBool>,
+    lost: CancellationToken,
+) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
         loop {
+            if offered.load(Ordering::SeqCst) {
+                tokio::time::sleep(QUEUE_POLL).await;
+                let owner = owner.clone();
+                if let Ok(false) = gateway.on_journal(move |j| j.owns_run(id, &owner)).await {
+                    tracing::info!(run = id, "another instance took the queued run");
+                    lost.cancel();
+                    return;
+                }
+                continue;
+            }
             tokio::time::sleep(crate::journal::RUN_LEASE_RENEW).await;
+            if offered.load(Ordering::SeqCst) {
+                continue;
+            }
             let owner = owner.clone();
             match gateway.on_journal(move |j| j.renew_lease_of(id, &owner)).await {
                 Ok(true) => {}
@@ -560,6 +612,47 @@ fn keep_leased(gateway: Arc<Gateway>, id: i64, owner: String, lost: Cancellation
     }))
 }
 
+/// Take back the offered run `id` for `owner`: whether it is this
+/// instance's again (false: another took it). While the journal cannot be
+/// reached it tries again; none when the service stops meanwhile.
+async fn take_back(gateway: &Gateway, id: i64, owner: &str, closing: &CancellationToken) -> Option<bool> {
+    loop {
+        let owner = owner.to_string();
+        match gateway.on_journal(move |j| j.claim_run(id, &owner)).await {
+            Ok(ours) => return Some(ours),
+            Err(e) => tracing::warn!(run = id, error = %e, "cannot take the queued run back: trying again"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(QUEUE_POLL) => {}
+            () = closing.cancelled() => return None,
+        }
+    }
+}
+
+/// Another instance works on `run` now: its end, once the journal has it,
+/// is this copy's too (for the readers still waiting on it here).
+async fn follow(gateway: Arc<Gateway>, run: Arc<Run>, closing: CancellationToken) {
+    let id = run.id;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(QUEUE_POLL) => {}
+            () = closing.cancelled() => return,
+        }
+        match gateway.on_journal(move |j| j.run_view(id)).await {
+            Ok(Some(view)) if view.status == "running" => {}
+            Ok(Some(view)) => {
+                let end = view.outcome.map(serde_json::from_value::<RunState>);
+                if let Some(Ok(state)) = end {
+                    run.state.send_replace(state);
+                }
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => tracing::debug!(run = id, error = %e, "cannot read the run another instance took"),
+        }
+    }
+}
+
 /// A task aborted when this is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -569,11 +662,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Take over, every [`crate::journal::RUN_LEASE_RENEW`], the runs of
-/// instances that died, as long as the service runs.
+/// Take over the runs of instances that died, every
+/// [`crate::journal::RUN_LEASE_RENEW`], and on a shared database those
+/// other instances offer, every [`QUEUE_POLL`], as long as the service runs.
 pub fn spawn_adoption(runs: Arc<Runs>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(crate::journal::RUN_LEASE_RENEW);
+        // On a shared database, runs other instances offer are looked for too.
+        let shared = runs.gateway().journal().is_shared_database();
+        let mut every = tokio::time::interval(if shared { QUEUE_POLL } else { crate::journal::RUN_LEASE_RENEW });
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;

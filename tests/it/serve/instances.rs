@@ -65,12 +65,27 @@ impl Respond for SixtyPerMinute {
     }
 }
 
-fn write_config(dir: &Path, url: &str, fake: &MockServer, port: u16, cap: f64) -> std::path::PathBuf {
+/// The fake provider, answering after `delay`, and what it sees.
+fn provider(delay: Duration) -> (MockServer, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let fake = block_on(async {
+        let fake = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(SixtyPerMinute(seen.clone(), delay))
+            .mount(&fake)
+            .await;
+        fake
+    });
+    (fake, seen)
+}
+
+fn write_config(dir: &Path, url: &str, fake: &MockServer, port: u16, cap: f64, slots: u32) -> std::path::PathBuf {
     let file = dir.join(format!("vidgate-{port}.toml"));
     let text = format!(
         "[journal]\nurl = {url:?}\npool_size = 4\nvideos_dir = {videos:?}\n\n\
          [budget]\nmax_usd_per_day = {cap}\n\n[router]\nchain = [\"fake\"]\n\n\
-         [server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\nshutdown_grace_s = 1\nmax_concurrent_runs = 3\n\n\
+         [server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\nshutdown_grace_s = 1\nmax_concurrent_runs = {slots}\n\n\
          [providers.fake]\nprotocol = \"openai\"\nbase_url = \"{base}/v1\"\napi_key_env = \"VIDGATE_KILL_PROVIDER_KEY\"\n\
          model = \"fake-vision\"\nframes_per_call = 1\n\
          [providers.fake.limits]\nmax_concurrency = 2\nrequests_per_minute = 60\n\
@@ -81,6 +96,18 @@ fn write_config(dir: &Path, url: &str, fake: &MockServer, port: u16, cap: f64) -
     );
     std::fs::write(&file, text).unwrap();
     file
+}
+
+/// A new API key in the database at `url`: with keys there, every instance asks for one.
+fn new_key(url: &str) -> String {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let journal = vidgate::journal::Journal::connect(&url, None, 1).unwrap();
+        let new = vidgate::journal::NewKey { name: "instances-test".into(), ..Default::default() };
+        journal.create_key(&new).unwrap().key.expose().to_string()
+    })
+    .join()
+    .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -103,16 +130,7 @@ async fn statuses(client: &reqwest::Client, base: &str, ids: &[i64]) -> Vec<Valu
 #[test]
 fn three_instances_on_postgres_behave_as_one_through_a_kill_9() {
     let Some(url) = pg_database() else { return };
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let fake = block_on(async {
-        let fake = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(SixtyPerMinute(seen.clone(), Duration::from_millis(300)))
-            .mount(&fake)
-            .await;
-        fake
-    });
+    let (fake, seen) = provider(Duration::from_millis(300));
     let dir = tempfile::tempdir().unwrap();
     let cap = ALL_RUNS_USD / 2.0;
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -120,17 +138,9 @@ fn three_instances_on_postgres_behave_as_one_through_a_kill_9() {
     let mut instances: Vec<Option<std::process::Child>> = ports
         .iter()
         .zip(&bases)
-        .map(|(port, base)| Some(start(&write_config(dir.path(), &url, &fake, *port, cap), base)))
+        .map(|(port, base)| Some(start(&write_config(dir.path(), &url, &fake, *port, cap, 3), base)))
         .collect();
-    let key_url = url.clone();
-    let key = std::thread::spawn(move || {
-        let journal = vidgate::journal::Journal::connect(&key_url, None, 1).unwrap();
-        let new = vidgate::journal::NewKey { name: "instances-test".into(), ..Default::default() };
-        journal.create_key(&new).unwrap().key.expose().to_string()
-    })
-    .join()
-    .unwrap();
-    let client = super::client_with(&key);
+    let client = super::client_with(&new_key(&url));
 
     // Round-robin: run i goes to instance i % 3, each on a video uploaded there.
     let ids: Vec<i64> = block_on(async {
@@ -242,4 +252,85 @@ fn three_instances_on_postgres_behave_as_one_through_a_kill_9() {
             .unwrap();
     assert!(ledger <= cap + 1e-9, "the ledger says ${ledger}, over the cap ${cap}");
     assert!(ledger >= billed_usd - 2.0 * CALL_USD - 1e-9, "the ledger ${ledger} misses calls billed ${billed_usd}");
+}
+
+/// A full instance's queued runs go to an instance with room: instance A
+/// (one slot) is given four runs, instance B (two slots) none. B takes the
+/// runs A offers, each run is worked on by one instance, nothing is paid
+/// twice, and A's readers of a run B took (its status, its event stream)
+/// see it end.
+#[test]
+fn an_instance_with_room_takes_the_runs_a_full_one_queues() {
+    let Some(url) = pg_database() else { return };
+    let (fake, seen) = provider(Duration::from_millis(700));
+    let dir = tempfile::tempdir().unwrap();
+    let (a_port, b_port) = (free_port(), free_port());
+    let (a, b) = (format!("http://127.0.0.1:{a_port}"), format!("http://127.0.0.1:{b_port}"));
+    let mut children = [
+        start(&write_config(dir.path(), &url, &fake, a_port, 10.0, 1), &a),
+        start(&write_config(dir.path(), &url, &fake, b_port, 10.0, 2), &b),
+    ];
+    let client = super::client_with(&new_key(&url));
+    let (ids, streams) = block_on(async {
+        let video = std::fs::read(testsrc_10s()).unwrap();
+        let (kind, body) = form("clip.mp4", &video);
+        let r = client.post(format!("{a}/v1/videos")).header("content-type", kind).body(body).send().await?;
+        let upload = r.json::<Value>().await?["id"].clone();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let sampling = json!({"mode": {"kind": "fps", "fps": 0.5}, "max_frames": 64, "width": 96 + 8 * i});
+            let body =
+                json!({"video": upload, "task": "ask", "question": format!("Question {i}?"), "sampling": sampling});
+            let submitted: Value = client.post(format!("{a}/v1/runs")).json(&body).send().await?.json().await?;
+            ids.push(submitted["id"].as_i64().unwrap_or_else(|| panic!("run {i}: {submitted}")));
+        }
+        // The runs waiting in A's queue: their event streams, opened on A.
+        let mut streams = Vec::new();
+        for id in &ids[1..] {
+            streams.push(client.get(format!("{a}/v1/runs/{id}/events")).send().await?);
+        }
+        Ok::<_, reqwest::Error>((ids, streams))
+    })
+    .unwrap();
+    let finals = block_on(async {
+        let started = Instant::now();
+        loop {
+            let now = statuses(&client, &a, &ids).await;
+            if now.iter().all(|s| s["status"] == "done" || s["status"] == "failed") {
+                return now;
+            }
+            assert!(started.elapsed() < Duration::from_secs(240), "runs never ended: {now:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let events: Vec<String> = block_on(async {
+        let mut texts = Vec::new();
+        for stream in streams {
+            let text = tokio::time::timeout(Duration::from_secs(60), stream.text()).await;
+            texts.push(text.expect("an event stream on A never ended").unwrap());
+        }
+        texts
+    });
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(finals.iter().all(|s| s["status"] == "done"), "{finals:?}");
+    for text in &events {
+        assert!(text.contains("event: end") && text.contains(r#""status":"done""#), "{text}");
+    }
+    let owners: Vec<(i64, String)> = std::thread::spawn(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let rows = db.query("SELECT id, owner FROM runs ORDER BY id", &[]).unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    })
+    .join()
+    .unwrap();
+    let by_b = owners.iter().filter(|(_, owner)| owner.contains(&format!("127.0.0.1:{b_port}"))).count();
+    assert!(by_b >= 1, "B, idle, took none of A's queued runs: {owners:?}");
+    eprintln!("B took {by_b} of A's 4 runs");
+    let seen = seen.lock().unwrap();
+    let twice: Vec<_> = seen.billed.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "paid twice: {twice:?}");
+    assert_eq!(seen.billed.len(), 4 * 6, "six calls a run: {:?}", seen.billed);
 }
