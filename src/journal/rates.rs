@@ -103,6 +103,57 @@ impl crate::policy::SharedRates for Journal {
     async fn take(&self, key: &str, cells: u32, emission: Duration, burst: u32) -> Result<Duration, String> {
         self.take_rate(key, cells, emission, burst).await.map_err(|e| e.to_string())
     }
+
+    async fn hold(&self, key: &str, wait: Duration, emission: Duration, burst: u32) -> Result<(), String> {
+        self.hold_rate(key, wait, emission, burst).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Hold a limit on PostgreSQL: `?1` the key, `?2` how far past the server's
+/// now its TAT goes at least (ns).
+const HOLD_PG: &str = concat!(
+    "INSERT INTO rate_limits (key, tat_ns) VALUES (?1, ",
+    now_ns_pg!(),
+    " + CAST(?2 AS BIGINT))
+    ON CONFLICT (key) DO UPDATE SET tat_ns = GREATEST(rate_limits.tat_ns, ",
+    now_ns_pg!(),
+    " + CAST(?2 AS BIGINT))"
+);
+
+impl Journal {
+    /// Give out no cell of the shared limit `key` (one cell every
+    /// `emission`, `burst` at most) for `wait` from now, then one per
+    /// emission: its TAT moves to at least `now + wait + (burst - 1)·T`,
+    /// where the first take is allowed `wait` from now. A TAT already past
+    /// that stays.
+    ///
+    /// # Errors
+    /// A limit too long to count in nanoseconds, a database failure.
+    pub async fn hold_rate(
+        &self,
+        key: &str,
+        wait: Duration,
+        emission: Duration,
+        burst: u32,
+    ) -> Result<(), JournalError> {
+        let ahead =
+            wait.as_nanos().saturating_add(emission.as_nanos().saturating_mul(u128::from(burst.saturating_sub(1))));
+        let Ok(ahead) = i64::try_from(ahead) else {
+            return Err(self.error(format!("rate limit {key}: a hold of {wait:?} is too long to count")));
+        };
+        let key = key.to_string();
+        self.with_async(move |c| match c.dialect() {
+            Dialect::Postgres => c.exec(HOLD_PG, &vals![key, ahead]).map(drop),
+            Dialect::Sqlite => c
+                .exec(
+                    "INSERT INTO rate_limits (key, tat_ns) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET tat_ns = MAX(tat_ns, excluded.tat_ns)",
+                    &vals![key, now_ns().saturating_add(ahead)],
+                )
+                .map(drop),
+        })
+        .await
+    }
 }
 
 /// The wait after a take (0: taken), in nanoseconds.

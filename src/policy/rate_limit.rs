@@ -9,8 +9,9 @@
 //! PostgreSQL journal shares ([`SharedRates`], see
 //! [`LimitState::shared`]): then the provider's requests and tokens per
 //! minute and requests per day hold for all of them together, the requests
-//! paced so that no minute holds more than the limit. The concurrency cap
-//! and the pause a provider asked for stay per instance.
+//! paced so that no minute holds more than the limit, and a wait the
+//! provider asks of one instance holds the requests of all. The
+//! concurrency cap stays per instance.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,13 @@ pub trait SharedRates: Send + Sync {
     /// # Errors
     /// The limits cannot be read or written: the call must not be sent.
     async fn take(&self, key: &str, cells: u32, emission: Duration, burst: u32) -> Result<Duration, String>;
+
+    /// Give out no cell of the limit `key` for `wait` from now (the
+    /// provider asked a caller to wait), then one per `emission`.
+    ///
+    /// # Errors
+    /// The limits cannot be written.
+    async fn hold(&self, key: &str, wait: Duration, emission: Duration, burst: u32) -> Result<(), String>;
 }
 
 /// A limit of `burst` cells, one back every `emission`.
@@ -345,8 +353,23 @@ impl Provider for RateLimited {
         let result = self.inner.run(job).await;
         if let Err(err) = &result {
             self.state.pause.lock().unwrap_or_else(|e| e.into_inner()).note(err);
+            self.hold_shared(err).await;
         }
         result
+    }
+}
+
+impl RateLimited {
+    /// A wait the provider asked for, to be sat out (a retryable answer),
+    /// holds the shared requests of every instance too: no instance sends
+    /// the provider another request before it is over.
+    async fn hold_shared(&self, err: &ProviderError) {
+        let Buckets::Shared { rates, key, requests: Some(gcra), .. } = &self.state.buckets else { return };
+        let Some(wait) = err.retry_after.filter(|d| !d.is_zero() && err.is_retryable()) else { return };
+        let key = format!("{key}/requests");
+        if let Err(e) = rates.hold(&key, wait.min(LONGEST_PAUSE), gcra.emission, gcra.burst).await {
+            tracing::warn!(limit = %key, error = %e, "cannot tell the other instances of the provider's pause");
+        }
     }
 }
 
@@ -533,6 +556,9 @@ mod tests {
         async fn take(&self, _: &str, _: u32, _: Duration, _: u32) -> Result<Duration, String> {
             Err("no connection to the database".into())
         }
+        async fn hold(&self, _: &str, _: Duration, _: Duration, _: u32) -> Result<(), String> {
+            Err("no connection to the database".into())
+        }
     }
 
     #[tokio::test]
@@ -643,6 +669,34 @@ mod tests {
                     assert!(journals[0].take_rate("s@m/tokens", 100, gcra.emission, gcra.burst).await.unwrap() > Duration::ZERO);
                 });
                 assert_eq!(providers[0].calls() + providers[1].calls(), 2);
+            }
+        }
+
+        on_both! {
+            /// A provider that asks one instance to wait 2 s (a 503 with
+            /// Retry-After) holds the other's next request too, though that
+            /// one's share of the minute is untouched.
+            fn a_wait_the_provider_asks_of_one_instance_holds_every_instance(place) {
+                let limits = RateLimits { requests_per_minute: Some(600), ..RateLimits::default() };
+                let journals: Vec<Arc<Journal>> = (0..2).map(|_| Arc::new(place.open())).collect();
+                let told = ScriptedProvider::new("s");
+                let busy = told.transient(Some(Duration::from_secs(2)));
+                let providers = [Arc::new(told.with_steps([busy])), Arc::new(ScriptedProvider::new("s"))];
+                let layers: Vec<_> = journals
+                    .iter()
+                    .zip(&providers)
+                    .map(|(j, p)| RateLimited::with_state(p.clone(), Arc::new(LimitState::shared(&limits, j.clone(), "s@m"))))
+                    .collect();
+                let waited = runtime().block_on(async {
+                    let err = layers[0].run(&job()).await.unwrap_err();
+                    assert!(err.is_retryable(), "{err}");
+                    let started = std::time::Instant::now();
+                    layers[1].run(&job()).await.unwrap();
+                    started.elapsed()
+                });
+                assert!(waited >= Duration::from_millis(1900), "the other instance sent after {waited:?}");
+                assert!(waited < Duration::from_secs(10), "{waited:?}");
+                assert_eq!(providers[1].calls(), 1);
             }
         }
 
