@@ -128,6 +128,9 @@ pub struct Journal {
     /// [`kept`]); none in memory.
     videos: Option<PathBuf>,
     in_flight: flight::InFlight,
+    /// How far this process's clock runs ahead, as run leases see it: 0,
+    /// but in a test of a clock that runs ahead.
+    clock_skew_s: i64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -284,7 +287,7 @@ impl Journal {
         let exec =
             Exec::postgres(pool, pool_size as usize).map_err(|e| fail(format!("cannot start its threads: {e}")))?;
         let videos = videos.map(|v| std::path::absolute(v).unwrap_or_else(|_| v.to_path_buf()));
-        Ok(Self { exec, path: shown, file: None, videos, in_flight: flight::InFlight::default() })
+        Ok(Self { exec, path: shown, file: None, videos, in_flight: flight::InFlight::default(), clock_skew_s: 0 })
     }
 
     fn start(mut conn: Connection, path: String, file: Option<PathBuf>) -> Result<Self, JournalError> {
@@ -292,7 +295,7 @@ impl Journal {
         let videos = file.as_deref().map(kept::dir_of);
         prepare(&mut conn, videos.as_deref()).map_err(|e| fail(e.to_string()))?;
         let exec = Exec::sqlite(conn).map_err(|e| fail(format!("cannot start its thread: {e}")))?;
-        Ok(Self { exec, path, file, videos, in_flight: flight::InFlight::default() })
+        Ok(Self { exec, path, file, videos, in_flight: flight::InFlight::default(), clock_skew_s: 0 })
     }
 
     /// Hold the unit `key` until the hold is dropped: a second caller waits
@@ -569,8 +572,9 @@ impl Journal {
             _ => None,
         };
         let text = serde_json::to_string(&stored).map_err(|e| self.error(e))?;
+        let skew = self.clock_skew_s;
         let placed = self.with(move |c| {
-            let now = now_s();
+            let now = c.clock_s(skew)?;
             c.write(|tx| {
                 let hash = staged.as_ref().map(|s| s.hash.clone());
                 if let Some(staged) = staged {
@@ -603,10 +607,12 @@ impl Journal {
     /// # Errors
     /// A write failure.
     pub fn renew_lease(&self, id: i64) -> Result<(), JournalError> {
+        let skew = self.clock_skew_s;
         self.with(move |c| {
+            let now = c.clock_s(skew)?;
             c.exec(
                 "UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2 AND status = 'running'",
-                &vals![now_s() + RUN_LEASE_S, id],
+                &vals![now + RUN_LEASE_S, id],
             )
             .map(drop)
         })
@@ -639,8 +645,9 @@ impl Journal {
     /// # Errors
     /// A read failure.
     pub fn unfinished(&self) -> Result<Unfinished, JournalError> {
-        self.with(|c| {
-            let now = now_s();
+        let skew = self.clock_skew_s;
+        self.with(move |c| {
+            let now = c.clock_s(skew)?;
             if let Some(run) = newest_run(c, "status = 'running' AND lease_until_unix_s <= ?1", now)? {
                 return Ok(Unfinished::Abandoned(run));
             }
@@ -660,8 +667,9 @@ impl Journal {
     /// # Errors
     /// A write failure (then neither happened).
     pub fn take_over(&self, id: i64) -> Result<Option<i64>, JournalError> {
+        let skew = self.clock_skew_s;
         self.with(move |c| {
-            let now = now_s();
+            let now = c.clock_s(skew)?;
             c.write(|tx| {
                 let changed = tx.exec(
                     "UPDATE runs SET status = 'resumed', finished_unix_s = ?1
@@ -679,6 +687,14 @@ impl Journal {
                 )
             })
         })
+    }
+
+    /// This handle's clock, as run leases see it, `s` seconds ahead of the
+    /// machine's (where leases are read on the process's clock: SQLite).
+    #[cfg(test)]
+    pub(crate) fn with_clock_ahead(mut self, s: i64) -> Self {
+        self.clock_skew_s = s;
+        self
     }
 
     /// Run `f` on the journal's database, for tests that set a row's state

@@ -207,6 +207,20 @@ pub(crate) trait SqlExt: Sql {
         self.rows(sql, args)?.first().map(|r| r.get(0)).transpose()
     }
 
+    /// The time that run leases are read and written on, in seconds since
+    /// the Unix epoch: on PostgreSQL the server's clock, which every
+    /// instance reads alike (an instance whose clock runs ahead takes no
+    /// live run); on SQLite this process's (one machine), `skew_s` ahead
+    /// (a test's clock that runs ahead; 0 otherwise).
+    fn clock_s(&mut self, skew_s: i64) -> DbResult<i64> {
+        match self.dialect() {
+            Dialect::Postgres => self
+                .one("SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT)", &[])?
+                .ok_or_else(|| DbError::new("the server gave no time")),
+            Dialect::Sqlite => Ok(super::now_s() + skew_s),
+        }
+    }
+
     /// The first column of every row.
     fn column<T: FromVal>(&mut self, sql: &str, args: &[Val]) -> DbResult<Vec<T>> {
         self.rows(sql, args)?.iter().map(|r| r.get(0)).collect()

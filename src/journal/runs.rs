@@ -125,7 +125,8 @@ impl Journal {
     /// A read failure.
     pub fn resumable_runs(&self, owner: &str) -> Result<Vec<(RunRecord, Option<RunAccount>)>, JournalError> {
         let owner = owner.to_string();
-        self.with(move |c| resumable(c, &owner))
+        let skew = self.clock_skew_s;
+        self.with(move |c| resumable(c, &owner, skew))
     }
 
     /// Extend the lease of the unfinished run `id` if `owner` still holds
@@ -136,10 +137,12 @@ impl Journal {
     /// A write failure.
     pub fn renew_lease_of(&self, id: i64, owner: &str) -> Result<bool, JournalError> {
         let owner = owner.to_string();
+        let skew = self.clock_skew_s;
         self.with(move |c| {
+            let now = c.clock_s(skew)?;
             let changed = c.exec(
                 "UPDATE runs SET lease_until_unix_s = ?1 WHERE id = ?2 AND status = 'running' AND owner = ?3",
-                &vals![now_s() + RUN_LEASE_S, id, owner],
+                &vals![now + RUN_LEASE_S, id, owner],
             )?;
             Ok(changed == 1)
         })
@@ -184,8 +187,9 @@ impl Journal {
     /// A write failure.
     pub fn claim_run(&self, id: i64, owner: &str) -> Result<bool, JournalError> {
         let owner = owner.to_string();
+        let skew = self.clock_skew_s;
         self.with(move |c| {
-            let now = now_s();
+            let now = c.clock_s(skew)?;
             let changed = c.exec(
                 "UPDATE runs SET owner = ?1, lease_until_unix_s = ?2
                  WHERE id = ?3 AND status = 'running' AND (owner = ?1 OR lease_until_unix_s <= ?4)",
@@ -210,12 +214,13 @@ impl Journal {
         limit: u32,
     ) -> Result<Vec<(RunRecord, Option<RunAccount>)>, JournalError> {
         let owner = owner.to_string();
+        let skew = self.clock_skew_s;
         self.with(move |c| {
             let lock = match c.dialect() {
                 Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
                 Dialect::Sqlite => "",
             };
-            let now = now_s();
+            let now = c.clock_s(skew)?;
             // One statement, not under the journal's write lock: the rows'
             // own locks share them out.
             let ids: Vec<i64> = {
@@ -229,7 +234,7 @@ impl Journal {
                     &vals![&owner, now + RUN_LEASE_S, now, i64::from(limit)],
                 )?
             };
-            Ok(resumable(c, &owner)?.into_iter().filter(|(r, _)| ids.contains(&r.id)).collect())
+            Ok(resumable(c, &owner, skew)?.into_iter().filter(|(r, _)| ids.contains(&r.id)).collect())
         })
     }
 
@@ -304,14 +309,15 @@ fn view_of(row: &Row) -> DbResult<Option<RunView>> {
     }))
 }
 
-fn resumable(c: &mut dyn Sql, owner: &str) -> DbResult<Vec<(RunRecord, Option<RunAccount>)>> {
+fn resumable(c: &mut dyn Sql, owner: &str, skew: i64) -> DbResult<Vec<(RunRecord, Option<RunAccount>)>> {
+    let now = c.clock_s(skew)?;
     let rows = c.rows(
         "SELECT r.id, r.request, r.started_unix_s, r.video_hash, r.lease_until_unix_s, r.account, k.max_usd_per_day,
                 k.id IS NULL OR k.revoked_unix_s IS NOT NULL
          FROM runs r LEFT JOIN api_keys k ON k.id = r.account
          WHERE r.status = 'running' AND r.owner IS NOT NULL AND (r.owner = ?1 OR r.lease_until_unix_s <= ?2)
          ORDER BY r.id",
-        &vals![owner, now_s()],
+        &vals![owner, now],
     )?;
     let mut out = Vec::new();
     for row in &rows {
@@ -404,6 +410,26 @@ mod tests {
         let ids: Vec<i64> = j.resumable_runs("me").unwrap().into_iter().map(|(r, _)| r.id).collect();
         assert!(!ids.contains(&cli), "a command line run is left to `vidgate resume`: {ids:?}");
     }}
+
+    /// Leases on PostgreSQL are read on the server's clock: an instance
+    /// whose own clock runs two minutes ahead sees another's run as live,
+    /// and takes it only once its lease has run out on the server. (On
+    /// SQLite, one machine, the process's clock is the only one.)
+    #[test]
+    fn an_instance_whose_clock_runs_ahead_takes_no_live_run_on_postgres() {
+        let Some(place) = crate::journal::testing::Place::new(crate::journal::testing::Kind::Postgres) else { return };
+        let (other, ahead) = (place.open(), place.open().with_clock_ahead(120));
+        let live = other.start_run(&request()).unwrap();
+        other.set_run_owner(live, None, "other").unwrap();
+        assert!(ahead.claim_abandoned("ahead", 10).unwrap().is_empty(), "a live run was taken");
+        assert!(!ahead.claim_run(live, "ahead").unwrap(), "a live run was taken");
+        assert!(ahead.resumable_runs("ahead").unwrap().is_empty());
+        // Its lease renewed by the clock that runs ahead still ends on the server's.
+        assert!(!ahead.renew_lease_of(live, "ahead").unwrap(), "not its run");
+        other.sql(move |c| c.exec("UPDATE runs SET lease_until_unix_s = 0 WHERE id = ?1", &vals![live])).unwrap();
+        let taken: Vec<i64> = ahead.claim_abandoned("ahead", 10).unwrap().into_iter().map(|(r, _)| r.id).collect();
+        assert_eq!(taken, vec![live], "once run out on the server, it is taken");
+    }
 
     on_both! { fn abandoned_runs_are_shared_out_among_instances_each_to_one(place) {
         let dead = place.open();
