@@ -49,6 +49,15 @@ pub struct Caller {
     pub account: Option<Account>,
 }
 
+impl Caller {
+    /// Whether this caller may see a run paid by the key `run_key`: a run
+    /// of its own key, or any run for an admin. Another key's runs are not
+    /// there for it (404), their ids counting in order as they do.
+    pub fn sees(&self, run_key: Option<&str>) -> bool {
+        self.admin || run_key == Some(self.id.as_str())
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 

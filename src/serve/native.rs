@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod retention;
 mod videos;
 
+use super::keys::Caller;
 use super::runs::Run;
 use super::{ApiError, App};
 
@@ -44,10 +45,11 @@ fn run_json(run: &Run) -> Result<Value, ApiError> {
     Ok(body)
 }
 
-/// The run `id`, held here or (a shared journal) by another instance.
-pub(super) async fn found(app: &App, id: i64) -> Result<std::sync::Arc<super::runs::Run>, ApiError> {
+/// The run `id`, held here or (a shared journal) by another instance, if
+/// `caller` may see it.
+pub(super) async fn found(app: &App, caller: &Caller, id: i64) -> Result<std::sync::Arc<super::runs::Run>, ApiError> {
     let run = app.runs.find(id).await.map_err(|e| ApiError::from(&e))?;
-    run.ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+    run.filter(|r| caller.sees(r.key.as_deref())).ok_or_else(|| ApiError::not_found(format!("no run {id}")))
 }
 
 /// 409 for what only the instance holding a run can do.
@@ -63,21 +65,23 @@ pub(super) fn elsewhere(id: i64) -> ApiError {
 }
 
 /// A run's state, and its report once done.
-async fn run_status(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let run = found(&app, id).await?;
+async fn run_status(State(app): State<App>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let run = found(&app, &caller, id).await?;
     Ok(Json(run_json(&run)?))
 }
 
-/// Every run served, newest first (on a shared database, every instance's).
-async fn list_runs(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+/// Every run served that the caller may see, newest first (on a shared
+/// database, every instance's).
+async fn list_runs(State(app): State<App>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let runs = app.runs.list_all().await?;
-    let data = runs.iter().map(|r| run_json(r)).collect::<Result<Vec<_>, _>>()?;
+    let seen = runs.iter().filter(|r| caller.sees(r.key.as_deref()));
+    let data = seen.map(|r| run_json(r)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
 /// Cancel a run; answers once it is over.
-async fn cancel_run(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let run = found(&app, id).await?;
+async fn cancel_run(State(app): State<App>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let run = found(&app, &caller, id).await?;
     if !app.runs.holds(id) && !run.state().is_over() {
         return Err(elsewhere(id));
     }
@@ -90,9 +94,10 @@ async fn cancel_run(State(app): State<App>, Path(id): Path<i64>) -> Result<Json<
 /// `report.vtt`; 409 while the run is not done.
 async fn report(
     State(app): State<App>,
+    caller: Caller,
     Path((id, file)): Path<(i64, String)>,
 ) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
-    let run = found(&app, id).await?;
+    let run = found(&app, &caller, id).await?;
     let super::runs::RunState::Done { report } = run.state() else {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,

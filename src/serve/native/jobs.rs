@@ -142,10 +142,11 @@ fn drain_next(mut rx: tokio::sync::broadcast::Receiver<Progress>, run: Arc<Run>)
 /// `event: end` with the run's status.
 pub(super) async fn events(
     State(app): State<App>,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let Some(run) = app.runs.get(id) else {
-        return Err(match super::found(&app, id).await {
+    let Some(run) = app.runs.get(id).filter(|r| caller.sees(r.key.as_deref())) else {
+        return Err(match super::found(&app, &caller, id).await {
             Ok(_) => super::elsewhere(id),
             Err(e) => e,
         });

@@ -28,7 +28,7 @@ fn a_budget_that_runs_out_mid_run_fails_the_run_with_402_and_what_was_done() {
     let server = Server::start(config("fake"), vec![("fake", fake.clone() as Arc<dyn Provider>)]);
     let mut request = VideoRequest::new(testsrc_10s(), Task::Describe);
     request.constraints.max_cost_usd = Some(15.0 * UNIT_USD);
-    let run = block_on(server.app.runs.submit(Submission { request, account: None })).unwrap();
+    let run = block_on(server.app.runs.submit(Submission { request, account: Some(server.account.clone()) })).unwrap();
     let state = block_on(run.finished());
     let RunState::Failed { error, http_status, partial } = &state else { panic!("{state:?}") };
     assert_eq!(*http_status, 402, "{error}");

@@ -206,7 +206,7 @@ fn a_key_over_its_daily_budget_is_refused_before_any_call() {
     let (server, fake) = with_fake();
     let journal = server.journal_path();
     make_key(&server, json!({"name": "rich", "max_usd_per_day": 10.0}));
-    make_key(&server, json!({"name": "broke", "max_usd_per_day": 1.0}));
+    let (broke_key, _) = make_key(&server, json!({"name": "broke", "max_usd_per_day": 1.0}));
     // A key with room runs, and its spend is counted on it.
     let rich = account(&journal, "rich");
     let (_, state) = run(&server, &rich, &clip("testsrc"));
@@ -227,7 +227,7 @@ fn a_key_over_its_daily_budget_is_refused_before_any_call() {
     assert_eq!(*http_status, 402, "{error}");
     assert_eq!(fake.calls(), calls, "the provider got no call");
     assert!((spent_today(&journal, &broke.id) - 1.0).abs() < 1e-9, "nothing more was spent");
-    let (status, _, body) = get(&server.client(), &server.url(&format!("/v1/runs/{id}")));
+    let (status, _, body) = get(&client_with(&broke_key), &server.url(&format!("/v1/runs/{id}")));
     assert_eq!(status, StatusCode::OK);
     assert_eq!((json(&body)["status"].clone(), json(&body)["http_status"].clone()), (json!("failed"), json!(402)));
 }

@@ -35,6 +35,9 @@ pub struct Server {
     pub key: String,
     /// A key made with `--admin`: key management and `/metrics`.
     pub admin_key: String,
+    /// The account of [`Server::key`]: runs submitted in the process under
+    /// it are that key's, which it reads over HTTP (another key does not).
+    pub account: vidgate::gateway::Account,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -69,9 +72,11 @@ impl Server {
         let journal = journal.unwrap_or_else(|| Journal::open(&dir.path().join("journal.sqlite3")).unwrap());
         let make = |name: &str, admin: bool| {
             let new = NewKey { name: format!("{name}{tag}"), admin, ..NewKey::default() };
-            journal.create_key(&new).unwrap().key.expose().to_string()
+            let made = journal.create_key(&new).unwrap();
+            (made.key.expose().to_string(), made.record.id)
         };
-        let (key, admin_key) = (make("test-client", false), make("test-admin", true));
+        let ((key, id), (admin_key, _)) = (make("test-client", false), make("test-admin", true));
+        let account = vidgate::gateway::Account { id, max_usd_per_day: None };
         let mut gateway = Gateway::with_journal(config, journal);
         for (name, provider) in providers {
             gateway = gateway.with_provider(name, provider);
@@ -88,7 +93,7 @@ impl Server {
                 })
                 .await;
         });
-        Self { app, addr, base: format!("http://{addr}"), key, admin_key, stop: Some(stop), _dir: dir }
+        Self { app, addr, base: format!("http://{addr}"), key, admin_key, account, stop: Some(stop), _dir: dir }
     }
 
     /// A client that sends the server's test key on every request.
@@ -149,7 +154,9 @@ fn a_submitted_run_ends_with_its_report_under_its_journal_id() {
     let (server, fake) = with_fake();
     let clip = crate::util::testsrc_10s();
     let request = VideoRequest::new(&clip, Task::Timeline);
-    let run = crate::util::block_on(server.app.runs.submit(Submission { request, account: None })).unwrap();
+    let run =
+        crate::util::block_on(server.app.runs.submit(Submission { request, account: Some(server.account.clone()) }))
+            .unwrap();
     let state = crate::util::block_on(run.finished());
     assert_eq!(state.name(), "done", "{state:?}");
     let body: serde_json::Value = crate::util::block_on(async {

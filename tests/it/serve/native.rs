@@ -12,9 +12,10 @@ fn runs_are_listed_newest_first_and_an_unknown_one_cannot_be_cancelled() {
     let clip = crate::util::testsrc_10s();
     let mut ids = vec![];
     for _ in 0..2 {
-        let run = block_on(
-            server.app.runs.submit(Submission { request: VideoRequest::new(&clip, Task::Timeline), account: None }),
-        )
+        let run = block_on(server.app.runs.submit(Submission {
+            request: VideoRequest::new(&clip, Task::Timeline),
+            account: Some(server.account.clone()),
+        }))
         .unwrap();
         block_on(run.finished());
         ids.push(run.id);
@@ -39,9 +40,10 @@ fn runs_are_listed_newest_first_and_an_unknown_one_cannot_be_cancelled() {
 fn a_done_run_gives_its_report_in_four_formats() {
     let (server, _) = with_fake();
     let clip = crate::util::testsrc_10s();
-    let run = block_on(
-        server.app.runs.submit(Submission { request: VideoRequest::new(&clip, Task::Timeline), account: None }),
-    )
+    let run = block_on(server.app.runs.submit(Submission {
+        request: VideoRequest::new(&clip, Task::Timeline),
+        account: Some(server.account.clone()),
+    }))
     .unwrap();
     block_on(run.finished());
     for (ext, kind, needle) in [

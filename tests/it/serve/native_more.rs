@@ -70,10 +70,15 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 /// A run's JSON once it is over.
 fn finished(server: &Server, id: i64) -> Value {
+    finished_as(server, &server.client(), id)
+}
+
+/// [`finished`], read by `client`.
+fn finished_as(server: &Server, client: &reqwest::Client, id: i64) -> Value {
     let run = server.app.runs.get(id).unwrap_or_else(|| panic!("no run {id}"));
     block_on(run.finished());
-    let (status, _, body) = send(server.client().get(server.url(&format!("/v1/runs/{id}"))));
-    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(client.get(server.url(&format!("/v1/runs/{id}"))));
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     json_of(&body)
 }
 
@@ -408,14 +413,29 @@ fn twenty_clients_at_once_each_get_their_own_report_and_each_unit_is_paid_once()
     // Each run needs the same units (frames of one video; the question only
     // in its last call): the first to need a unit pays, the others read it
     // back from the journal.
-    for (_, run) in &submitted {
-        finished(&server, *run);
+    for ((_, run), client) in submitted.iter().zip(&clients) {
+        finished_as(&server, client, *run);
     }
     let jobs = fake.jobs();
     let mut total = 0;
     let mut units = None;
-    for (question, run) in &submitted {
-        let body = finished(&server, *run);
+    for (i, ((question, run), client)) in submitted.iter().zip(&clients).enumerate() {
+        let body = finished_as(&server, client, *run);
+        // Another client's key neither reads nor lists it, nor its report,
+        // events or cancelling; an admin key does.
+        let other = &clients[(i + 1) % clients.len()];
+        for path in ["", "/report.json", "/events"] {
+            let (status, _, _) = send(other.get(server.url(&format!("/v1/runs/{run}{path}"))));
+            assert_eq!(status, StatusCode::NOT_FOUND, "run {run}{path} read by another key");
+        }
+        let (status, _, _) = send(other.delete(server.url(&format!("/v1/runs/{run}"))));
+        assert_eq!(status, StatusCode::NOT_FOUND, "run {run} cancelled by another key");
+        let (_, _, listed) = send(other.get(server.url("/v1/runs")));
+        let listed: Vec<i64> =
+            json_of(&listed)["data"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        assert!(!listed.contains(run), "run {run} listed for another key: {listed:?}");
+        let admin = client_with(&server.admin_key);
+        assert_eq!(send(admin.get(server.url(&format!("/v1/runs/{run}")))).0, StatusCode::OK);
         assert_eq!((&body["status"], &body["id"]), (&json!("done"), &json!(run)), "{body}");
         let held = server.app.runs.get(*run).unwrap();
         assert!(matches!(&held.request.task, Task::Ask { question: q } if q == question), "{:?}", held.request);

@@ -57,7 +57,8 @@ fn get(app: &App, path: &str) -> serde_json::Value {
         let client = reqwest::Client::new();
         let mut request = client.get(format!("{base}{path}"));
         let name = format!("restart-{}", vidgate::serve::uploads::new_id());
-        let new = vidgate::journal::NewKey { name, ..Default::default() };
+        // An admin key: it reads every run, whichever key started it.
+        let new = vidgate::journal::NewKey { name, admin: true, ..Default::default() };
         let key = app.gateway().journal().create_key(&new).unwrap().key.expose().to_string();
         request = request.bearer_auth(key);
         let body = request.send().await.unwrap().json().await.unwrap();
