@@ -286,11 +286,7 @@ impl Runs {
     /// A run of another instance, for reading: none when it is over and its
     /// outcome forgotten (or a continuation took it on).
     fn seen(&self, view: crate::journal::RunView) -> Option<Arc<Run>> {
-        let state = match view.outcome.map(serde_json::from_value::<RunState>) {
-            Some(Ok(state)) => state,
-            _ if view.status == "running" => RunState::Running,
-            _ => return None,
-        };
+        let state = state_of(&view)?;
         Some(self.new_run(view.id, view.request, view.account, view.started_unix_s, state))
     }
 
@@ -641,8 +637,7 @@ async fn follow(gateway: Arc<Gateway>, run: Arc<Run>, closing: CancellationToken
         match gateway.on_journal(move |j| j.run_view(id)).await {
             Ok(Some(view)) if view.status == "running" => {}
             Ok(Some(view)) => {
-                let end = view.outcome.map(serde_json::from_value::<RunState>);
-                if let Some(Ok(state)) = end {
+                if let Some(state) = state_of(&view) {
                     run.state.send_replace(state);
                 }
                 return;
@@ -650,6 +645,17 @@ async fn follow(gateway: Arc<Gateway>, run: Arc<Run>, closing: CancellationToken
             Ok(None) => return,
             Err(e) => tracing::debug!(run = id, error = %e, "cannot read the run another instance took"),
         }
+    }
+}
+
+/// A run's state as the journal has it: its kept outcome, or running;
+/// none when it is over and its outcome forgotten (or a continuation took
+/// it on).
+fn state_of(view: &crate::journal::RunView) -> Option<RunState> {
+    match view.outcome.clone().map(serde_json::from_value::<RunState>) {
+        Some(Ok(state)) => Some(state),
+        _ if view.status == "running" => Some(RunState::Running),
+        _ => None,
     }
 }
 
