@@ -101,9 +101,21 @@ pub(crate) fn target(url: &str) -> DbResult<Target> {
     Ok(Target { url, tls: Some(MakeRustlsConnect::new(config)) })
 }
 
+/// The most a roots file is read: Amazon RDS's bundle of every region's
+/// authorities is about 160 KB.
+const MAX_ROOTS_BYTES: u64 = 4 << 20;
+
 fn read_roots(file: &Path) -> DbResult<Vec<CertificateDer<'static>>> {
+    use std::io::Read;
     let shown = file.display();
-    let pem = std::fs::read(file).map_err(|e| DbError::new(format!("sslrootcert {shown}: {e}")))?;
+    let fail = |e: std::io::Error| DbError::new(format!("sslrootcert {shown}: {e}"));
+    let mut pem = Vec::new();
+    std::fs::File::open(file).and_then(|f| f.take(MAX_ROOTS_BYTES + 1).read_to_end(&mut pem)).map_err(fail)?;
+    if pem.len() as u64 > MAX_ROOTS_BYTES {
+        return Err(DbError::new(format!(
+            "sslrootcert {shown}: over {MAX_ROOTS_BYTES} bytes, not a file of certificates"
+        )));
+    }
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| DbError::new(format!("sslrootcert {shown}: not PEM certificates: {e}")))?;
@@ -198,7 +210,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "no certificate here\n").unwrap();
-        for (file, says) in [(dir.path().join("missing.pem"), "No such file"), (empty, "holds no certificate")] {
+        let cases = [
+            (dir.path().join("missing.pem"), "No such file"),
+            (empty, "holds no certificate"),
+            // A device that never ends is read no further than the limit.
+            (std::path::PathBuf::from("/dev/zero"), "over 4194304 bytes"),
+        ];
+        for (file, says) in cases {
             let url = format!("postgres://u@db/v?sslmode=verify-full&sslrootcert={}", file.display());
             let err = target(&url).err().unwrap().to_string();
             assert!(err.contains(&file.display().to_string()) && err.contains(says), "{err}");
